@@ -1,0 +1,1 @@
+"""wfboost tests."""

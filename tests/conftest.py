@@ -1,0 +1,94 @@
+"""Shared fixtures: real Valkey, real certificates, the real server on loopback, and the API server's part."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.apiserver import ApiServer
+from tests.harness.running import RunningServer
+from wfboost.demo.processes import RedisProcess, start_redis
+from wfboost.webhook.certs import create_ca, create_serving_cert, service_names
+from wfboost.webhook.server import WebhookServer
+from wfboost.webhook.settings import ServerSettings
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    directory: Path  # tls.crt, tls.key (what the server mounts)
+    ca_bundle: Path  # what the API server trusts (the webhook configuration's caBundle)
+
+
+def write_tls_material(directory: Path) -> TlsMaterial:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = create_ca()
+    serving = create_serving_cert(ca, service_names("wfboost", "wfboost"))
+    (directory / "tls.crt").write_bytes(serving.cert_pem)
+    (directory / "tls.key").write_bytes(serving.key_pem)
+    bundle = directory.parent / f"{directory.name}-ca.crt"
+    bundle.write_bytes(ca.cert_pem)
+    return TlsMaterial(directory, bundle)
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
+    return write_tls_material(tmp_path_factory.mktemp("tls") / "serving")
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[RedisProcess]:
+    """One Valkey for the session, started here on a free port; tests that need isolation flush it (it is ours)."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Webhook:
+    running: RunningServer
+    api: ApiServer
+
+    @property
+    def server(self) -> WebhookServer:
+        return self.running.server
+
+
+StartWebhook = Callable[..., Webhook]
+
+
+@pytest.fixture
+def start_webhook(tls_material: TlsMaterial, tmp_path: Path) -> Iterator[StartWebhook]:
+    """Start the real server (HTTPS on loopback); keyword arguments override settings or inject parts."""
+    started: list[RunningServer] = []
+
+    def start(*, settings: dict[str, Any] | None = None, **parts: Any) -> Webhook:
+        options: dict[str, Any] = {"cert_dir": tls_material.directory, "host": "127.0.0.1", "port": 0}
+        options.update(settings or {})
+        running = RunningServer(WebhookServer(ServerSettings(**options), **parts)).start()
+        started.append(running)
+        return Webhook(running, ApiServer(running.port, tls_material.ca_bundle))
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def webhook(start_webhook: StartWebhook) -> Webhook:
+    return start_webhook()
+
+
+def corpus_dir(*parts: str) -> Path:
+    """A folder of the shared corpus, or a clear skip when this checkout has none beside it."""
+    path = CORPUS.joinpath(*parts)
+    if not path.is_dir():
+        pytest.skip(f"the shared corpus is not present at {path} (a checkout outside the workplace)")
+    return path

@@ -1,0 +1,1 @@
+"""Test harness: the API server's part, the running server, schema validation."""

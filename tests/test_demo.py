@@ -1,0 +1,70 @@
+"""`make run` (`wfboost demo`): the account it prints, and a clean stop on Ctrl-C with nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import corpus_dir
+
+DEMO = [sys.executable, "-m", "wfboost", "demo"]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for every purpose but the process table.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def test_the_demo_prints_an_account_of_every_pod() -> None:
+    done = subprocess.run(DEMO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Workflow churn-model-" in out
+    pods = re.findall(r"^  pod (\S+)\s+(\w+)", out, re.M)
+    assert len(pods) == 6 and all(outcome == "unchanged" for _, outcome in pods)
+    assert "6 pods admitted over HTTPS" in out and "fail-open answers: 0" in out
+    for pid in map(int, re.findall(r"pid (\d+)", out)):
+        assert not pid_alive(pid), f"process {pid} left behind"
+
+
+def test_the_demo_replays_a_corpus_workflow() -> None:
+    folder = corpus_dir("kfp-v2-argo-compiled-workflows")
+    done = subprocess.run(
+        [*DEMO, "--workflow", str(folder / "add_numbers.yaml"), "--layout", "v3.5.14"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 pods admitted over HTTPS" in done.stdout
+
+
+def test_ctrl_c_stops_everything_it_started() -> None:
+    proc = subprocess.Popen([*DEMO, "--pace", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pids: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(pids) < 2:
+        line = proc.stdout.readline()
+        pids += [int(p) for p in re.findall(r"pid (\d+)", line)]
+    assert len(pids) == 2, "the demo did not report its Valkey and webhook processes"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; everything it started has been stopped" in err
+    assert "Traceback" not in err
+    for pid in pids:
+        assert not pid_alive(pid), f"process {pid} left behind after Ctrl-C"
+
+
+def test_a_missing_workflow_file_is_one_clear_line() -> None:
+    done = subprocess.run([*DEMO, "--workflow", "/nonexistent.yaml"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("wfboost demo: cannot read /nonexistent.yaml")

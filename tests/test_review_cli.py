@@ -1,0 +1,104 @@
+"""`wfboost review FILE|-`: the admission pipeline offline, on pods, Workflows and AdmissionReviews."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from tests.conftest import corpus_dir
+from wfboost.argo.podgen_layouts import V3_7
+from wfboost.demo.replay import plan_workflow
+from wfboost.demo.runner import default_workflow_text
+from wfboost.webhook.reviews import review_for_object
+
+REVIEW = [sys.executable, "-m", "wfboost", "review"]
+
+
+def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*REVIEW, *args], input=stdin, capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.fixture(scope="module")
+def argo_pod() -> dict[str, object]:
+    plan = plan_workflow(yaml.safe_load(default_workflow_text()), V3_7.name, namespace="ml-team")
+    return plan.pods[0].pod
+
+
+def test_review_of_a_pod_file_prints_the_admission_response(argo_pod: dict[str, object], tmp_path: Path) -> None:
+    path = tmp_path / "pod.json"
+    path.write_bytes(orjson.dumps(argo_pod))
+    done = run(str(path))
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+    assert answer["response"]["allowed"] is True
+    assert "pods: unchanged" in done.stderr
+
+
+def test_review_of_a_corpus_workflow_with_show_object() -> None:
+    path = corpus_dir("argo-examples") / "examples__dag-diamond-steps.yaml"
+    original = yaml.safe_load(path.read_text())
+    done = run(str(path), "--show-object")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == original
+
+
+def test_review_from_stdin_of_an_admission_review(argo_pod: dict[str, object]) -> None:
+    review = review_for_object(argo_pod, uid="from-stdin", api_version="admission.k8s.io/v1beta1")
+    done = run("-", stdin=json.dumps(review))
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["apiVersion"] == "admission.k8s.io/v1beta1" and answer["response"]["uid"] == "from-stdin"
+
+
+def test_review_of_a_multi_document_file_answers_each(tmp_path: Path) -> None:
+    path = corpus_dir("argo-examples") / "examples__cluster-workflow-template__clustertemplates.yaml"
+    done = run(str(path))
+    assert done.returncode == 1  # ClusterWorkflowTemplates are not admitted by wfboost: said plainly
+    assert "kind 'ClusterWorkflowTemplate' is not admitted by wfboost" in done.stderr
+    assert "Traceback" not in done.stderr
+    two = tmp_path / "two.yaml"
+    wf = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "a"}, "spec": {}}
+    two.write_text(yaml.safe_dump_all([wf, {**wf, "metadata": {"name": "b"}}]))
+    done = run(str(two))
+    assert done.returncode == 0 and done.stderr.count("workflows: unchanged") == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not: [valid", "neither JSON nor YAML"),
+        ("- just\n- a list\n", "document 1 is a str, not an object"),
+        ("kind: Pod\n", "no apiVersion/kind"),
+        ("", "no document found"),
+    ],
+)
+def test_bad_input_is_one_clear_line(content: str, message: str, tmp_path: Path) -> None:
+    done = run("-", stdin=content)
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_file_and_a_bad_policy_are_clear(tmp_path: Path, argo_pod: dict[str, object]) -> None:
+    done = run(str(tmp_path / "absent.yaml"))
+    assert done.returncode == 1 and "No such file or directory" in done.stderr
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nmemoize: {maxStaleness: P7X}\n")
+    done = run("-", "--policy", str(policy), stdin=json.dumps(argo_pod))
+    assert done.returncode == 1 and "is invalid" in done.stderr and "memoize.maxStaleness" in done.stderr
+
+
+def test_redis_url_from_the_environment_and_down_means_unchanged(argo_pod: dict[str, object]) -> None:
+    import os
+
+    env = {**os.environ, "WFBOOST_REDIS_URL": "redis://127.0.0.1:1/0"}
+    done = run("-", stdin=json.dumps(argo_pod), env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["response"]["allowed"] is True

@@ -1,0 +1,3 @@
+from wfboost.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Argo Workflows pod layouts across controller versions."""

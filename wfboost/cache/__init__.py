@@ -1,0 +1,1 @@
+"""Everything with state: cache keys, the Redis store, leases, recorder, side store."""

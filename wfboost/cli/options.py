@@ -1,0 +1,30 @@
+"""Options shared by several commands, each also readable from an environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """Where state lives: Redis/Valkey, the side store, and the policy file."""
+    parser.add_argument(
+        "--redis-url",
+        default=env_default("WFBOOST_REDIS_URL"),
+        help="Redis/Valkey URL, e.g. redis://host:6379/0 (env WFBOOST_REDIS_URL); without it, nothing is cached",
+    )
+    parser.add_argument(
+        "--sidestore-url",
+        default=env_default("WFBOOST_SIDESTORE_URL"),
+        help="side store base URL (env WFBOOST_SIDESTORE_URL)",
+    )
+    parser.add_argument(
+        "--policy",
+        default=env_default("WFBOOST_POLICY"),
+        help="policy YAML file (env WFBOOST_POLICY); without it, the built-in default policy",
+    )

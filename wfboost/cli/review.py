@@ -1,0 +1,69 @@
+"""`wfboost review FILE|-`: what the webhook would do to a pod, Workflow or task result, offline."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import orjson
+
+from wfboost.cli.options import add_store_options
+from wfboost.policy import Policy
+from wfboost.webhook.offline import (
+    Reviewed,
+    ReviewInputError,
+    offline_admission,
+    parse_documents,
+    policy_from_file,
+    review_all,
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "review",
+        help="run the admission pipeline on an object or AdmissionReview and print the answer",
+        description=(
+            "Reads a pod, Workflow or WorkflowTaskResult (a bare object is wrapped as a CREATE review) or an "
+            "AdmissionReview, JSON or YAML, from FILE or stdin ('-'), runs the same admission pipeline as the "
+            "server and prints the AdmissionReview response (one per document)."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="input file, or - for stdin")
+    p.add_argument("--show-object", action="store_true", help="print the patched object instead of the response")
+    p.add_argument("--namespace", default=None, help="namespace for bare objects without metadata.namespace")
+    add_store_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            text, source = sys.stdin.read(), "stdin"
+        else:
+            with open(args.file, encoding="utf-8") as handle:
+                text, source = handle.read(), args.file
+        docs = parse_documents(text, source)
+        policy = policy_from_file(args.policy)
+        results = asyncio.run(_review(docs, policy, args))
+    except OSError as exc:
+        print(f"wfboost review: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except ReviewInputError as exc:
+        print(f"wfboost review: {exc}", file=sys.stderr)
+        return 1
+    for result in results:
+        shown = result.patched_object if args.show_object else result.outcome.review
+        sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
+        note = f"{result.route}: {result.outcome.outcome}"
+        if result.outcome.fail_open:
+            note += f" ({result.outcome.fail_open.value}: {result.outcome.detail})"
+        print(f"wfboost review: {note}", file=sys.stderr)
+    return 0
+
+
+async def _review(docs: list[dict[str, Any]], policy: Policy, args: argparse.Namespace) -> list[Reviewed]:
+    async with offline_admission(policy, args.redis_url) as admission:
+        return await review_all(docs, admission, namespace=args.namespace)

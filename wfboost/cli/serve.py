@@ -1,0 +1,65 @@
+"""`wfboost serve`: the HTTPS admission server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from wfboost.cli.options import add_store_options, env_default
+from wfboost.webhook.server import serve
+from wfboost.webhook.settings import ServerSettings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("serve", help="run the HTTPS admission server")
+    p.add_argument("--host", default=env_default("WFBOOST_HOST", "0.0.0.0"), help="listen address")
+    p.add_argument("--port", type=int, default=int(env_default("WFBOOST_PORT", "8443") or 8443))
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env_default("WFBOOST_METRICS_PORT", "0") or 0),
+        help="plain-HTTP port for /healthz, /readyz, /metrics (0: only on the HTTPS port)",
+    )
+    p.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=Path(env_default("WFBOOST_CERT_DIR", "/etc/wfboost/tls") or "/etc/wfboost/tls"),
+        help="directory holding tls.crt and tls.key (a mounted Secret; re-read when it changes)",
+    )
+    p.add_argument(
+        "--namespace",
+        default=env_default("POD_NAMESPACE", "wfboost"),
+        help="the webhook's own namespace, never admitted (env POD_NAMESPACE)",
+    )
+    p.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=float(env_default("WFBOOST_WEBHOOK_TIMEOUT", "10") or 10),
+        help="timeoutSeconds of the MutatingWebhookConfiguration; the internal deadline stays below it",
+    )
+    p.add_argument("--reload-interval", type=float, default=10.0, help="seconds between certificate/policy checks")
+    add_store_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        cert_dir=args.cert_dir,
+        policy_path=Path(args.policy) if args.policy else None,
+        own_namespace=args.namespace,
+        redis_url=args.redis_url,
+        sidestore_url=args.sidestore_url,
+        webhook_timeout=args.webhook_timeout,
+        reload_interval=args.reload_interval,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"wfboost serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0

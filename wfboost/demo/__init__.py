@@ -1,0 +1,1 @@
+"""`make run`: the main job on an embedded default, no cluster needed."""

@@ -1,0 +1,36 @@
+"""The pods the Argo controller would create for a workflow, in order, for `wfboost demo` to replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wfboost.argo.podgen_layouts import LAYOUTS, V3_7, layout_by_name
+from wfboost.argo.walk import walk
+
+LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
+DEFAULT_LAYOUT = V3_7.name
+
+
+@dataclass(frozen=True)
+class PodToAdmit:
+    step: str  # the node name, e.g. churn-model-x[0].train(1:0.003)
+    pod: dict[str, Any]
+    configmap: dict[str, Any] | None  # the offloaded ARGO_TEMPLATE, when the controller creates one first
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    workflow: dict[str, Any]  # as the API server admits it: generateName resolved to a name
+    pods: list[PodToAdmit]
+
+
+def plan_workflow(workflow: dict[str, Any], layout_name: str, *, namespace: str) -> ReplayPlan:
+    """Expand the workflow as the controller would and build each step's pod for the named Argo layout."""
+    scoped = {**workflow, "metadata": {**workflow.get("metadata", {}), "namespace": namespace}}
+    walked = walk(scoped)
+    built, _refused = walked.build_pods(layout=layout_by_name(layout_name))
+    pods = [PodToAdmit(step=b.node_name, pod=b.pod, configmap=b.configmap) for b in built]
+    admitted = {**scoped, "metadata": {**walked.workflow["metadata"]}}
+    admitted["metadata"].pop("uid", None)  # assigned by the API server after admission
+    return ReplayPlan(workflow=admitted, pods=pods)

@@ -1,0 +1,24 @@
+"""Names of the per-step controls (pod labels or annotations, set through a template's `metadata`).
+
+They live next to the policy because each one refines a policy default of the same name: `wfboost.io/cache`
+switches memoization for one step where `memoize` is on for the namespace, `wfboost.io/max-staleness` replaces
+`memoize.maxStaleness` (and is clamped by `memoize.maxStalenessLimit`), `wfboost.io/latch` switches latching
+for one step where `latch` is on. Keeping the names here lets every layer above use them without a second
+spelling.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["CACHE", "CACHE_SEED", "LATCH", "MAX_STALENESS", "PREFIX"]
+
+PREFIX: Final = "wfboost.io/"
+# "false" turns memoization off for the step (nothing looked up, nothing recorded).
+CACHE: Final = PREFIX + "cache"
+# ISO-8601 duration; "P0D" never reuses an entry (the result is still recorded).
+MAX_STALENESS: Final = PREFIX + "max-staleness"
+# Any string; part of the cache key, so changing it starts a fresh cache for the step.
+CACHE_SEED: Final = PREFIX + "cache-seed"
+# "false" makes the step run even when an identical one is in flight.
+LATCH: Final = PREFIX + "latch"

@@ -1,0 +1,334 @@
+"""The policy as frozen dataclasses, and the rules that turn it into effective settings for one namespace.
+
+Every default lives here, once: the loader only overrides what the file names, and `Policy.default()` is the
+policy of a webhook started without a file (features off, every object passed through untouched).
+
+Callers never read sections and overrides themselves; they ask `namespace_in_scope`, `memoize_settings_for` or
+`latch_settings_for`, so the precedence rules (always-excluded namespaces, scope, feature switches, overrides
+in file order) are written in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Final, Literal, TypedDict
+
+from .selector import LabelSelector, matches_any_glob
+
+__all__ = [
+    "ALWAYS_EXCLUDED_NAMESPACES",
+    "API_VERSION",
+    "DEFAULT_REPLAY_IMAGE",
+    "KIND",
+    "EffectiveLatch",
+    "EffectiveMemoize",
+    "Features",
+    "ImagePullPolicy",
+    "LatchOverride",
+    "LatchSettings",
+    "MemoizeOverride",
+    "MemoizeSettings",
+    "NamespaceOverride",
+    "NamespaceScope",
+    "Policy",
+    "ReplayResources",
+    "ReplaySettings",
+    "ResourceRequirementsBody",
+    "ShrinkSettings",
+    "SideStoreSettings",
+]
+
+API_VERSION: Final = "wfboost.io/v1alpha1"
+KIND: Final = "Policy"
+
+# Out of scope whatever the file says: mutating kube-system can break the cluster itself, and the webhook's
+# own namespace must stay admissible even when the webhook misbehaves (its own pods, its Redis, its side
+# store).
+ALWAYS_EXCLUDED_NAMESPACES: frozenset[str] = frozenset({"kube-system"})
+
+# The image built from deploy/ for replayed cache hits; overridden with memoize.replay.image.
+DEFAULT_REPLAY_IMAGE = "ghcr.io/wfboost/replay:0.1.0"
+
+ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+class ResourceRequirementsBody(TypedDict, total=False):
+    """A container's `resources` as the Kubernetes API spells it."""
+
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+
+@dataclass(frozen=True)
+class NamespaceScope:
+    """Which namespaces the webhook acts in at all (`namespaces:` in the file)."""
+
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    # When set, a namespace is in scope only if its labels are known and match.
+    selector: LabelSelector | None = None
+
+
+@dataclass(frozen=True)
+class Features:
+    """One switch per feature; all off, so installing the webhook changes nothing until an admin opts in."""
+
+    memoize: bool = False
+    latch: bool = False
+    shrink_workflows: bool = False
+    shrink_task_results: bool = False
+
+
+@dataclass(frozen=True)
+class ReplayResources:
+    """Requests and limits of the replay container, as sorted (name, quantity) pairs to stay hashable."""
+
+    requests: tuple[tuple[str, str], ...] = (("cpu", "10m"), ("memory", "16Mi"))
+    limits: tuple[tuple[str, str], ...] = (("cpu", "100m"), ("memory", "64Mi"))
+
+    def as_kubernetes(self) -> ResourceRequirementsBody:
+        """The body to put in a container's `resources` (a fresh dict each call, safe to mutate)."""
+        body: ResourceRequirementsBody = {}
+        if self.requests:
+            body["requests"] = dict(self.requests)
+        if self.limits:
+            body["limits"] = dict(self.limits)
+        return body
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """The container that replays a cache hit's outputs."""
+
+    image: str = DEFAULT_REPLAY_IMAGE
+    image_pull_policy: ImagePullPolicy = "IfNotPresent"
+    resources: ReplayResources = field(default_factory=ReplayResources)
+
+
+@dataclass(frozen=True)
+class MemoizeSettings:
+    """The `memoize:` section: where memoization is on and the defaults a step's annotations refine."""
+
+    # Memoization is on in a namespace matching one of these globs, or whose labels match the selector.
+    namespaces: tuple[str, ...] = ()
+    namespace_selector: LabelSelector | None = None
+    # Default for steps without `wfboost.io/max-staleness`; timedelta(0) (P0D) means never reuse.
+    max_staleness: timedelta = timedelta(days=7)
+    # Admin ceiling on any staleness a step asks for; None means no ceiling.
+    max_staleness_limit: timedelta | None = None
+    share_across_namespaces: bool = False
+    allow_writable_volumes: bool = False
+    require_digest_pinned_images: bool = False
+    replay: ReplaySettings = field(default_factory=ReplaySettings)
+
+
+@dataclass(frozen=True)
+class LatchSettings:
+    """The `latch:` section: the lease a leader holds while followers wait for its result."""
+
+    lease_ttl: timedelta = timedelta(seconds=30)
+    heartbeat: timedelta = timedelta(seconds=10)
+    # How long a follower waits for the leader's result before it runs the step itself.
+    follower_wait: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ShrinkSettings:
+    """The `shrink:` section, read by both shrink features (workflows and task results)."""
+
+    # A single value (parameter, annotation, string) at least this long is moved to the side store.
+    value_threshold_bytes: int = 4096
+    # Objects smaller than this are left alone: a side-store round trip costs more than it saves on them.
+    object_threshold_bytes: int = 65536
+    # zstd level for values compressed at rest (1 fastest … 19 smallest).
+    compression_level: int = 3
+
+
+@dataclass(frozen=True)
+class SideStoreSettings:
+    """The `sideStore:` section: where moved-out values go."""
+
+    url: str | None = None
+    # Bytes one namespace may hold in the side store; None means no quota.
+    namespace_quota_bytes: int | None = 10 * 1024**3
+
+
+@dataclass(frozen=True)
+class MemoizeOverride:
+    """Per-namespace replacements for `memoize:` defaults; None keeps the value from below.
+
+    `shareAcrossNamespaces` and the replay container are deliberately global: sharing is a property of the
+    whole cache key space, and a replay image that differs per namespace would make hits depend on where they
+    run.
+    """
+
+    enabled: bool | None = None
+    max_staleness: timedelta | None = None
+    max_staleness_limit: timedelta | None = None
+    allow_writable_volumes: bool | None = None
+    require_digest_pinned_images: bool | None = None
+
+
+@dataclass(frozen=True)
+class LatchOverride:
+    """Per-namespace replacements for `latch:` defaults; None keeps the value from below."""
+
+    enabled: bool | None = None
+    lease_ttl: timedelta | None = None
+    heartbeat: timedelta | None = None
+    follower_wait: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class NamespaceOverride:
+    """One `overrides:` entry: applies to namespaces matching a glob or whose labels match the selector."""
+
+    namespaces: tuple[str, ...] = ()
+    namespace_selector: LabelSelector | None = None
+    memoize: MemoizeOverride = field(default_factory=MemoizeOverride)
+    latch: LatchOverride = field(default_factory=LatchOverride)
+
+    def applies_to(self, namespace: str, labels: Mapping[str, str] | None) -> bool:
+        """True when the namespace's name matches a glob or its (known) labels match the selector."""
+        if matches_any_glob(namespace, self.namespaces):
+            return True
+        return self.namespace_selector is not None and self.namespace_selector.matches(labels)
+
+
+@dataclass(frozen=True)
+class EffectiveMemoize:
+    """Memoization settings for one namespace after scope, switches and overrides."""
+
+    enabled: bool
+    max_staleness: timedelta
+    max_staleness_limit: timedelta | None
+    share_across_namespaces: bool
+    allow_writable_volumes: bool
+    require_digest_pinned_images: bool
+    replay: ReplaySettings
+
+    def staleness(self, requested: timedelta | None) -> timedelta:
+        """The staleness a step gets: its own `wfboost.io/max-staleness` or the default, clamped by the limit.
+
+        The default is clamped too, so an override that raises the default past the admin limit cannot bypass
+        it.
+        """
+        wanted = self.max_staleness if requested is None else requested
+        if self.max_staleness_limit is not None:
+            wanted = min(wanted, self.max_staleness_limit)
+        return max(wanted, timedelta(0))
+
+
+@dataclass(frozen=True)
+class EffectiveLatch:
+    """Latching settings for one namespace after scope, switches and overrides."""
+
+    enabled: bool
+    lease_ttl: timedelta
+    heartbeat: timedelta
+    follower_wait: timedelta
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The whole policy. Build it with `Policy.default()` or `load_policy()`; query it with the methods."""
+
+    namespaces: NamespaceScope = field(default_factory=NamespaceScope)
+    features: Features = field(default_factory=Features)
+    memoize: MemoizeSettings = field(default_factory=MemoizeSettings)
+    latch: LatchSettings = field(default_factory=LatchSettings)
+    shrink: ShrinkSettings = field(default_factory=ShrinkSettings)
+    side_store: SideStoreSettings = field(default_factory=SideStoreSettings)
+    overrides: tuple[NamespaceOverride, ...] = ()
+    # Not from the file: kube-system plus the webhook's own namespace (see `with_own_namespace`).
+    always_excluded: frozenset[str] = ALWAYS_EXCLUDED_NAMESPACES
+
+    @classmethod
+    def default(cls, own_namespace: str | None = None) -> Policy:
+        """The policy without a file: every feature off, so objects pass through untouched."""
+        return cls().with_own_namespace(own_namespace)
+
+    def with_own_namespace(self, own_namespace: str | None) -> Policy:
+        """A copy that also always excludes the webhook's own namespace (e.g. from env POD_NAMESPACE)."""
+        if not own_namespace:
+            return self
+        return replace(self, always_excluded=self.always_excluded | {own_namespace})
+
+    def namespace_in_scope(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
+        """True when the webhook may act in this namespace at all.
+
+        Out when always excluded, when no `include` glob matches, when an `exclude` glob matches, or when a
+        scope selector is set and the labels are unknown or do not match.
+        """
+        if not isinstance(namespace, str) or not namespace or namespace in self.always_excluded:
+            return False
+        scope = self.namespaces
+        if not matches_any_glob(namespace, scope.include) or matches_any_glob(namespace, scope.exclude):
+            return False
+        return scope.selector is None or scope.selector.matches(labels)
+
+    def _overrides_for(self, namespace: str, labels: Mapping[str, str] | None) -> list[NamespaceOverride]:
+        return [override for override in self.overrides if override.applies_to(namespace, labels)]
+
+    def memoize_settings_for(self, namespace: str, labels: Mapping[str, str] | None = None) -> EffectiveMemoize:
+        """Effective memoization settings: overrides that match apply in file order, a later one winning."""
+        base = self.memoize
+        enabled = matches_any_glob(namespace, base.namespaces) or (
+            base.namespace_selector is not None and base.namespace_selector.matches(labels)
+        )
+        max_staleness = base.max_staleness
+        limit = base.max_staleness_limit
+        writable = base.allow_writable_volumes
+        pinned = base.require_digest_pinned_images
+        for override in self._overrides_for(namespace, labels):
+            change = override.memoize
+            enabled = enabled if change.enabled is None else change.enabled
+            max_staleness = max_staleness if change.max_staleness is None else change.max_staleness
+            limit = limit if change.max_staleness_limit is None else change.max_staleness_limit
+            writable = writable if change.allow_writable_volumes is None else change.allow_writable_volumes
+            pinned = pinned if change.require_digest_pinned_images is None else change.require_digest_pinned_images
+        return EffectiveMemoize(
+            enabled=enabled and self.features.memoize and self.namespace_in_scope(namespace, labels),
+            max_staleness=max_staleness,
+            max_staleness_limit=limit,
+            share_across_namespaces=base.share_across_namespaces,
+            allow_writable_volumes=writable,
+            require_digest_pinned_images=pinned,
+            replay=base.replay,
+        )
+
+    def latch_settings_for(self, namespace: str, labels: Mapping[str, str] | None = None) -> EffectiveLatch:
+        """Effective latching settings. Latching needs memoization (followers take the leader's cache entry),
+        so it is on only where memoization is on, the `latch` switch is on, and no override turns it off.
+
+        When layered overrides leave a heartbeat that is not shorter than the lease, the heartbeat becomes a
+        third of the lease: a lease that expires between heartbeats would let a second leader start.
+        """
+        base = self.latch
+        enabled = True
+        lease_ttl, heartbeat, follower_wait = base.lease_ttl, base.heartbeat, base.follower_wait
+        for override in self._overrides_for(namespace, labels):
+            change = override.latch
+            enabled = enabled if change.enabled is None else change.enabled
+            lease_ttl = lease_ttl if change.lease_ttl is None else change.lease_ttl
+            heartbeat = heartbeat if change.heartbeat is None else change.heartbeat
+            follower_wait = follower_wait if change.follower_wait is None else change.follower_wait
+        if heartbeat >= lease_ttl:
+            heartbeat = lease_ttl / 3
+        memoize_on = self.memoize_settings_for(namespace, labels).enabled
+        return EffectiveLatch(
+            enabled=enabled and self.features.latch and memoize_on,
+            lease_ttl=lease_ttl,
+            heartbeat=heartbeat,
+            follower_wait=follower_wait,
+        )
+
+    def shrink_workflows_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
+        """True when Workflows in this namespace may have bulky values moved out."""
+        return self.features.shrink_workflows and self.namespace_in_scope(namespace, labels)
+
+    def shrink_task_results_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
+        """True when WorkflowTaskResults in this namespace may have bulky values moved out."""
+        return self.features.shrink_task_results and self.namespace_in_scope(namespace, labels)

@@ -1,0 +1,135 @@
+"""Validation of a parsed policy document: the JSON Schema, then the rules a schema cannot express.
+
+Those rules: a heartbeat shorter than the lease it renews, replay requests within their limits.
+
+The schema is a JSON file shipped in the package rather than a Python dict so that it can be published and
+read by editors (YAML language servers take a JSON Schema) and so that docs/policy.md can be checked against
+it. Durations are checked by our own parser through a custom format, so the schema and the loader can never
+disagree on what a valid duration is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from .duration import DurationError, format_duration, parse_duration
+from .messages import format_errors, format_path
+from .model import LatchSettings, ReplayResources
+from .quantity import parse_quantity
+
+__all__ = ["policy_schema", "validate_document"]
+
+_SCHEMA_FILE = "policy.schema.json"
+
+
+class _ZeroDuration(ValueError):
+    """A duration of zero where only a positive one makes sense (a lease, a heartbeat)."""
+
+
+@cache
+def policy_schema() -> Mapping[str, Any]:
+    """The policy's JSON Schema (read once from the package)."""
+    text = resources.files("wfboost.policy").joinpath(_SCHEMA_FILE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker(formats=())
+
+    @checker.checks("iso8601-duration", raises=DurationError)
+    def _duration(value: object) -> bool:
+        if isinstance(value, str):
+            parse_duration(value)
+        return True
+
+    @checker.checks("iso8601-positive-duration", raises=(DurationError, _ZeroDuration))
+    def _positive_duration(value: object) -> bool:
+        if isinstance(value, str) and parse_duration(value) == timedelta(0):
+            raise _ZeroDuration(f"{value!r} must be longer than zero")
+        return True
+
+    return checker
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = policy_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=_format_checker())
+
+
+def _duration_at(section: object, key: str, default: timedelta) -> timedelta | None:
+    """The duration under `key`, the default when absent, None when unusable (the schema reports that)."""
+    if not isinstance(section, Mapping) or key not in section:
+        return default
+    try:
+        return parse_duration(section[key])
+    except DurationError:
+        return None
+
+
+def _lease_rules(document: Mapping[str, Any]) -> Iterator[str]:
+    """A heartbeat must be shorter than the lease it renews, or the lease lapses between heartbeats."""
+    defaults = LatchSettings()
+    latch = document.get("latch")
+    ttl = _duration_at(latch, "leaseTTL", defaults.lease_ttl)
+    heartbeat = _duration_at(latch, "heartbeat", defaults.heartbeat)
+    if ttl is not None and heartbeat is not None and heartbeat >= ttl:
+        yield (
+            f"latch.heartbeat: {format_duration(heartbeat)} must be shorter than "
+            f"latch.leaseTTL ({format_duration(ttl)})"
+        )
+    overrides = document.get("overrides")
+    if ttl is None or heartbeat is None or not isinstance(overrides, list):
+        return
+    for index, override in enumerate(overrides):
+        latch_override = override.get("latch") if isinstance(override, Mapping) else None
+        if not isinstance(latch_override, Mapping):
+            continue
+        own_ttl = _duration_at(latch_override, "leaseTTL", ttl)
+        own_heartbeat = _duration_at(latch_override, "heartbeat", heartbeat)
+        if own_ttl is not None and own_heartbeat is not None and own_heartbeat >= own_ttl:
+            where = format_path(["overrides", index, "latch", "heartbeat"])
+            yield (
+                f"{where}: {format_duration(own_heartbeat)} must be shorter than the lease it renews "
+                f"({format_duration(own_ttl)})"
+            )
+
+
+def _replay_resource_rules(document: Mapping[str, Any]) -> Iterator[str]:
+    """Requests above limits would make the API server refuse every hit pod (422), failing the user's step."""
+    defaults = ReplayResources()
+    memoize = document.get("memoize")
+    replay = memoize.get("replay") if isinstance(memoize, Mapping) else None
+    resources = replay.get("resources") if isinstance(replay, Mapping) else None
+    if not isinstance(resources, Mapping):
+        return
+    requests = resources.get("requests", dict(defaults.requests))
+    limits = resources.get("limits", dict(defaults.limits))
+    if not isinstance(requests, Mapping) or not isinstance(limits, Mapping):
+        return
+    for name in sorted(set(requests) & set(limits)):
+        try:
+            above = parse_quantity(str(requests[name])) > parse_quantity(str(limits[name]))
+        except ValueError:
+            continue  # reported by the schema
+        if above:
+            where = format_path(["memoize", "replay", "resources", "requests", name])
+            yield f"{where}: {requests[name]} is more than the limit {limits[name]}"
+
+
+def validate_document(document: object) -> list[str]:
+    """Every problem with a parsed policy document, as `field.path: reason` lines; empty when it is valid."""
+    messages = format_errors(_validator().iter_errors(document))
+    if isinstance(document, Mapping):
+        messages.extend(_lease_rules(document))
+        messages.extend(_replay_resource_rules(document))
+    return sorted(messages)

@@ -1,0 +1,163 @@
+"""The admission pipeline: one AdmissionReview in, one allowing answer out, never an error.
+
+Shared by the HTTPS server and `wfboost review`, so what a user sees offline is what the cluster gets. Each admitted
+kind has a handler `(request, context) -> Decision`; this module owns everything around it: scope, the deadline,
+turning any failure into "allow, no patch" (failopen.py), and checking that a patch applies to the exact object
+received before it is sent (a patch that does not apply fails the request even under failurePolicy Ignore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+import orjson
+
+from wfboost.policy import Policy
+from wfboost.structs.admission import AdmissionRequest, AdmissionReview
+from wfboost.structs.patch import PatchOp
+from wfboost.webhook.failopen import FailOpen, classify
+from wfboost.webhook.reviews import build_response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a handler decided. `outcome` is a short label counted in metrics (patched, unchanged, skipped_…)."""
+
+    patch: Sequence[PatchOp] = ()
+    outcome: str = "unchanged"
+    warnings: Sequence[str] = ()
+
+
+UNCHANGED = Decision()
+
+
+@dataclass
+class AdmissionContext:
+    """What a handler may use. I/O clients are injected so handlers stay testable and the CLI reuses them."""
+
+    policy: Policy
+    deadline: float  # loop.time() after which the answer is "allow, no patch"
+    dry_run: bool = False
+    store: Any = None  # wfboost.cache store (Redis/Valkey client); None when not configured
+    sidestore: Any = None
+    kube: Any = None
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+
+Handler = Callable[[AdmissionRequest, AdmissionContext], Awaitable[Decision]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """An admitted kind: where the API server sends it, which objects belong there and who decides."""
+
+    name: str  # URL path segment: /mutate/<name>
+    kinds: frozenset[tuple[str, str]]  # (group, kind) accepted on this route
+    handler: Handler
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer and how it came about, for metrics, logs and `wfboost review`."""
+
+    review: AdmissionReview
+    outcome: str
+    fail_open: FailOpen | None = None
+    detail: str = ""
+
+
+@dataclass
+class Admission:
+    routes: Mapping[str, Route]
+    policy: Callable[[], Policy]
+    store: Any = None
+    sidestore: Any = None
+    kube: Any = None
+    on_fail_open: Callable[[FailOpen], None] = field(default=lambda reason: None)
+
+    async def admit(self, route_name: str, review: AdmissionReview, budget: float) -> Outcome:
+        """Decide within `budget` seconds; whatever happens, the result allows the request."""
+        request = review["request"]
+        route = self.routes.get(route_name)
+        if route is None:
+            return Outcome(build_response(review), "unknown_route")
+        kind = request["kind"]
+        if (kind["group"], kind["kind"]) not in route.kinds:
+            return Outcome(build_response(review), "kind_mismatch", detail=f"{kind['kind']} sent to {route.name}")
+        policy = self.policy()
+        namespace = request.get("namespace") or ((request.get("object") or {}).get("metadata") or {}).get(
+            "namespace", ""
+        )
+        if not policy.namespace_in_scope(namespace):
+            return Outcome(build_response(review), "out_of_scope")
+        if request["operation"] == "DELETE" or request.get("object") is None:
+            return Outcome(build_response(review), "unchanged")
+
+        loop = asyncio.get_running_loop()
+        ctx = AdmissionContext(
+            policy=policy,
+            deadline=loop.time() + budget,
+            dry_run=bool(request.get("dryRun")),
+            store=self.store,
+            sidestore=self.sidestore,
+            kube=self.kube,
+        )
+        try:
+            async with asyncio.timeout(budget):
+                decision = await route.handler(request, ctx)
+            if loop.time() > ctx.deadline:  # CPU-bound work cannot be interrupted; late answers are dropped
+                raise TimeoutError("handler finished after the deadline")
+            if decision.patch:
+                verify_patch(request.get("object"), decision.patch)
+        except Exception as exc:
+            return self._fail_open(review, exc)
+        return Outcome(build_response(review, decision.patch, decision.warnings), decision.outcome)
+
+    def _fail_open(self, review: AdmissionReview, exc: BaseException) -> Outcome:
+        reason = FailOpen.PATCH_INVALID if isinstance(exc, PatchDoesNotApply) else classify(exc)
+        request = review["request"]
+        what = f"{request['kind']['kind']} {request.get('namespace', '')}/{request.get('name', '')}"
+        if reason in (FailOpen.HANDLER_ERROR, FailOpen.PATCH_INVALID):
+            log.error("admitting %s unchanged (%s): %s", what, reason.value, exc, exc_info=exc)
+        else:
+            log.warning("admitting %s unchanged (%s): %s", what, reason.value, exc or type(exc).__name__)
+        self.on_fail_open(reason)
+        return Outcome(build_response(review), "fail_open", fail_open=reason, detail=str(exc))
+
+
+class PatchDoesNotApply(ValueError):
+    """Our patch would fail on the API server; never sent."""
+
+
+def verify_patch(obj: Any, patch: Sequence[PatchOp]) -> dict[str, Any]:
+    """Apply the patch to a copy of the object exactly as received, as the API server will.
+
+    The copy goes through orjson (a C round trip) rather than deepcopy, which matters for multi-megabyte
+    Workflows. Returns the patched object so callers (review --show-object) need not apply it again.
+    """
+    copy = orjson.loads(orjson.dumps(obj))
+    try:
+        result = jsonpatch.JsonPatch(list(patch)).apply(copy, in_place=True)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError, TypeError) as exc:
+        raise PatchDoesNotApply(f"patch does not apply: {exc}") from exc
+    if not isinstance(result, dict):
+        raise PatchDoesNotApply("patched object is not a JSON object")
+    return result
+
+
+def budget_for(webhook_timeout: float, requested: float | None = None) -> float:
+    """Seconds a handler may take: below the webhook timeout, leaving room for the network and patch apply.
+
+    The API server passes its timeout as `?timeout=10s`; a smaller value there wins over the configured one.
+    """
+    timeout = min(webhook_timeout, requested) if requested else webhook_timeout
+    return max(0.05, timeout * 0.8)

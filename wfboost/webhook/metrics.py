@@ -1,0 +1,62 @@
+"""Prometheus metrics of the admission server.
+
+One registry per server instance (not the global default), so several servers in one test process never share
+counters and `/metrics` shows exactly this server's numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from wfboost.webhook.failopen import FailOpen
+
+# Admission latencies sit well under the 10 s webhook timeout; buckets resolve the fast path finely.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "wfboost_admission_requests",
+            "Admission requests by route and outcome (patched, unchanged, out_of_scope, fail_open, bad_request…)",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "wfboost_admission_seconds",
+            "Time from request received to answer written, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fail_open = Counter(
+            "wfboost_fail_open",
+            "Admissions let through unchanged because something failed, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in FailOpen:  # export zeros so dashboards and alerts see every reason from the start
+            self.fail_open.labels(reason=reason.value)
+        self.policy_valid = Gauge(
+            "wfboost_policy_valid", "1 when the last policy file read was valid, 0 when it was rejected", registry=r
+        )
+        self.policy_reload_errors = Gauge(
+            "wfboost_policy_reload_errors", "Policy files rejected since start (the last good one stays)", registry=r
+        )
+        self.tls_not_after = Gauge(
+            "wfboost_tls_certificate_not_after_seconds",
+            "Expiry of the serving certificate (Unix time)",
+            registry=r,
+        )
+        self.tls_reloads = Gauge(
+            "wfboost_tls_reloads", "Serving certificate reloads since start", registry=r
+        )
+        self.tls_reload_errors = Gauge(
+            "wfboost_tls_reload_errors", "Certificate files that could not be loaded (old ones kept)", registry=r
+        )

@@ -1,0 +1,17 @@
+"""The admitted kinds and their URL paths (`/mutate/<name>`), in one table."""
+
+from __future__ import annotations
+
+from wfboost.webhook import pods, taskresults, workflows
+from wfboost.webhook.admission import Route
+
+ROUTES: dict[str, Route] = {
+    "pods": Route("pods", pods.KINDS, pods.admit_pod),
+    "workflows": Route("workflows", workflows.KINDS, workflows.admit_workflow),
+    "workflowtaskresults": Route("workflowtaskresults", taskresults.KINDS, taskresults.admit_taskresult),
+}
+
+# Which route reviews an object of a given kind, for `wfboost review` on bare objects.
+ROUTE_BY_KIND: dict[str, str] = {
+    kind: route.name for route in ROUTES.values() for _, kind in route.kinds
+}

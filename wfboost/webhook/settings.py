@@ -1,0 +1,27 @@
+"""Settings of the admission server, as one dataclass (from CLI options and environment variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # the API server refuses bodies over 3 MiB; anything larger is not from it
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "0.0.0.0"
+    port: int = 8443
+    # Plain-HTTP port for /healthz, /readyz and /metrics (probes and Prometheus without TLS); 0 disables it.
+    metrics_port: int = 0
+    cert_dir: Path = Path("/etc/wfboost/tls")
+    cert_file: str = "tls.crt"
+    key_file: str = "tls.key"
+    policy_path: Path | None = None
+    own_namespace: str = "wfboost"
+    redis_url: str | None = None
+    sidestore_url: str | None = None
+    webhook_timeout: float = 10.0  # the MutatingWebhookConfiguration's timeoutSeconds
+    reload_interval: float = 10.0  # how often certificate and policy files are re-read
+    max_body_bytes: int = MAX_BODY_BYTES
+    shutdown_timeout: float = 5.0
