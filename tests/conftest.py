@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness.apiserver import ApiServer
 from tests.harness.running import RunningServer
-from wfboost.demo.processes import RedisProcess, start_redis
+from wfboost.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
 from wfboost.webhook.certs import create_ca, create_serving_cert, service_names
 from wfboost.webhook.server import WebhookServer
 from wfboost.webhook.settings import ServerSettings
@@ -92,3 +92,12 @@ def corpus_dir(*parts: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"the shared corpus is not present at {path} (a checkout outside the workplace)")
     return path
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[RedisCluster]:
+    cluster = start_redis_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

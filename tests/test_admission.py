@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from wfboost.cache import redis_client
+from wfboost.cache.store import CacheStore
 from wfboost.demo.processes import redis_server
 from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionRequest
@@ -80,17 +81,17 @@ async def test_a_patch_that_would_not_apply_is_never_sent() -> None:
 async def test_redis_down_is_admitted_unchanged() -> None:
     with redis_server() as valkey:
         url = valkey.url
-    store = redis_client.connect(url)  # the server is gone: connections are refused
+    store = CacheStore(redis_client.connect(url))  # the server is gone: connections are refused
 
     async def uses_store(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
-        await ctx.store.get("anything")
+        await ctx.store.redis.get("anything")
         return Decision([{"op": "add", "path": "/metadata/labels", "value": {}}], "patched")
 
     admission, counted = pipeline(uses_store, store)
     try:
         outcome = await admission.admit("pods", review(), 5)
     finally:
-        await store.aclose()
+        await store.redis.aclose()
     assert outcome.fail_open is FailOpen.STORE_UNAVAILABLE and "patch" not in outcome.review["response"]
     assert counted[FailOpen.STORE_UNAVAILABLE] == 1
 

@@ -116,7 +116,7 @@ def test_the_deadline_follows_the_api_servers_timeout(start_webhook: StartWebhoo
 
 def test_redis_down_fails_open_and_is_counted(start_webhook: StartWebhook) -> None:
     async def uses_store(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
-        await ctx.store.get("wfboost:probe")
+        await ctx.store.redis.get("wfboost:probe")
         return LABEL_PATCH
 
     with redis_server() as valkey:

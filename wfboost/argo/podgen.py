@@ -26,7 +26,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import yaml
 
@@ -783,8 +783,8 @@ class _PodBuilder:
             self.pod["metadata"]["finalizers"] = [FINALIZER_POD_STATUS]
         if self.on_exit:
             labels[LABEL_ON_EXIT] = "true"
-        if spec.get("hostNetwork") is not None:
-            pod_spec["hostNetwork"] = bool(spec["hostNetwork"])
+        if spec.get("hostNetwork"):  # PodSpec.HostNetwork is a plain bool: false is omitted
+            pod_spec["hostNetwork"] = True
         if spec.get("dnsPolicy") is not None:
             pod_spec["dnsPolicy"] = spec["dnsPolicy"]
         if spec.get("dnsConfig") is not None:
@@ -1229,9 +1229,7 @@ class _PodBuilder:
             if param.get("value") is not None:
                 values[f"inputs.parameters.{param.get('name')}"] = any_string(param["value"])
         values["pod.name"] = self.pod_name
-        result = substitute(self.pod, values)
-        assert isinstance(result, dict)
-        return result
+        return cast(dict[str, Any], substitute(self.pod, values))
 
     def apply_pod_spec_patches(self) -> None:
         """``processPodSpecPatch`` + ``util.ApplyPodSpecPatch``: workflow-level patch, then the template's."""
@@ -1365,9 +1363,7 @@ class _PodBuilder:
                         _env("ARGO_CONTAINER_ARGS_FILE", f"{ENV_CONFIG_MOUNT_PATH}/ARGO_CONTAINER_ARGS_FILE")
                     )
                     ctr.setdefault("volumeMounts", []).append(dict(mount))
-        result = go_order(configmap, "ConfigMap")
-        assert isinstance(result, dict)
-        return result
+        return cast(dict[str, Any], go_order(configmap, "ConfigMap"))
 
 
 def _location_secrets(location: Any) -> list[Mapping[str, Any]]:

@@ -18,7 +18,7 @@ import copy
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from wfboost.argo.podgen_json import go_json, go_order
 
@@ -84,13 +84,25 @@ def substitute_string(text: str, values: Mapping[str, str]) -> str:
 
 
 def substitute(obj: Any, values: Mapping[str, str]) -> Any:
-    """Substitute in every string (values and keys) of a JSON-like object; returns a new object."""
+    """Substitute in every string (values and keys) of a JSON-like object.
+
+    Parts without any change are returned as they are (not copied): callers that mutate the result must own
+    the input. This keeps a pass over a multi-megabyte KFP template cheap when it holds no tags.
+    """
     if isinstance(obj, str):
-        return substitute_string(obj, values)
-    if isinstance(obj, Mapping):
-        return {substitute_string(str(k), values): substitute(v, values) for k, v in obj.items()}
+        return substitute_string(obj, values) if "{{" in obj else obj
+    if isinstance(obj, dict):
+        changed = False
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            new_key = substitute_string(key, values) if isinstance(key, str) and "{{" in key else key
+            new_value = substitute(value, values)
+            changed = changed or new_key is not key or new_value is not value
+            out[new_key] = new_value
+        return out if changed else obj
     if isinstance(obj, list):
-        return [substitute(x, values) for x in obj]
+        items = [substitute(x, values) for x in obj]
+        return items if any(a is not b for a, b in zip(items, obj, strict=True)) else obj
     return obj
 
 
@@ -210,6 +222,4 @@ def process_args(
         value_from = param.get("valueFrom")
         if isinstance(value_from, Mapping) and value_from.get("path"):
             replace_map[f"outputs.parameters.{param.get('name')}.path"] = str(value_from["path"])
-    result = substitute(tmpl, replace_map)
-    assert isinstance(result, dict)
-    return result
+    return cast(dict[str, Any], substitute(tmpl, replace_map))

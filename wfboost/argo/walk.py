@@ -428,7 +428,8 @@ class _Walker:
         defaults = self.spec.get("templateDefaults")
         if isinstance(defaults, Mapping) and defaults:
             tmpl = strategic_merge(defaults, tmpl, "Template")
-        key = f"{tmpl_ctx.label}#{tmpl.get('name', '')}"
+        # Inline templates have no name: each is its own key, so nesting them is never taken for recursion.
+        key = f"{tmpl_ctx.label}#{tmpl['name']}" if tmpl.get("name") else f"inline@{node_name}"
         kind = template_type(tmpl)
         if kind in ("steps", "dag") and key in stack:
             self.skip(node_name, "skipped", f"recursive reference to template {tmpl.get('name')!r} not expanded", tmpl)
@@ -696,7 +697,7 @@ class _Walker:
         expanded: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             item_values, desc = _item_values(item)
-            new = substitute(base, {**values, **item_values})
+            new = dict(substitute(base, {**values, **item_values}))
             new["name"] = _generate_node_name(name, index, desc)
             new["template"] = base.get("template")
             if base.get("template") is None:

@@ -45,9 +45,10 @@ class AdmissionContext:
     policy: Policy
     deadline: float  # loop.time() after which the answer is "allow, no patch"
     dry_run: bool = False
-    store: Any = None  # wfboost.cache store (Redis/Valkey client); None when not configured
+    store: Any = None  # wfboost.cache.store.CacheStore; None when no Redis is configured
     sidestore: Any = None
-    kube: Any = None
+    kube: Any = None  # wfboost.kube.KubeClient, for the rare reads (an offloaded Argo template)
+    metrics: Any = None  # wfboost.webhook.metrics.Metrics
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
@@ -82,6 +83,7 @@ class Admission:
     store: Any = None
     sidestore: Any = None
     kube: Any = None
+    metrics: Any = None
     on_fail_open: Callable[[FailOpen], None] = field(default=lambda reason: None)
 
     async def admit(self, route_name: str, review: AdmissionReview, budget: float) -> Outcome:
@@ -110,6 +112,7 @@ class Admission:
             store=self.store,
             sidestore=self.sidestore,
             kube=self.kube,
+            metrics=self.metrics,
         )
         try:
             async with asyncio.timeout(budget):

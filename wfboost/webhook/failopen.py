@@ -27,6 +27,10 @@ class UnparseableObject(ValueError):
     """A handler could not read the object; it is admitted untouched."""
 
 
+class StoreNotConfigured(ConnectionError):
+    """Memoization is on in the policy but no Redis URL was given."""
+
+
 class SideStoreUnavailable(ConnectionError):
     """The side store could not be reached in time."""
 
@@ -39,7 +43,7 @@ def classify(exc: BaseException) -> FailOpen:
     """The counted reason for an exception raised while admitting."""
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return FailOpen.DEADLINE
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | StoreNotConfigured):
         return FailOpen.STORE_UNAVAILABLE
     if isinstance(exc, SideStoreUnavailable):
         return FailOpen.SIDESTORE_UNAVAILABLE

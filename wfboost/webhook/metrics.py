@@ -60,3 +60,29 @@ class Metrics:
         self.tls_reload_errors = Gauge(
             "wfboost_tls_reload_errors", "Certificate files that could not be loaded (old ones kept)", registry=r
         )
+        self.memo = MemoMetrics(r)
+
+
+@dataclass
+class MemoMetrics:
+    """Memoization decisions at admission. Registered on the server's registry by `Metrics`."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.decisions = Counter(
+            "wfboost_memo_decisions",
+            "Pods seen by memoization, by decision (hit, miss, skipped) and reason (why it missed or was skipped)",
+            ["decision", "reason"],
+            registry=r,
+        )
+        self.lookup_latency = Histogram(
+            "wfboost_memo_lookup_seconds",
+            "Time of the admission-time Redis lookup (one round trip)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.replayed_bytes = Counter(
+            "wfboost_memo_replayed_bytes", "Bytes of cached outputs put into replayed pods", registry=r
+        )

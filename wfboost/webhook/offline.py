@@ -15,9 +15,11 @@ import orjson
 import yaml
 
 from wfboost.cache import redis_client
+from wfboost.cache.store import CacheStore
 from wfboost.policy import Policy, PolicyError, load_policy
 from wfboost.structs.admission import AdmissionReview
 from wfboost.webhook.admission import Admission, Outcome, budget_for, verify_patch
+from wfboost.webhook.metrics import Metrics
 from wfboost.webhook.reviews import BadReview, decode_patch, parse_review, review_for_object
 from wfboost.webhook.routes import ROUTE_BY_KIND, ROUTES
 
@@ -85,12 +87,15 @@ def policy_from_file(path: str | None) -> Policy:
 
 @contextlib.asynccontextmanager
 async def offline_admission(policy: Policy, redis_url: str | None) -> AsyncIterator[Admission]:
-    store = redis_client.connect(redis_url) if redis_url else None
+    redis = redis_client.connect(redis_url) if redis_url else None
     try:
-        yield Admission(routes=ROUTES, policy=lambda: policy, store=store)
+        yield Admission(
+            routes=ROUTES, policy=lambda: policy, store=CacheStore(redis) if redis is not None else None,
+            metrics=Metrics(),
+        )
     finally:
-        if store is not None:
-            await store.aclose()
+        if redis is not None:
+            await redis.aclose()
 
 
 async def review_all(

@@ -15,13 +15,14 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wfboost.cache import redis_client
+from wfboost.cache.store import CacheStore
+from wfboost.kube import KubeClient
 from wfboost.policy import PolicyWatcher
 from wfboost.webhook.admission import Admission, Route, budget_for
 from wfboost.webhook.durations import parse_go_duration
@@ -33,6 +34,9 @@ from wfboost.webhook.settings import ServerSettings
 from wfboost.webhook.tls import CertificateReloader
 
 log = logging.getLogger(__name__)
+
+# Reading an offloaded Argo template happens inside an admission: it must answer well within the deadline.
+KUBE_READ_TIMEOUT = 2.0
 
 
 class WebhookServer:
@@ -46,18 +50,28 @@ class WebhookServer:
         metrics: Metrics | None = None,
         tls: CertificateReloader | None = None,
         policy: PolicyWatcher | None = None,
-        store: Any = None,
+        store: CacheStore | None = None,
+        kube: KubeClient | None = None,
     ) -> None:
         s = self.settings = settings
         self.metrics = metrics or Metrics()
         self.tls = tls or CertificateReloader(s.cert_dir, cert_name=s.cert_file, key_name=s.key_file)
         self.policy = policy or PolicyWatcher(s.policy_path, own_namespace=s.own_namespace, interval=s.reload_interval)
-        self.store = store if store is not None else (redis_client.connect(s.redis_url) if s.redis_url else None)
+        if store is None and s.redis_url:
+            store = CacheStore(redis_client.connect(s.redis_url))
+        self.store = store
+        self._owns_kube = kube is None and s.kube_config is not None
+        if self._owns_kube:
+            assert s.kube_config is not None
+            kube = KubeClient(s.kube_config, timeout=KUBE_READ_TIMEOUT, connect_timeout=KUBE_READ_TIMEOUT)
+        self.kube = kube
         watcher = self.policy
         self.admission = Admission(
             routes=routes if routes is not None else dict(ROUTES),
             policy=lambda: watcher.current,
             store=self.store,
+            kube=self.kube,
+            metrics=self.metrics,
             on_fail_open=lambda reason: self.metrics.fail_open.labels(reason=reason.value).inc(),
         )
         self._wire_status_metrics()
@@ -151,6 +165,8 @@ class WebhookServer:
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
         """Reload certificates and policy while the app runs; close the Redis pool when it stops."""
         interval = self.settings.reload_interval
+        if self._owns_kube and self.kube is not None:
+            await self.kube.__aenter__()
         tasks = [
             asyncio.create_task(self.tls.run(interval), name="tls-reload"),
             asyncio.create_task(self.policy.run(), name="policy-reload"),
@@ -162,7 +178,9 @@ class WebhookServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.store is not None:
-            await self.store.aclose()
+            await self.store.redis.aclose()
+        if self._owns_kube and self.kube is not None:
+            await self.kube.close()
 
     def load_now(self) -> None:
         """Read certificate and policy files once, before accepting connections."""

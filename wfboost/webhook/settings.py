@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from wfboost.kube import KubeConfig
+
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the API server refuses bodies over 3 MiB; anything larger is not from it
 
 
@@ -25,3 +27,5 @@ class ServerSettings:
     reload_interval: float = 10.0  # how often certificate and policy files are re-read
     max_body_bytes: int = MAX_BODY_BYTES
     shutdown_timeout: float = 5.0
+    # The Kubernetes API, for the rare admission-time read (an offloaded Argo template); None: no access.
+    kube_config: KubeConfig | None = None

@@ -1,0 +1,93 @@
+"""Whether a step may be memoized, and with which per-step controls. Pure: no I/O.
+
+Shared by the webhook (before a lookup) and the recorder (before recording), so both apply the same rules.
+
+Memoization must never change what a step computes, so anything that is not a function of the pod's spec is left
+alone: resource/HTTP/plugin/data steps, Kubeflow v2 driver pods (they read Kubeflow's metadata store), steps that
+write a persistent volume (unless the policy allows it), steps marked off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from wfboost.argo.pods import ArgoStep
+from wfboost.cache.keyspace import DEFAULT_RETENTION
+from wfboost.policy import CACHE, CACHE_SEED, MAX_STALENESS, DurationError, EffectiveMemoize, Policy, parse_duration
+
+KFP_RUNTIME_ROLE = "pipelines.kubeflow.org/runtime-role"
+_MEMOIZABLE_KINDS = ("container", "script")
+
+
+class BadControl(ValueError):
+    """A per-step control has a value we cannot use; the step is left alone and the pod says why."""
+
+
+@dataclass(frozen=True)
+class StepControls:
+    cache: bool | None  # None: not set on the step
+    max_staleness: timedelta | None
+    seed: str | None
+
+
+def step_controls(step: ArgoStep) -> StepControls:
+    """Controls from pod labels or annotations (template `metadata` copies both onto the pod)."""
+    values = {**step.labels, **step.annotations}
+    cache = values.get(CACHE)
+    if cache is not None and cache.strip().lower() not in ("true", "false"):
+        raise BadControl(f"{CACHE} must be \"true\" or \"false\", not {cache!r}")
+    staleness = values.get(MAX_STALENESS)
+    parsed = None
+    if staleness is not None:
+        try:
+            parsed = parse_duration(staleness.strip())
+        except DurationError as exc:
+            raise BadControl(f"{MAX_STALENESS}: {exc}") from None
+    return StepControls(
+        cache=None if cache is None else cache.strip().lower() == "true",
+        max_staleness=parsed,
+        seed=values.get(CACHE_SEED),
+    )
+
+
+def skip_reason(step: ArgoStep, settings: EffectiveMemoize, controls: StepControls) -> str | None:
+    """Why this step is not memoized, or None when it may be."""
+    if controls.cache is False:
+        return "cache_off"
+    if step.template_kind not in _MEMOIZABLE_KINDS:
+        return f"template_{step.template_kind.lower()}"
+    if _is_kfp_driver(step):
+        return "kfp_driver"
+    if not settings.allow_writable_volumes and _writes_persistent_volume(step):
+        return "writable_volume"
+    if settings.require_digest_pinned_images and "@sha256:" not in str(step.main.get("image", "")):
+        return "image_not_pinned"
+    return None
+
+
+def _is_kfp_driver(step: ArgoStep) -> bool:
+    if step.annotations.get(KFP_RUNTIME_ROLE) == "driver":
+        return True
+    program = step.command[0].rsplit("/", 1)[-1] if step.command else ""
+    return program == "driver" and "--type" in (step.args or ())
+
+
+def _writes_persistent_volume(step: ArgoStep) -> bool:
+    volumes: dict[str, Mapping[str, Any]] = {
+        str(v.get("name")): v for v in (step.pod.get("spec") or {}).get("volumes") or []
+    }
+    for mount in step.main.get("volumeMounts") or []:
+        volume = volumes.get(str(mount.get("name")), {})
+        claim = volume.get("persistentVolumeClaim")
+        ephemeral = volume.get("ephemeral")
+        if ((claim is not None and not claim.get("readOnly")) or ephemeral is not None) and not mount.get("readOnly"):
+            return True
+    return False
+
+
+def retention(policy: Policy) -> timedelta:
+    """How long entries are kept: the admin maximum staleness (no lookup may accept older), else a default."""
+    return policy.memoize.max_staleness_limit or DEFAULT_RETENTION

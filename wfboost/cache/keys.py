@@ -1,0 +1,139 @@
+"""Cache key v1: what a step's result is a function of, made canonical and hashed.
+
+The key is the sha256 of the RFC 8785 canonical JSON of `key_material(step, …)`. Everything that can change what the
+main container computes goes in; everything that varies from run to run of the same computation stays out (pod and
+workflow names and uids, node ids, deadlines, Argo's own env and volumes, resources, scheduling). docs/cache-key.md
+explains each choice and carries test vectors; changing anything here changes every key, so the version goes up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict, cast
+
+import rfc8785
+
+from wfboost.argo import names
+from wfboost.argo.pods import ArgoStep
+
+KEY_SCHEMA = "wfboost.io/cache-key/v1"
+
+# Env that Argo sets per run or per container (ARGO_*), and trace context: never part of what a step computes.
+_VOLATILE_ENV_PREFIXES = ("ARGO_",)
+_VOLATILE_ENV = frozenset({"TRACEPARENT", "TRACESTATE"})
+
+# Where an output artifact is uploaded does not change what the step computed (and often embeds the pod name).
+_ARTIFACT_LOCATIONS = frozenset(
+    {"s3", "gcs", "oss", "hdfs", "artifactory", "azure", "http", "git", "raw", "plugin", "archiveLogs",
+     "artifactGC", "deleted", "globalName"}
+)
+# Fields of an input artifact that do not identify its content.
+_INPUT_ARTIFACT_NOISE = frozenset({"artifactGC", "deleted", "globalName", "from", "fromExpression"})
+
+
+class KeyMaterial(TypedDict):
+    schema: str
+    namespace: str | None
+    containers: list[dict[str, Any]]
+    script: str | None
+    inputArtifacts: list[dict[str, Any]]
+    outputs: dict[str, Any]
+    resource: Any
+    seed: str | None
+
+
+def key_material(step: ArgoStep, *, share_across_namespaces: bool = False, seed: str | None = None) -> KeyMaterial:
+    """The inputs of the key, as plain JSON; the step must be complete (no offloaded parts left)."""
+    if step.offloads:
+        raise ValueError(f"step {step.pod_name} still has offloaded parts: {', '.join(step.offloads)}")
+    template = step.template or {}
+    pod_spec = step.pod.get("spec") or {}
+    volumes = {str(v.get("name")): v for v in pod_spec.get("volumes") or [] if isinstance(v, Mapping)}
+    user_containers = [
+        (i, c) for i, c in enumerate(pod_spec.get("containers") or [])
+        if c.get("name") not in names.EXECUTOR_CONTAINERS and _is_emissary_wrapped(c)
+    ]
+    if step.template_kind != "containerSet":
+        user_containers = [(step.main_index, step.main)]
+    containers = [_container(step, i, c, volumes) for i, c in user_containers]
+    script = (template.get("script") or {}).get("source")
+    inputs = template.get("inputs") or {}
+    outputs = template.get("outputs") or {}
+    return {
+        "schema": KEY_SCHEMA,
+        "namespace": None if share_across_namespaces else step.namespace,
+        "containers": containers,
+        "script": script if isinstance(script, str) else None,
+        "inputArtifacts": sorted(
+            (_without(a, _INPUT_ARTIFACT_NOISE) for a in inputs.get("artifacts") or [] if isinstance(a, Mapping)),
+            key=lambda a: str(a.get("name")),
+        ),
+        "outputs": {
+            "parameters": sorted(
+                (_output_parameter(p) for p in outputs.get("parameters") or [] if isinstance(p, Mapping)),
+                key=lambda p: str(p.get("name")),
+            ),
+            "artifacts": sorted(
+                (_without(a, _ARTIFACT_LOCATIONS) for a in outputs.get("artifacts") or [] if isinstance(a, Mapping)),
+                key=lambda a: str(a.get("name")),
+            ),
+        },
+        "resource": template.get("resource"),
+        "seed": seed,
+    }
+
+
+def canonical(material: KeyMaterial | Mapping[str, Any]) -> bytes:
+    return bytes(rfc8785.dumps(cast(Any, material)))
+
+
+def cache_key(material: KeyMaterial | Mapping[str, Any]) -> str:
+    """The key: lowercase hex sha256 of the canonical material."""
+    return hashlib.sha256(canonical(material)).hexdigest()
+
+
+def _container(step: ArgoStep, index: int, container: Mapping[str, Any], volumes: Mapping[str, Any]) -> dict[str, Any]:
+    command = [str(c) for c in container.get("command") or []]
+    if names.EMISSARY_SEPARATOR in command:
+        command = command[command.index(names.EMISSARY_SEPARATOR) + 1 :]
+    args = list(step.args or ()) if index == step.main_index else [str(a) for a in container.get("args") or []]
+    env = [
+        _without(e, frozenset())
+        for e in container.get("env") or []
+        if isinstance(e, Mapping) and not _volatile_env(str(e.get("name", "")))
+    ]
+    mounts = []
+    for mount in container.get("volumeMounts") or []:
+        if not isinstance(mount, Mapping) or mount.get("name") in names.ARGO_VOLUMES:
+            continue
+        volume = volumes.get(str(mount.get("name")), {})
+        source = _without(volume, frozenset({"name"}))
+        mounts.append({**_without(mount, frozenset({"name"})), "volume": source})
+    return {
+        "name": container.get("name") if step.template_kind == "containerSet" else None,
+        "image": container.get("image"),
+        "command": command,
+        "args": args,
+        "workingDir": container.get("workingDir"),
+        "env": sorted(env, key=lambda e: str(e.get("name"))),
+        "envFrom": list(container.get("envFrom") or []),
+        "volumeMounts": sorted(mounts, key=lambda m: (str(m.get("mountPath")), str(m.get("subPath", "")))),
+    }
+
+
+def _output_parameter(parameter: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in parameter.items() if k not in ("value", "globalName", "description")}
+
+
+def _volatile_env(name: str) -> bool:
+    return name in _VOLATILE_ENV or name.startswith(_VOLATILE_ENV_PREFIXES)
+
+
+def _is_emissary_wrapped(container: Mapping[str, Any]) -> bool:
+    command: Sequence[Any] = container.get("command") or []
+    return names.EMISSARY_SEPARATOR in command
+
+
+def _without(value: Mapping[str, Any], drop: frozenset[str]) -> dict[str, Any]:
+    return {str(k): v for k, v in value.items() if k not in drop}

@@ -1,0 +1,214 @@
+"""The cache store: entries and leases in Redis/Valkey, on one server or a cluster.
+
+The webhook asks one question per pod (`lookup`), answered by one Lua script on the node that owns the cache key:
+the newest entry young enough for the step, else (when latching is on) who leads. The recorder writes entries
+(`record`); the CLI lists, explains and invalidates; a background task purges what no lookup may use any more.
+See keyspace.py for every key and its lifetime, and docs/memoization.md for the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from typing import Any, cast
+
+import orjson
+
+from wfboost.cache import keyspace as ks
+from wfboost.cache.entries import CacheEntry
+
+_BATCH = 64  # concurrent reads when the CLI walks every key
+
+
+def _script(name: str) -> str:
+    return resources.files("wfboost.cache").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+class Verdict(enum.StrEnum):
+    HIT = "hit"
+    MISS = "miss"
+    LEADER = "leader"  # a miss whose caller now holds the lease: it runs the step
+    FOLLOWER = "follower"  # a miss while another run of the same key is in flight
+
+
+@dataclass(frozen=True)
+class Lookup:
+    verdict: Verdict
+    entry: CacheEntry | None = None
+    adopted: bool = False  # the entry came from another staleness track
+    lease_holder: str = ""  # for followers: who leads
+
+
+@dataclass(frozen=True)
+class LeaseRequest:
+    """Latching: take the lease for the key on a miss, held by `owner` (namespace/node id) for `ttl`."""
+
+    owner: str
+    ttl: timedelta
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class CacheStore:
+    """Cache entries for one Redis/Valkey deployment (a `redis.asyncio` client, single-node or cluster)."""
+
+    def __init__(self, redis: Any):
+        self.redis = redis
+        self._lookup = redis.register_script(_script("lookup.lua"))
+        self._record = redis.register_script(_script("record.lua"))
+        self._prune = redis.register_script(_script("prune.lua"))
+
+    # --- the admission path: one round trip ---------------------------------------------------------------
+
+    async def lookup(
+        self,
+        key: str,
+        *,
+        staleness: timedelta,
+        adopt: bool = True,
+        lease: LeaseRequest | None = None,
+        at_ms: int | None = None,
+    ) -> Lookup:
+        """The newest entry no older than `staleness`, preferring the step's own staleness track.
+
+        `adopt` copies an entry found on another track onto the requested one (not for dry runs), so that a
+        workflow keeps reusing the same result for as long as it accepts it, whatever faster workflows record.
+        """
+        answer = await self._lookup(
+            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key)],
+            args=[
+                at_ms if at_ms is not None else now_ms(),
+                int(staleness.total_seconds() * 1000),
+                ks.track_name(staleness),
+                1 if adopt else 0,
+                int(lease.ttl.total_seconds() * 1000) if lease else 0,
+                lease.owner if lease else "",
+            ],
+        )
+        verdict = Verdict(_text(answer[0]))
+        if verdict is Verdict.HIT:
+            return Lookup(verdict, cast(CacheEntry, orjson.loads(answer[1])), adopted=bool(int(answer[2])))
+        return Lookup(verdict, lease_holder=_text(answer[1]))
+
+    async def mark_hit(self, namespace: str, node_id: str, entry: CacheEntry) -> None:
+        """Remember which entry a replayed pod came from, for its WorkflowTaskResult (a separate key: another
+        slot in a cluster, so this is a second write, made only on hits)."""
+        body = orjson.dumps({"key": entry["key"], "entry_id": entry["entry_id"], "artifacts": entry["artifacts"]})
+        ttl = int(ks.HIT_MARKER_TTL.total_seconds())
+        await self.redis.set(ks.hit_marker_key(namespace, node_id), body, ex=ttl)
+
+    async def hit_marker(self, namespace: str, node_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(ks.hit_marker_key(namespace, node_id))
+        return cast(dict[str, Any], orjson.loads(raw)) if raw else None
+
+    # --- the recorder ------------------------------------------------------------------------------------------
+
+    async def record(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "") -> bool:
+        """Write an entry on its track; True when the track moved to it. Safe to repeat (watch replays)."""
+        key = entry["key"]
+        body = orjson.dumps(entry)
+        expire_at = entry["finished_ms"] + int(retention.total_seconds() * 1000)
+        replaced = await self._record(
+            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key)],
+            args=[str(entry["staleness_s"]), entry["finished_ms"], entry["entry_id"], body, expire_at, lease_owner],
+        )
+        await self.redis.zadd(ks.index_all(), {key: entry["finished_ms"]}, gt=True)  # another slot: CLI only
+        if replaced:
+            await self.redis.hincrby(ks.stats_key(), "recorded", 1)
+            await self.redis.hincrby(ks.stats_key(), "bytes", len(body))
+        return bool(replaced)
+
+    # --- reading, for the CLI -------------------------------------------------------------------------------
+
+    async def tracks(self, key: str) -> dict[str, CacheEntry]:
+        """Every live track of a key and the entry it points at, by track name (staleness seconds)."""
+        tracks = await self.redis.hgetall(ks.tracks_key(key))
+        if not tracks:
+            return {}
+        entries = await self.redis.hgetall(ks.entries_key(key))
+        bodies = {_text(k): v for k, v in entries.items()}
+        result: dict[str, CacheEntry] = {}
+        for field, value in tracks.items():
+            entry_id = _text(value).split(":", 1)[1]
+            if entry_id in bodies:
+                result[_text(field).removeprefix("t:")] = cast(CacheEntry, orjson.loads(bodies[entry_id]))
+        return result
+
+    async def keys(self) -> list[str]:
+        """Every cache key with entries, newest first."""
+        return [_text(k) for k in await self.redis.zrevrange(ks.index_all(), 0, -1)]
+
+    async def select(self, matches: Callable[[CacheEntry], bool]) -> dict[str, dict[str, CacheEntry]]:
+        """Tracks of every key with at least one entry for which `matches` is true (the CLI's filters)."""
+        keys = await self.keys()
+        found: dict[str, dict[str, CacheEntry]] = {}
+        for start in range(0, len(keys), _BATCH):
+            batch = keys[start : start + _BATCH]
+            for key, tracks in zip(batch, await asyncio.gather(*(self.tracks(k) for k in batch)), strict=True):
+                if any(matches(entry) for entry in tracks.values()):
+                    found[key] = tracks
+        return found
+
+    async def stats(self) -> dict[str, int]:
+        raw = await self.redis.hgetall(ks.stats_key())
+        counters = {_text(k): int(v) for k, v in raw.items()}
+        counters["keys"] = int(await self.redis.zcard(ks.index_all()))
+        return counters
+
+    # --- removal --------------------------------------------------------------------------------------------
+
+    async def invalidate_keys(self, keys: Iterable[str]) -> int:
+        """Delete every entry of these cache keys; the count of keys that had entries."""
+        removed = 0
+        for key in keys:
+            removed += int(await self.redis.delete(ks.tracks_key(key)) > 0)
+            await self.redis.delete(ks.entries_key(key))
+            await self.redis.zrem(ks.index_all(), key)
+        if removed:
+            await self.redis.hincrby(ks.stats_key(), "invalidated", removed)
+        return removed
+
+    async def invalidate_entries(self, key: str, entry_ids: Iterable[str]) -> int:
+        """Delete some entries of a key (and the tracks pointing at them)."""
+        ids = list(entry_ids)
+        if not ids:
+            return 0
+        removed = int(await self._prune(keys=[ks.tracks_key(key), ks.entries_key(key)], args=[-1, *ids]))
+        await self._forget_if_empty(key)
+        if removed:
+            await self.redis.hincrby(ks.stats_key(), "invalidated", removed)
+        return removed
+
+    async def purge(
+        self, *, retention: timedelta, older_than: timedelta | None = None, at_ms: int | None = None
+    ) -> int:
+        """Remove tracks older than `retention` (or `older_than`, for invalidation by age); never on the hot path.
+
+        Keys whose newest entry is past retention have already expired in Redis; their index entries go too.
+        """
+        now = at_ms if at_ms is not None else now_ms()
+        cutoff = now - int((older_than or retention).total_seconds() * 1000)
+        removed = 0
+        for raw in await self.redis.zrangebyscore(ks.index_all(), "-inf", "+inf"):
+            key = _text(raw)
+            removed += int(await self._prune(keys=[ks.tracks_key(key), ks.entries_key(key)], args=[cutoff]))
+            await self._forget_if_empty(key)
+        if removed:
+            await self.redis.hincrby(ks.stats_key(), "purged", removed)
+        return removed
+
+    async def _forget_if_empty(self, key: str) -> None:
+        if not await self.redis.exists(ks.tracks_key(key)):
+            await self.redis.delete(ks.entries_key(key))
+            await self.redis.zrem(ks.index_all(), key)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,226 @@
+"""Turning a cache hit into a pod that Argo's own executor reports as the cached run.
+
+Only the main container changes: everything up to and including emissary's `--` stays (drop it and the pod hangs,
+argo-workflows #7406); what follows becomes a POSIX-shell replay that writes each cached output parameter to its
+declared path, prints the cached stdout, and creates each declared artifact path. Emissary then copies the outputs
+as usual and Argo's wait container reports them. The container runs a small busybox image with a Pod Security
+"restricted" securityContext; output directories are emptyDirs so a non-root user can write them.
+
+Values travel in env vars, split into chunks under Linux's 128 KiB limit per env string (MAX_ARG_STRLEN).
+`replay_plan` refuses (returns the reason) what cannot be replayed faithfully; the caller then treats it as a miss.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wfboost.argo import names
+from wfboost.argo.pods import ArgoStep
+from wfboost.cache.entries import CacheEntry
+from wfboost.policy import ReplaySettings
+from wfboost.structs.patch import PatchOp
+
+ENV_PREFIX = "WFBOOST_"
+CHUNK = 30_000  # characters per env chunk: at most 120,000 bytes of UTF-8, under the 131,072-byte env limit
+MAX_PAYLOAD = 512 * 1024  # bytes of replayed values per pod; more would weigh on etcd: replay refused (miss)
+REPLAY_UID = 65532
+
+# The replay program. Reads WFBOOST_PARAM_<i>_PATH + WFBOOST_PARAM_<i>_<j> (value chunks), WFBOOST_ARTIFACT_<i>_PATH,
+# WFBOOST_STDOUT_<j>; busybox/dash/bash compatible (no arrays, no `local`).
+REPLAY_SCRIPT = r"""set -eu
+emit() {
+  j=0
+  while eval "[ \"\${$1_$j+set}\" = set ]"; do
+    eval "printf '%s' \"\$$1_$j\""
+    j=$((j + 1))
+  done
+}
+i=0
+while eval "[ \"\${WFBOOST_PARAM_${i}_PATH+set}\" = set ]"; do
+  eval "p=\$WFBOOST_PARAM_${i}_PATH"
+  mkdir -p "$(dirname "$p")"
+  emit "WFBOOST_PARAM_${i}" > "$p"
+  i=$((i + 1))
+done
+i=0
+while eval "[ \"\${WFBOOST_ARTIFACT_${i}_PATH+set}\" = set ]"; do
+  eval "a=\$WFBOOST_ARTIFACT_${i}_PATH"
+  if [ ! -e "$a" ]; then
+    mkdir -p "$(dirname "$a")"
+    : > "$a"
+  fi
+  i=$((i + 1))
+done
+emit WFBOOST_STDOUT
+"""
+
+RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "runAsUser": REPLAY_UID,
+    "runAsGroup": REPLAY_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+# Argo volumes emissary needs in the replayed main container; everything else the step mounted is dropped.
+_KEPT_MOUNTS = frozenset({names.VOLUME_VAR_RUN_ARGO, names.VOLUME_ARGOEXEC_BIN})
+_REPLAY_VOLUME = "wfboost-replay-"
+
+
+class NotReplayable(ValueError):
+    """The hit cannot be replayed faithfully; the message is the miss reason."""
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    env: list[dict[str, str]]
+    mount_points: list[str]  # emptyDirs for output directories
+
+
+def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
+    """What the replay container must write, or NotReplayable(reason)."""
+    template = step.template or {}
+    outputs = template.get("outputs") or {}
+    declared_params = [p for p in outputs.get("parameters") or [] if isinstance(p, Mapping)]
+    declared_artifacts = [a for a in outputs.get("artifacts") or [] if isinstance(a, Mapping)]
+    cached = {p["name"]: p["value"] for p in entry["parameters"]}
+    user_mounts = _template_mount_paths(template)
+    inputs = (template.get("inputs") or {}).get("artifacts") or []
+    input_paths = {a.get("path") for a in inputs if isinstance(a, Mapping)}
+
+    env: list[dict[str, str]] = []
+    points: list[str] = []
+    payload = 0
+    index = 0
+    for param in declared_params:
+        path = (param.get("valueFrom") or {}).get("path")
+        if not path:
+            continue  # supplied/expression/configMap parameters are not produced by the container
+        name = str(param.get("name"))
+        if name not in cached:
+            raise NotReplayable(f"entry_missing_parameter:{name}")
+        _check_path(str(path), user_mounts, input_paths)
+        parent = posixpath.dirname(posixpath.normpath(str(path)))
+        if parent == "/":
+            raise NotReplayable(f"output_at_root:{path}")
+        points.append(parent)
+        env.append({"name": f"{ENV_PREFIX}PARAM_{index}_PATH", "value": str(path)})
+        env.extend(_chunks(f"{ENV_PREFIX}PARAM_{index}", cached[name]))
+        payload += len(cached[name].encode())
+        index += 1
+    recorded = {a.get("name") for a in entry["artifacts"]}
+    for number, artifact in enumerate(declared_artifacts):
+        path = artifact.get("path")
+        if not path:
+            continue
+        if artifact.get("name") not in recorded and not artifact.get("optional"):
+            raise NotReplayable(f"entry_missing_artifact:{artifact.get('name')}")
+        _check_path(str(path), user_mounts, input_paths)
+        points.append(posixpath.normpath(str(path)))
+        env.append({"name": f"{ENV_PREFIX}ARTIFACT_{number}_PATH", "value": str(path)})
+    if step.include_script_output:
+        if "result" not in entry:
+            raise NotReplayable("entry_missing_stdout")
+        env.extend(_chunks(f"{ENV_PREFIX}STDOUT", entry["result"]))
+        payload += len(entry["result"].encode())
+    if payload > MAX_PAYLOAD:
+        raise NotReplayable("outputs_too_large")
+    return ReplayPlan(env=env, mount_points=_outermost(points))
+
+
+def hit_patch(
+    step: ArgoStep, plan: ReplayPlan, replay: ReplaySettings, *, labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> list[PatchOp]:
+    """Few, coarse operations, each valid against the pod as received (see argo-facts.md on patch cost)."""
+    pod_spec = step.pod.get("spec") or {}
+    main = step.main
+    volumes = [{"name": f"{_REPLAY_VOLUME}{i}", "emptyDir": {}} for i in range(len(plan.mount_points))]
+    mounts = [m for m in main.get("volumeMounts") or [] if m.get("name") in _KEPT_MOUNTS]
+    mounts += [{"name": v["name"], "mountPath": p} for v, p in zip(volumes, plan.mount_points, strict=True)]
+    argo_env = [
+        e for e in main.get("env") or []
+        if str(e.get("name", "")).startswith("ARGO_") and e.get("name") != names.ENV_CONTAINER_ARGS_FILE
+    ]
+    container: dict[str, Any] = {
+        "name": main.get("name"),
+        "image": replay.image,
+        "imagePullPolicy": replay.image_pull_policy,
+        "command": [*step.emissary_prefix, "/bin/sh", "-c", REPLAY_SCRIPT, "wfboost-replay"],
+        "env": [*argo_env, *plan.env],
+        "resources": replay.resources.as_kubernetes(),
+        "securityContext": dict(RESTRICTED_SECURITY_CONTEXT),
+        "volumeMounts": mounts,
+    }
+    for kept in ("terminationMessagePath", "terminationMessagePolicy"):
+        if kept in main:
+            container[kept] = main[kept]
+    ops: list[PatchOp] = [{"op": "replace", "path": f"/spec/containers/{step.main_index}", "value": container}]
+    # Volumes only the original main used (a PVC, a GPU device plugin volume) would still be attached: drop them.
+    others = [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]
+    still_used = {m.get("name") for c in others if c is not main for m in c.get("volumeMounts") or []}
+    still_used |= {m["name"] for m in mounts}
+    kept_volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") in still_used]
+    new_volumes = [*kept_volumes, *volumes]
+    if "volumes" in pod_spec:
+        ops.append({"op": "replace", "path": "/spec/volumes", "value": new_volumes})
+    else:
+        ops.append({"op": "add", "path": "/spec/volumes", "value": new_volumes})
+    for field in ("nodeSelector", "affinity"):
+        if field in pod_spec:  # `remove` of an absent path fails the request: only what is there
+            ops.append({"op": "remove", "path": f"/spec/{field}"})
+    ops.extend(metadata_ops(step.pod, labels=labels, annotations=annotations))
+    return ops
+
+
+def metadata_ops(pod: Mapping[str, Any], *, labels: Mapping[str, str], annotations: Mapping[str, str]) -> list[PatchOp]:
+    """Add labels/annotations, creating the maps when the pod has none (Argo pods always have both)."""
+    meta = pod.get("metadata") or {}
+    ops: list[PatchOp] = []
+    for field, values in (("labels", labels), ("annotations", annotations)):
+        if not values:
+            continue
+        if field not in meta or meta[field] is None:
+            ops.append({"op": "add", "path": f"/metadata/{field}", "value": dict(values)})
+            continue
+        for name, value in values.items():
+            ops.append({"op": "add", "path": f"/metadata/{field}/{_escape(name)}", "value": value})
+    return ops
+
+
+def _chunks(prefix: str, value: str) -> list[dict[str, str]]:
+    pieces = [value[i : i + CHUNK] for i in range(0, len(value), CHUNK)] or [""]
+    return [{"name": f"{prefix}_{j}", "value": piece} for j, piece in enumerate(pieces)]
+
+
+def _template_mount_paths(template: Mapping[str, Any]) -> list[str]:
+    body = template.get("container") or template.get("script") or {}
+    return [str(m.get("mountPath")) for m in body.get("volumeMounts") or [] if isinstance(m, Mapping)]
+
+
+def _check_path(path: str, user_mounts: Sequence[str], input_paths: set[Any]) -> None:
+    """Argo's wait container reads outputs that sit on a volume (or on an input artifact) from that volume, not
+    from what emissary copied: a replay would hand it the volume's old content. Such steps are never replayed."""
+    normal = posixpath.normpath(path)
+    for mount in user_mounts:
+        root = posixpath.normpath(mount)
+        if normal == root or normal.startswith(root.rstrip("/") + "/"):
+            raise NotReplayable(f"output_on_volume:{path}")
+    if path in input_paths:
+        raise NotReplayable(f"output_is_input_artifact:{path}")
+
+
+def _outermost(points: Sequence[str]) -> list[str]:
+    chosen: list[str] = []
+    for point in sorted(set(points)):
+        if not any(point == c or point.startswith(c.rstrip("/") + "/") for c in chosen):
+            chosen.append(point)
+    return chosen
+
+
+def _escape(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
