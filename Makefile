@@ -3,7 +3,7 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PYTHON    ?= python3
 # Debian packages the tests and `make run` use; installed only when missing.
-APT_PACKAGES ?=
+APT_PACKAGES ?= busybox-static
 
 .PHONY: setup test lint typecheck check run bench clean
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from wfboost.argo.podgen_layouts import LAYOUTS, V3_7, layout_by_name
-from wfboost.argo.walk import walk
+from wfboost.argo.walk import NodeOutputs, walk
 
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
 DEFAULT_LAYOUT = V3_7.name
@@ -25,10 +26,19 @@ class ReplayPlan:
     pods: list[PodToAdmit]
 
 
-def plan_workflow(workflow: dict[str, Any], layout_name: str, *, namespace: str) -> ReplayPlan:
-    """Expand the workflow as the controller would and build each step's pod for the named Argo layout."""
+def plan_workflow(
+    workflow: dict[str, Any],
+    layout_name: str,
+    *,
+    namespace: str,
+    outputs: Mapping[str, NodeOutputs] | None = None,
+) -> ReplayPlan:
+    """Expand the workflow as the controller would and build each step's pod for the named Argo layout.
+
+    `outputs` are the known outputs of finished steps (by step or node name), which later steps' pods carry.
+    """
     scoped = {**workflow, "metadata": {**workflow.get("metadata", {}), "namespace": namespace}}
-    walked = walk(scoped)
+    walked = walk(scoped, outputs=outputs)
     built, _refused = walked.build_pods(layout=layout_by_name(layout_name))
     pods = [PodToAdmit(step=b.node_name, pod=b.pod, configmap=b.configmap) for b in built]
     admitted = {**scoped, "metadata": {**walked.workflow["metadata"]}}

@@ -103,6 +103,8 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
         name = str(param.get("name"))
         if name not in cached:
             raise NotReplayable(f"entry_missing_parameter:{name}")
+        if "\x00" in cached[name]:
+            raise NotReplayable(f"value_has_nul:{name}")  # an env var cannot carry it
         _check_path(str(path), user_mounts, input_paths)
         parent = posixpath.dirname(posixpath.normpath(str(path)))
         if parent == "/":
@@ -125,6 +127,8 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
     if step.include_script_output:
         if "result" not in entry:
             raise NotReplayable("entry_missing_stdout")
+        if "\x00" in entry["result"]:
+            raise NotReplayable("value_has_nul:stdout")
         env.extend(_chunks(f"{ENV_PREFIX}STDOUT", entry["result"]))
         payload += len(entry["result"].encode())
     if payload > MAX_PAYLOAD:

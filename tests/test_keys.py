@@ -1,0 +1,200 @@
+"""Cache key v1: the documented test vectors, and properties over pods that differ in one field."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wfboost.argo.pods import parse_pod
+from wfboost.cache.keys import KEY_SCHEMA, cache_key, canonical, key_material
+from wfboost.demo.replay import plan_workflow
+from wfboost.demo.runner import default_workflow_text
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "cache-key.md"
+
+MINIMAL: dict[str, Any] = {
+    "schema": KEY_SCHEMA, "namespace": "ml",
+    "containers": [{"name": None, "image": "busybox:1.36", "command": ["sh", "-c"], "args": ["echo hi"],
+                    "workingDir": None, "env": [], "envFrom": [], "volumeMounts": []}],
+    "script": None, "inputArtifacts": [], "outputs": {"parameters": [], "artifacts": []}, "resource": None,
+    "seed": None,
+}
+WITH_ENV = copy.deepcopy(MINIMAL)
+WITH_ENV["containers"][0]["env"] = [
+    {"name": "GREETING", "value": "grüß dich €"},
+    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+]
+VECTORS = {
+    "minimal": (MINIMAL, "1b0d7be8d93b99b9e1c1e840a8e393d6008183e8aae2719a66e0d5183cf6cde7"),
+    "shared": ({**MINIMAL, "namespace": None}, "492555c7b7d9557734b9a9dc801a201e48793b57ab590b2611a6a97e5db6536e"),
+    "seeded": ({**MINIMAL, "seed": "2026-11 rebuild"}, "095aec7692018a7d77de0250ce32fb5cd5014f1349342b2bbb0fe88b8cb3b3fa"),
+    "env": (WITH_ENV, "79b9f659bdeebbdfa5b5ad598822294a52b190a2bcc19f70cfa846ea1fed69c1"),
+}
+POD_VECTORS = {
+    "fetch": "85c581ef80364330c5d38ebe15edb956f4e3242cab99b722ec76de7a2f7934f6",
+    "features": "c1071180db971f134c033556f6983bfadbca077c589831481feca5a534710330",
+}
+
+
+@pytest.mark.parametrize("name", VECTORS)
+def test_material_vectors(name: str) -> None:
+    material, expected = VECTORS[name]
+    assert cache_key(material) == expected
+    assert hashlib.sha256(canonical(material)).hexdigest() == expected
+    assert expected in DOC.read_text(), "docs/cache-key.md must carry every vector"
+
+
+def test_canonical_json_is_rfc8785() -> None:
+    text = canonical(WITH_ENV).decode()
+    assert text == json.dumps(WITH_ENV, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert '"grüß dich €"' in text  # UTF-8, not \\u escapes
+
+
+def vector_pods(layout: str, name: str = "vectors", namespace: str = "ml-team") -> dict[str, dict[str, Any]]:
+    workflow = yaml.safe_load(default_workflow_text())
+    workflow["metadata"].pop("generateName")
+    workflow["metadata"]["name"] = name
+    plan = plan_workflow(workflow, layout, namespace=namespace)
+    return {item.step.split(".", 1)[1]: item.pod for item in plan.pods}
+
+
+@pytest.mark.parametrize("layout", ["v3.5.14", "v3.6.19", "v3.7.18", "v4.1.2", "v4.1.2-initless"])
+def test_pod_vectors_are_the_same_under_every_argo_layout(layout: str) -> None:
+    pods = vector_pods(layout)
+    for step, expected in POD_VECTORS.items():
+        assert cache_key(key_material(parse_pod(pods[step]))) == expected, step
+        assert expected in DOC.read_text()
+
+
+BASE = vector_pods("v3.7.18")["fetch"]
+BASE_KEY = cache_key(key_material(parse_pod(BASE)))
+SCRIPT_BASE = vector_pods("v3.7.18")["features"]
+
+
+def _main(pod: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in pod["spec"]["containers"] if c["name"] == "main")  # type: ignore[no-any-return]
+
+
+def _with_env(pod: dict[str, Any], name: str, value: str) -> None:
+    for container in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
+        for env in container.get("env", []):
+            if env["name"] == name and "value" in env:
+                env["value"] = value
+
+
+volatile_edits = st.sampled_from([
+    "pod_name", "node_id", "workflow_label", "owner_uid", "deadline", "resources", "node_selector", "tolerations",
+    "annotation", "service_account", "trace", "include_script_output", "priority",
+])
+
+
+@settings(max_examples=80, deadline=None)
+@given(edits=st.lists(volatile_edits, min_size=1, max_size=5), text=st.text(min_size=1, max_size=20))
+def test_pods_differing_only_in_volatile_fields_share_a_key(edits: list[str], text: str) -> None:
+    pod = copy.deepcopy(BASE)
+    meta, spec = pod["metadata"], pod["spec"]
+    for edit in edits:
+        if edit == "pod_name":
+            meta["name"] = "p-" + str(abs(hash(text)))
+        elif edit == "node_id":
+            meta["annotations"]["workflows.argoproj.io/node-id"] = text
+            _with_env(pod, "ARGO_NODE_ID", text)
+        elif edit == "workflow_label":
+            meta["labels"]["workflows.argoproj.io/workflow"] = text
+            _with_env(pod, "ARGO_WORKFLOW_NAME", text)
+        elif edit == "owner_uid":
+            for ref in meta.get("ownerReferences", []):
+                ref["uid"] = text
+        elif edit == "deadline":
+            _with_env(pod, "ARGO_DEADLINE", text)
+        elif edit == "resources":
+            _main(pod)["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+        elif edit == "node_selector":
+            spec["nodeSelector"] = {"pool": text}
+        elif edit == "tolerations":
+            spec["tolerations"] = [{"key": text, "operator": "Exists"}]
+        elif edit == "annotation":
+            meta["annotations"]["team/" + str(len(text))] = text
+        elif edit == "service_account":
+            spec["serviceAccountName"] = "sa-" + str(len(text))
+        elif edit == "trace":
+            _main(pod).setdefault("env", []).append({"name": "TRACEPARENT", "value": text})
+        elif edit == "include_script_output":
+            _with_env(pod, "ARGO_INCLUDE_SCRIPT_OUTPUT", "true")
+        elif edit == "priority":
+            spec["priorityClassName"] = "high"
+    assert cache_key(key_material(parse_pod(pod))) == BASE_KEY
+
+
+meaningful = st.sampled_from(["image", "argument", "command", "env", "seed", "namespace", "output_path"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(edit=meaningful, text=st.text(min_size=1, max_size=20))
+def test_pods_differing_in_what_they_compute_do_not_share_a_key(edit: str, text: str) -> None:
+    pod = copy.deepcopy(BASE)
+    main = _main(pod)
+    seed = None
+    namespace = None
+    if edit == "image":
+        main["image"] = "ghcr.io/example/data-tools:1.4.3-" + str(len(text))
+    elif edit == "argument":
+        main["args"] = [*main["args"], text]
+    elif edit == "command":
+        main["command"] = [*main["command"], text]
+    elif edit == "env":
+        main.setdefault("env", []).append({"name": "MODE", "value": text})
+    elif edit == "seed":
+        seed = text
+    elif edit == "namespace":
+        namespace = "other-" + str(len(text))
+    elif edit == "output_path":
+        pod = copy.deepcopy(pod)
+        step = parse_pod(pod)
+        template = copy.deepcopy(dict(step.template or {}))
+        template["outputs"]["parameters"][0]["valueFrom"]["path"] = "/tmp/" + str(len(text)) + "rows"
+        step = type(step)(**{**step.__dict__, "template": template})
+        assert cache_key(key_material(step)) != BASE_KEY
+        return
+    assert cache_key(key_material(parse_pod(pod, namespace), seed=seed)) != BASE_KEY
+
+
+@settings(max_examples=30, deadline=None)
+@given(source=st.text(min_size=1, max_size=200))
+def test_script_source_is_part_of_the_key(source: str) -> None:
+    step = parse_pod(copy.deepcopy(SCRIPT_BASE))
+    template = copy.deepcopy(dict(step.template or {}))
+    original = template["script"]["source"]
+    template["script"]["source"] = original + source
+    changed = type(step)(**{**step.__dict__, "template": template})
+    assert cache_key(key_material(changed)) != cache_key(key_material(step))
+
+
+@settings(max_examples=30, deadline=None)
+@given(key=st.text(min_size=1, max_size=60))
+def test_an_input_artifact_is_identified_by_its_location(key: str) -> None:
+    step = parse_pod(copy.deepcopy(SCRIPT_BASE))
+    template = copy.deepcopy(dict(step.template or {}))
+    artifact = template["inputs"]["artifacts"][0]
+    if artifact["s3"]["key"] == key:
+        return
+    artifact["s3"]["key"] = key
+    changed = type(step)(**{**step.__dict__, "template": template})
+    assert cache_key(key_material(changed)) != cache_key(key_material(step))
+
+
+def test_the_key_is_shared_across_namespaces_only_when_asked() -> None:
+    here = parse_pod(vector_pods("v3.7.18", namespace="team-a")["fetch"])
+    there = parse_pod(vector_pods("v3.7.18", namespace="team-b")["fetch"])
+    assert cache_key(key_material(here)) != cache_key(key_material(there))
+    assert cache_key(key_material(here, share_across_namespaces=True)) == cache_key(
+        key_material(there, share_across_namespaces=True)
+    )

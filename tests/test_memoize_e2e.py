@@ -1,0 +1,210 @@
+"""Memoization through the HTTPS harness: a miss, a recorded result, then a hit in another workflow whose replay
+writes exactly the recorded outputs, whose task result points at the cached artifacts, and whose downstream step
+therefore hits too. Against one Valkey and a three-node cluster, for every Argo pod layout."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from tests.conftest import StartWebhook, Webhook
+from wfboost.argo.podgen_layouts import LAYOUTS
+from wfboost.argo.pods import parse_pod
+from wfboost.cache.entries import CacheEntry
+from wfboost.cache.keys import cache_key, key_material
+from wfboost.demo.replay import plan_workflow
+from wfboost.demo.runner import default_workflow_text
+
+POLICY = """\
+apiVersion: wfboost.io/v1alpha1
+kind: Policy
+features: {memoize: true}
+memoize:
+  namespaces: ["ml"]
+  maxStaleness: P7D
+"""
+BUSYBOX = shutil.which("busybox")
+
+
+def workflow(name: str) -> dict[str, Any]:
+    wf = yaml.safe_load(default_workflow_text())
+    wf["metadata"].pop("generateName")
+    wf["metadata"]["name"] = name
+    return wf  # type: ignore[no-any-return]
+
+
+def pods(name: str, layout: str, namespace: str = "ml", outputs: Any = None) -> dict[str, dict[str, Any]]:
+    """The workflow's pods, each with a cache seed unique to the test, so tests never share entries."""
+    plan = plan_workflow(workflow(name), layout, namespace=namespace, outputs=outputs)
+    found = {item.step.split(".", 1)[1]: item.pod for item in plan.pods}
+    for pod in found.values():
+        pod["metadata"]["annotations"]["wfboost.io/cache-seed"] = SEED
+    return found
+
+
+@pytest.fixture(autouse=True)
+def unique_seed(request: pytest.FixtureRequest) -> None:
+    global SEED
+    SEED = request.node.nodeid
+
+
+SEED = ""
+RAW = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": "k"}}
+
+
+@pytest.fixture(params=["single", "cluster"])
+def memo_webhook(request: pytest.FixtureRequest, start_webhook: StartWebhook, tmp_path: Path) -> Webhook:
+    server = request.getfixturevalue("valkey" if request.param == "single" else "valkey_cluster")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    return start_webhook(settings={"policy_path": policy, "redis_url": server.url})
+
+
+def record(webhook: Webhook, pod: dict[str, Any], parameters: dict[str, str], artifacts: list[dict[str, Any]],
+           result: str | None = None) -> CacheEntry:
+    """What the recorder writes when the step succeeds (its own tests cover the watching)."""
+    step = parse_pod(pod)
+    entry: dict[str, Any] = {
+        "key": cache_key(key_material(step, seed=SEED)), "entry_id": pod["metadata"]["name"],
+        "finished_at": "2026-11-22T10:00:00Z", "finished_ms": int(time.time() * 1000) - 60_000,
+        "staleness_s": 604800, "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
+        "artifacts": artifacts, "image": step.main["image"], "image_id": "sha256:" + "2" * 64,
+        "producer": {"namespace": step.namespace, "workflow": step.workflow, "workflow_uid": "uid-a",
+                     "node_id": step.node_id, "node_name": step.node_name, "pod": step.pod_name},
+        "recorded_at": "2026-11-22T10:00:01Z",
+    }
+    if result is not None:
+        entry["result"] = result
+    store = webhook.server.store
+    assert store is not None
+    webhook.running.call(lambda: store.record(entry, retention=timedelta(days=30)))  # type: ignore[arg-type]
+    return entry  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("layout", [layout.name for layout in LAYOUTS])
+def test_miss_record_hit_and_a_chained_hit(memo_webhook: Webhook, layout: str, tmp_path: Path) -> None:
+    api = memo_webhook.api
+    suffix = layout.replace(".", "-")
+    first = pods(f"first-{suffix}", layout)
+
+    # 1. First run: a miss, annotated with its key and why it missed.
+    missed = api.admit("pods", first["fetch"])
+    annotations = missed.object["metadata"]["annotations"]
+    assert annotations["wfboost.io/cache-outcome"] == "miss: no_entry"
+    key = annotations["wfboost.io/cache-key"]
+    assert key == cache_key(key_material(parse_pod(first["fetch"]), seed=SEED))
+    assert missed.object["spec"] == first["fetch"]["spec"]  # a miss runs the step as it was
+
+    # 2. It succeeds; the recorder writes its outputs.
+    raw = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": f"first-{suffix}/fetch/raw.tgz"}}
+    record(memo_webhook, first["fetch"], {"rows": "1024"}, [raw])
+
+    # 3. The same step in another workflow is a hit, replayed by Argo's own executor.
+    second = pods(f"second-{suffix}", layout)
+    hit = api.admit("pods", second["fetch"])
+    meta = hit.object["metadata"]
+    assert meta["labels"]["wfboost.io/cache-hit"] == "true"
+    assert meta["annotations"]["wfboost.io/cache-outcome"] == "hit"
+    source = orjson.loads(meta["annotations"]["wfboost.io/cache-source"])
+    assert source["workflow"] == f"first-{suffix}" and source["namespace"] == "ml"
+    step = parse_pod(second["fetch"])
+    main = hit.object["spec"]["containers"][step.main_index]
+    assert main["command"][: len(step.emissary_prefix)] == list(step.emissary_prefix)
+    if BUSYBOX:
+        env = {e["name"]: e["value"] for e in main["env"] if "value" in e}
+        env = {k: str(tmp_path) + v if k.startswith("WFBOOST_") and k.endswith("_PATH") else v for k, v in env.items()}
+        user = main["command"][main["command"].index("--") + 2 :]
+        done = subprocess.run([BUSYBOX, "sh", *user], env=env, capture_output=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "tmp/rows").read_text() == "1024"
+        assert (tmp_path / "data/raw.parquet").exists()
+
+    # 4. Its wait container reports the placeholder it uploaded; the task result is pointed at the cached data.
+    node_id = meta["annotations"]["workflows.argoproj.io/node-id"]
+    uploaded = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": f"second-{suffix}/fetch/raw.tgz"}}
+    taskresult = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+        "metadata": {"name": node_id, "namespace": "ml",
+                     "labels": {"workflows.argoproj.io/workflow": f"second-{suffix}",
+                                "workflows.argoproj.io/report-outputs-completed": "false"}},
+        "outputs": {"parameters": [{"name": "rows", "value": "1024"}], "artifacts": [uploaded]},
+    }
+    reported = api.admit("workflowtaskresults", taskresult, operation="UPDATE", old_object=taskresult)
+    assert reported.object["outputs"]["artifacts"] == [raw]
+
+    # 5. Downstream, the second run's features step now reads the first run's artifact: same key, a hit.
+    first_down = pods(f"first-{suffix}", layout, outputs={"fetch": {"artifacts": {"raw": raw}}})
+    second_down = pods(f"second-{suffix}", layout, outputs={"fetch": {"artifacts": {"raw": reported.object[
+        "outputs"]["artifacts"][0]}}})
+    assert cache_key(key_material(parse_pod(first_down["features"]))) == cache_key(
+        key_material(parse_pod(second_down["features"]))
+    )
+
+
+def test_entries_are_not_shared_across_namespaces(memo_webhook: Webhook) -> None:
+    layout = "v3.7.18"
+    first = pods("ns-a", layout)
+    record(memo_webhook, first["fetch"], {"rows": "7"}, [RAW])
+    assert memo_webhook.api.admit("pods", pods("ns-b", layout)["fetch"]).object["metadata"]["annotations"][
+        "wfboost.io/cache-outcome"] == "hit"
+    other_ns = pods("ns-d", layout, namespace="team-b")["fetch"]
+    # team-b is not in memoize.namespaces: untouched; and the key of the same step there differs anyway.
+    answered = memo_webhook.api.admit("pods", other_ns)
+    assert answered.patch == []
+    assert cache_key(key_material(parse_pod(other_ns))) != cache_key(key_material(parse_pod(first["fetch"])))
+
+
+def test_p0d_never_reuses(memo_webhook: Webhook) -> None:
+    first = pods("fresh-a", "v3.7.18")
+    record(memo_webhook, first["fetch"], {"rows": "7"}, [RAW])
+    pod = copy.deepcopy(pods("fresh-b", "v3.7.18")["fetch"])
+    pod["metadata"]["annotations"]["wfboost.io/max-staleness"] = "P0D"
+    answered = memo_webhook.api.admit("pods", pod)
+    assert answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "miss: staleness_zero"
+    assert answered.object["spec"] == pod["spec"]
+
+
+def test_a_bad_control_is_said_on_the_pod(memo_webhook: Webhook) -> None:
+    pod = copy.deepcopy(pods("bad-control", "v3.7.18")["fetch"])
+    pod["metadata"]["annotations"]["wfboost.io/max-staleness"] = "a week"
+    answered = memo_webhook.api.admit("pods", pod)
+    outcome = answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"]
+    assert outcome.startswith("skipped: wfboost.io/max-staleness") and answered.object["spec"] == pod["spec"]
+
+
+def test_redis_down_admits_every_pod_untouched(start_webhook: StartWebhook, tmp_path: Path) -> None:
+    from wfboost.demo.processes import redis_server
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    with redis_server() as gone:
+        url = gone.url
+    webhook = start_webhook(settings={"policy_path": policy, "redis_url": url})
+    for pod in pods("down", "v3.7.18").values():
+        answered = webhook.api.admit("pods", pod)
+        assert answered.patch == [] and answered.object == pod
+    page = webhook.api.request("GET", "/metrics").body.decode()
+    assert 'wfboost_fail_open_total{reason="store_unavailable"} 6.0' in page
+
+
+def test_a_dry_run_writes_nothing(memo_webhook: Webhook) -> None:
+    first = pods("dry-a", "v3.7.18")
+    entry = record(memo_webhook, first["fetch"], {"rows": "3"}, [{"name": "raw", "path": "/data/raw.parquet",
+                                                                  "s3": {"key": "k"}}])
+    pod = pods("dry-b", "v3.7.18")["fetch"]
+    answered = memo_webhook.api.admit("pods", pod, dry_run=True)
+    assert answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
+    store = memo_webhook.server.store
+    assert store is not None
+    node_id = pod["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
+    assert memo_webhook.running.call(lambda: store.hit_marker("ml", node_id)) is None
+    assert entry["key"]
