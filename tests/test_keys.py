@@ -35,7 +35,10 @@ WITH_ENV["containers"][0]["env"] = [
 VECTORS = {
     "minimal": (MINIMAL, "1b0d7be8d93b99b9e1c1e840a8e393d6008183e8aae2719a66e0d5183cf6cde7"),
     "shared": ({**MINIMAL, "namespace": None}, "492555c7b7d9557734b9a9dc801a201e48793b57ab590b2611a6a97e5db6536e"),
-    "seeded": ({**MINIMAL, "seed": "2026-11 rebuild"}, "095aec7692018a7d77de0250ce32fb5cd5014f1349342b2bbb0fe88b8cb3b3fa"),
+    "seeded": (
+        {**MINIMAL, "seed": "2026-11 rebuild"},
+        "095aec7692018a7d77de0250ce32fb5cd5014f1349342b2bbb0fe88b8cb3b3fa",
+    ),
     "env": (WITH_ENV, "79b9f659bdeebbdfa5b5ad598822294a52b190a2bcc19f70cfa846ea1fed69c1"),
 }
 POD_VECTORS = {
