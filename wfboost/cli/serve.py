@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from pathlib import Path
 
 from wfboost.cli.options import add_store_options, env_default
+from wfboost.kube import KubeConfig, KubeConfigError
 from wfboost.webhook.server import serve
 from wfboost.webhook.settings import ServerSettings
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,8 +45,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="timeoutSeconds of the MutatingWebhookConfiguration; the internal deadline stays below it",
     )
     p.add_argument("--reload-interval", type=float, default=10.0, help="seconds between certificate/policy checks")
+    p.add_argument(
+        "--kubeconfig",
+        default=env_default("KUBECONFIG"),
+        help="kubeconfig for the rare admission-time API read (an offloaded Argo template); in a pod the "
+        "service account is used",
+    )
     add_store_options(p)
     p.set_defaults(handler=run)
+
+
+def kube_config(kubeconfig: str | None) -> KubeConfig | None:
+    """The API access the server has: explicit kubeconfig, else the pod's service account, else none (then
+    steps whose template Argo offloaded to a ConfigMap are admitted unchanged, counted as kube_unavailable)."""
+    if not kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    try:
+        return KubeConfig.load(kubeconfig)
+    except KubeConfigError as exc:
+        log.warning("no Kubernetes API access (%s): offloaded Argo templates will not be read", exc)
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         sidestore_url=args.sidestore_url,
         webhook_timeout=args.webhook_timeout,
         reload_interval=args.reload_interval,
+        kube_config=kube_config(args.kubeconfig),
     )
     try:
         asyncio.run(serve(settings))
