@@ -1,0 +1,69 @@
+"""The manifests in deploy/ are valid Kubernetes objects and agree with the code they run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.harness.validate import validate_object
+from wfboost.cli import build_parser
+from wfboost.policy import load_policy
+from wfboost.webhook.routes import ROUTES
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def documents() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path in sorted((DEPLOY / "base").glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                found.append((f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc))
+    return found
+
+
+@pytest.mark.parametrize(("name", "doc"), documents(), ids=[name for name, _ in documents()])
+def test_every_manifest_validates(name: str, doc: dict[str, Any]) -> None:
+    validate_object(doc)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = set(yaml.safe_load((DEPLOY / "base" / "kustomization.yaml").read_text())["resources"])
+    present = {p.name for p in (DEPLOY / "base").glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
+
+
+def test_webhook_paths_are_served_and_fail_open() -> None:
+    config = next(doc for _, doc in documents() if doc["kind"] == "MutatingWebhookConfiguration")
+    for webhook in config["webhooks"]:
+        assert webhook["failurePolicy"] == "Ignore"
+        assert webhook["sideEffects"] == "NoneOnDryRun"  # wfboost writes Redis markers at admission
+        assert 1 <= webhook["timeoutSeconds"] <= 30
+        path = webhook["clientConfig"]["service"]["path"]
+        assert path.removeprefix("/mutate/") in ROUTES
+        excluded = webhook["namespaceSelector"]["matchExpressions"][0]["values"]
+        assert {"kube-system", "wfboost"} <= set(excluded)
+    pods = next(w for w in config["webhooks"] if w["name"].startswith("pods."))
+    assert pods["rules"][0]["operations"] == ["CREATE"]  # pod specs are immutable after creation
+    assert pods["objectSelector"]["matchExpressions"][0]["key"] == "workflows.argoproj.io/workflow"
+
+
+def test_container_args_parse_with_the_cli() -> None:
+    parser = build_parser()
+    for _, doc in documents():
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            if "wfboost" in container["image"] and "args" in container:
+                parser.parse_args(container["args"])  # exits (fails the test) on an unknown option
+
+
+def test_shipped_policies_load() -> None:
+    config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and "policy.yaml" in doc["data"])
+    load_policy(config["data"]["policy.yaml"])
+    load_policy((DEPLOY / "policy.example.yaml").read_text())
