@@ -128,6 +128,9 @@ def test_miss_record_hit_and_a_chained_hit(memo_webhook: Webhook, layout: str, t
         assert (tmp_path / "tmp/rows").read_text() == "1024"
         assert (tmp_path / "data/raw.parquet").exists()
 
+    # A reinvocation (reinvocationPolicy: IfNeeded) of the replayed pod changes nothing.
+    assert api.admit("pods", hit.object).patch == []
+
     # 4. Its wait container reports the placeholder it uploaded; the task result is pointed at the cached data.
     node_id = meta["annotations"]["workflows.argoproj.io/node-id"]
     uploaded = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": f"second-{suffix}/fetch/raw.tgz"}}

@@ -35,6 +35,8 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     pod = request.get("object") or {}
     if request["operation"] != "CREATE" or not is_argo_step_pod(pod):
         return UNCHANGED
+    if ANNOTATION_OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
+        return Decision(outcome="already_decided")  # a reinvocation: deciding again would key the replay itself
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
     settings = ctx.policy.memoize_settings_for(namespace)
     if not settings.enabled:
