@@ -1,0 +1,272 @@
+"""Garbage collection: the verdict rules; a property test over random sequences of workflow creates and deletes,
+uploads, time passing and sweeps against a real Valkey; the live-workflow view against kmock's Kubernetes
+emulator (list, watch, 410 relist); and the sweeper's other duties (expired uploads, abandoned objects)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.sidestore_fixtures import SideStoreTls, make_tls, run_sidestore, sha, sidestore_redis_url
+from wfboost.cache.sidestore import keys
+from wfboost.cache.sidestore.gc import Sweeper, verdict
+from wfboost.cache.sidestore.live import WORKFLOWS, LiveWorkflows
+from wfboost.cache.sidestore.redis_backend import RedisBackend
+from wfboost.cache.sidestore.refs import RefRecord
+from wfboost.cache.sidestore.store import BlobStore, StoreSettings
+from wfboost.demo.processes import RedisProcess
+from wfboost.kube import KubeClient, KubeConfig, resource_path
+
+GRACE = 100.0
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> SideStoreTls:
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+class View:
+    def __init__(self, *uids: str) -> None:
+        self.synced = True
+        self.uids = set(uids)
+
+    def is_live(self, uid: str) -> bool:
+        return uid in self.uids
+
+
+def test_verdict_rules() -> None:
+    now = 10_000.0
+    old, fresh = now - 2 * GRACE, now - GRACE / 2
+    wf = RefRecord("workflow:u1", old, None)
+    assert verdict(old, [wf], View("u1"), now, GRACE).keep  # live workflow, however old
+    assert not verdict(old, [wf], View(), now, GRACE).keep  # gone and past grace
+    assert verdict(old, [RefRecord("workflow:u1", fresh, None)], View(), now, GRACE).keep  # not visible yet
+    assert verdict(fresh, [], View(), now, GRACE).keep  # new, not yet referenced
+    assert not verdict(old, [], View(), now, GRACE).keep
+    assert verdict(old, [RefRecord("entry:k", old, now + 1)], View(), now, GRACE).keep
+    assert not verdict(old, [RefRecord("entry:k", old, now - 1)], View(), now, GRACE).keep
+
+
+# --- the property ---------------------------------------------------------------------------------------------
+
+UIDS = [f"uid-{i}" for i in range(3)]
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("create"), st.sampled_from(UIDS)),
+        st.tuples(st.just("delete"), st.sampled_from(UIDS)),
+        st.tuples(st.just("upload"), st.integers(0, 3), st.one_of(st.none(), st.sampled_from(UIDS))),
+        st.tuples(st.just("upload"), st.integers(0, 3), st.sampled_from(UIDS)),
+        st.tuples(st.just("advance"), st.sampled_from([1.0, 30.0, 60.0, 99.0, 100.0, 150.0])),
+        st.tuples(st.just("sweep")),
+        st.tuples(st.just("sweep")),  # twice: sweeps between small steps of time are where grace bugs show
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@dataclass
+class ModelBlob:
+    touched: float
+    refs: dict[str, float] = field(default_factory=dict)  # uid -> when last referenced
+
+
+async def run_scenario(url: str, ops: list[tuple[Any, ...]]) -> None:
+    redis = aioredis.from_url(url)
+    await redis.flushdb()
+    clock = [1_000.0]
+    store = BlobStore(
+        redis,
+        {"redis": RedisBackend(redis)},
+        default="redis",
+        settings=StoreSettings(grace_seconds=GRACE),
+        clock=lambda: clock[0],
+    )
+    live = LiveWorkflows()
+    live.replace([], "1")
+    sweeper = Sweeper(store, live)
+    model: dict[tuple[str, str], ModelBlob] = {}
+    live_uids: set[str] = set()
+    try:
+        for op in ops:
+            if op[0] in ("create", "delete"):
+                kind = "ADDED" if op[0] == "create" else "DELETED"
+                live.apply({"type": kind, "object": {"metadata": {"uid": op[1], "name": op[1]}}})
+                (live_uids.add if op[0] == "create" else live_uids.discard)(op[1])
+            elif op[0] == "upload":
+                namespace = "team-a" if op[1] % 2 else "team-b"
+                data = f"blob {op[1]}".encode()
+
+                async def body(data: bytes = data) -> AsyncIterator[bytes]:
+                    yield data
+
+                refs: list[Any] = [] if op[2] is None else [{"kind": "workflow", "id": op[2]}]
+                await store.put(namespace, sha(data), body(), len(data), refs)
+                blob = model.setdefault((namespace, sha(data)), ModelBlob(clock[0]))
+                blob.touched = clock[0]
+                if op[2] is not None:
+                    blob.refs[op[2]] = clock[0]
+            elif op[0] == "advance":
+                clock[0] += op[1]
+            else:
+                await sweeper.sweep()
+                now = clock[0]
+                for (namespace, digest), blob in list(model.items()):
+                    exists = bool(await redis.exists(keys.blob(namespace, digest)))
+                    held_by_live = any(uid in live_uids for uid in blob.refs)
+                    young = now - blob.touched < GRACE or any(now - t < GRACE for t in blob.refs.values())
+                    if held_by_live:
+                        assert exists, f"GC deleted {digest} although a live workflow references it"
+                    assert exists == (held_by_live or young), (digest, blob, now, live_uids)
+                    if not exists:
+                        del model[(namespace, digest)]
+                        assert await store.usage(namespace) >= 0
+        # Whatever happened, usage equals the plain bytes still held, per namespace.
+        for namespace in ("team-a", "team-b"):
+            held = sum(
+                len(f"blob {d}".encode())
+                for (ns, d2), _ in model.items()
+                if ns == namespace
+                for d in range(6)
+                if sha(f"blob {d}".encode()) == d2
+            )
+            assert await store.usage(namespace) == held
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_gc_never_deletes_what_a_live_workflow_holds_and_reclaims_orphans(
+    valkey: RedisProcess, ops: list[tuple[Any, ...]]
+) -> None:
+    asyncio.run(run_scenario(sidestore_redis_url(valkey), ops))
+
+
+# --- the sweeper end to end ----------------------------------------------------------------------------------
+
+
+async def test_unsynced_view_pauses_gc_and_dry_run_deletes_nothing(
+    valkey: RedisProcess, tls: SideStoreTls, tmp_path: Path
+) -> None:
+    async with (
+        run_sidestore(valkey, tls, tmp_path, settings=StoreSettings(grace_seconds=GRACE)) as ss,
+        ss.client("admin") as client,
+    ):
+        await client.put("team-a", b"rejected request's value", refs=[{"kind": "workflow", "id": "never"}])
+        await client.put("team-a", b"kept", refs=[{"kind": "workflow", "id": "alive"}])
+        ss.clock[0] += GRACE + 1
+        skipped = await client.gc()
+        assert skipped["skipped"] and "not in sync" in skipped["skipped"]
+        ss.server.live.replace([{"metadata": {"uid": "alive"}}], "5")
+        dry = await client.gc(dry_run=True)
+        assert [(d["digest"], d["reason"]) for d in dry["deleted"]] == [
+            (sha(b"rejected request's value"), "every reference is gone: workflow:never")
+        ]
+        assert await client.head("team-a", sha(b"rejected request's value")) is not None
+        done = await client.gc()
+        assert len(done["deleted"]) == 1 and done["kept"] == 1
+        assert await client.head("team-a", sha(b"rejected request's value")) is None
+        assert await client.get("team-a", sha(b"kept")) == b"kept"
+        assert await ss.store.usage("team-a") == len(b"kept")
+        metrics = ss.server.metrics.gc_deletions.labels("unreferenced")._value.get()
+        assert metrics == 1
+
+
+async def test_expired_uploads_and_abandoned_objects_are_reclaimed(
+    valkey: RedisProcess, tls: SideStoreTls, tmp_path: Path
+) -> None:
+    root = tmp_path / "pvc"
+    store_settings = StoreSettings(grace_seconds=GRACE, upload_ttl_seconds=1000.0)
+    async with run_sidestore(valkey, tls, tmp_path, large=f"file://{root}", settings=store_settings) as ss:
+        ss.server.live.replace([], "1")
+        async with ss.client("team-a") as client:
+            upload_id = (await client.start_upload("team-a"))["upload_id"]
+            part = b"p" * 5000
+
+            async def once() -> AsyncIterator[bytes]:
+                yield part
+
+            import hashlib
+
+            await client.upload_part("team-a", upload_id, 1, hashlib.sha256(part).hexdigest(), len(part), once)
+        # An object whose writer died before it was recorded anywhere (a crash mid-write).
+        orphan_key = "team-a/crashed-writer"
+        await ss.store.redis.zadd(keys.PENDING, {f"fs|{orphan_key}": ss.clock[0]})
+        (root / "team-a").mkdir(parents=True, exist_ok=True)
+        (root / orphan_key).write_bytes(b"half written")
+        ss.clock[0] += 500
+        report = await ss.server.sweeper.sweep()
+        assert (report["uploads_expired"], report["pending_reclaimed"]) == (0, 0)
+        ss.clock[0] += 600
+        report = await ss.server.sweeper.sweep()
+        assert (report["uploads_expired"], report["pending_reclaimed"]) == (1, 1)
+        assert [p for p in root.rglob("*") if p.is_file()] == []
+        assert await ss.store.usage("team-a") == 0
+
+
+# --- the live view against the Kubernetes emulator ------------------------------------------------------------
+
+
+def workflow(name: str, uid: str, namespace: str = "argo") -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "spec": {"entrypoint": "main"},
+    }
+
+
+async def wait_for(condition: Any) -> None:
+    async with asyncio.timeout(20):  # a hang guard only, never an assertion about time
+        while not condition():  # noqa: ASYNC110 - polling state another task changes
+            await asyncio.sleep(0.01)
+
+
+async def test_live_view_lists_then_follows_the_watch(kmock: Any) -> None:
+    path = resource_path("argoproj.io", "v1alpha1", "workflows", "argo")
+    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10) as kube:
+        await kube.create(path, workflow("before", "uid-before"))
+        live = LiveWorkflows()
+        task = asyncio.create_task(live.run(kube, watch_seconds=60))
+        try:
+            await wait_for(lambda: live.synced and live.is_live("uid-before"))
+            await wait_for(lambda: list(kmock[kmock.action.WATCH]))
+            await kube.create(path, workflow("after", "uid-after"))
+            await wait_for(lambda: live.is_live("uid-after"))
+            await kube.delete(f"{path}/before")
+            await wait_for(lambda: not live.is_live("uid-before"))
+            assert live.synced and live.is_live("uid-after")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    requests = [r for r in kmock if r.method == "GET"]
+    assert requests[0].url.path == WORKFLOWS  # cluster-wide list first
+
+
+async def test_live_view_relists_after_410(kmock: Any) -> None:
+    path = resource_path("argoproj.io", "v1alpha1", "workflows", "argo")
+    gone = {"kind": "Status", "apiVersion": "v1", "code": 410, "reason": "Expired", "message": "too old"}
+    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10) as kube:
+        await kube.create(path, workflow("one", "uid-1"))
+        kmock["watch argoproj.io/v1alpha1/workflows"] << 410 << gone
+        live = LiveWorkflows()
+        task = asyncio.create_task(live.run(kube, retry_seconds=0.5))
+        try:
+            await wait_for(lambda: live.relists >= 3)
+            assert live.is_live("uid-1")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,76 @@
+"""Which Workflows exist right now, kept current by a list + watch of argoproj.io/v1alpha1 workflows.
+
+The sweeper may delete a workflow's blobs only when this view is trustworthy: `synced` is True only after a
+complete list and while the watch that follows it is unbroken. Any failure (transport error, 410 Gone) clears it
+until a fresh list succeeds, so a blind spot in the view never looks like "that workflow is gone".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from wfboost.kube import KubeClient, KubeError, WatchEvent, WatchExpired, resource_path
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS = resource_path("argoproj.io", "v1alpha1", "workflows")
+
+
+class LiveWorkflows:
+    def __init__(self) -> None:
+        self.uids: set[str] = set()
+        self.synced = False
+        self.resource_version: str | None = None
+        self.relists = 0
+
+    def is_live(self, uid: str) -> bool:
+        return uid in self.uids
+
+    def replace(self, items: Iterable[dict[str, object]], resource_version: str | None) -> None:
+        self.uids = {uid for item in items if (uid := _uid(item))}
+        self.resource_version = resource_version
+        self.synced = True
+
+    def apply(self, event: WatchEvent) -> None:
+        obj = event["object"]
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.resource_version = str(version)
+        uid = _uid(obj)
+        if event["type"] in ("ADDED", "MODIFIED") and uid:
+            self.uids.add(uid)
+        elif event["type"] == "DELETED" and uid:
+            self.uids.discard(uid)
+
+    async def run(self, kube: KubeClient, *, watch_seconds: int = 300, retry_seconds: float = 5.0) -> None:
+        """List, then watch from the list's resourceVersion, forever; relist after 410 or any failure."""
+        while True:
+            try:
+                listed = await kube.list(WORKFLOWS)
+                self.replace(listed["items"], listed["metadata"].get("resourceVersion"))
+                self.relists += 1
+                while True:
+                    events = kube.watch(WORKFLOWS, self.resource_version, timeout_seconds=watch_seconds)
+                    async with contextlib.aclosing(events):
+                        async for event in events:
+                            self.apply(event)
+            except WatchExpired:
+                self.synced = False
+                log.info("workflow watch expired (410): listing again")
+                await asyncio.sleep(retry_seconds / 50)  # relist at once, but never spin on a server that keeps 410ing
+            except KubeError as exc:
+                self.synced = False
+                log.warning("workflow list/watch failed, GC of workflow blobs paused: %s", exc)
+                await asyncio.sleep(retry_seconds)
+
+
+def _uid(obj: dict[str, object]) -> str | None:
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        uid = metadata.get("uid")
+        if isinstance(uid, str) and uid:
+            return uid
+    return None
