@@ -12,7 +12,7 @@ import pytest
 from tests.harness.apiserver import ApiServer
 from tests.harness.running import RunningServer
 from wfboost.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
-from wfboost.webhook.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.certs import create_ca, create_serving_cert, service_names
 from wfboost.webhook.server import WebhookServer
 from wfboost.webhook.settings import ServerSettings
 

@@ -35,7 +35,7 @@ from wfboost.cache.sidestore.live import LiveWorkflows
 from wfboost.cache.sidestore.server import SideStoreServer
 from wfboost.cache.sidestore.store import BlobStore, StoreSettings
 from wfboost.demo.processes import RedisProcess, free_port
-from wfboost.webhook.certs import CertKeyPair, create_ca, create_serving_cert, load_private_key, service_names
+from wfboost.tls.certs import CertKeyPair, create_ca, create_serving_cert, load_private_key, service_names
 
 SERVER_NAME = "wfboost-sidestore.wfboost.svc"
 SIDESTORE_DB = 7  # a database of the session's Valkey used only by these tests (flushed by them)

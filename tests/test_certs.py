@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from wfboost.webhook.certs import (
+from wfboost.tls.certs import (
     CLOCK_SKEW,
     CertificateError,
     CertKeyPair,

@@ -19,7 +19,7 @@ import yaml
 
 from wfboost.cli import certs as certs_cli
 from wfboost.kube import KubeClient, KubeConfig
-from wfboost.webhook.certs import (
+from wfboost.tls.certs import (
     CertKeyPair,
     cert_names,
     check_pair,

@@ -26,7 +26,7 @@ from wfboost.kube import (
     WatchExpired,
     resource_path,
 )
-from wfboost.webhook.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.certs import create_ca, create_serving_cert, service_names
 
 NS = "team-a"
 CONFIGMAPS = resource_path("", "v1", "configmaps", NS)

@@ -25,8 +25,8 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 
-from wfboost.webhook.certs import CertKeyPair, create_ca, create_serving_cert, merge_ca_bundle, service_names
-from wfboost.webhook.tls import CertificateReloader
+from wfboost.tls.certs import CertKeyPair, create_ca, create_serving_cert, merge_ca_bundle, service_names
+from wfboost.tls.reloader import CertificateReloader
 
 HOSTNAME = "wfboost.wfboost.svc"  # verified by the client through aiohttp's server_hostname
 NAMES = service_names("wfboost", "wfboost", extra_ips=["127.0.0.1"])

@@ -30,10 +30,10 @@ from wfboost.demo.apiserver import ApiServerClient
 from wfboost.demo.processes import free_port, start_redis
 from wfboost.demo.replay import plan_workflow
 from wfboost.demo.runner import default_workflow_text
-from wfboost.webhook.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.server import WebhookServer
 from wfboost.webhook.settings import ServerSettings
-from wfboost.webhook.tls import CertificateReloader
 
 REQUESTS = 400
 POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [bench]}\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wfboost.kube import KubeClient, KubeConfig, KubeError
-from wfboost.webhook.certs import CertificateError
+from wfboost.tls.certs import CertificateError
 from wfboost.webhook.installer import CertsOptions, InstallerError, InstallResult, install_certificates
 
 log = logging.getLogger(__name__)

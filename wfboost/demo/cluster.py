@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import urllib.request
 from pathlib import Path
@@ -28,6 +29,7 @@ class EmulatedCluster:
         self._thread = threading.Thread(target=self._run, name="wfboost-demo-apiserver", daemon=True)
 
     def start(self) -> EmulatedCluster:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per emulated API call: noise
         self._thread.start()
         self._ready.wait(30)
         if self._error is not None:
@@ -48,7 +50,7 @@ class EmulatedCluster:
         self._stop = asyncio.Event()
         async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
             for resource in RESOURCES:
-                emulator.resources[resource] = {}
+                emulator.resources[resource] = {}  # type: ignore[assignment]  # kmock accepts a plain dict
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()

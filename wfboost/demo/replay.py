@@ -22,7 +22,8 @@ class PodToAdmit:
 
 @dataclass(frozen=True)
 class ReplayPlan:
-    workflow: dict[str, Any]  # as the API server admits it: generateName resolved to a name
+    # As submitted: with generateName the name is still empty at admission (the API server assigns it afterwards).
+    workflow: dict[str, Any]
     pods: list[PodToAdmit]
 
 
@@ -41,6 +42,4 @@ def plan_workflow(
     walked = walk(scoped, outputs=outputs)
     built, _refused = walked.build_pods(layout=layout_by_name(layout_name))
     pods = [PodToAdmit(step=b.node_name, pod=b.pod, configmap=b.configmap) for b in built]
-    admitted = {**scoped, "metadata": {**walked.workflow["metadata"]}}
-    admitted["metadata"].pop("uid", None)  # assigned by the API server after admission
-    return ReplayPlan(workflow=admitted, pods=pods)
+    return ReplayPlan(workflow=scoped, pods=pods)

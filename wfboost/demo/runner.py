@@ -1,9 +1,10 @@
 """`wfboost demo` (`make run`): the main job on an embedded default, with no cluster.
 
-Starts an embedded Valkey and `wfboost serve` as real processes with certificates made on the spot, then plays the
-API server: the Workflow and each pod the Argo controller would create for it are sent over HTTPS for admission,
-the answers are checked as the API server checks them, and a short account is printed. Every process started here
-is stopped on the way out, Ctrl-C included.
+Starts an embedded Valkey, an emulated Kubernetes API (kmock), and `wfboost serve` and `wfboost recorder` as real
+processes with certificates made on the spot. Then a workflow runs twice (passes.py): the first run misses and its
+steps are recorded by the recorder from what it watches; the second run's steps are cache hits, replayed. The demo
+plays the API server (admission over HTTPS, checked as the API server checks it), the kubelet and Argo's wait
+container, and prints an account. Every process started here is stopped on the way out, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Any, TextIO
 
 import yaml
 
-from wfboost.demo.apiserver import AdmissionFailed, Admitted, ApiServerClient
+from wfboost.demo.apiserver import ApiServerClient
+from wfboost.demo.cluster import EmulatedCluster
+from wfboost.demo.passes import Player
 from wfboost.demo.processes import RedisProcess, free_port, start_redis
-from wfboost.demo.replay import plan_workflow
-from wfboost.webhook.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.certs import create_ca, create_serving_cert, service_names
 
 DEFAULT_WORKFLOW = "churn-model.yaml"
 DEMO_NAMESPACE = "ml-team"
@@ -53,45 +55,69 @@ def load_workflow(path: Path | None) -> tuple[dict[str, Any], str]:
     return workflows[0], str(path)
 
 
+DEMO_POLICY = """\
+apiVersion: wfboost.io/v1alpha1
+kind: Policy
+features: {memoize: true}
+memoize:
+  namespaces: [ml-team]
+  maxStaleness: P7D
+"""
+
+
 @dataclass
 class Processes:
     """What the demo started, so that everything is stopped whatever happens."""
 
     redis: RedisProcess | None = None
-    webhook: subprocess.Popen[bytes] | None = None
-    workdir: Path | None = None
-    log: TextIO | None = None
+    cluster: EmulatedCluster | None = None
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[TextIO] = field(default_factory=list)
 
     def stop(self) -> None:
-        if self.webhook is not None and self.webhook.poll() is None:
-            self.webhook.send_signal(signal.SIGTERM)
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
             try:
-                self.webhook.wait(10)
+                child.wait(10)
             except subprocess.TimeoutExpired:
-                self.webhook.kill()
-                self.webhook.wait(10)
+                child.kill()
+                child.wait(10)
+        if self.cluster is not None:
+            self.cluster.stop()
         if self.redis is not None:
             self.redis.stop()
-        if self.log is not None:
-            self.log.close()
+        for log in self.logs:
+            log.close()
+
+    def spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        sink = log.open("w")
+        self.logs.append(sink)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "wfboost", *args], stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.children.append(child)
+        return child
 
 
-@dataclass
-class Account:
-    """Counts for the closing summary."""
-
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    def add(self, outcome: str) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+@dataclass(frozen=True)
+class Started:
+    api: ApiServerClient
+    cluster: EmulatedCluster
+    redis_url: str
 
 
 @contextlib.contextmanager
-def started(workdir: Path, say: Callable[[str], None]) -> Iterator[tuple[Processes, ApiServerClient]]:
-    procs = Processes(workdir=workdir)
+def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
+    procs = Processes()
     try:
         procs.redis = start_redis()
         say(f"valkey      127.0.0.1:{procs.redis.port} (embedded, pid {procs.redis.process.pid})")
+        procs.cluster = EmulatedCluster().start()
+        kubeconfig = procs.cluster.write_kubeconfig(workdir / "kubeconfig")
+        say(f"kubernetes  {procs.cluster.url} (kmock's stateful API emulator, in this process)")
         tls_dir = workdir / "tls"
         tls_dir.mkdir()
         ca = create_ca()
@@ -99,18 +125,23 @@ def started(workdir: Path, say: Callable[[str], None]) -> Iterator[tuple[Process
         (tls_dir / "tls.crt").write_bytes(serving.cert_pem)
         (tls_dir / "tls.key").write_bytes(serving.key_pem)
         (workdir / "ca.crt").write_bytes(ca.cert_pem)
+        policy = workdir / "policy.yaml"
+        policy.write_text(DEMO_POLICY)
         port = free_port()
-        procs.log = (workdir / "webhook.log").open("w")
-        procs.webhook = subprocess.Popen(
-            [sys.executable, "-m", "wfboost", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--cert-dir", str(tls_dir), "--redis-url", procs.redis.url, "--namespace", "wfboost"],
-            stdout=procs.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        common = ["--redis-url", procs.redis.url, "--policy", str(policy), "--namespace", "wfboost",
+                  "--kubeconfig", str(kubeconfig)]
+        webhook = procs.spawn(
+            ["serve", "--host", "127.0.0.1", "--port", str(port), "--cert-dir", str(tls_dir), *common],
+            workdir / "webhook.log",
         )
         api = ApiServerClient(port, workdir / "ca.crt")
-        wait_ready(api, procs.webhook, workdir / "webhook.log")
-        say(f"webhook     https://wfboost.wfboost.svc:{port} -> 127.0.0.1 (pid {procs.webhook.pid}, "
-            f"CA verified like the API server; log {workdir / 'webhook.log'})")
-        yield procs, api
+        wait_ready(api, webhook, workdir / "webhook.log")
+        say(f"webhook     https://wfboost.wfboost.svc:{port} -> 127.0.0.1 (pid {webhook.pid}, "
+            f"CA verified like the API server)")
+        recorder = procs.spawn(["recorder", *common], workdir / "recorder.log")
+        say(f"recorder    watching pods and task results (pid {recorder.pid})")
+        say(f"logs        {workdir}")
+        yield Started(api, procs.cluster, procs.redis.url)
     finally:
         procs.stop()
 
@@ -128,50 +159,30 @@ def wait_ready(api: ApiServerClient, process: subprocess.Popen[bytes], log: Path
     raise DemoError("the webhook did not become ready within 30 s")
 
 
-def describe(admitted: Admitted) -> str:
-    ops = admitted.patch
-    if not ops:
-        return "unchanged"
-    paths = sorted({op["path"].split("/")[1] if "/" in op["path"] else op["path"] for op in ops})
-    return f"patched ({len(ops)} ops on {', '.join(paths)})"
-
-
 def run_demo(workflow_path: Path | None, layout_name: str, out: TextIO, *, pace: float = 0.0) -> int:
     def say(line: str) -> None:
         out.write(line + "\n")
         out.flush()
 
-    source_workflow, source = load_workflow(workflow_path)
-    plan = plan_workflow(source_workflow, layout_name, namespace=DEMO_NAMESPACE)
-    workflow, pods = plan.workflow, plan.pods
-    account = Account()
-    with tempfile.TemporaryDirectory(prefix="wfboost-demo-") as tmp, started(Path(tmp), say) as (_, api):
-        name = workflow["metadata"].get("name", "")
-        say(f"workflow    {name} from {source}: {len(pods)} pods, Argo {layout_name} pod layout")
+    workflow, source = load_workflow(workflow_path)
+    base = str(workflow["metadata"].get("name") or workflow["metadata"].get("generateName") or "wf").rstrip("-")
+    with tempfile.TemporaryDirectory(prefix="wfboost-demo-") as tmp, started(Path(tmp), say) as ready:
+        player = Player(ready.api, ready.cluster, ready.redis_url, layout_name, DEMO_NAMESPACE, say, pace)
+        say(f"workflow    {base} from {source}, pods as Argo {layout_name} builds them, namespace {DEMO_NAMESPACE}")
         say("")
-        started_at = time.perf_counter()
-        t0 = time.perf_counter()
-        admitted = api.admit("workflows", workflow, namespace=DEMO_NAMESPACE)
-        say(f"  Workflow {name:<50} {describe(admitted):<28} {1000 * (time.perf_counter() - t0):6.1f} ms")
-        for item in pods:
-            time.sleep(pace)
-            t0 = time.perf_counter()
-            try:
-                admitted = api.admit("pods", item.pod, namespace=DEMO_NAMESPACE)
-            except AdmissionFailed as exc:
-                account.add("failed")
-                say(f"  pod {item.pod['metadata']['name']:<55} FAILED: {exc}")
-                continue
-            outcome = describe(admitted)
-            account.add(outcome.split(" ")[0])
-            say(f"  pod {item.pod['metadata']['name']:<55} {outcome:<28} "
-                f"{1000 * (time.perf_counter() - t0):6.1f} ms  {item.step}")
+        say(f"first run: {base}-first (nothing cached yet)")
+        first = player.run(workflow, f"{base}-first")
         say("")
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(account.outcomes.items()))
-        say(f"{len(pods)} pods admitted over HTTPS in {time.perf_counter() - started_at:.2f} s: {summary}")
-        metrics = api.request("GET", "/metrics").body.decode()
+        say(f"second run: {base}-second (the same pipeline, submitted again)")
+        second = player.run(workflow, f"{base}-second")
+        say("")
+        recorded = sum(1 for s in first.steps if s.recorded)
+        say(f"first run:  {len(first.steps)} steps, {first.count('miss')} missed and ran, {recorded} recorded")
+        say(f"second run: {len(second.steps)} steps, {second.count('hit')} replayed from the cache, "
+            f"{len(second.steps) - second.count('hit')} ran")
+        metrics = ready.api.request("GET", "/metrics").body.decode()
         failed_open = sum(
             float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("wfboost_fail_open_total")
         )
         say(f"fail-open answers: {failed_open:.0f}; every answer allowed, every patch applied to the object sent")
-    return 1 if account.outcomes.get("failed") else 0
+    return 0

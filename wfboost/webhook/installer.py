@@ -8,7 +8,7 @@ often, and running it often is what makes renewal happen.
 
 Rotation keeps trust continuous. A new CA is published into `caBundle` next to every older CA that has not
 expired, before any pod presents a certificate from it, and the old CA leaves the bundle only once it has
-expired; meanwhile the pods pick up the new Secret content by themselves (`wfboost.webhook.tls`).
+expired; meanwhile the pods pick up the new Secret content by themselves (`wfboost.tls.reloader`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Literal, TypedDict
 
 from wfboost.kube import JsonObject, KubeApiError, KubeClient, resource_path
 from wfboost.structs.patch import AddOp, ReplaceOp
-from wfboost.webhook.certs import (
+from wfboost.tls.certs import (
     CertificateError,
     CertKeyPair,
     SubjectNames,

@@ -24,6 +24,7 @@ from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeClient
 from wfboost.policy import PolicyWatcher
+from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.admission import Admission, Route, budget_for
 from wfboost.webhook.durations import parse_go_duration
 from wfboost.webhook.failopen import FailOpen
@@ -31,7 +32,6 @@ from wfboost.webhook.metrics import Metrics
 from wfboost.webhook.reviews import BadReview, parse_review
 from wfboost.webhook.routes import ROUTES
 from wfboost.webhook.settings import ServerSettings
-from wfboost.webhook.tls import CertificateReloader
 
 log = logging.getLogger(__name__)
 

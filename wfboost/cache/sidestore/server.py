@@ -38,11 +38,12 @@ from wfboost.cache.sidestore.live import LiveWorkflows
 from wfboost.cache.sidestore.metrics import SideStoreMetrics
 from wfboost.cache.sidestore.refs import parse_ref_query, ref_name
 from wfboost.cache.sidestore.store import BlobStore
-from wfboost.cache.sidestore.tls import ServerTls, peer_common_name
+from wfboost.cache.sidestore.tls import peer_common_name, serving_tls
 from wfboost.cache.sidestore.uploads import Uploads, parse_part_sha
 from wfboost.cache.sidestore.wire import AddRefs, CompleteUpload, RefBody, StartUpload
 from wfboost.kube import KubeClient, KubeConfig, KubeError
 from wfboost.policy import PolicyWatcher
+from wfboost.tls.reloader import CertificateReloader
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,11 @@ class SideStoreServer:
         self.uploads = Uploads(store)
         self.live = live or LiveWorkflows()
         self.sweeper = Sweeper(store, self.live, on_delete=self.metrics.gc_deleted)
-        self.tls: ServerTls | None = None
+        self.tls: CertificateReloader | None = None
         if config.tls_cert and config.tls_key:
-            self.tls = ServerTls(config.tls_cert, config.tls_key, config.client_ca)
+            self.tls = serving_tls(config.tls_cert, config.tls_key, config.client_ca)
+            if not self.tls.loaded:
+                raise ValueError(f"cannot use the serving certificate: {self.tls.last_error}")
         elif not config.insecure_http:
             raise ValueError("the side store serves TLS only: give a certificate and key (or insecure_http for a demo)")
 
@@ -180,10 +183,8 @@ class SideStoreServer:
             with contextlib.suppress(Exception):
                 if self.auth.reload():
                     log.info("clients file reloaded: %d clients", len(self.auth.clients))
-            if self.tls is not None:
-                with contextlib.suppress(Exception):
-                    if self.tls.reload():
-                        log.info("serving certificate reloaded")
+            if self.tls is not None and self.tls.check_now():
+                log.info("serving certificate reloaded")
 
     async def _watch_workflows(self) -> None:
         try:

@@ -1,38 +1,30 @@
-"""The server's TLS context: serving certificate from a mounted Secret, optional client CA for mTLS.
+"""The side store's serving TLS: the shared reloader (wfboost.tls), plus an optional client CA for mTLS.
 
-Kept here rather than borrowed from the webhook (an upper layer). With a client CA, certificates are requested
-but optional (CERT_OPTIONAL), so token clients and certificate clients share one port; a certificate that is
-presented must chain to the CA. `reload()` loads a rotated pair into the same context: new connections use it.
+With a client CA, certificates are requested but optional (CERT_OPTIONAL), so token clients and certificate clients
+share one port; a certificate that is presented must chain to the CA.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 from pathlib import Path
 from typing import Any
 
+from wfboost.tls.reloader import CertificateReloader, new_server_context
 
-class ServerTls:
-    def __init__(
-        self, cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str], client_ca: str | None = None
-    ) -> None:
-        self.cert_file, self.key_file, self.client_ca = Path(cert_file), Path(key_file), client_ca
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if client_ca:
-            self.context.load_verify_locations(cafile=client_ca)
-            self.context.verify_mode = ssl.CERT_OPTIONAL
-        self._stamp: tuple[int, int] | None = None
-        self.reload()
 
-    def reload(self) -> bool:
-        stamp = (self.cert_file.stat().st_mtime_ns, self.key_file.stat().st_mtime_ns)
-        if stamp == self._stamp:
-            return False
-        self.context.load_cert_chain(self.cert_file, self.key_file)
-        self._stamp = stamp
-        return True
+def serving_tls(cert_file: Path, key_file: Path, client_ca: str | None = None) -> CertificateReloader:
+    """A reloader whose context also verifies client certificates when a client CA is given. It re-reads the files
+    by content, validates a rotated pair before loading it, and keeps serving the old one if the new one is bad."""
+    context = new_server_context()
+    if client_ca:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    reloader = CertificateReloader(
+        Path(cert_file).parent, cert_name=str(cert_file), key_name=str(key_file), context=context
+    )
+    reloader.check_now()
+    return reloader
 
 
 def peer_common_name(peercert: Any) -> str | None:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from wfboost.webhook.certs import CertificateError, CertKeyPair, check_pair, fingerprint, is_expired
+from wfboost.tls.certs import CertificateError, CertKeyPair, check_pair, fingerprint, is_expired
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,659 @@
+"""The recorder against kmock's stateful Kubernetes emulator (real HTTP watches) and real Valkey.
+
+Pods are built the way each Argo release's controller builds them (wfboost.argo.podgen); the tests then play the
+kubelet (pod status) and Argo's wait container (the WorkflowTaskResult) through the emulator's API, in the orders
+a cluster produces, and read what the recorder wrote through the same store the webhook looks entries up in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wfboost.argo import names
+from wfboost.argo.podgen import build_pod
+from wfboost.argo.podgen_layouts import LAYOUTS, V3_7
+from wfboost.argo.pods import parse_pod
+from wfboost.cache import redis_client
+from wfboost.cache.entries import CacheEntry
+from wfboost.cache.keys import cache_key, key_material
+from wfboost.cache.recorder import Recorder, RecorderSettings
+from wfboost.cache.recorder_join import LABEL_HIT, MainExit, PendingStep, TaskOutputs, join
+from wfboost.cache.recorder_state import PendingTable
+from wfboost.cache.recorder_watch import WatchSettings
+from wfboost.cache.store import CacheStore
+from wfboost.demo.processes import RedisCluster, RedisProcess
+from wfboost.demo.replay import plan_workflow
+from wfboost.demo.runner import default_workflow_text
+from wfboost.kube import KubeClient, KubeConfig, resource_path
+from wfboost.policy import Policy, load_policy
+
+POLICY_TEXT = """
+apiVersion: wfboost.io/v1alpha1
+kind: Policy
+features: {memoize: true}
+memoize: {namespaces: ["team-*"]}
+"""
+# An hour ago, to the second: entries expire `retention` after their finish time, so a fixed date would
+# eventually be recorded already expired.
+_FINISHED = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+FINISHED_AT = _FINISHED.strftime("%Y-%m-%dT%H:%M:%SZ")
+FINISHED_MS = int(_FINISHED.timestamp() * 1000)
+IMAGE_ID = "ghcr.io/example/data-tools@sha256:" + "ab" * 32
+P7D = 7 * 86400
+HANG_GUARD = 30  # seconds: only ever reached when something is broken
+
+
+def policy() -> Policy:
+    return load_policy(POLICY_TEXT)
+
+
+# --- building the cluster's objects --------------------------------------------------------------------------
+
+
+def namespace() -> str:
+    """A fresh namespace per test: the key includes it, so tests sharing one Valkey never see each other."""
+    return f"team-{uuid.uuid4().hex[:10]}"
+
+
+def workflow_pods(layout: str, ns: str, *, name: str | None = None) -> dict[str, dict[str, Any]]:
+    """The demo pipeline's pods, by template: fetch-data (container; a parameter and an artifact), build-features
+    (script; an artifact), train (three, by learning rate), report."""
+    workflow = yaml.safe_load(default_workflow_text())
+    if name is not None:
+        workflow["metadata"] = {**workflow["metadata"], "name": name}
+        workflow["metadata"].pop("generateName", None)
+    plan = plan_workflow(workflow, layout, namespace=ns)
+    pods: dict[str, dict[str, Any]] = {}
+    for built in plan.pods:
+        template = built.step.rsplit(".", 1)[-1]
+        pods.setdefault(template, built.pod)
+    return pods
+
+
+def node_id(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["annotations"][names.ANNOTATION_NODE_ID])
+
+
+def expected_key(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -> str:
+    step = parse_pod(pod)
+    if configmap is not None:
+        step = step.with_offloaded(configmap["data"])
+    return cache_key(key_material(step))
+
+
+def terminated_status(exit_code: int = 0, finished_at: str = FINISHED_AT) -> dict[str, Any]:
+    return {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "containerStatuses": [
+            {"name": "wait", "state": {"running": {"startedAt": "2026-03-04T05:00:00Z"}}, "imageID": "argoexec"},
+            {
+                "name": "main",
+                "imageID": IMAGE_ID,
+                "state": {"terminated": {"exitCode": exit_code, "finishedAt": finished_at, "reason": "Completed"}},
+            },
+        ],
+    }
+
+
+def declared_outputs(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the wait container reports for a successful run: each declared parameter and artifact, located."""
+    step = parse_pod(pod)
+    if configmap is not None:
+        step = step.with_offloaded(configmap["data"])
+    declared = (step.template or {}).get("outputs") or {}
+    parameters = [{"name": p["name"], "value": f"value of {p['name']}"} for p in declared.get("parameters") or []]
+    artifacts = [
+        {"name": a["name"], "path": a.get("path"),
+         "s3": {"key": f"{step.workflow}/{step.pod_name}/{a['name']}.tgz", "bucket": "artifacts"}}
+        for a in declared.get("artifacts") or []
+    ]
+    return {"parameters": parameters, "artifacts": artifacts, "exitCode": "0"}
+
+
+def task_result(pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool = True) -> dict[str, Any]:
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTaskResult",
+        "metadata": {
+            "name": node_id(pod),
+            "namespace": meta["namespace"],
+            "labels": {
+                names.LABEL_WORKFLOW: meta["labels"][names.LABEL_WORKFLOW],
+                names.LABEL_REPORT_OUTPUTS_COMPLETED: "true" if complete else "false",
+            },
+        },
+        "outputs": outputs,
+    }
+
+
+class Cluster:
+    """The emulator seen through the API, with the verbs the controller, kubelet and wait container use."""
+
+    def __init__(self, kube: KubeClient, kmock: Any) -> None:
+        self.kube = kube
+        self.kmock = kmock
+
+    async def create_pod(self, pod: dict[str, Any]) -> None:
+        await self.kube.create(resource_path("", "v1", "pods", pod["metadata"]["namespace"]), pod)
+
+    async def finish_pod(self, pod: dict[str, Any], exit_code: int = 0, **status: Any) -> None:
+        meta = pod["metadata"]
+        path = resource_path("", "v1", "pods", meta["namespace"], meta["name"])
+        await self.kube.patch(path, {"status": terminated_status(exit_code, **status)})
+
+    async def delete_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        await self.kube.delete(resource_path("", "v1", "pods", meta["namespace"], meta["name"]))
+
+    def finish_silently(self, pod: dict[str, Any]) -> None:
+        """The kubelet's status write that the recorder never sees as an event (it was disconnected, or the
+        pod was deleted before the MODIFIED event was delivered): only the DELETED event will carry it."""
+        key = ("v1/pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        self.kmock.objects[key] = {**self.kmock.objects[key].raw, "status": terminated_status()}
+
+    async def report(self, pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool = True) -> None:
+        ns = pod["metadata"]["namespace"]
+        path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns)
+        await self.kube.create(path, task_result(pod, outputs, complete=complete))
+
+    async def create_configmap(self, configmap: dict[str, Any]) -> None:
+        await self.kube.create(resource_path("", "v1", "configmaps", configmap["metadata"]["namespace"]), configmap)
+
+
+# --- fixtures ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(valkey: RedisProcess) -> AsyncIterator[CacheStore]:
+    client = redis_client.connect(valkey.url)
+    try:
+        yield CacheStore(client)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def cluster_store(valkey_cluster: RedisCluster) -> AsyncIterator[CacheStore]:
+    client = redis_client.connect(valkey_cluster.url)
+    try:
+        yield CacheStore(client)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def cluster(kmock: Any) -> AsyncIterator[Cluster]:
+    for resource in ("v1/pods", "v1/configmaps", "argoproj.io/v1alpha1/workflowtaskresults"):
+        kmock.resources[resource] = {}
+    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10, watch_grace=1) as kube:
+        yield Cluster(kube, kmock)
+
+
+SETTINGS = RecorderSettings(watch=WatchSettings(resync=3600, watch_timeout=300, backoff_initial=0.05), tick=0.05,
+                            purge_interval=0)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    cluster: Cluster, store: CacheStore, settings: RecorderSettings = SETTINGS, the_policy: Policy | None = None
+) -> AsyncIterator[Recorder]:
+    chosen = the_policy or policy()
+    recorder = Recorder(cluster.kube, store, lambda: chosen, settings=settings)
+    task = asyncio.create_task(recorder.run())
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            while not recorder.synced:  # noqa: ASYNC110 - the informers set their events from their own tasks
+                await asyncio.sleep(0.01)
+        yield recorder
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def recorded(store: CacheStore, key: str) -> dict[str, CacheEntry]:
+    async with asyncio.timeout(HANG_GUARD):
+        while not (tracks := await store.tracks(key)):  # noqa: ASYNC110 - polling what another task writes
+            await asyncio.sleep(0.02)
+    return tracks
+
+
+def counter(recorder: Recorder, name: str, **labels: str) -> float:
+    return recorder.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def writes_done(recorder: Recorder, count: int) -> None:
+    """The entry is visible in Redis a moment before the recorder has finished its bookkeeping."""
+    name = "wfboost_recorder_entries_recorded_total"
+    async with asyncio.timeout(HANG_GUARD):
+        while counter(recorder, name, result="new") + counter(recorder, name, result="unchanged") < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+# --- the tests -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", [layout.name for layout in LAYOUTS])
+async def test_a_finished_step_is_recorded_with_exactly_its_outputs(
+    layout: str, cluster: Cluster, store: CacheStore
+) -> None:
+    ns = namespace()
+    pod = workflow_pods(layout, ns)["fetch"]
+    outputs = {**declared_outputs(pod), "result": "fetched 1204 rows\n"}
+    async with running(cluster, store) as recorder:
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await cluster.report(pod, outputs)
+        tracks = await recorded(store, expected_key(pod))
+        await writes_done(recorder, 1)
+    assert list(tracks) == [str(P7D)]
+    entry = tracks[str(P7D)]
+    meta = pod["metadata"]
+    assert entry["key"] == expected_key(pod)
+    assert entry["parameters"] == [{"name": "rows", "value": "value of rows"}]
+    assert entry["artifacts"] == outputs["artifacts"]
+    assert entry["result"] == "fetched 1204 rows\n"
+    assert (entry["finished_at"], entry["finished_ms"], entry["staleness_s"]) == (FINISHED_AT, FINISHED_MS, P7D)
+    assert entry["image"] == "ghcr.io/example/data-tools:1.4.2"
+    assert entry["image_id"] == IMAGE_ID
+    assert entry["producer"] == {
+        "namespace": ns,
+        "workflow": meta["labels"][names.LABEL_WORKFLOW],
+        "workflow_uid": meta["ownerReferences"][0]["uid"],
+        "node_id": node_id(pod),
+        "node_name": meta["annotations"][names.ANNOTATION_NODE_NAME],
+        "pod": meta["name"],
+    }
+    assert counter(recorder, "wfboost_recorder_entries_recorded_total", result="new") == 1
+    assert counter(recorder, "wfboost_recorder_recorded_bytes_total") > 0
+
+
+async def test_a_script_step_is_recorded_against_a_redis_cluster(
+    cluster: Cluster, cluster_store: CacheStore
+) -> None:
+    ns = namespace()
+    pod = workflow_pods("v4.1.2", ns)["features"]
+    async with running(cluster, cluster_store):
+        await cluster.create_pod(pod)
+        await cluster.report(pod, declared_outputs(pod))  # the task result first, this time
+        await cluster.finish_pod(pod)
+        tracks = await recorded(cluster_store, expected_key(pod))
+    entry = tracks[str(P7D)]
+    assert [a["name"] for a in entry["artifacts"]] == ["features"]
+    assert entry["parameters"] == [] and "result" not in entry
+
+
+async def test_the_task_result_may_arrive_before_the_pod_is_seen(cluster: Cluster, store: CacheStore) -> None:
+    ns = namespace()
+    pod = workflow_pods("v3.6.19", ns)["fetch"]
+    async with running(cluster, store) as recorder:
+        await cluster.report(pod, declared_outputs(pod))
+        async with asyncio.timeout(HANG_GUARD):
+            while recorder.table.get((ns, node_id(pod))) is None:  # noqa: ASYNC110 - the other watch's task
+                await asyncio.sleep(0.01)
+        await cluster.create_pod({**pod, "status": terminated_status()})
+        await recorded(store, expected_key(pod))
+
+
+async def test_a_pod_garbage_collected_as_it_finishes_is_still_recorded(cluster: Cluster, store: CacheStore) -> None:
+    ns = namespace()
+    pod = workflow_pods("v3.7.18", ns)["fetch"]
+    async with running(cluster, store):
+        await cluster.create_pod(pod)
+        cluster.finish_silently(pod)
+        await cluster.delete_pod(pod)  # the DELETED event carries the only status with main terminated
+        await cluster.report(pod, declared_outputs(pod))  # and the task result comes after the pod is gone
+        tracks = await recorded(store, expected_key(pod))
+    assert tracks[str(P7D)]["finished_at"] == FINISHED_AT
+
+
+def _failed_exit(pod: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any], bool]:
+    return pod, 1, declared_outputs(pod), True
+
+
+def _incomplete(pod: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any], bool]:
+    return pod, 0, declared_outputs(pod), False
+
+
+def _bad_exit_code_output(pod: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any], bool]:
+    return pod, 0, {**declared_outputs(pod), "exitCode": "2"}, True
+
+
+def _missing_parameter(pod: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any], bool]:
+    return pod, 0, {**declared_outputs(pod), "parameters": []}, True
+
+
+def _missing_artifact(pod: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any], bool]:
+    return pod, 0, {**declared_outputs(pod), "artifacts": []}, True
+
+
+def _labelled(label: str, value: str) -> Any:
+    def case(pod: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any], bool]:
+        changed = copy.deepcopy(pod)
+        changed["metadata"]["labels"][label] = value
+        return changed, 0, declared_outputs(pod), True
+
+    return case
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        (_failed_exit, "failed"),
+        (_incomplete, None),
+        (_bad_exit_code_output, "failed"),
+        (_missing_parameter, "missing_output"),
+        (_missing_artifact, "missing_output"),
+        (_labelled(LABEL_HIT, "true"), "cache_hit"),
+        (_labelled("wfboost.io/cache", "false"), "cache_off"),
+        (_labelled("wfboost.io/cache", "maybe"), "bad_control"),
+    ],
+    ids=["exit-1", "incomplete-task-result", "outputs-exit-code", "missing-parameter", "missing-artifact",
+         "replayed-hit", "cache-off", "bad-control"],
+)
+async def test_runs_that_must_not_be_cached_are_never_recorded(
+    case: Any, reason: str | None, cluster: Cluster, store: CacheStore
+) -> None:
+    ns = namespace()
+    pods = workflow_pods("v3.7.18", ns)
+    pod, exit_code, outputs, complete = case(pods["fetch"])
+    sentinel = pods["features"]  # recorded after the case's events on both watches: everything before was handled
+    async with running(cluster, store) as recorder:
+        for step, code, out, done in ((pod, exit_code, outputs, complete), (sentinel, 0, None, True)):
+            await cluster.create_pod(step)
+            await cluster.finish_pod(step, code)
+            await cluster.report(step, out if out is not None else declared_outputs(step), complete=done)
+        await recorded(store, expected_key(sentinel))
+        await writes_done(recorder, 1)
+        await recorder.housekeeping_pass()
+        assert await store.tracks(expected_key(pods["fetch"])) == {}
+        if reason is not None:
+            assert counter(recorder, "wfboost_recorder_steps_skipped_total", reason=reason) == 1
+        else:
+            # still waiting for the task result to complete
+            assert recorder.metrics.registry.get_sample_value("wfboost_recorder_pending_steps") == 1
+        assert counter(recorder, "wfboost_recorder_entries_recorded_total", result="new") == 1
+
+
+async def test_namespaces_without_memoization_are_ignored(cluster: Cluster, store: CacheStore) -> None:
+    elsewhere = "elsewhere-" + uuid.uuid4().hex[:8]
+    pods = workflow_pods("v3.5.14", elsewhere)
+    sentinel = workflow_pods("v3.5.14", namespace())["fetch"]
+    async with running(cluster, store) as recorder:
+        for pod in (pods["fetch"], sentinel):
+            await cluster.create_pod(pod)
+            await cluster.finish_pod(pod)
+            await cluster.report(pod, declared_outputs(pod))
+        await recorded(store, expected_key(sentinel))
+        assert await store.tracks(expected_key(pods["fetch"])) == {}
+        assert recorder.table.get((elsewhere, node_id(pods["fetch"]))) is None
+
+
+async def test_replayed_events_and_a_second_recorder_change_nothing(cluster: Cluster, store: CacheStore) -> None:
+    ns = namespace()
+    pod = workflow_pods("v4.1.2-initless", ns)["fetch"]
+    async with running(cluster, store) as first:
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await cluster.report(pod, declared_outputs(pod))
+        before = await recorded(store, expected_key(pod))
+        await writes_done(first, 1)
+        stats = await store.stats()
+        # The same events again, as a reconnecting watch delivers them.
+        final = cluster.kmock.objects["v1/pods", ns, pod["metadata"]["name"]].raw
+        await first.on_pod("MODIFIED", final)
+        await first.on_task_result("ADDED", task_result(pod, declared_outputs(pod)))
+    # A restarted recorder (empty memory) lists everything again and writes the same entry once more.
+    async with running(cluster, store) as second:
+        async with asyncio.timeout(HANG_GUARD):
+            while not counter(second, "wfboost_recorder_entries_recorded_total", result="unchanged"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    assert await store.tracks(expected_key(pod)) == before
+    assert (await store.stats())["recorded"] == stats["recorded"]
+    assert counter(first, "wfboost_recorder_entries_recorded_total", result="new") == 1
+    assert counter(second, "wfboost_recorder_entries_recorded_total", result="new") == 0
+
+
+async def test_a_watch_that_expires_lists_again_and_still_records(cluster: Cluster, store: CacheStore) -> None:
+    gone = {"kind": "Status", "apiVersion": "v1", "code": 410, "reason": "Expired", "message": "too old"}
+    cluster.kmock["watch v1/pods"][:1] << 410 << gone
+    cluster.kmock["watch argoproj.io/v1alpha1/workflowtaskresults"][:1] << 410 << gone
+    ns = namespace()
+    pod = workflow_pods("v3.7.18", ns)["fetch"]
+    async with running(cluster, store) as recorder:
+        async with asyncio.timeout(HANG_GUARD):
+            restarts = ("wfboost_recorder_watch_restarts_total", "workflowtaskresults", "expired")
+            while counter(recorder, restarts[0], resource=restarts[1], reason=restarts[2]) < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await cluster.report(pod, declared_outputs(pod))
+        await recorded(store, expected_key(pod))
+    assert counter(recorder, "wfboost_recorder_watch_restarts_total", resource="pods", reason="expired") == 1
+
+
+def offloading_workflow(ns: str) -> dict[str, Any]:
+    source = "print('x')\n" + "# a long comment that makes the template big\n" * 3500  # > 128 KiB
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "big-script", "namespace": ns},
+        "spec": {
+            "entrypoint": "big",
+            "templates": [{
+                "name": "big",
+                "script": {"image": "python:3.12-slim", "command": ["python"], "source": source},
+                "outputs": {"parameters": [{"name": "answer", "valueFrom": {"path": "/tmp/answer"}}]},
+            }],
+        },
+    }
+
+
+async def test_an_offloaded_template_is_read_from_its_configmap(cluster: Cluster, store: CacheStore) -> None:
+    ns = namespace()
+    built = build_pod(offloading_workflow(ns), "big", "big-script", layout=V3_7)
+    assert built.configmap is not None
+    pod, configmap = built.pod, {**built.configmap, "metadata": {**built.configmap["metadata"], "namespace": ns}}
+    key = expected_key(pod, configmap)
+    async with running(cluster, store):
+        await cluster.create_configmap(configmap)  # the controller creates it before the pod
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await cluster.report(pod, declared_outputs(pod, configmap))
+        tracks = await recorded(store, key)
+    assert tracks[str(P7D)]["parameters"] == [{"name": "answer", "value": "value of answer"}]
+
+
+async def test_an_offloaded_template_whose_configmap_is_gone_is_skipped(cluster: Cluster, store: CacheStore) -> None:
+    ns = namespace()
+    built = build_pod(offloading_workflow(ns), "big", "big-script", layout=V3_7)
+    sentinel = workflow_pods("v3.7.18", ns)["fetch"]
+    async with running(cluster, store) as recorder:
+        for pod in (built.pod, sentinel):
+            await cluster.create_pod(pod)
+            await cluster.finish_pod(pod)
+        await cluster.report(sentinel, declared_outputs(sentinel))
+        await recorded(store, expected_key(sentinel))
+        assert counter(recorder, "wfboost_recorder_steps_skipped_total", reason="offload_missing") == 1
+
+
+async def test_p0d_is_recorded_on_its_own_track_and_purge_runs_in_the_background(
+    cluster: Cluster, store: CacheStore
+) -> None:
+    ns = namespace()
+    pod = copy.deepcopy(workflow_pods("v3.6.19", ns)["fetch"])
+    pod["metadata"]["annotations"]["wfboost.io/max-staleness"] = "P0D"
+    async with running(cluster, store) as recorder:
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await cluster.report(pod, declared_outputs(pod))
+        tracks = await recorded(store, expected_key(pod))
+        assert list(tracks) == ["0"]
+        assert await recorder.purge_once() >= 0  # the entry is young: nothing of it goes
+        assert await store.tracks(expected_key(pod)) == tracks
+
+
+# --- the pure parts -----------------------------------------------------------------------------------------
+
+
+PENDING = PendingStep(
+    namespace="team-a", node_id="wf-1", key="k" * 64, staleness_s=P7D, entry_id="uid-1", image="busybox",
+    main_container="main", declared_parameters=("rows",), declared_artifacts=("raw",),
+    producer={"namespace": "team-a", "workflow": "wf", "workflow_uid": "u", "node_id": "wf-1", "node_name": "wf.a",
+              "pod": "wf-a-1"},
+)
+GOOD_OUTPUTS = {"parameters": [{"name": "rows", "value": "3"}], "artifacts": [{"name": "raw", "s3": {"key": "k"}}]}
+
+
+@given(exit_code=st.integers(min_value=-255, max_value=255), phase=st.sampled_from(["", "Succeeded", "Failed"]),
+       reported_exit=st.sampled_from([None, "0", "1", "137"]))
+def test_only_clean_exits_are_ever_joined_into_an_entry(exit_code: int, phase: str, reported_exit: str | None) -> None:
+    outputs = {**GOOD_OUTPUTS, **({"exitCode": reported_exit} if reported_exit is not None else {})}
+    joined = join(PENDING, MainExit(exit_code, FINISHED_AT, IMAGE_ID), TaskOutputs(outputs, phase),
+                  now=datetime(2026, 3, 4, tzinfo=UTC))
+    clean = exit_code == 0 and phase != "Failed" and reported_exit in (None, "0")
+    assert isinstance(joined, dict) == clean
+
+
+def test_the_pending_table_is_bounded_and_expires() -> None:
+    table = PendingTable(ttl=10, capacity=2)
+    table.touch(("ns", "a"), now=0)
+    table.touch(("ns", "b"), now=1)
+    table.touch(("ns", "a"), now=2)  # renewed: now the newest
+    table.touch(("ns", "c"), now=3)  # over capacity: the least recently seen (b) goes
+    assert table.get(("ns", "b")) is None and table.evicted == 1
+    dropped = table.expire(now=12.5)
+    assert [ident for ident, _ in dropped] == [("ns", "a")]
+    assert table.get(("ns", "c")) is not None and table.expired == 1
+
+
+def test_the_hit_label_is_the_webhooks() -> None:
+    from wfboost.webhook.pods import LABEL_HIT as WEBHOOK_LABEL_HIT
+
+    assert LABEL_HIT == WEBHOOK_LABEL_HIT
+
+
+def _events(pod: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield "ADDED", pod
+    yield "MODIFIED", {**pod, "status": terminated_status()}
+
+
+async def test_the_recorded_key_is_the_one_the_webhook_annotates(valkey: RedisProcess, store: CacheStore) -> None:
+    from wfboost.webhook.offline import offline_admission, review_all
+
+    ns = namespace()
+    pod = workflow_pods("v4.1.2", ns)["fetch"]
+    async with offline_admission(policy(), valkey.url) as admission:
+        [reviewed] = await review_all([pod], admission)
+    assert reviewed.patched_object is not None
+    annotated = reviewed.patched_object["metadata"]["annotations"]["wfboost.io/cache-key"]
+
+    class NoKube:  # the pod carries its template: the recorder needs no API call here
+        pass
+
+    recorder = Recorder(NoKube(), store, policy)  # type: ignore[arg-type]
+    for event_type, obj in _events(pod):
+        await recorder.on_pod(event_type, obj)
+    await recorder.on_task_result("ADDED", task_result(pod, declared_outputs(pod)))
+    assert list(await store.tracks(annotated)) == [str(P7D)]
+
+
+async def test_step_without_outputs_after_expiry_is_counted(store: CacheStore) -> None:
+    now = [0.0]
+    recorder = Recorder(None, store, policy, settings=RecorderSettings(pending_ttl=60),  # type: ignore[arg-type]
+                        clock=lambda: now[0])
+    pod = workflow_pods("v3.5.14", namespace())["fetch"]
+    await recorder.on_pod("ADDED", {**pod, "status": terminated_status()})
+    assert recorder.table.waiting() == 1
+    now[0] = 61.0
+    await recorder.housekeeping_pass()
+    assert recorder.table.waiting() == 0
+    assert counter(recorder, "wfboost_recorder_steps_skipped_total", reason="expired") == 1
+    assert recorder.metrics.registry.get_sample_value("wfboost_recorder_pending_steps") == 0
+
+
+# --- the command ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_recorder_command_serves_metrics_and_stops_on_sigterm(
+    cluster: Cluster, valkey: RedisProcess, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": str(cluster.kmock.url).rstrip("/")}}],
+        "users": [{"name": "me", "user": {}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}],
+    }))
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY_TEXT)
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wfboost", "recorder", "--kubeconfig", str(kubeconfig), "--redis-url", valkey.url,
+        "--policy", str(policy_file), "--metrics-port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(HANG_GUARD):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            ns = namespace()
+            pod = workflow_pods("v3.7.18", ns)["fetch"]
+            await cluster.create_pod(pod)
+            await cluster.finish_pod(pod)
+            await cluster.report(pod, declared_outputs(pod))
+            client = redis_client.connect(valkey.url)
+            try:
+                await recorded(CacheStore(client), expected_key(pod))
+            finally:
+                await client.aclose()
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+        assert 'wfboost_recorder_entries_recorded_total{result="new"} 1.0' in metrics
+        assert "wfboost_recorder_pending_steps" in metrics
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(HANG_GUARD):
+            _, stderr = await process.communicate()
+        assert process.returncode == 0, stderr.decode()
+        assert b"recorder stopped" in stderr
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_the_recorder_command_needs_redis(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from wfboost.cli import main
+
+    monkeypatch.delenv("WFBOOST_REDIS_URL", raising=False)
+    assert main(["recorder"]) == 1
+    assert capsys.readouterr().err == (
+        "wfboost recorder: --redis-url (or WFBOOST_REDIS_URL) is required: entries are written to Redis/Valkey\n"
+    )

@@ -1,0 +1,343 @@
+"""`wfboost cache ls|show|explain|invalidate|stats`: look into the memoization cache and act on it.
+
+Thin: every answer comes from wfboost.cache.admin, which uses the same store, keys and eligibility code as the
+webhook and the recorder. `explain` needs no Redis; the others read `--redis-url` (env WFBOOST_REDIS_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisClusterException, RedisError
+
+from wfboost.cache import redis_client
+from wfboost.cache.admin import (
+    AdminError,
+    EntryFilter,
+    Explanation,
+    Invalidation,
+    KeySummary,
+    cache_stats,
+    configmap_data_for,
+    diff_materials,
+    explain_pod,
+    invalidate,
+    invalidate_all,
+    list_keys,
+    load_documents,
+    older_than,
+    parse_workflow,
+    pod_from_document,
+    show_key,
+)
+from wfboost.cache.recorder_service import redact
+from wfboost.cache.store import CacheStore
+from wfboost.cli.options import add_store_options
+from wfboost.policy import DurationError, Policy, PolicyError, format_duration, load_policy, parse_duration
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("cache", help="list, show, explain and invalidate memoized step results")
+    commands = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
+
+    ls = commands.add_parser("ls", help="cache keys, newest first")
+    _filters(ls)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_run(_ls))
+
+    show = commands.add_parser("show", help="every track and entry of one key")
+    show.add_argument("key")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_run(_show))
+
+    explain = commands.add_parser(
+        "explain",
+        help="a pod's cache key, every input of it, and whether the step would be memoized",
+        description="FILE is a pod (YAML or JSON, e.g. `kubectl get pod -o yaml`) or an AdmissionReview; '-' reads "
+        "stdin. With two files, prints what differs between their key inputs.",
+    )
+    explain.add_argument("files", metavar="FILE", nargs="+", help="one or two pods")
+    explain.add_argument("--configmap", action="append", default=[], metavar="FILE",
+                         help="the offload ConfigMap of a pod whose ARGO_TEMPLATE or args say 'offloaded'")
+    explain.add_argument("--namespace", default=None, help="namespace for a pod without metadata.namespace")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(handler=_explain)
+
+    inv = commands.add_parser("invalidate", help="remove entries (all given filters must match)")
+    inv.add_argument("--key", action="append", default=[], help="a whole cache key (repeatable)")
+    _filters(inv)
+    inv.add_argument("--older-than", default=None, metavar="DURATION", help="entries finished longer ago, e.g. P7D")
+    inv.add_argument("--all", action="store_true", help="every entry")
+    inv.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    inv.add_argument("--json", action="store_true")
+    inv.set_defaults(handler=_run(_invalidate))
+
+    stats = commands.add_parser("stats", help="counters: keys, entries recorded, bytes, invalidated, purged")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(handler=_run(_stats))
+
+    for sub in (ls, show, explain, inv, stats):
+        add_store_options(sub)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namespace", default=None, help="entries produced in this namespace")
+    parser.add_argument("--image", default=None, help="image glob, digest, or repository without tag")
+    parser.add_argument("--workflow", default=None, metavar="NS/NAME", help="entries produced by this workflow")
+
+
+def _selection(args: argparse.Namespace) -> EntryFilter:
+    age = getattr(args, "older_than", None)
+    before = None
+    if age is not None:
+        try:
+            before = older_than(parse_duration(age))
+        except DurationError as exc:
+            raise AdminError(f"--older-than: {exc}") from None
+    return EntryFilter(
+        namespace=args.namespace,
+        image=args.image,
+        workflow=parse_workflow(args.workflow) if args.workflow else None,
+        finished_before_ms=before,
+    )
+
+
+# --- commands that read Redis --------------------------------------------------------------------------------
+
+
+def _run(action: Callable[[CacheStore, argparse.Namespace], Awaitable[str]]) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        name = args.cache_command
+        if not args.redis_url:
+            return _fail(name, "--redis-url (or WFBOOST_REDIS_URL) is required")
+
+        async def go() -> str:
+            client = redis_client.connect(args.redis_url, socket_timeout=5.0)
+            try:
+                return await action(CacheStore(client), args)
+            finally:
+                await client.aclose()
+
+        try:
+            output = asyncio.run(go())
+        except AdminError as exc:
+            return _fail(name, str(exc))
+        except (RedisError, RedisClusterException, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return _fail(name, f"cannot use Redis at {redact(args.redis_url)}: {reason}")
+        except ValueError as exc:  # a malformed URL
+            return _fail(name, f"Redis URL {redact(args.redis_url)}: {exc}")
+        if output:
+            print(output)
+        return 0
+
+    return handler
+
+
+async def _ls(store: CacheStore, args: argparse.Namespace) -> str:
+    summaries = await list_keys(store, _selection(args))
+    if args.json:
+        return _json([s.as_json() for s in summaries])
+    rows = [("KEY", "NAMESPACE", "WORKFLOW", "NODE", "FINISHED", "TRACKS")]
+    for s in summaries:
+        row = s.as_json()
+        rows.append((s.key[:16], row["namespace"], row["workflow"], row["node"], row["finished_at"],
+                     ",".join(_track(t) for t in row["tracks"])))
+    return _table(rows) + f"\n{len(summaries)} key(s)"
+
+
+async def _show(store: CacheStore, args: argparse.Namespace) -> str:
+    summary = await show_key(store, await _full_key(store, args.key))
+    if args.json:
+        return _json({"key": summary.key, "tracks": summary.tracks})
+    return _render_key(summary)
+
+
+async def _full_key(store: CacheStore, prefix: str) -> str:
+    """`ls` shows 16 characters; `show` accepts any unambiguous prefix."""
+    if len(prefix) == 64:
+        return prefix
+    matches = [k for k in await store.keys() if k.startswith(prefix)]
+    if len(matches) > 1:
+        raise AdminError(f"key prefix {prefix!r} is ambiguous ({len(matches)} keys)")
+    return matches[0] if matches else prefix
+
+
+def _render_key(summary: KeySummary) -> str:
+    lines = [f"key: {summary.key}"]
+    for track in sorted(summary.tracks, key=int):
+        entry = summary.tracks[track]
+        producer = entry["producer"]
+        lines += [
+            f"track {_track(track)} (staleness {track}s): entry {entry['entry_id']}",
+            f"  finished:  {entry['finished_at']} (recorded {entry['recorded_at']})",
+            f"  producer:  {producer['namespace']}/{producer['workflow']} node {producer['node_name']} "
+            f"pod {producer['pod']}",
+            f"  image:     {entry['image']}" + (f" ({entry['image_id']})" if entry["image_id"] else ""),
+        ]
+        lines += [f"  parameter: {p['name']} = {_short(p['value'])}" for p in entry["parameters"]]
+        if "result" in entry:
+            lines.append(f"  result:    {_short(entry['result'])}")
+        for artifact in entry["artifacts"]:
+            where = {k: v for k, v in artifact.items() if k not in ("name", "path")}
+            lines.append(f"  artifact:  {artifact.get('name')} {orjson.dumps(where).decode()}")
+    return "\n".join(lines)
+
+
+async def _invalidate(store: CacheStore, args: argparse.Namespace) -> str:
+    selection = _selection(args)
+    if args.all:
+        if args.key or not selection.empty:
+            raise AdminError("--all cannot be combined with other selections")
+        report = await invalidate_all(store, dry_run=args.dry_run)
+    else:
+        keys = [await _full_key(store, k) for k in args.key]
+        report = await invalidate(store, keys=keys, selection=selection, dry_run=args.dry_run)
+    if args.json:
+        return _json(report.as_json())
+    return _render_invalidation(report)
+
+
+def _render_invalidation(report: Invalidation) -> str:
+    verb = "would remove" if report.dry_run else "removed"
+    lines = [f"{verb} {len(report.entries)} entr{'y' if len(report.entries) == 1 else 'ies'}"]
+    for doomed in report.entries:
+        producer = doomed.entry["producer"]
+        lines.append(
+            f"  {doomed.key[:16]} {doomed.entry['entry_id']} {producer['namespace']}/{producer['workflow']} "
+            f"{producer['node_name']} finished {doomed.entry['finished_at']} "
+            f"tracks {','.join(_track(t) for t in doomed.tracks)}"
+        )
+    return "\n".join(lines)
+
+
+async def _stats(store: CacheStore, args: argparse.Namespace) -> str:
+    stats = await cache_stats(store)
+    if args.json:
+        return _json(stats)
+    order = ["keys", "recorded", "bytes", "invalidated", "purged"]
+    names = order + sorted(k for k in stats if k not in order)
+    return "\n".join(f"{name + ':':<13}{stats[name]}" for name in names)
+
+
+# --- explain (no Redis) --------------------------------------------------------------------------------------
+
+
+def _explain(args: argparse.Namespace) -> int:
+    try:
+        if len(args.files) > 2:
+            raise AdminError("explain takes one pod, or two to compare")
+        if args.files.count("-") > 1:
+            raise AdminError("only one FILE can be '-' (stdin)")
+        policy = _policy(args.policy)
+        configmaps = [doc for path in args.configmap for doc in load_documents(_read(path), path)]
+        explanations = []
+        for path in args.files:
+            docs = load_documents(_read(path), "stdin" if path == "-" else path)
+            pod, namespace = pod_from_document(docs[0], path)
+            name = str((pod.get("metadata") or {}).get("name") or "")
+            explanations.append(explain_pod(
+                pod, policy, namespace=namespace or args.namespace,
+                configmap_data=configmap_data_for(name, configmaps), source="stdin" if path == "-" else path,
+            ))
+    except AdminError as exc:
+        return _fail("explain", str(exc))
+    except OSError as exc:
+        return _fail("explain", f"{exc.filename}: {exc.strerror or exc}")
+    if len(explanations) == 1:
+        one = explanations[0]
+        print(_json(one.as_json()) if args.json else _render_explanation(one))
+    else:
+        print(_render_comparison(*explanations, as_json=args.json))
+    return 0
+
+
+def _policy(path: str | None) -> Policy:
+    if not path:
+        return Policy.default()
+    try:
+        return load_policy(_read(path))
+    except PolicyError as exc:
+        raise AdminError(f"policy {path} is invalid: {exc}") from None
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _render_explanation(e: Explanation) -> str:
+    verdict = e.detail if e.memoized else f"not memoized ({e.reason}): {e.detail}"
+    return "\n".join([
+        f"pod:       {e.pod} (node {e.node_name}; layout {e.layout}; {e.template_kind} template)",
+        f"key:       {e.key}",
+        f"decision:  {verdict}",
+        "material (sha256 of its RFC 8785 form is the key):",
+        orjson.dumps(e.material, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode(),
+    ])
+
+
+def _render_comparison(a: Explanation, b: Explanation, *, as_json: bool) -> str:
+    differences = diff_materials(a.material, b.material)
+    if as_json:
+        return _json({
+            "same_key": a.key == b.key,
+            "left": a.as_json(),
+            "right": b.as_json(),
+            "differences": [{"path": d.path, "left": d.left, "right": d.right, "missing": d.missing or None}
+                            for d in differences],
+        })
+    lines = [f"A: {a.pod} ({a.source})  key {a.key}", f"B: {b.pod} ({b.source})  key {b.key}"]
+    for label, e in (("A", a), ("B", b)):
+        if not e.memoized:
+            lines.append(f"{label} is not memoized ({e.reason}): {e.detail}")
+    if a.key == b.key:
+        lines.append("same key: B can reuse A's result (and the other way round)")
+        return "\n".join(lines)
+    lines.append(f"different keys: {len(differences)} input(s) differ")
+    for d in differences:
+        if d.missing == "left":
+            lines.append(f"  {d.path}: only in B: {_value(d.right)}")
+        elif d.missing == "right":
+            lines.append(f"  {d.path}: only in A: {_value(d.left)}")
+        else:
+            lines.append(f"  {d.path}: {_value(d.left)} → {_value(d.right)}")
+    return "\n".join(lines)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _track(seconds: str) -> str:
+    return format_duration(timedelta(seconds=int(seconds)))
+
+
+def _value(value: Any) -> str:
+    return _short(orjson.dumps(value).decode(), 200)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"wfboost cache {command}: {message}", file=sys.stderr)
+    return 1
