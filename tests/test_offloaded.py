@@ -4,6 +4,7 @@ pod: the webhook reads it through the Kubernetes API (kmock's emulator here) and
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,69 @@ async def test_an_offloaded_template_without_api_access_fails_open(
     assert answered.patch == []
     page = webhook.api.request("GET", "/metrics").body.decode()
     assert 'wfboost_fail_open_total{reason="kube_unavailable"} 1.0' in page
+
+
+@pytest.fixture
+async def namespaces_api() -> Any:
+    """Namespaces over HTTP: list, then a watch that adds a label later. kmock cannot serve this path (its URL parser
+    takes `/api/v1/namespaces` for the prefix of a namespaced URL and fails with a 500), so a small aiohttp app
+    plays the API server for this one resource, speaking its real list and watch formats."""
+    from aiohttp import web
+
+    added = asyncio.Event()
+
+    async def namespaces(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            return web.json_response({"kind": "NamespaceList", "metadata": {"resourceVersion": "10"}, "items": [
+                {"metadata": {"name": "team-a", "labels": {"cache": "on"}}},
+                {"metadata": {"name": "team-b"}},
+            ]})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if not added.is_set():
+            added.set()
+            event = {"type": "ADDED", "object": {"metadata": {"name": "team-c", "labels": {"cache": "on"},
+                                                              "resourceVersion": "11"}}}
+            await response.write(json.dumps(event).encode() + b"\n")
+        await asyncio.sleep(float(request.query.get("timeoutSeconds", "1")))
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces", namespaces)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)  # open watches are cut at the end of the test
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_memoization_turned_on_by_a_namespace_label(
+    namespaces_api: str, start_webhook: StartWebhook, valkey: Any, tmp_path: Path
+) -> None:
+    """The policy's memoize.namespaceSelector matches the labels of the namespace, which the webhook watches."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\n"
+                      "memoize: {namespaceSelector: {matchLabels: {cache: 'on'}}}\n")
+    webhook = start_webhook(settings={"policy_path": policy, "redis_url": valkey.url,
+                                      "kube_config": KubeConfig.from_url(namespaces_api)})
+    namespaces = webhook.server.namespaces
+    assert namespaces is not None
+    for _ in range(250):
+        if namespaces.labels("team-c") is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert namespaces.labels("team-a") == {"cache": "on"} and namespaces.labels("team-b") == {}
+    assert namespaces.labels("team-c") == {"cache": "on"}  # from the watch, after the list
+
+    def step_pod(namespace: str) -> dict[str, Any]:
+        workflow = {**big_workflow(), "metadata": {"name": "small", "namespace": namespace}}
+        workflow["spec"]["templates"][0]["script"]["source"] = "print(1)"
+        return build_pod(workflow, "script", "small.script", layout=V3_7).pod
+
+    for namespace in ("team-a", "team-c"):
+        labelled = await asyncio.to_thread(webhook.api.admit, "pods", step_pod(namespace))
+        assert labelled.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "miss: no_entry"
+    unlabelled = await asyncio.to_thread(webhook.api.admit, "pods", step_pod("team-b"))
+    assert unlabelled.patch == []

@@ -35,7 +35,7 @@ from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.recorder import Recorder, RecorderSettings
 from wfboost.cache.recorder_join import LABEL_HIT, MainExit, PendingStep, TaskOutputs, join
 from wfboost.cache.recorder_state import PendingTable
-from wfboost.cache.recorder_watch import WatchSettings
+from wfboost.kube.informer import WatchSettings
 from wfboost.cache.store import CacheStore
 from wfboost.demo.processes import RedisCluster, RedisProcess
 from wfboost.demo.replay import plan_workflow
@@ -634,9 +634,13 @@ async def test_the_recorder_command_serves_metrics_and_stops_on_sigterm(
                 await recorded(CacheStore(client), expected_key(pod))
             finally:
                 await client.aclose()
-            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
-                metrics = await response.text()
-        assert 'wfboost_recorder_entries_recorded_total{result="new"} 1.0' in metrics
+            wanted = 'wfboost_recorder_entries_recorded_total{result="new"} 1.0'
+            metrics = ""
+            while wanted not in metrics:  # the counter moves just after the write Redis already shows
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    metrics = await response.text()
+                await asyncio.sleep(0.02)
+        assert wanted in metrics
         assert "wfboost_recorder_pending_steps" in metrics
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(HANG_GUARD):

@@ -41,9 +41,10 @@ from wfboost.cache.recorder_join import (
 )
 from wfboost.cache.recorder_metrics import RecorderMetrics
 from wfboost.cache.recorder_state import PendingTable, StepId, StepState
-from wfboost.cache.recorder_watch import Informer, WatchSettings
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeApiError, KubeClient, KubeError, resource_path
+from wfboost.kube.informer import Informer, WatchSettings
+from wfboost.kube.namespaces import NamespaceLabels
 from wfboost.policy import EffectiveMemoize, Policy
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Recorder:
         self.clock = clock
         self.table = PendingTable(ttl=settings.pending_ttl, capacity=settings.max_pending)
         watch = settings.watch
+        self.namespaces = NamespaceLabels(kube, watch)  # for policies that turn memoization on by namespace label
         self.informers = (
             Informer(kube, PODS, name="pods", handler=self.on_pod, label_selector=POD_SELECTOR, settings=watch,
                      on_restart=self._restarted("pods"), on_handler_error=self._handler_error),
@@ -100,6 +102,7 @@ class Recorder:
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(informer.run()) for informer in self.informers]
+        tasks.append(asyncio.create_task(self.namespaces.run()))
         tasks.append(asyncio.create_task(self._housekeeping()))
         if self.settings.purge_interval > 0:
             tasks.append(asyncio.create_task(self._purge_loop()))
@@ -120,7 +123,7 @@ class Recorder:
         if known is not None and known.done is not None:
             known.touched = self.clock()
             return
-        settings = self.policy().memoize_settings_for(ident[0])
+        settings = self.policy().memoize_settings_for(ident[0], self.namespaces.labels(ident[0]))
         if not settings.enabled:
             return
         state = self.table.touch(ident, self.clock())
@@ -152,7 +155,7 @@ class Recorder:
         known = self.table.get(ident)
         if known is not None and known.done is not None:
             return
-        if not self.policy().memoize_settings_for(ident[0]).enabled:
+        if not self.policy().memoize_settings_for(ident[0], self.namespaces.labels(ident[0])).enabled:
             return
         state = self.table.touch(ident, self.clock())
         state.outputs = outputs

@@ -25,11 +25,11 @@ from wfboost.cache.eligibility import StepControls, skip_reason
 from wfboost.cache.entries import CacheEntry, OutputParameter, Producer
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.policy import EffectiveMemoize
-from wfboost.policy.controls import PREFIX as CONTROL_PREFIX
+from wfboost.policy.controls import CACHE_HIT
 
-# Set by the webhook on replayed pods (wfboost.webhook.pods.LABEL_HIT; the cache layer cannot import the webhook).
-# A replayed pod's outputs are the cached ones: recording them again would only renew an entry without a new run.
-LABEL_HIT = CONTROL_PREFIX + "cache-hit"
+# Set by the webhook on replayed pods. A replayed pod's outputs are the cached ones: recording them again would only
+# renew an entry without a new run.
+LABEL_HIT = CACHE_HIT
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from wfboost.cache.recorder import RecorderSettings
 from wfboost.cache.recorder_service import RecorderConfig, redact, serve_recorder
-from wfboost.cache.recorder_watch import WatchSettings
 from wfboost.cli.options import add_store_options, env_default
 from wfboost.kube import KubeConfig, KubeError
+from wfboost.kube.informer import WatchSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

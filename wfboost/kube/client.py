@@ -241,7 +241,10 @@ class KubeClient:
                 pending = bytearray()  # a line may span many chunks: split only when one ends
                 while (remaining := deadline - loop.time()) > 0:
                     try:
-                        chunk = await asyncio.wait_for(response.content.readany(), remaining)
+                        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation,
+                        # which kept a cancelled watch reading until its deadline.
+                        async with asyncio.timeout(remaining):
+                            chunk = await response.content.readany()
                     except TimeoutError:
                         return  # past the deadline: the same as the server ending the watch
                     if not chunk:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CACHE", "CACHE_SEED", "LATCH", "MAX_STALENESS", "PREFIX"]
+__all__ = ["CACHE", "CACHE_HIT", "CACHE_SEED", "LATCH", "MAX_STALENESS", "PREFIX"]
 
 PREFIX: Final = "wfboost.io/"
 # "false" turns memoization off for the step (nothing looked up, nothing recorded).
@@ -22,3 +22,6 @@ MAX_STALENESS: Final = PREFIX + "max-staleness"
 CACHE_SEED: Final = PREFIX + "cache-seed"
 # "false" makes the step run even when an identical one is in flight.
 LATCH: Final = PREFIX + "latch"
+
+# Set by the webhook on a replayed (cache hit) pod; the recorder never records such a pod (its outputs are cached).
+CACHE_HIT: Final = PREFIX + "cache-hit"

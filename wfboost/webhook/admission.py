@@ -49,6 +49,7 @@ class AdmissionContext:
     sidestore: Any = None
     kube: Any = None  # wfboost.kube.KubeClient, for the rare reads (an offloaded Argo template)
     metrics: Any = None  # wfboost.webhook.metrics.Metrics
+    namespace_labels: Mapping[str, str] | None = None  # None when unknown: label-gated policy rules do not match
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
@@ -84,6 +85,7 @@ class Admission:
     sidestore: Any = None
     kube: Any = None
     metrics: Any = None
+    namespace_labels: Callable[[str], Mapping[str, str] | None] = field(default=lambda namespace: None)
     on_fail_open: Callable[[FailOpen], None] = field(default=lambda reason: None)
 
     async def admit(self, route_name: str, review: AdmissionReview, budget: float) -> Outcome:
@@ -99,7 +101,8 @@ class Admission:
         namespace = request.get("namespace") or ((request.get("object") or {}).get("metadata") or {}).get(
             "namespace", ""
         )
-        if not policy.namespace_in_scope(namespace):
+        labels = self.namespace_labels(namespace)
+        if not policy.namespace_in_scope(namespace, labels):
             return Outcome(build_response(review), "out_of_scope")
         if request["operation"] == "DELETE" or request.get("object") is None:
             return Outcome(build_response(review), "unchanged")
@@ -113,6 +116,7 @@ class Admission:
             sidestore=self.sidestore,
             kube=self.kube,
             metrics=self.metrics,
+            namespace_labels=labels,
         )
         try:
             async with asyncio.timeout(budget):

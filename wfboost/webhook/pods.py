@@ -17,6 +17,7 @@ from wfboost.cache.eligibility import BadControl, skip_reason, step_controls
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore, Verdict
 from wfboost.kube import KubeError, resource_path
+from wfboost.policy.controls import CACHE_HIT
 from wfboost.policy.controls import PREFIX as CONTROL_PREFIX
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
@@ -28,7 +29,7 @@ KINDS = frozenset({("", "Pod")})
 ANNOTATION_KEY = CONTROL_PREFIX + "cache-key"
 ANNOTATION_OUTCOME = CONTROL_PREFIX + "cache-outcome"  # "hit", "miss: <reason>", "skipped: <reason>"
 ANNOTATION_SOURCE = CONTROL_PREFIX + "cache-source"  # on hits: where the outputs came from (JSON)
-LABEL_HIT = CONTROL_PREFIX + "cache-hit"
+LABEL_HIT = CACHE_HIT
 
 
 async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
@@ -38,7 +39,7 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     if ANNOTATION_OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
         return Decision(outcome="already_decided")  # a reinvocation: deciding again would key the replay itself
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
-    settings = ctx.policy.memoize_settings_for(namespace)
+    settings = ctx.policy.memoize_settings_for(namespace, ctx.namespace_labels)
     if not settings.enabled:
         return Decision(outcome="memoize_off")
     try:

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeClient
+from wfboost.kube.namespaces import NamespaceLabels
 from wfboost.policy import PolicyWatcher
 from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.admission import Admission, Route, budget_for
@@ -65,13 +66,15 @@ class WebhookServer:
             assert s.kube_config is not None
             kube = KubeClient(s.kube_config, timeout=KUBE_READ_TIMEOUT, connect_timeout=KUBE_READ_TIMEOUT)
         self.kube = kube
-        watcher = self.policy
+        self.namespaces = NamespaceLabels(kube) if kube is not None else None
+        watcher, namespaces = self.policy, self.namespaces
         self.admission = Admission(
             routes=routes if routes is not None else dict(ROUTES),
             policy=lambda: watcher.current,
             store=self.store,
             kube=self.kube,
             metrics=self.metrics,
+            namespace_labels=(lambda namespace: namespaces.labels(namespace)) if namespaces else (lambda _: None),
             on_fail_open=lambda reason: self.metrics.fail_open.labels(reason=reason.value).inc(),
         )
         self._wire_status_metrics()
@@ -171,6 +174,8 @@ class WebhookServer:
             asyncio.create_task(self.tls.run(interval), name="tls-reload"),
             asyncio.create_task(self.policy.run(), name="policy-reload"),
         ]
+        if self.namespaces is not None:
+            tasks.append(asyncio.create_task(self.namespaces.run(), name="namespace-labels"))
         yield
         for task in tasks:
             task.cancel()

@@ -27,7 +27,7 @@ LOCATION_FIELDS = frozenset(
 async def admit_taskresult(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     result = request.get("object") or {}
     namespace = request.get("namespace") or (result.get("metadata") or {}).get("namespace") or ""
-    if not ctx.policy.memoize_settings_for(namespace).enabled:
+    if not ctx.policy.memoize_settings_for(namespace, ctx.namespace_labels).enabled:
         return UNCHANGED
     artifacts = (result.get("outputs") or {}).get("artifacts")
     if not artifacts or not isinstance(ctx.store, CacheStore):

@@ -1,4 +1,5 @@
-"""List, then watch, forever: the recorder's view of one resource across all namespaces.
+"""List, then watch, forever: a view of one resource across all namespaces (the recorder's pods and task results,
+the webhook's namespace labels).
 
 The loop is the one every Kubernetes controller runs: list (every item is handed over as a `SYNC` event), watch from
 the list's resourceVersion, keep the newest resourceVersion seen (BOOKMARK events carry fresh ones), watch again
@@ -20,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wfboost.kube import KubeClient, KubeError, WatchExpired
+from wfboost.kube.client import KubeClient, WatchExpired
+from wfboost.kube.config import KubeError
 
 log = logging.getLogger(__name__)
 
