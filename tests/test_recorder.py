@@ -35,12 +35,12 @@ from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.recorder import Recorder, RecorderSettings
 from wfboost.cache.recorder_join import LABEL_HIT, MainExit, PendingStep, TaskOutputs, join
 from wfboost.cache.recorder_state import PendingTable
-from wfboost.kube.informer import WatchSettings
 from wfboost.cache.store import CacheStore
 from wfboost.demo.processes import RedisCluster, RedisProcess
 from wfboost.demo.replay import plan_workflow
 from wfboost.demo.runner import default_workflow_text
 from wfboost.kube import KubeClient, KubeConfig, resource_path
+from wfboost.kube.informer import WatchSettings
 from wfboost.policy import Policy, load_policy
 
 POLICY_TEXT = """
