@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from tests.harness.apiserver import ApiServer
+from tests.harness.emulated import Cluster
 from tests.harness.running import RunningServer
 from wfboost.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
+from wfboost.kube import KubeClient, KubeConfig
 from wfboost.tls.certs import create_ca, create_serving_cert, service_names
 from wfboost.webhook.server import WebhookServer
 from wfboost.webhook.settings import ServerSettings
@@ -84,6 +86,15 @@ def start_webhook(tls_material: TlsMaterial, tmp_path: Path) -> Iterator[StartWe
 @pytest.fixture
 def webhook(start_webhook: StartWebhook) -> Webhook:
     return start_webhook()
+
+
+@pytest.fixture
+async def cluster(kmock: Any) -> AsyncIterator[Cluster]:
+    """kmock's emulator with the resources Argo steps involve, and a client for playing the cluster's parts."""
+    for resource in ("v1/pods", "v1/configmaps", "argoproj.io/v1alpha1/workflowtaskresults"):
+        kmock.resources[resource] = {}
+    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10, watch_grace=1) as kube:
+        yield Cluster(kube, kmock)
 
 
 def corpus_dir(*parts: str) -> Path:

@@ -15,7 +15,7 @@ import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,23 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.harness.emulated import (
+    FINISHED_AT,
+    FINISHED_MS,
+    HANG_GUARD,
+    IMAGE_ID,
+    Cluster,
+    node_id,
+    recorded,
+    running,
+    task_result,
+    terminated_status,
+)
 from wfboost.argo import names
 from wfboost.argo.podgen import build_pod
 from wfboost.argo.podgen_layouts import LAYOUTS, V3_7
 from wfboost.argo.pods import parse_pod
 from wfboost.cache import redis_client
-from wfboost.cache.entries import CacheEntry
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.recorder import Recorder, RecorderSettings
 from wfboost.cache.recorder_join import LABEL_HIT, MainExit, PendingStep, TaskOutputs, join
@@ -39,8 +50,6 @@ from wfboost.cache.store import CacheStore
 from wfboost.demo.processes import RedisCluster, RedisProcess
 from wfboost.demo.replay import plan_workflow
 from wfboost.demo.runner import default_workflow_text
-from wfboost.kube import KubeClient, KubeConfig, resource_path
-from wfboost.kube.informer import WatchSettings
 from wfboost.policy import Policy, load_policy
 
 POLICY_TEXT = """
@@ -49,14 +58,7 @@ kind: Policy
 features: {memoize: true}
 memoize: {namespaces: ["team-*"]}
 """
-# An hour ago, to the second: entries expire `retention` after their finish time, so a fixed date would
-# eventually be recorded already expired.
-_FINISHED = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
-FINISHED_AT = _FINISHED.strftime("%Y-%m-%dT%H:%M:%SZ")
-FINISHED_MS = int(_FINISHED.timestamp() * 1000)
-IMAGE_ID = "ghcr.io/example/data-tools@sha256:" + "ab" * 32
 P7D = 7 * 86400
-HANG_GUARD = 30  # seconds: only ever reached when something is broken
 
 
 def policy() -> Policy:
@@ -86,29 +88,11 @@ def workflow_pods(layout: str, ns: str, *, name: str | None = None) -> dict[str,
     return pods
 
 
-def node_id(pod: dict[str, Any]) -> str:
-    return str(pod["metadata"]["annotations"][names.ANNOTATION_NODE_ID])
-
-
 def expected_key(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -> str:
     step = parse_pod(pod)
     if configmap is not None:
         step = step.with_offloaded(configmap["data"])
     return cache_key(key_material(step))
-
-
-def terminated_status(exit_code: int = 0, finished_at: str = FINISHED_AT) -> dict[str, Any]:
-    return {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "containerStatuses": [
-            {"name": "wait", "state": {"running": {"startedAt": "2026-03-04T05:00:00Z"}}, "imageID": "argoexec"},
-            {
-                "name": "main",
-                "imageID": IMAGE_ID,
-                "state": {"terminated": {"exitCode": exit_code, "finishedAt": finished_at, "reason": "Completed"}},
-            },
-        ],
-    }
 
 
 def declared_outputs(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -124,57 +108,6 @@ def declared_outputs(pod: dict[str, Any], configmap: dict[str, Any] | None = Non
         for a in declared.get("artifacts") or []
     ]
     return {"parameters": parameters, "artifacts": artifacts, "exitCode": "0"}
-
-
-def task_result(pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool = True) -> dict[str, Any]:
-    meta = pod["metadata"]
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "WorkflowTaskResult",
-        "metadata": {
-            "name": node_id(pod),
-            "namespace": meta["namespace"],
-            "labels": {
-                names.LABEL_WORKFLOW: meta["labels"][names.LABEL_WORKFLOW],
-                names.LABEL_REPORT_OUTPUTS_COMPLETED: "true" if complete else "false",
-            },
-        },
-        "outputs": outputs,
-    }
-
-
-class Cluster:
-    """The emulator seen through the API, with the verbs the controller, kubelet and wait container use."""
-
-    def __init__(self, kube: KubeClient, kmock: Any) -> None:
-        self.kube = kube
-        self.kmock = kmock
-
-    async def create_pod(self, pod: dict[str, Any]) -> None:
-        await self.kube.create(resource_path("", "v1", "pods", pod["metadata"]["namespace"]), pod)
-
-    async def finish_pod(self, pod: dict[str, Any], exit_code: int = 0, **status: Any) -> None:
-        meta = pod["metadata"]
-        path = resource_path("", "v1", "pods", meta["namespace"], meta["name"])
-        await self.kube.patch(path, {"status": terminated_status(exit_code, **status)})
-
-    async def delete_pod(self, pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        await self.kube.delete(resource_path("", "v1", "pods", meta["namespace"], meta["name"]))
-
-    def finish_silently(self, pod: dict[str, Any]) -> None:
-        """The kubelet's status write that the recorder never sees as an event (it was disconnected, or the
-        pod was deleted before the MODIFIED event was delivered): only the DELETED event will carry it."""
-        key = ("v1/pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
-        self.kmock.objects[key] = {**self.kmock.objects[key].raw, "status": terminated_status()}
-
-    async def report(self, pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool = True) -> None:
-        ns = pod["metadata"]["namespace"]
-        path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns)
-        await self.kube.create(path, task_result(pod, outputs, complete=complete))
-
-    async def create_configmap(self, configmap: dict[str, Any]) -> None:
-        await self.kube.create(resource_path("", "v1", "configmaps", configmap["metadata"]["namespace"]), configmap)
 
 
 # --- fixtures ------------------------------------------------------------------------------------------------
@@ -196,43 +129,6 @@ async def cluster_store(valkey_cluster: RedisCluster) -> AsyncIterator[CacheStor
         yield CacheStore(client)
     finally:
         await client.aclose()
-
-
-@pytest.fixture
-async def cluster(kmock: Any) -> AsyncIterator[Cluster]:
-    for resource in ("v1/pods", "v1/configmaps", "argoproj.io/v1alpha1/workflowtaskresults"):
-        kmock.resources[resource] = {}
-    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10, watch_grace=1) as kube:
-        yield Cluster(kube, kmock)
-
-
-SETTINGS = RecorderSettings(watch=WatchSettings(resync=3600, watch_timeout=300, backoff_initial=0.05), tick=0.05,
-                            purge_interval=0)
-
-
-@contextlib.asynccontextmanager
-async def running(
-    cluster: Cluster, store: CacheStore, settings: RecorderSettings = SETTINGS, the_policy: Policy | None = None
-) -> AsyncIterator[Recorder]:
-    chosen = the_policy or policy()
-    recorder = Recorder(cluster.kube, store, lambda: chosen, settings=settings)
-    task = asyncio.create_task(recorder.run())
-    try:
-        async with asyncio.timeout(HANG_GUARD):
-            while not recorder.synced:  # noqa: ASYNC110 - the informers set their events from their own tasks
-                await asyncio.sleep(0.01)
-        yield recorder
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def recorded(store: CacheStore, key: str) -> dict[str, CacheEntry]:
-    async with asyncio.timeout(HANG_GUARD):
-        while not (tracks := await store.tracks(key)):  # noqa: ASYNC110 - polling what another task writes
-            await asyncio.sleep(0.02)
-    return tracks
 
 
 def counter(recorder: Recorder, name: str, **labels: str) -> float:
@@ -257,7 +153,7 @@ async def test_a_finished_step_is_recorded_with_exactly_its_outputs(
     ns = namespace()
     pod = workflow_pods(layout, ns)["fetch"]
     outputs = {**declared_outputs(pod), "result": "fetched 1204 rows\n"}
-    async with running(cluster, store) as recorder:
+    async with running(cluster, store, policy) as recorder:
         await cluster.create_pod(pod)
         await cluster.finish_pod(pod)
         await cluster.report(pod, outputs)
@@ -290,7 +186,7 @@ async def test_a_script_step_is_recorded_against_a_redis_cluster(
 ) -> None:
     ns = namespace()
     pod = workflow_pods("v4.1.2", ns)["features"]
-    async with running(cluster, cluster_store):
+    async with running(cluster, cluster_store, policy):
         await cluster.create_pod(pod)
         await cluster.report(pod, declared_outputs(pod))  # the task result first, this time
         await cluster.finish_pod(pod)
@@ -303,7 +199,7 @@ async def test_a_script_step_is_recorded_against_a_redis_cluster(
 async def test_the_task_result_may_arrive_before_the_pod_is_seen(cluster: Cluster, store: CacheStore) -> None:
     ns = namespace()
     pod = workflow_pods("v3.6.19", ns)["fetch"]
-    async with running(cluster, store) as recorder:
+    async with running(cluster, store, policy) as recorder:
         await cluster.report(pod, declared_outputs(pod))
         async with asyncio.timeout(HANG_GUARD):
             while recorder.table.get((ns, node_id(pod))) is None:  # noqa: ASYNC110 - the other watch's task
@@ -315,7 +211,7 @@ async def test_the_task_result_may_arrive_before_the_pod_is_seen(cluster: Cluste
 async def test_a_pod_garbage_collected_as_it_finishes_is_still_recorded(cluster: Cluster, store: CacheStore) -> None:
     ns = namespace()
     pod = workflow_pods("v3.7.18", ns)["fetch"]
-    async with running(cluster, store):
+    async with running(cluster, store, policy):
         await cluster.create_pod(pod)
         cluster.finish_silently(pod)
         await cluster.delete_pod(pod)  # the DELETED event carries the only status with main terminated
@@ -375,7 +271,7 @@ async def test_runs_that_must_not_be_cached_are_never_recorded(
     pods = workflow_pods("v3.7.18", ns)
     pod, exit_code, outputs, complete = case(pods["fetch"])
     sentinel = pods["features"]  # recorded after the case's events on both watches: everything before was handled
-    async with running(cluster, store) as recorder:
+    async with running(cluster, store, policy) as recorder:
         for step, code, out, done in ((pod, exit_code, outputs, complete), (sentinel, 0, None, True)):
             await cluster.create_pod(step)
             await cluster.finish_pod(step, code)
@@ -396,7 +292,7 @@ async def test_namespaces_without_memoization_are_ignored(cluster: Cluster, stor
     elsewhere = "elsewhere-" + uuid.uuid4().hex[:8]
     pods = workflow_pods("v3.5.14", elsewhere)
     sentinel = workflow_pods("v3.5.14", namespace())["fetch"]
-    async with running(cluster, store) as recorder:
+    async with running(cluster, store, policy) as recorder:
         for pod in (pods["fetch"], sentinel):
             await cluster.create_pod(pod)
             await cluster.finish_pod(pod)
@@ -409,7 +305,7 @@ async def test_namespaces_without_memoization_are_ignored(cluster: Cluster, stor
 async def test_replayed_events_and_a_second_recorder_change_nothing(cluster: Cluster, store: CacheStore) -> None:
     ns = namespace()
     pod = workflow_pods("v4.1.2-initless", ns)["fetch"]
-    async with running(cluster, store) as first:
+    async with running(cluster, store, policy) as first:
         await cluster.create_pod(pod)
         await cluster.finish_pod(pod)
         await cluster.report(pod, declared_outputs(pod))
@@ -421,7 +317,7 @@ async def test_replayed_events_and_a_second_recorder_change_nothing(cluster: Clu
         await first.on_pod("MODIFIED", final)
         await first.on_task_result("ADDED", task_result(pod, declared_outputs(pod)))
     # A restarted recorder (empty memory) lists everything again and writes the same entry once more.
-    async with running(cluster, store) as second:
+    async with running(cluster, store, policy) as second:
         async with asyncio.timeout(HANG_GUARD):
             while not counter(second, "wfboost_recorder_entries_recorded_total", result="unchanged"):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
@@ -437,7 +333,7 @@ async def test_a_watch_that_expires_lists_again_and_still_records(cluster: Clust
     cluster.kmock["watch argoproj.io/v1alpha1/workflowtaskresults"][:1] << 410 << gone
     ns = namespace()
     pod = workflow_pods("v3.7.18", ns)["fetch"]
-    async with running(cluster, store) as recorder:
+    async with running(cluster, store, policy) as recorder:
         async with asyncio.timeout(HANG_GUARD):
             restarts = ("wfboost_recorder_watch_restarts_total", "workflowtaskresults", "expired")
             while counter(recorder, restarts[0], resource=restarts[1], reason=restarts[2]) < 1:  # noqa: ASYNC110
@@ -472,7 +368,7 @@ async def test_an_offloaded_template_is_read_from_its_configmap(cluster: Cluster
     assert built.configmap is not None
     pod, configmap = built.pod, {**built.configmap, "metadata": {**built.configmap["metadata"], "namespace": ns}}
     key = expected_key(pod, configmap)
-    async with running(cluster, store):
+    async with running(cluster, store, policy):
         await cluster.create_configmap(configmap)  # the controller creates it before the pod
         await cluster.create_pod(pod)
         await cluster.finish_pod(pod)
@@ -485,7 +381,7 @@ async def test_an_offloaded_template_whose_configmap_is_gone_is_skipped(cluster:
     ns = namespace()
     built = build_pod(offloading_workflow(ns), "big", "big-script", layout=V3_7)
     sentinel = workflow_pods("v3.7.18", ns)["fetch"]
-    async with running(cluster, store) as recorder:
+    async with running(cluster, store, policy) as recorder:
         for pod in (built.pod, sentinel):
             await cluster.create_pod(pod)
             await cluster.finish_pod(pod)
@@ -500,7 +396,7 @@ async def test_p0d_is_recorded_on_its_own_track_and_purge_runs_in_the_background
     ns = namespace()
     pod = copy.deepcopy(workflow_pods("v3.6.19", ns)["fetch"])
     pod["metadata"]["annotations"]["wfboost.io/max-staleness"] = "P0D"
-    async with running(cluster, store) as recorder:
+    async with running(cluster, store, policy) as recorder:
         await cluster.create_pod(pod)
         await cluster.finish_pod(pod)
         await cluster.report(pod, declared_outputs(pod))
