@@ -29,7 +29,7 @@ apiVersion: wfboost.io/v1alpha1
 kind: Policy
 features: {memoize: true}
 memoize:
-  namespaces: ["ml"]
+  namespaces: ["ml", "ml-other"]
   maxStaleness: P7D
 """
 BUSYBOX = shutil.which("busybox")
@@ -70,11 +70,11 @@ def memo_webhook(request: pytest.FixtureRequest, start_webhook: StartWebhook, tm
 
 
 def record(webhook: Webhook, pod: dict[str, Any], parameters: dict[str, str], artifacts: list[dict[str, Any]],
-           result: str | None = None) -> CacheEntry:
+           result: str | None = None, key: str | None = None) -> CacheEntry:
     """What the recorder writes when the step succeeds (its own tests cover the watching)."""
     step = parse_pod(pod)
     entry: dict[str, Any] = {
-        "key": cache_key(key_material(step, seed=SEED)), "entry_id": pod["metadata"]["name"],
+        "key": key or cache_key(key_material(step, seed=SEED)), "entry_id": pod["metadata"]["name"],
         "finished_at": "2026-11-22T10:00:00Z", "finished_ms": int(time.time() * 1000) - 60_000,
         "staleness_s": 604800, "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
         "artifacts": artifacts, "image": step.main["image"], "image_id": "sha256:" + "2" * 64,
@@ -159,11 +159,27 @@ def test_entries_are_not_shared_across_namespaces(memo_webhook: Webhook) -> None
     record(memo_webhook, first["fetch"], {"rows": "7"}, [RAW])
     assert memo_webhook.api.admit("pods", pods("ns-b", layout)["fetch"]).object["metadata"]["annotations"][
         "wfboost.io/cache-outcome"] == "hit"
-    other_ns = pods("ns-d", layout, namespace="team-b")["fetch"]
-    # team-b is not in memoize.namespaces: untouched; and the key of the same step there differs anyway.
+    # The identical step in another namespace where memoization is on too: a miss, the entry is ml's.
+    other_ns = pods("ns-d", layout, namespace="ml-other")["fetch"]
     answered = memo_webhook.api.admit("pods", other_ns)
-    assert answered.patch == []
-    assert cache_key(key_material(parse_pod(other_ns))) != cache_key(key_material(parse_pod(first["fetch"])))
+    assert answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "miss: no_entry"
+    assert answered.object["spec"] == other_ns["spec"]
+    # A namespace where memoization is off: untouched.
+    assert memo_webhook.api.admit("pods", pods("ns-e", layout, namespace="team-b")["fetch"]).patch == []
+
+
+def test_entries_are_shared_across_namespaces_when_the_policy_says_so(
+    start_webhook: StartWebhook, valkey: Any, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace("maxStaleness: P7D", "maxStaleness: P7D\n  shareAcrossNamespaces: true"))
+    webhook = start_webhook(settings={"policy_path": policy, "redis_url": valkey.url})
+    first = pods("share-a", "v3.7.18")
+    step = parse_pod(first["fetch"])
+    entry_key = cache_key(key_material(step, share_across_namespaces=True, seed=SEED))
+    record(webhook, first["fetch"], {"rows": "7"}, [RAW], key=entry_key)
+    elsewhere = webhook.api.admit("pods", pods("share-b", "v3.7.18", namespace="ml-other")["fetch"])
+    assert elsewhere.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
 
 
 def test_p0d_never_reuses(memo_webhook: Webhook) -> None:
