@@ -28,3 +28,19 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
         default=env_default("WFBOOST_POLICY"),
         help="policy YAML file (env WFBOOST_POLICY); without it, the built-in default policy",
     )
+
+
+def add_service_options(parser: argparse.ArgumentParser, who: str) -> None:
+    """What every long-running wfboost process takes: its own namespace (never acted on) and a plain-HTTP port
+    for probes and Prometheus."""
+    parser.add_argument(
+        "--namespace",
+        default=env_default("POD_NAMESPACE", "wfboost"),
+        help=f"the {who}'s own namespace, never acted on (env POD_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env_default("WFBOOST_METRICS_PORT", "0") or 0),
+        help="plain-HTTP port for /healthz, /readyz, /metrics (env WFBOOST_METRICS_PORT; 0: none)",
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wfboost.cache.recorder import RecorderSettings
 from wfboost.cache.recorder_service import RecorderConfig, redact, serve_recorder
-from wfboost.cli.options import add_store_options, env_default
+from wfboost.cli.options import add_service_options, add_store_options
 from wfboost.kube import KubeConfig, KubeError
 from wfboost.kube.informer import WatchSettings
 
@@ -22,17 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
     p.add_argument("--context", default=None, help="kubeconfig context")
-    p.add_argument(
-        "--namespace",
-        default=env_default("POD_NAMESPACE", "wfboost"),
-        help="the recorder's own namespace, never recorded (env POD_NAMESPACE)",
-    )
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(env_default("WFBOOST_METRICS_PORT", "0") or 0),
-        help="plain-HTTP port for /metrics, /healthz, /readyz (0: none)",
-    )
+    add_service_options(p, "recorder")
     p.add_argument("--resync", type=float, default=600.0, help="seconds between full relists (default 600)")
     p.add_argument(
         "--purge-interval", type=float, default=900.0, help="seconds between purges of stale entries (0: never)"

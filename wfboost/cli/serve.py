@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from wfboost.cli.options import add_store_options, env_default
+from wfboost.cli.options import add_service_options, add_store_options, env_default
 from wfboost.kube import KubeConfig, KubeConfigError
 from wfboost.webhook.server import serve
 from wfboost.webhook.settings import ServerSettings
@@ -22,22 +22,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--host", default=env_default("WFBOOST_HOST", "0.0.0.0"), help="listen address")
     p.add_argument("--port", type=int, default=int(env_default("WFBOOST_PORT", "8443") or 8443))
     p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(env_default("WFBOOST_METRICS_PORT", "0") or 0),
-        help="plain-HTTP port for /healthz, /readyz, /metrics (0: only on the HTTPS port)",
-    )
-    p.add_argument(
         "--cert-dir",
         type=Path,
         default=Path(env_default("WFBOOST_CERT_DIR", "/etc/wfboost/tls") or "/etc/wfboost/tls"),
         help="directory holding tls.crt and tls.key (a mounted Secret; re-read when it changes)",
     )
-    p.add_argument(
-        "--namespace",
-        default=env_default("POD_NAMESPACE", "wfboost"),
-        help="the webhook's own namespace, never admitted (env POD_NAMESPACE)",
-    )
+    add_service_options(p, "webhook")
     p.add_argument(
         "--webhook-timeout",
         type=float,
