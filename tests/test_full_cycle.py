@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import yaml
 
 from tests.conftest import StartWebhook, Webhook, corpus_dir
 from tests.harness.emulated import Cluster, recorded, running, task_result
+from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from wfboost.argo.podgen_layouts import LAYOUTS, layout_by_name
 from wfboost.argo.pods import parse_pod
 from wfboost.argo.walk import walk
@@ -28,7 +27,6 @@ from wfboost.demo.runner import default_workflow_text
 from wfboost.policy import load_policy
 
 POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [cycle-*]}\n"
-BUSYBOX = shutil.which("busybox")
 
 
 def step_pods(workflow: dict[str, Any], name: str, namespace: str, layout: str) -> dict[str, dict[str, Any]]:
@@ -59,16 +57,6 @@ def outputs_for(pod: dict[str, Any], run: str) -> dict[str, Any]:
     return outputs
 
 
-def replay(pod: dict[str, Any], root: Path) -> subprocess.CompletedProcess[bytes]:
-    step = parse_pod(pod)
-    main = pod["spec"]["containers"][step.main_index]
-    env = {e["name"]: e["value"] for e in main["env"] if "value" in e}
-    env = {k: str(root) + v if k.startswith("WFBOOST_") and k.endswith("_PATH") else v for k, v in env.items()}
-    user = main["command"][main["command"].index("--") + 1 :]
-    assert user[0] == "/bin/sh" and BUSYBOX is not None
-    return subprocess.run([BUSYBOX, "sh", *user[1:]], env=env, capture_output=True, timeout=30, check=False)
-
-
 async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow: dict[str, Any], step: str,
                 layout: str, tmp_path: Path) -> None:
     namespace = f"cycle-{uuid.uuid4().hex[:8]}"
@@ -91,16 +79,16 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
     hit = await asyncio.to_thread(webhook.api.admit, "pods", second)
     assert hit.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
     if BUSYBOX:
-        done = replay(hit.object, tmp_path)
+        done = run_main(hit.object["spec"]["containers"][parse_pod(hit.object).main_index], tmp_path)
         assert done.returncode == 0, done.stderr
         for parameter in (parse_pod(second).template or {}).get("outputs", {}).get("parameters", []):
             path = parameter.get("valueFrom", {}).get("path")
             if path:
                 value = next(p["value"] for p in produced["parameters"] if p["name"] == parameter["name"])
-                assert (tmp_path / path.lstrip("/")).read_text() == value
+                assert wait_reads((tmp_path / path.lstrip("/")).read_bytes()) == value
         for artifact in (parse_pod(second).template or {}).get("outputs", {}).get("artifacts", []):
             assert (tmp_path / artifact["path"].lstrip("/")).exists()
-        assert done.stdout.decode() == produced.get("result", "")
+        assert wait_reads(done.stdout) == produced.get("result", "")
     # The hit's wait container uploads placeholders; its task result is pointed back at the recorded artifacts.
     uploaded = outputs_for(second, "second")
     repointed = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", task_result(second, uploaded))

@@ -5,8 +5,6 @@ therefore hits too. Against one Valkey and a three-node cluster, for every Argo 
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import StartWebhook, Webhook
+from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from wfboost.argo.podgen_layouts import LAYOUTS
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.entries import CacheEntry
@@ -32,7 +31,6 @@ memoize:
   namespaces: ["ml", "ml-other"]
   maxStaleness: P7D
 """
-BUSYBOX = shutil.which("busybox")
 
 
 def workflow(name: str) -> dict[str, Any]:
@@ -120,12 +118,9 @@ def test_miss_record_hit_and_a_chained_hit(memo_webhook: Webhook, layout: str, t
     main = hit.object["spec"]["containers"][step.main_index]
     assert main["command"][: len(step.emissary_prefix)] == list(step.emissary_prefix)
     if BUSYBOX:
-        env = {e["name"]: e["value"] for e in main["env"] if "value" in e}
-        env = {k: str(tmp_path) + v if k.startswith("WFBOOST_") and k.endswith("_PATH") else v for k, v in env.items()}
-        user = main["command"][main["command"].index("--") + 2 :]
-        done = subprocess.run([BUSYBOX, "sh", *user], env=env, capture_output=True, timeout=30, check=False)
+        done = run_main(main, tmp_path)
         assert done.returncode == 0, done.stderr
-        assert (tmp_path / "tmp/rows").read_text() == "1024"
+        assert wait_reads((tmp_path / "tmp/rows").read_bytes()) == "1024"
         assert (tmp_path / "data/raw.parquet").exists()
 
     # A reinvocation (reinvocationPolicy: IfNeeded) of the replayed pod changes nothing.

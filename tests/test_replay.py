@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from tests.harness.validate import validate_object
 from wfboost.argo.podgen_layouts import LAYOUTS
 from wfboost.argo.pods import ArgoStep, parse_pod
@@ -31,7 +29,6 @@ from wfboost.webhook.replay import (
     replay_plan,
 )
 
-BUSYBOX = shutil.which("busybox")
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox-static is not installed (make setup installs it)")
 REPLAY = Policy.default().memoize.replay
 
@@ -68,20 +65,6 @@ def patched(step: ArgoStep, plan: ReplayPlan) -> dict[str, Any]:
     return jsonpatch.JsonPatch(ops).apply(copy.deepcopy(dict(step.pod)))  # type: ignore[no-any-return]
 
 
-def run_replay(container: dict[str, Any], root: Path) -> subprocess.CompletedProcess[bytes]:
-    """Run the replayed main container's program the way emissary would exec it, with paths under `root`."""
-    command = container["command"]
-    user = command[command.index("--") + 1 :]
-    assert user[:2] == ["/bin/sh", "-c"]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    for name, value in list(env.items()):
-        if name.startswith("WFBOOST_") and name.endswith("_PATH"):
-            env[name] = str(root) + value
-    env["PATH"] = os.environ["PATH"]
-    assert BUSYBOX is not None
-    return subprocess.run([BUSYBOX, "sh", *user[1:]], env=env, capture_output=True, timeout=30, check=False)
-
-
 @pytest.mark.parametrize("layout", [layout.name for layout in LAYOUTS])
 def test_a_hit_pod_keeps_argo_and_drops_the_rest(layout: str) -> None:
     step = parse_pod(pods_by_template(layout)["train"])
@@ -115,9 +98,10 @@ def test_the_replay_writes_exactly_the_recorded_outputs(layout: str, tmp_path: P
     step = parse_pod(pods_by_template(layout)["fetch-data"])
     value = "1024\n"
     pod = patched(step, replay_plan(step, entry_for(step, {"rows": value})))
-    done = run_replay(pod["spec"]["containers"][step.main_index], tmp_path)
+    done = run_main(pod["spec"]["containers"][step.main_index], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "tmp/rows").read_bytes() == value.encode()
+    assert (tmp_path / "tmp/rows").read_bytes() == value.encode() + b"\n"
+    assert wait_reads((tmp_path / "tmp/rows").read_bytes()) == value  # one newline: Argo strips exactly one
     assert (tmp_path / "data/raw.parquet").exists()  # the declared artifact path, for emissary to tar
     assert done.stdout == b""  # this step's template result is not captured
 
@@ -128,12 +112,17 @@ def test_a_script_steps_stdout_is_replayed(tmp_path: Path) -> None:
     step = ArgoStep(**{**step.__dict__, "include_script_output": True})
     result = "trained 3 models on 1024 rows"
     pod = patched(step, replay_plan(step, entry_for(step, {}, result=result)))
-    done = run_replay(pod["spec"]["containers"][step.main_index], tmp_path)
+    done = run_main(pod["spec"]["containers"][step.main_index], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.decode() == result
+    assert wait_reads(done.stdout) == result
 
 
-tricky_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=300)
+shell_and_kubelet = st.sampled_from(["$", "$$", "$(ARGO_CONTAINER_NAME)", "$(WFBOOST_STDOUT_0)", "${HOME}", "`id`",
+                                     "'", '"', "\\", "\n", "%s", "-n", "\\n"])
+tricky_text = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40) | shell_and_kubelet,
+    max_size=12,
+).map("".join)
 
 
 @needs_busybox
@@ -144,21 +133,21 @@ def test_any_value_survives_the_replay_byte_for_byte(value: str, result: str, tm
     step = parse_pod(pods_by_template("v3.7.18")["fetch-data"])
     step = ArgoStep(**{**step.__dict__, "include_script_output": True})
     pod = patched(step, replay_plan(step, entry_for(step, {"rows": value}, result=result)))
-    done = run_replay(pod["spec"]["containers"][step.main_index], root)
+    done = run_main(pod["spec"]["containers"][step.main_index], root)
     assert done.returncode == 0, done.stderr
-    assert (root / "tmp/rows").read_bytes() == value.encode()
-    assert done.stdout == result.encode()
+    assert wait_reads((root / "tmp/rows").read_bytes()) == value
+    assert wait_reads(done.stdout) == result
 
 
 @needs_busybox
 def test_values_over_the_env_limit_are_chunked(tmp_path: Path) -> None:
     step = parse_pod(pods_by_template("v3.7.18")["fetch-data"])
-    big = "ü" * 100_000 + "\n" + "x" * 150_000  # 350 kB of UTF-8: several env chunks, each under 128 KiB
+    big = "ü" * 100_000 + "\n" + "$" * 100_000 + "x" * 50_000  # 450 kB: many env chunks, each under 128 KiB
     plan = replay_plan(step, entry_for(step, {"rows": big}))
     assert all(len(e["value"].encode()) < 131_072 - len(e["name"]) - 1 for e in plan.env)
     pod = patched(step, plan)
-    assert run_replay(pod["spec"]["containers"][step.main_index], tmp_path).returncode == 0
-    assert (tmp_path / "tmp/rows").read_text() == big
+    assert run_main(pod["spec"]["containers"][step.main_index], tmp_path).returncode == 0
+    assert wait_reads((tmp_path / "tmp/rows").read_bytes()) == big
 
 
 def test_what_cannot_be_replayed_faithfully_is_a_miss() -> None:
@@ -185,3 +174,36 @@ def test_what_cannot_be_replayed_faithfully_is_a_miss() -> None:
 def test_the_script_is_posix_shell() -> None:
     for bashism in ("[[", "local ", "function ", "$'"):
         assert bashism not in REPLAY_SCRIPT
+
+
+def test_paths_argo_would_read_elsewhere_are_not_replayed() -> None:
+    fetch = parse_pod(pods_by_template("v3.7.18")["fetch-data"])
+    template = copy.deepcopy(dict(fetch.template or {}))
+    template["outputs"]["parameters"][0]["valueFrom"]["path"] = "rows.txt"
+    relative = ArgoStep(**{**fetch.__dict__, "template": template})
+    with pytest.raises(NotReplayable, match=r"relative_output_path:rows\.txt"):
+        replay_plan(relative, entry_for(fetch, {"rows": "1"}))
+    template = copy.deepcopy(dict(fetch.template or {}))
+    template.setdefault("inputs", {})["artifacts"] = [{"name": "work", "path": "/tmp"}]
+    under_input = ArgoStep(**{**fetch.__dict__, "template": template})
+    with pytest.raises(NotReplayable, match="output_in_input_artifact:/tmp/rows"):
+        replay_plan(under_input, entry_for(fetch, {"rows": "1"}))
+
+
+def test_an_optional_artifact_the_first_run_did_not_make_is_not_made() -> None:
+    fetch = parse_pod(pods_by_template("v3.7.18")["fetch-data"])
+    template = copy.deepcopy(dict(fetch.template or {}))
+    template["outputs"]["artifacts"][0]["optional"] = True
+    optional = ArgoStep(**{**fetch.__dict__, "template": template})
+    plan = replay_plan(optional, entry_for(fetch, {"rows": "1"}) | {"artifacts": []})  # type: ignore[arg-type]
+    assert not [e for e in plan.env if "ARTIFACT" in e["name"]]
+    assert "/data/raw.parquet" not in plan.mount_points
+
+
+def test_scheduling_keeps_the_platform() -> None:
+    step = parse_pod(pods_by_template("v3.7.18")["train"])
+    pod = copy.deepcopy(dict(step.pod))
+    pod["spec"]["nodeSelector"] = {"accelerator": "nvidia-l4", "kubernetes.io/arch": "arm64"}
+    step = ArgoStep(**{**step.__dict__, "pod": pod})
+    patched_pod = patched(step, replay_plan(step, entry_for(step, {"metrics": "{}"})))
+    assert patched_pod["spec"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}

@@ -25,6 +25,7 @@ from wfboost.cache import keyspace
 from wfboost.demo.apiserver import Admitted, ApiServerClient
 from wfboost.demo.cluster import EmulatedCluster
 from wfboost.demo.replay import PodToAdmit, plan_workflow
+from wfboost.webhook.replay import from_kubelet_literal
 
 RECORD_WAIT = 15.0  # seconds to wait for the recorder to record a finished step
 
@@ -187,7 +188,7 @@ def made_up_values(step: ArgoStep, node: str) -> tuple[dict[str, str], str | Non
 def replayed_values(admitted: Admitted, step: ArgoStep) -> tuple[dict[str, str], str | None]:
     """What the replay program will write, read from the patched pod's env (see webhook/replay.py)."""
     main = admitted.object["spec"]["containers"][step.main_index]
-    env = {e["name"]: e.get("value", "") for e in main.get("env") or []}
+    env = {e["name"]: from_kubelet_literal(e.get("value", "")) for e in main.get("env") or []}
     declared = ((step.template or {}).get("outputs") or {}).get("parameters") or []
     by_path = {(p.get("valueFrom") or {}).get("path"): p["name"] for p in declared}
     values: dict[str, str] = {}

@@ -6,7 +6,9 @@ declared path, prints the cached stdout, and creates each declared artifact path
 as usual and Argo's wait container reports them. The container runs a small busybox image with a Pod Security
 "restricted" securityContext; output directories are emptyDirs so a non-root user can write them.
 
-Values travel in env vars, split into chunks under Linux's 128 KiB limit per env string (MAX_ARG_STRLEN).
+Values travel in env vars, split into chunks under Linux's 128 KiB limit per env string (MAX_ARG_STRLEN). The
+kubelet expands `$(NAME)` and turns `$$` into `$` in env values, command and args: every `$` we write is doubled so
+what reaches the shell is exactly what we meant.
 `replay_plan` refuses (returns the reason) what cannot be replayed faithfully; the caller then treats it as a miss.
 """
 
@@ -24,37 +26,47 @@ from wfboost.policy import ReplaySettings
 from wfboost.structs.patch import PatchOp
 
 ENV_PREFIX = "WFBOOST_"
-CHUNK = 30_000  # characters per env chunk: at most 120,000 bytes of UTF-8, under the 131,072-byte env limit
+# Characters of a value per env chunk: at most 60,000 bytes of UTF-8 (or 30,000 after `$` doubling), well under the
+# 131,072-byte limit per env string.
+CHUNK = 15_000
 MAX_PAYLOAD = 512 * 1024  # bytes of replayed values per pod; more would weigh on etcd: replay refused (miss)
 REPLAY_UID = 65532
+PLATFORM_LABELS = frozenset(
+    {"kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
+)
 
 # The replay program. Reads WFBOOST_PARAM_<i>_PATH + WFBOOST_PARAM_<i>_<j> (value chunks), WFBOOST_ARTIFACT_<i>_PATH,
-# WFBOOST_STDOUT_<j>; busybox/dash/bash compatible (no arrays, no `local`).
+# WFBOOST_STDOUT_<j>; busybox/dash/bash compatible (no arrays, no `local`). Each value is followed by one newline:
+# Argo's wait container strips one trailing newline from output files and from stdout, and the recorded values are
+# what it reported, so value + "\n" reads back as exactly the value.
 REPLAY_SCRIPT = r"""set -eu
 emit() {
   j=0
   while eval "[ \"\${$1_$j+set}\" = set ]"; do
-    eval "printf '%s' \"\$$1_$j\""
+    eval "printf '%s' \"\${$1_$j}\""
     j=$((j + 1))
   done
+  printf '\n'
 }
 i=0
 while eval "[ \"\${WFBOOST_PARAM_${i}_PATH+set}\" = set ]"; do
-  eval "p=\$WFBOOST_PARAM_${i}_PATH"
+  eval "p=\${WFBOOST_PARAM_${i}_PATH}"
   mkdir -p "$(dirname "$p")"
   emit "WFBOOST_PARAM_${i}" > "$p"
   i=$((i + 1))
 done
 i=0
 while eval "[ \"\${WFBOOST_ARTIFACT_${i}_PATH+set}\" = set ]"; do
-  eval "a=\$WFBOOST_ARTIFACT_${i}_PATH"
+  eval "a=\${WFBOOST_ARTIFACT_${i}_PATH}"
   if [ ! -e "$a" ]; then
     mkdir -p "$(dirname "$a")"
     : > "$a"
   fi
   i=$((i + 1))
 done
-emit WFBOOST_STDOUT
+if [ "${WFBOOST_STDOUT_0+set}" = set ]; then
+  emit WFBOOST_STDOUT
+fi
 """
 
 RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
@@ -110,7 +122,7 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
         if parent == "/":
             raise NotReplayable(f"output_at_root:{path}")
         points.append(parent)
-        env.append({"name": f"{ENV_PREFIX}PARAM_{index}_PATH", "value": str(path)})
+        env.append({"name": f"{ENV_PREFIX}PARAM_{index}_PATH", "value": kubelet_literal(str(path))})
         env.extend(_chunks(f"{ENV_PREFIX}PARAM_{index}", cached[name]))
         payload += len(cached[name].encode())
         index += 1
@@ -119,11 +131,13 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
         path = artifact.get("path")
         if not path:
             continue
-        if artifact.get("name") not in recorded and not artifact.get("optional"):
+        if artifact.get("name") not in recorded:
+            if artifact.get("optional"):
+                continue  # the first run did not produce it: the replay must not either
             raise NotReplayable(f"entry_missing_artifact:{artifact.get('name')}")
         _check_path(str(path), user_mounts, input_paths)
         points.append(posixpath.normpath(str(path)))
-        env.append({"name": f"{ENV_PREFIX}ARTIFACT_{number}_PATH", "value": str(path)})
+        env.append({"name": f"{ENV_PREFIX}ARTIFACT_{number}_PATH", "value": kubelet_literal(str(path))})
     if step.include_script_output:
         if "result" not in entry:
             raise NotReplayable("entry_missing_stdout")
@@ -154,7 +168,7 @@ def hit_patch(
         "name": main.get("name"),
         "image": replay.image,
         "imagePullPolicy": replay.image_pull_policy,
-        "command": [*step.emissary_prefix, "/bin/sh", "-c", REPLAY_SCRIPT, "wfboost-replay"],
+        "command": [*step.emissary_prefix, "/bin/sh", "-c", kubelet_literal(REPLAY_SCRIPT), "wfboost-replay"],
         "env": [*argo_env, *plan.env],
         "resources": replay.resources.as_kubernetes(),
         "securityContext": dict(RESTRICTED_SECURITY_CONTEXT),
@@ -174,9 +188,17 @@ def hit_patch(
         ops.append({"op": "replace", "path": "/spec/volumes", "value": new_volumes})
     else:
         ops.append({"op": "add", "path": "/spec/volumes", "value": new_volumes})
-    for field in ("nodeSelector", "affinity"):
-        if field in pod_spec:  # `remove` of an absent path fails the request: only what is there
-            ops.append({"op": "remove", "path": f"/spec/{field}"})
+    # Scheduling constraints chose accelerator nodes; the replay needs none. `remove` of an absent path fails the
+    # request, so only what is there is removed. The OS and architecture stay: the init and wait containers (and
+    # any sidecar) still run and must land where their images run.
+    if "affinity" in pod_spec:
+        ops.append({"op": "remove", "path": "/spec/affinity"})
+    if "nodeSelector" in pod_spec:
+        kept_selector = {k: v for k, v in (pod_spec["nodeSelector"] or {}).items() if k in PLATFORM_LABELS}
+        if kept_selector:
+            ops.append({"op": "replace", "path": "/spec/nodeSelector", "value": kept_selector})
+        else:
+            ops.append({"op": "remove", "path": "/spec/nodeSelector"})
     ops.extend(metadata_ops(step.pod, labels=labels, annotations=annotations))
     return ops
 
@@ -197,8 +219,19 @@ def metadata_ops(pod: Mapping[str, Any], *, labels: Mapping[str, str], annotatio
 
 
 def _chunks(prefix: str, value: str) -> list[dict[str, str]]:
+    """Split first, then escape each piece, so a doubled `$$` never straddles two chunks."""
     pieces = [value[i : i + CHUNK] for i in range(0, len(value), CHUNK)] or [""]
-    return [{"name": f"{prefix}_{j}", "value": piece} for j, piece in enumerate(pieces)]
+    return [{"name": f"{prefix}_{j}", "value": kubelet_literal(piece)} for j, piece in enumerate(pieces)]
+
+
+def kubelet_literal(text: str) -> str:
+    """`text` such that the kubelet's `$(VAR)` expansion hands it over unchanged (`$$` is its escape for `$`)."""
+    return text.replace("$", "$$")
+
+
+def from_kubelet_literal(text: str) -> str:
+    """The inverse of `kubelet_literal`, for readers of a replayed pod (the demo, `wfboost review` users)."""
+    return text.replace("$$", "$")
 
 
 def _template_mount_paths(template: Mapping[str, Any]) -> list[str]:
@@ -207,15 +240,23 @@ def _template_mount_paths(template: Mapping[str, Any]) -> list[str]:
 
 
 def _check_path(path: str, user_mounts: Sequence[str], input_paths: set[Any]) -> None:
-    """Argo's wait container reads outputs that sit on a volume (or on an input artifact) from that volume, not
-    from what emissary copied: a replay would hand it the volume's old content. Such steps are never replayed."""
+    """Argo's wait container reads outputs that sit on a volume, or on or under an input artifact's path, from that
+    volume, not from what emissary copied: a replay would hand it old content or nothing. Such steps are never
+    replayed. Relative paths resolve against the step's working directory, which the replay does not keep."""
+    if not path.startswith("/"):
+        raise NotReplayable(f"relative_output_path:{path}")
     normal = posixpath.normpath(path)
     for mount in user_mounts:
-        root = posixpath.normpath(mount)
-        if normal == root or normal.startswith(root.rstrip("/") + "/"):
+        if _within(normal, mount):
             raise NotReplayable(f"output_on_volume:{path}")
-    if path in input_paths:
-        raise NotReplayable(f"output_is_input_artifact:{path}")
+    for input_path in input_paths:
+        if isinstance(input_path, str) and _within(normal, input_path):
+            raise NotReplayable(f"output_in_input_artifact:{path}")
+
+
+def _within(path: str, root: str) -> bool:
+    root = posixpath.normpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _outermost(points: Sequence[str]) -> list[str]:
