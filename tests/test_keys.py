@@ -24,6 +24,7 @@ MINIMAL: dict[str, Any] = {
     "schema": KEY_SCHEMA, "namespace": "ml",
     "containers": [{"name": None, "image": "busybox:1.36", "command": ["sh", "-c"], "args": ["echo hi"],
                     "workingDir": None, "env": [], "envFrom": [], "volumeMounts": []}],
+    "initContainers": [], "sidecars": [],
     "script": None, "inputArtifacts": [], "outputs": {"parameters": [], "artifacts": []}, "resource": None,
     "seed": None,
 }
@@ -33,17 +34,17 @@ WITH_ENV["containers"][0]["env"] = [
     {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
 ]
 VECTORS = {
-    "minimal": (MINIMAL, "1b0d7be8d93b99b9e1c1e840a8e393d6008183e8aae2719a66e0d5183cf6cde7"),
-    "shared": ({**MINIMAL, "namespace": None}, "492555c7b7d9557734b9a9dc801a201e48793b57ab590b2611a6a97e5db6536e"),
+    "minimal": (MINIMAL, "b38029a19ed9c9462287224a3e600a59c8a851edbc78863ea7a1c015240e152e"),
+    "shared": ({**MINIMAL, "namespace": None}, "a09220e6a297133033a345ca9764a68f44bcf73e9bfc1fa05f0b11359a39c47a"),
     "seeded": (
         {**MINIMAL, "seed": "2026-11 rebuild"},
-        "095aec7692018a7d77de0250ce32fb5cd5014f1349342b2bbb0fe88b8cb3b3fa",
+        "c9cced1f5041947a8b808abb83f202ee517ced91ce908fee15d825308eb25871",
     ),
-    "env": (WITH_ENV, "79b9f659bdeebbdfa5b5ad598822294a52b190a2bcc19f70cfa846ea1fed69c1"),
+    "env": (WITH_ENV, "444f7ba42004727e19ce998866da43d88a2fe1bcf072fcd7a1a47348ce16dde9"),
 }
 POD_VECTORS = {
-    "fetch": "85c581ef80364330c5d38ebe15edb956f4e3242cab99b722ec76de7a2f7934f6",
-    "features": "c1071180db971f134c033556f6983bfadbca077c589831481feca5a534710330",
+    "fetch": "46f3f108ce10dbc8e5ef7658789f2ec0b3654ad0c079d90d100de38584df68ab",
+    "features": "6c5d3254dc93f08c1cec9bd28c72ef94d538c120da80b3a3f5be919ae3305647",
 }
 
 
@@ -201,3 +202,36 @@ def test_the_key_is_shared_across_namespaces_only_when_asked() -> None:
     assert cache_key(key_material(here, share_across_namespaces=True)) == cache_key(
         key_material(there, share_across_namespaces=True)
     )
+
+
+def test_the_steps_own_init_containers_and_sidecars_are_part_of_the_key() -> None:
+    step = parse_pod(copy.deepcopy(BASE))
+    for field, value in (
+        ("initContainers", [{"name": "clone", "image": "alpine/git", "args": ["clone", "--branch", "v2", "repo"]}]),
+        ("sidecars", [{"name": "db", "image": "postgres:16"}]),
+    ):
+        template = {**dict(step.template or {}), field: value}
+        changed = type(step)(**{**step.__dict__, "template": template})
+        assert cache_key(key_material(changed)) != BASE_KEY, field
+
+
+def test_a_user_variable_named_like_argos_is_kept() -> None:
+    pod = copy.deepcopy(BASE)
+    step = parse_pod(pod)
+    template = copy.deepcopy(dict(step.template or {}))
+    template["container"]["env"] = [{"name": "ARGO_MODE", "value": "fast"}]
+    _main(pod).setdefault("env", []).append({"name": "ARGO_MODE", "value": "fast"})
+    declared = type(step)(**{**parse_pod(pod).__dict__, "template": template})
+    assert cache_key(key_material(declared)) != BASE_KEY
+
+
+def test_every_canonical_json_shown_in_the_doc_hashes_to_its_vector() -> None:
+    import re
+
+    text = DOC.read_text()
+    blocks = re.findall(r"```json\n(.*?)\n```", text, re.S)
+    assert len(blocks) == len(VECTORS)
+    for block in blocks:
+        digest = hashlib.sha256(block.encode()).hexdigest()
+        assert digest in {expected for _, expected in VECTORS.values()}
+        assert canonical(json.loads(block)).decode() == block  # shown exactly as hashed

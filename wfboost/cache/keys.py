@@ -36,6 +36,8 @@ class KeyMaterial(TypedDict):
     schema: str
     namespace: str | None
     containers: list[dict[str, Any]]
+    initContainers: list[Any]
+    sidecars: list[Any]
     script: str | None
     inputArtifacts: list[dict[str, Any]]
     outputs: dict[str, Any]
@@ -56,7 +58,7 @@ def key_material(step: ArgoStep, *, share_across_namespaces: bool = False, seed:
     ]
     if step.template_kind != "containerSet":
         user_containers = [(step.main_index, step.main)]
-    containers = [_container(step, i, c, volumes) for i, c in user_containers]
+    containers = [_container(step, i, c, volumes, _declared_env(template)) for i, c in user_containers]
     script = (template.get("script") or {}).get("source")
     inputs = template.get("inputs") or {}
     outputs = template.get("outputs") or {}
@@ -64,6 +66,10 @@ def key_material(step: ArgoStep, *, share_across_namespaces: bool = False, seed:
         "schema": KEY_SCHEMA,
         "namespace": None if share_across_namespaces else step.namespace,
         "containers": containers,
+        # The step's own init containers and sidecars run beside main (they may fetch what main reads): as the
+        # template declares them, parameters substituted.
+        "initContainers": list(template.get("initContainers") or []),
+        "sidecars": list(template.get("sidecars") or []),
         "script": script if isinstance(script, str) else None,
         "inputArtifacts": sorted(
             (_without(a, _INPUT_ARTIFACT_NOISE) for a in inputs.get("artifacts") or [] if isinstance(a, Mapping)),
@@ -93,7 +99,9 @@ def cache_key(material: KeyMaterial | Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(material)).hexdigest()
 
 
-def _container(step: ArgoStep, index: int, container: Mapping[str, Any], volumes: Mapping[str, Any]) -> dict[str, Any]:
+def _container(
+    step: ArgoStep, index: int, container: Mapping[str, Any], volumes: Mapping[str, Any], declared: frozenset[str]
+) -> dict[str, Any]:
     command = [str(c) for c in container.get("command") or []]
     if names.EMISSARY_SEPARATOR in command:
         command = command[command.index(names.EMISSARY_SEPARATOR) + 1 :]
@@ -101,7 +109,7 @@ def _container(step: ArgoStep, index: int, container: Mapping[str, Any], volumes
     env = [
         _without(e, frozenset())
         for e in container.get("env") or []
-        if isinstance(e, Mapping) and not _volatile_env(str(e.get("name", "")))
+        if isinstance(e, Mapping) and not _volatile_env(str(e.get("name", "")), declared)
     ]
     mounts = []
     for mount in container.get("volumeMounts") or []:
@@ -126,8 +134,16 @@ def _output_parameter(parameter: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in parameter.items() if k not in ("value", "globalName", "description")}
 
 
-def _volatile_env(name: str) -> bool:
+def _volatile_env(name: str, declared: frozenset[str]) -> bool:
+    """Argo's own per-run variables; a variable the template itself declares is the user's, whatever its name."""
+    if name in declared:
+        return False
     return name in _VOLATILE_ENV or name.startswith(_VOLATILE_ENV_PREFIXES)
+
+
+def _declared_env(template: Mapping[str, Any]) -> frozenset[str]:
+    body = template.get("container") or template.get("script") or {}
+    return frozenset(str(e.get("name")) for e in body.get("env") or [] if isinstance(e, Mapping))
 
 
 def _is_emissary_wrapped(container: Mapping[str, Any]) -> bool:
