@@ -133,11 +133,17 @@ def test_miss_record_hit_and_a_chained_hit(memo_webhook: Webhook, layout: str, t
         "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
         "metadata": {"name": node_id, "namespace": "ml",
                      "labels": {"workflows.argoproj.io/workflow": f"second-{suffix}",
-                                "workflows.argoproj.io/report-outputs-completed": "false"}},
+                                "workflows.argoproj.io/report-outputs-completed": "false"},
+                     "ownerReferences": second["fetch"]["metadata"]["ownerReferences"]},
         "outputs": {"parameters": [{"name": "rows", "value": "1024"}], "artifacts": [uploaded]},
     }
     reported = api.admit("workflowtaskresults", taskresult, operation="UPDATE", old_object=taskresult)
-    assert reported.object["outputs"]["artifacts"] == [raw]
+    # The cached data is shared by every run that hits it: this run's artifact GC must leave it alone.
+    assert reported.object["outputs"]["artifacts"] == [{**raw, "artifactGC": {"strategy": "Never"}}]
+    # The same node id in a workflow re-created under the same name (another uid) is not this hit.
+    stranger = copy.deepcopy(taskresult)
+    stranger["metadata"]["ownerReferences"] = [{**taskresult["metadata"]["ownerReferences"][0], "uid": "other"}]
+    assert api.admit("workflowtaskresults", stranger).patch == []
 
     # 5. Downstream, the second run's features step now reads the first run's artifact: same key, a hit.
     first_down = pods(f"first-{suffix}", layout, outputs={"fetch": {"artifacts": {"raw": raw}}})
@@ -220,5 +226,6 @@ def test_a_dry_run_writes_nothing(memo_webhook: Webhook) -> None:
     store = memo_webhook.server.store
     assert store is not None
     node_id = pod["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
-    assert memo_webhook.running.call(lambda: store.hit_marker("ml", node_id)) is None
+    uid = pod["metadata"]["ownerReferences"][0]["uid"]
+    assert memo_webhook.running.call(lambda: store.hit_marker("ml", uid, node_id)) is None
     assert entry["key"]

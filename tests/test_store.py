@@ -164,7 +164,9 @@ async def test_invalidation_by_key_entry_and_selection(store: CacheStore, key: s
 
 async def test_hit_markers(store: CacheStore, key: str) -> None:
     found = entry(key, "a", T0, P7D, artifacts=[{"name": "model", "s3": {"key": "cached/model.tgz"}}])
-    await store.mark_hit("ml", "wf-123", found)
-    marker = await store.hit_marker("ml", "wf-123")
+    await store.mark_hit("ml", "uid-1", "wf-123", found)
+    marker = await store.hit_marker("ml", "uid-1", "wf-123")
     assert marker == {"key": key, "entry_id": "a", "artifacts": found["artifacts"]}
-    assert await store.hit_marker("ml", "absent") is None
+    assert await store.hit_marker("ml", "uid-1", "absent") is None
+    # A workflow re-created under the same name has the same node ids but another uid: no marker.
+    assert await store.hit_marker("ml", "uid-2", "wf-123") is None

@@ -59,6 +59,10 @@ def task_result(pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool 
                 names.LABEL_WORKFLOW: meta["labels"][names.LABEL_WORKFLOW],
                 names.LABEL_REPORT_OUTPUTS_COMPLETED: "true" if complete else "false",
             },
+            "ownerReferences": [
+                {k: v for k, v in ref.items() if k in ("apiVersion", "kind", "name", "uid")}
+                for ref in meta.get("ownerReferences") or []
+            ],
         },
         "outputs": outputs,
     }

@@ -53,6 +53,11 @@ class ArgoStep:
         return self.pod["spec"]["containers"][self.main_index]  # type: ignore[no-any-return]
 
     @property
+    def workflow_uid(self) -> str:
+        """The owning Workflow's uid (Argo sets the owner reference on every step pod); '' when absent."""
+        return owner_workflow_uid(self.pod)
+
+    @property
     def labels(self) -> Mapping[str, str]:
         return self.pod.get("metadata", {}).get("labels") or {}
 
@@ -94,6 +99,14 @@ class ArgoStep:
                 raise NotAnArgoStep("offloaded args are not a JSON list of strings")
             args = tuple(loaded)
         return replace(self, template=template, args=args)
+
+
+def owner_workflow_uid(obj: Mapping[str, Any]) -> str:
+    """The uid of the Workflow owning a pod or a WorkflowTaskResult (both carry the owner reference)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("kind") == "Workflow":
+            return str(ref.get("uid") or "")
+    return ""
 
 
 def is_argo_step_pod(pod: Mapping[str, Any]) -> bool:

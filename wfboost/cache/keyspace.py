@@ -8,8 +8,9 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
   Expires `retention` after the newest entry finished; older tracks are purged in the background.
 - `wfb:v1:{K}:e` (hash): entries, `<entry id>` → entry JSON; only entries some track points at. Same lifetime.
 - `wfb:v1:{K}:lease` (string): who holds the latch for K (latching). Lives for the lease TTL, renewed by the leader.
-- `wfb:v1:hit:<ns>:<node id>` (string): the entry a replayed pod came from, read when its task result is
-  written. One day.
+- `wfb:v1:hit:<ns>:<workflow uid>:<node id>` (string): the entry a replayed pod came from, read whenever its
+  task result is written (Argo's wait container patches it several times). Seven days. The workflow uid keeps a
+  re-created workflow of the same name (same node ids) from inheriting an old run's marker.
 - `wfb:v1:idx:keys` (zset): every cache key, scored by its newest finish time (ms). Members leave on purge or
   invalidation.
 - `wfb:v1:stats` (hash): counters `recorded`, `bytes`, `invalidated`, `purged`. Forever.
@@ -26,9 +27,9 @@ from typing import Final
 KEY_VERSION: Final = "v1"
 PREFIX: Final = f"wfb:{KEY_VERSION}:"
 
-# How long a replayed pod's "where did my outputs come from" marker lives: a step's task result is written within
-# minutes of its pod starting; a day leaves room for long queues.
-HIT_MARKER_TTL: Final = timedelta(days=1)
+# How long a replayed pod's "where did my outputs come from" marker lives: its task result is written once the pod
+# runs, which can be long after admission when the pod waits for a node; a week leaves room for long queues.
+HIT_MARKER_TTL: Final = timedelta(days=7)
 
 # Entries are kept this long when the policy sets no admin maximum staleness (memoize.maxStalenessLimit).
 DEFAULT_RETENTION: Final = timedelta(days=90)
@@ -46,8 +47,8 @@ def lease_key(cache_key: str) -> str:
     return f"{PREFIX}{{{cache_key}}}:lease"
 
 
-def hit_marker_key(namespace: str, node_id: str) -> str:
-    return f"{PREFIX}hit:{namespace}:{node_id}"
+def hit_marker_key(namespace: str, workflow_uid: str, node_id: str) -> str:
+    return f"{PREFIX}hit:{namespace}:{workflow_uid}:{node_id}"
 
 
 def index_all() -> str:

@@ -97,15 +97,15 @@ class CacheStore:
             return Lookup(verdict, cast(CacheEntry, orjson.loads(answer[1])), adopted=bool(int(answer[2])))
         return Lookup(verdict, lease_holder=_text(answer[1]))
 
-    async def mark_hit(self, namespace: str, node_id: str, entry: CacheEntry) -> None:
+    async def mark_hit(self, namespace: str, workflow_uid: str, node_id: str, entry: CacheEntry) -> None:
         """Remember which entry a replayed pod came from, for its WorkflowTaskResult (a separate key: another
         slot in a cluster, so this is a second write, made only on hits)."""
         body = orjson.dumps({"key": entry["key"], "entry_id": entry["entry_id"], "artifacts": entry["artifacts"]})
         ttl = int(ks.HIT_MARKER_TTL.total_seconds())
-        await self.redis.set(ks.hit_marker_key(namespace, node_id), body, ex=ttl)
+        await self.redis.set(ks.hit_marker_key(namespace, workflow_uid, node_id), body, ex=ttl)
 
-    async def hit_marker(self, namespace: str, node_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(ks.hit_marker_key(namespace, node_id))
+    async def hit_marker(self, namespace: str, workflow_uid: str, node_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(ks.hit_marker_key(namespace, workflow_uid, node_id))
         return cast(dict[str, Any], orjson.loads(raw)) if raw else None
 
     # --- the recorder ------------------------------------------------------------------------------------------

@@ -143,10 +143,15 @@ class Player:
             outputs["result"] = result
         taskresult = {
             "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
-            "metadata": {"name": step.node_id, "namespace": self.namespace, "labels": {
-                "workflows.argoproj.io/workflow": step.workflow,
-                "workflows.argoproj.io/report-outputs-completed": "true",
-            }},
+            "metadata": {
+                "name": step.node_id, "namespace": self.namespace,
+                "labels": {
+                    "workflows.argoproj.io/workflow": step.workflow,
+                    "workflows.argoproj.io/report-outputs-completed": "true",
+                },
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": step.workflow,
+                                     "uid": step.workflow_uid}],
+            },
             "outputs": outputs,
         }
         reported = self.api.admit("workflowtaskresults", taskresult, namespace=self.namespace).object

@@ -89,7 +89,7 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         annotations={ANNOTATION_KEY: key, ANNOTATION_OUTCOME: "hit", ANNOTATION_SOURCE: orjson.dumps(source).decode()},
     )
     if not ctx.dry_run:
-        await store.mark_hit(namespace, step.node_id, entry)
+        await store.mark_hit(namespace, step.workflow_uid, step.node_id, entry)
     if ctx.metrics is not None:
         ctx.metrics.memo.decisions.labels(decision="hit", reason="").inc()
         ctx.metrics.memo.replayed_bytes.inc(sum(len(e["value"]) for e in plan.env))
