@@ -50,6 +50,7 @@ from wfboost.cache.store import CacheStore
 from wfboost.demo.processes import RedisCluster, RedisProcess
 from wfboost.demo.replay import plan_workflow
 from wfboost.demo.runner import default_workflow_text
+from wfboost.kube import resource_path
 from wfboost.policy import Policy, load_policy
 
 POLICY_TEXT = """
@@ -206,6 +207,39 @@ async def test_the_task_result_may_arrive_before_the_pod_is_seen(cluster: Cluste
                 await asyncio.sleep(0.01)
         await cluster.create_pod({**pod, "status": terminated_status()})
         await recorded(store, expected_key(pod))
+
+
+async def test_main_exiting_0_is_not_enough_the_pod_must_succeed(cluster: Cluster, store: CacheStore) -> None:
+    """Argo's wait container may still fail (an artifact upload) after main exited 0: the pod then fails, and
+    nothing is recorded; while wait runs, nothing is recorded yet."""
+    ns = namespace()
+    pods = workflow_pods("v3.7.18", ns)
+    failing, slow = pods["fetch"], pods["features"]
+    running_wait = {**terminated_status(), "phase": "Running"}
+    running_wait["containerStatuses"][0] = {"name": "wait", "state": {"running": {"startedAt": FINISHED_AT}}}
+    async with running(cluster, store, policy) as recorder:
+        for pod in (failing, slow):
+            await cluster.create_pod(pod)
+            await cluster.report(pod, declared_outputs(pod))
+            await cluster.kube.patch(
+                resource_path("", "v1", "pods", ns, pod["metadata"]["name"]), {"status": running_wait}
+            )
+        await cluster.kube.patch(
+            resource_path("", "v1", "pods", ns, failing["metadata"]["name"]),
+            {"status": {**terminated_status(), "phase": "Failed"}},
+        )
+        def decided() -> str | None:
+            state = recorder.table.get((ns, node_id(failing)))
+            return state.done if state is not None else None
+
+        async with asyncio.timeout(HANG_GUARD):
+            while decided() is None:  # noqa: ASYNC110 - set by the recorder's watch task
+                await asyncio.sleep(0.01)
+        assert decided() == "failed"
+        assert await store.tracks(expected_key(slow)) == {}  # wait is still saving outputs
+        await cluster.finish_pod(slow)  # phase Succeeded
+        await recorded(store, expected_key(slow))
+    assert await store.tracks(expected_key(failing)) == {}
 
 
 async def test_a_pod_garbage_collected_as_it_finishes_is_still_recorded(cluster: Cluster, store: CacheStore) -> None:

@@ -35,6 +35,7 @@ from wfboost.cache.recorder_join import (
     Refused,
     join,
     main_exit,
+    pod_outcome,
     pod_skip_reason,
     prepare_step,
     task_outputs,
@@ -145,6 +146,11 @@ class Recorder:
         if exit_.exit_code != 0:
             self._give_up(state, "failed")
             return
+        succeeded = pod_outcome(pod)
+        if succeeded is False:
+            self._give_up(state, "failed")
+            return
+        state.pod_succeeded = bool(succeeded)
         await self._try_record(ident, state)
 
     async def on_task_result(self, event_type: str, task_result: dict[str, Any]) -> None:

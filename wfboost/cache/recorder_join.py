@@ -155,6 +155,28 @@ def main_exit(pod: Mapping[str, Any], container: str) -> MainExit | None:
     return None
 
 
+def pod_outcome(pod: Mapping[str, Any]) -> bool | None:
+    """Did the whole pod succeed? True, False, or None while it is still running.
+
+    Main exiting 0 is not enough: Argo's wait (or, init-less, supervisor) container may still fail to save an
+    output (an optional artifact's upload, say), and a main that traps SIGTERM can exit 0 on `argo stop` or a
+    deadline. The pod's phase, or failing that the executor container's own exit, says whether the run succeeded.
+    """
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Succeeded":
+        return True
+    if phase in ("Failed", "Error"):
+        return False
+    executors = (names.CONTAINER_WAIT, names.CONTAINER_SUPERVISOR)
+    for container in status.get("containerStatuses") or []:
+        if isinstance(container, Mapping) and container.get("name") in executors:
+            terminated = (container.get("state") or {}).get("terminated")
+            if isinstance(terminated, Mapping):
+                return terminated.get("exitCode") == 0
+    return None
+
+
 def task_outputs(task_result: Mapping[str, Any]) -> TaskOutputs | None:
     """The outputs of a task result once the wait container says they are all there, else None."""
     labels = (task_result.get("metadata") or {}).get("labels") or {}

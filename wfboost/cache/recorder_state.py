@@ -25,6 +25,7 @@ class StepState:
     step: PendingStep | None = None
     exit: MainExit | None = None
     outputs: TaskOutputs | None = None
+    pod_succeeded: bool = False  # the whole pod succeeded, not only main (wait saved every output)
     pod_gone: bool = False
     done: str | None = None  # "recorded", or the reason nothing will be recorded
     recording: bool = False  # a write is in flight (the two watches run concurrently)
@@ -32,7 +33,12 @@ class StepState:
 
     @property
     def ready(self) -> bool:
-        return self.done is None and not self.recording and None not in (self.step, self.exit, self.outputs)
+        return (
+            self.done is None
+            and not self.recording
+            and self.pod_succeeded
+            and None not in (self.step, self.exit, self.outputs)
+        )
 
 
 @dataclass
