@@ -207,3 +207,30 @@ def test_scheduling_keeps_the_platform() -> None:
     step = ArgoStep(**{**step.__dict__, "pod": pod})
     patched_pod = patched(step, replay_plan(step, entry_for(step, {"metrics": "{}"})))
     assert patched_pod["spec"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+
+
+@pytest.mark.parametrize(
+    ("source", "read_only", "writes"),
+    [
+        ({"persistentVolumeClaim": {"claimName": "data"}}, False, True),
+        ({"persistentVolumeClaim": {"claimName": "data"}}, True, False),
+        ({"persistentVolumeClaim": {"claimName": "data", "readOnly": True}}, False, False),
+        ({"nfs": {"server": "nfs.local", "path": "/exports"}}, False, True),
+        ({"hostPath": {"path": "/mnt/shared"}}, False, True),
+        ({"csi": {"driver": "s3.csi.aws.com"}}, False, True),
+        ({"emptyDir": {}}, False, False),
+        ({"configMap": {"name": "settings"}}, False, False),
+    ],
+)
+def test_steps_writing_anything_that_outlives_the_pod_are_not_memoized(
+    source: dict[str, Any], read_only: bool, writes: bool
+) -> None:
+    from wfboost.cache.eligibility import StepControls, skip_reason
+
+    pod = copy.deepcopy(pods_by_template("v3.7.18")["fetch-data"])
+    pod["spec"]["volumes"].append({"name": "work", **source})
+    main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
+    main["volumeMounts"].append({"name": "work", "mountPath": "/work", "readOnly": read_only})
+    settings = Policy.default().memoize_settings_for("ml")
+    reason = skip_reason(parse_pod(pod), settings, StepControls(cache=None, max_staleness=None, seed=None))
+    assert (reason == "writable_volume") is writes

@@ -75,16 +75,28 @@ def _is_kfp_driver(step: ArgoStep) -> bool:
     return program == "driver" and "--type" in (step.args or ())
 
 
+# Volume sources whose content lives and dies with the pod, or that are read-only by nature: writing them leaves
+# nothing behind that a replay would fail to reproduce.
+_POD_LOCAL_SOURCES = frozenset({"emptyDir", "configMap", "secret", "downwardAPI", "projected", "image"})
+
+
 def _writes_persistent_volume(step: ArgoStep) -> bool:
+    """A read-write mount of anything that outlives the pod (a PVC, NFS, hostPath, CSI, …): the step's effect there
+    would not happen on a replay, so a later step reading that volume would see another run's data."""
     volumes: dict[str, Mapping[str, Any]] = {
         str(v.get("name")): v for v in (step.pod.get("spec") or {}).get("volumes") or []
     }
     for mount in step.main.get("volumeMounts") or []:
+        if mount.get("readOnly"):
+            continue
         volume = volumes.get(str(mount.get("name")), {})
+        sources = [key for key in volume if key != "name"]
+        if not sources or all(source in _POD_LOCAL_SOURCES for source in sources):
+            continue
         claim = volume.get("persistentVolumeClaim")
-        ephemeral = volume.get("ephemeral")
-        if ((claim is not None and not claim.get("readOnly")) or ephemeral is not None) and not mount.get("readOnly"):
-            return True
+        if claim is not None and claim.get("readOnly"):
+            continue
+        return True
     return False
 
 
