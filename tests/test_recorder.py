@@ -591,3 +591,16 @@ def test_the_recorder_command_needs_redis(capsys: pytest.CaptureFixture[str], mo
     assert capsys.readouterr().err == (
         "wfboost recorder: --redis-url (or WFBOOST_REDIS_URL) is required: entries are written to Redis/Valkey\n"
     )
+
+
+async def test_a_pod_changed_after_admission_is_counted(cluster: Cluster, store: CacheStore) -> None:
+    """The annotation is never trusted: the key is recomputed, and a disagreement is counted and logged."""
+    ns = namespace()
+    pod = copy.deepcopy(workflow_pods("v3.7.18", ns)["fetch"])
+    pod["metadata"]["annotations"]["wfboost.io/cache-key"] = "0" * 64  # what admission saw was another pod
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await cluster.report(pod, declared_outputs(pod))
+        await recorded(store, expected_key(pod))  # recorded under the recomputed key
+        assert counter(recorder, "wfboost_recorder_key_mismatches_total") == 1.0

@@ -47,6 +47,7 @@ from wfboost.kube import KubeApiError, KubeClient, KubeError, resource_path
 from wfboost.kube.informer import Informer, WatchSettings
 from wfboost.kube.namespaces import NamespaceLabels
 from wfboost.policy import EffectiveMemoize, Policy
+from wfboost.policy.controls import CACHE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class Recorder:
             if prepared is None:
                 return  # transient (the ConfigMap could not be read): the next event or relist tries again
             state.step = prepared
+            self._check_admitted_key(pod, prepared)
         exit_ = main_exit(pod, state.step.main_container)
         if exit_ is None:
             return
@@ -228,6 +230,16 @@ class Recorder:
             self.metrics.recorded_bytes.inc(len(orjson.dumps(joined)))
         log.info("recorded %s/%s (%s) as %s on track %ss", ident[0], state.step.producer["node_name"],
                  state.step.producer["pod"], joined["key"][:16], joined["staleness_s"])
+
+    def _check_admitted_key(self, pod: dict[str, Any], step: PendingStep) -> None:
+        """The key is always recomputed, never taken from the pod; the webhook's annotation only serves to notice
+        when the two disagree, which means the pod changed after admission and its entries can never be hit."""
+        annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(CACHE_KEY)
+        if annotated and annotated != step.key:
+            self.metrics.key_mismatches.inc()
+            log.warning("pod %s: key %s recomputed, %s annotated at admission: the pod changed after wfboost admitted"
+                        " it (another mutating webhook?); its entry will not be found", _pod_name(pod),
+                        step.key[:16], annotated[:16])
 
     def _give_up(self, state: StepState, reason: str) -> None:
         state.done, state.outputs = reason, None

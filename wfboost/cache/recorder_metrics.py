@@ -51,3 +51,9 @@ class RecorderMetrics:
             registry=r,
         )
         self.purged = Counter("wfboost_recorder_purged", "Stale tracks removed by the background purge", registry=r)
+        self.key_mismatches = Counter(
+            "wfboost_recorder_key_mismatches",
+            "Pods whose key, recomputed from the stored pod, differs from the key the webhook annotated at admission:"
+            " something changed the pod after wfboost (another mutating webhook), and its entries will never be hit",
+            registry=r,
+        )

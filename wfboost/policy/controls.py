@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CACHE", "CACHE_HIT", "CACHE_SEED", "LATCH", "MAX_STALENESS", "PREFIX"]
+__all__ = ["CACHE", "CACHE_HIT", "CACHE_KEY", "CACHE_OUTCOME", "CACHE_SEED", "CACHE_SOURCE", "LATCH", "MAX_STALENESS",
+           "PREFIX"]
 
 PREFIX: Final = "wfboost.io/"
 # "false" turns memoization off for the step (nothing looked up, nothing recorded).
@@ -25,3 +26,8 @@ LATCH: Final = PREFIX + "latch"
 
 # Set by the webhook on a replayed (cache hit) pod; the recorder never records such a pod (its outputs are cached).
 CACHE_HIT: Final = PREFIX + "cache-hit"
+# Annotations the webhook writes on every memoized pod, for people (`kubectl describe pod`) and for the recorder's
+# consistency check; never trusted as input.
+CACHE_KEY: Final = PREFIX + "cache-key"
+CACHE_OUTCOME: Final = PREFIX + "cache-outcome"  # "hit", "miss: <reason>", "skipped: <reason>"
+CACHE_SOURCE: Final = PREFIX + "cache-source"  # on hits: where the outputs came from (JSON)

@@ -17,8 +17,7 @@ from wfboost.cache.eligibility import BadControl, skip_reason, step_controls
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore, Verdict
 from wfboost.kube import KubeError, resource_path
-from wfboost.policy.controls import CACHE_HIT
-from wfboost.policy.controls import PREFIX as CONTROL_PREFIX
+from wfboost.policy.controls import CACHE_HIT, CACHE_KEY, CACHE_OUTCOME, CACHE_SOURCE
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
 from wfboost.webhook.failopen import KubeUnavailable, StoreNotConfigured, UnparseableObject
@@ -26,9 +25,9 @@ from wfboost.webhook.replay import NotReplayable, hit_patch, metadata_ops, repla
 
 KINDS = frozenset({("", "Pod")})
 
-ANNOTATION_KEY = CONTROL_PREFIX + "cache-key"
-ANNOTATION_OUTCOME = CONTROL_PREFIX + "cache-outcome"  # "hit", "miss: <reason>", "skipped: <reason>"
-ANNOTATION_SOURCE = CONTROL_PREFIX + "cache-source"  # on hits: where the outputs came from (JSON)
+ANNOTATION_KEY = CACHE_KEY
+ANNOTATION_OUTCOME = CACHE_OUTCOME
+ANNOTATION_SOURCE = CACHE_SOURCE
 LABEL_HIT = CACHE_HIT
 
 
