@@ -229,3 +229,15 @@ def test_a_dry_run_writes_nothing(memo_webhook: Webhook) -> None:
     uid = pod["metadata"]["ownerReferences"][0]["uid"]
     assert memo_webhook.running.call(lambda: store.hit_marker("ml", uid, node_id)) is None
     assert entry["key"]
+
+
+def test_a_resource_step_is_skipped_not_counted_as_a_failure(memo_webhook: Webhook) -> None:
+    """A resource template's main container is argoexec itself (no emissary): not a step to memoize, and not an
+    error either."""
+    pod = copy.deepcopy(pods("resource", "v3.7.18")["fetch"])
+    main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
+    main["command"], main["args"] = ["argoexec", "resource", "create"], []
+    assert memo_webhook.api.admit("pods", pod).patch == []
+    page = memo_webhook.api.request("GET", "/metrics").body.decode()
+    assert 'wfboost_fail_open_total{reason="unparseable"} 0.0' in page
+    assert 'wfboost_memo_decisions_total{decision="skipped",reason="template_resource"} 1.0' in page

@@ -30,6 +30,10 @@ class NotAnArgoStep(ValueError):
     """The pod was not created by the Argo controller for a step (or not in a shape we know)."""
 
 
+class NotAContainerStep(NotAnArgoStep):
+    """An Argo pod whose main container is argoexec itself (resource and data templates): nothing to memoize."""
+
+
 @dataclass(frozen=True)
 class ArgoStep:
     """An Argo step pod, parsed: who it belongs to and what the step runs."""
@@ -158,7 +162,7 @@ def parse_pod(pod: Mapping[str, Any], namespace: str | None = None) -> ArgoStep:
     main = containers[main_index]
     command = list(main.get("command") or [])
     if names.EMISSARY_SEPARATOR not in command or "emissary" not in command:
-        raise NotAnArgoStep("main container is not wrapped by emissary (a resource/data step, or not Argo's)")
+        raise NotAContainerStep("main container is not wrapped by emissary (a resource or data step)")
     cut = command.index(names.EMISSARY_SEPARATOR) + 1
     args: tuple[str, ...] | None = tuple(str(a) for a in main.get("args") or [])
     if _env(main, names.ENV_CONTAINER_ARGS_FILE) is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from wfboost.argo.pods import ArgoStep, NotAnArgoStep, is_argo_step_pod, parse_pod
+from wfboost.argo.pods import ArgoStep, NotAContainerStep, NotAnArgoStep, is_argo_step_pod, parse_pod
 from wfboost.cache.eligibility import BadControl, skip_reason, step_controls
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore, Verdict
@@ -43,6 +43,10 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         return Decision(outcome="memoize_off")
     try:
         step = parse_pod(pod, namespace)
+    except NotAContainerStep:
+        if ctx.metrics is not None:
+            ctx.metrics.memo.decisions.labels(decision="skipped", reason="template_resource").inc()
+        return Decision(outcome="skipped_template_resource")
     except NotAnArgoStep as exc:
         raise UnparseableObject(f"not a pod layout wfboost knows: {exc}") from None
     try:
