@@ -89,8 +89,8 @@ def test_default_values_match_the_documented_ones() -> None:
     assert policy.shrink == ShrinkSettings(4096, 65536, 3)
     assert policy.side_store == SideStoreSettings(None, 10 * 1024**3)
     assert policy.memoize.replay.resources.as_kubernetes() == {
-        "requests": {"cpu": "10m", "memory": "16Mi"},
-        "limits": {"cpu": "100m", "memory": "64Mi"},
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "50m", "memory": "64Mi"},
     }
 
 

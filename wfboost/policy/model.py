@@ -85,8 +85,10 @@ class Features:
 class ReplayResources:
     """Requests and limits of the replay container, as sorted (name, quantity) pairs to stay hashable."""
 
-    requests: tuple[tuple[str, str], ...] = (("cpu", "10m"), ("memory", "16Mi"))
-    limits: tuple[tuple[str, str], ...] = (("cpu", "100m"), ("memory", "64Mi"))
+    # Requests equal to limits: a namespace LimitRange's maxLimitRequestRatio cannot refuse the replayed pod, and the
+    # pod is as cheap to schedule as it will be to run (emissary plus a shell writing a few files).
+    requests: tuple[tuple[str, str], ...] = (("cpu", "50m"), ("memory", "64Mi"))
+    limits: tuple[tuple[str, str], ...] = (("cpu", "50m"), ("memory", "64Mi"))
 
     def as_kubernetes(self) -> ResourceRequirementsBody:
         """The body to put in a container's `resources` (a fresh dict each call, safe to mutate)."""
