@@ -250,7 +250,7 @@ def test_example_policy_in_deploy_loads_and_means_what_its_comments_say() -> Non
         ),
         (
             "memoize: {replay: {resources: {requests: {cpu: '2'}}}}",
-            "memoize.replay.resources.requests.cpu: 2 is more than the limit 100m",
+            "memoize.replay.resources.requests.cpu: 2 is more than the limit 50m",
         ),
         (
             "memoize: {namespaceSelector: {matchLabels: {example.com/team: 'a b'}}}",
