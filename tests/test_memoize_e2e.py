@@ -241,3 +241,27 @@ def test_a_resource_step_is_skipped_not_counted_as_a_failure(memo_webhook: Webho
     page = memo_webhook.api.request("GET", "/metrics").body.decode()
     assert 'wfboost_fail_open_total{reason="unparseable"} 0.0' in page
     assert 'wfboost_memo_decisions_total{decision="skipped",reason="template_resource"} 1.0' in page
+
+
+def test_a_node_that_runs_for_real_after_a_hit_keeps_its_own_artifacts(memo_webhook: Webhook) -> None:
+    """`argo retry` (or a resubmitted node) gives a node that was replayed a new pod; if that one misses and runs,
+    its task result must not be pointed at the earlier hit's cached artifacts."""
+    first = pods("retry-a", "v3.7.18")
+    record(memo_webhook, first["fetch"], {"rows": "7"}, [RAW])
+    second = pods("retry-b", "v3.7.18")["fetch"]
+    assert memo_webhook.api.admit("pods", second).object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
+    rerun = copy.deepcopy(second)
+    rerun["metadata"]["name"] += "-retry"
+    rerun["metadata"]["annotations"]["wfboost.io/cache-seed"] = "fresh"  # no entry for it: a miss, it runs
+    assert memo_webhook.api.admit("pods", rerun).object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == (
+        "miss: no_entry"
+    )
+    node_id = second["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
+    produced = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": "retry-b/real/raw.tgz"}}
+    taskresult = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+        "metadata": {"name": node_id, "namespace": "ml", "labels": {"workflows.argoproj.io/workflow": "retry-b"},
+                     "ownerReferences": second["metadata"]["ownerReferences"]},
+        "outputs": {"artifacts": [produced]},
+    }
+    assert memo_webhook.api.admit("workflowtaskresults", taskresult).patch == []

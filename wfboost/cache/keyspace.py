@@ -10,7 +10,8 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
 - `wfb:v1:{K}:lease` (string): who holds the latch for K (latching). Lives for the lease TTL, renewed by the leader.
 - `wfb:v1:hit:<ns>:<workflow uid>:<node id>` (string): the entry a replayed pod came from, read whenever its
   task result is written (Argo's wait container patches it several times). Seven days. The workflow uid keeps a
-  re-created workflow of the same name (same node ids) from inheriting an old run's marker.
+  re-created workflow of the same name (same node ids) from inheriting an old run's marker; a later miss of the
+  same node (`argo retry`) deletes it.
 - `wfb:v1:idx:keys` (zset): every cache key, scored by its newest finish time (ms). Members leave on purge or
   invalidation.
 - `wfb:v1:stats` (hash): counters `recorded`, `bytes`, `invalidated`, `purged`. Forever.

@@ -104,6 +104,11 @@ class CacheStore:
         ttl = int(ks.HIT_MARKER_TTL.total_seconds())
         await self.redis.set(ks.hit_marker_key(namespace, workflow_uid, node_id), body, ex=ttl)
 
+    async def clear_hit(self, namespace: str, workflow_uid: str, node_id: str) -> None:
+        """Forget a node's marker: its new pod (`argo retry`, a resubmitted node) runs for real this time, and its
+        task result must keep the artifacts it really produced."""
+        await self.redis.delete(ks.hit_marker_key(namespace, workflow_uid, node_id))
+
     async def hit_marker(self, namespace: str, workflow_uid: str, node_id: str) -> dict[str, Any] | None:
         raw = await self.redis.get(ks.hit_marker_key(namespace, workflow_uid, node_id))
         return cast(dict[str, Any], orjson.loads(raw)) if raw else None

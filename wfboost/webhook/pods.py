@@ -70,11 +70,13 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     if ctx.metrics is not None:
         ctx.metrics.memo.lookup_latency.observe(time.perf_counter() - started)
     if found.verdict is not Verdict.HIT or found.entry is None:
+        await _forget_earlier_hit(ctx, store, step)
         return _note(ctx, step, "miss", "no_entry", key=key)
     entry = found.entry
     try:
         plan = replay_plan(step, entry)
     except NotReplayable as exc:
+        await _forget_earlier_hit(ctx, store, step)
         return _note(ctx, step, "miss", str(exc).split(":", 1)[0], str(exc), key=key)
     producer = entry["producer"]
     source = {
@@ -97,6 +99,13 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         ctx.metrics.memo.decisions.labels(decision="hit", reason="").inc()
         ctx.metrics.memo.replayed_bytes.inc(sum(len(e["value"]) for e in plan.env))
     return Decision(ops, "hit")
+
+
+async def _forget_earlier_hit(ctx: AdmissionContext, store: CacheStore, step: ArgoStep) -> None:
+    """A node replayed earlier (its marker still there) that now runs for real: `argo retry`, a resubmitted node.
+    One more command on misses only; a miss then runs a whole step, which dwarfs it."""
+    if not ctx.dry_run:
+        await store.clear_hit(step.namespace, step.workflow_uid, step.node_id)
 
 
 def _note(
