@@ -30,6 +30,7 @@ from typing import Any, TypedDict, cast
 
 import yaml
 
+from wfboost.argo import names
 from wfboost.argo.podgen_json import go_json, go_order
 from wfboost.argo.podgen_layouts import (
     ARGOEXEC_BIN_MOUNT_PATH,
@@ -99,13 +100,14 @@ __all__ = [
     "workflow_spec",
 ]
 
-# Label / annotation keys: workflow/common/common.go (same at every tag we read).
-LABEL_WORKFLOW = "workflows.argoproj.io/workflow"
-LABEL_COMPLETED = "workflows.argoproj.io/completed"
+# Label / annotation keys: workflow/common/common.go (same at every tag we read). The ones the parser reads too are
+# defined once, in wfboost.argo.names.
+LABEL_WORKFLOW = names.LABEL_WORKFLOW
+LABEL_COMPLETED = names.LABEL_COMPLETED
 LABEL_ON_EXIT = "workflows.argoproj.io/on-exit"
 LABEL_INSTANCE_ID = "workflows.argoproj.io/controller-instanceid"
-ANNOTATION_NODE_ID = "workflows.argoproj.io/node-id"
-ANNOTATION_NODE_NAME = "workflows.argoproj.io/node-name"
+ANNOTATION_NODE_ID = names.ANNOTATION_NODE_ID
+ANNOTATION_NODE_NAME = names.ANNOTATION_NODE_NAME
 ANNOTATION_DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 ANNOTATION_POD_GC = "workflows.argoproj.io/pod-gc-strategy"
 ANNOTATION_TRACE_ID = "workflows.argoproj.io/trace-id"

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wfboost.argo import names
+
 __all__ = [
     "ARGOEXEC_BIN_MOUNT_PATH",
     "ARGOEXEC_BIN_PATH",
@@ -52,13 +54,13 @@ __all__ = [
 ]
 
 # Names and paths from workflow/common/common.go (identical at every tag unless noted).
-MAIN_CONTAINER = "main"
-INIT_CONTAINER = "init"
-WAIT_CONTAINER = "wait"
-SUPERVISOR_CONTAINER = "supervisor"  # v4.1.2 common.go:20
+MAIN_CONTAINER = names.CONTAINER_MAIN
+INIT_CONTAINER = names.CONTAINER_INIT
+WAIT_CONTAINER = names.CONTAINER_WAIT
+SUPERVISOR_CONTAINER = names.CONTAINER_SUPERVISOR  # v4.1.2 common.go:20
 VAR_RUN_ARGO = "/var/run/argo"
 LEGACY_ARGOEXEC_PATH = VAR_RUN_ARGO + "/argoexec"
-ARGOEXEC_BIN_VOLUME = "argoexec-bin"  # v4.1.2 common.go:262
+ARGOEXEC_BIN_VOLUME = names.VOLUME_ARGOEXEC_BIN  # v4.1.2 common.go:262
 ARGOEXEC_BIN_MOUNT_PATH = "/argo-bin"  # v4.1.2 common.go:263
 ARGOEXEC_BIN_PATH = ARGOEXEC_BIN_MOUNT_PATH + "/bin/argoexec"  # v4.1.2 common.go:264
 EXECUTOR_ARTIFACT_BASE_DIR = "/argo/inputs/artifacts"
@@ -67,7 +69,7 @@ EXECUTOR_STAGING_DIR = "/argo/staging"
 SCRIPT_SOURCE_PATH = "/argo/staging/script"
 SECRET_VOL_MOUNT_PATH = "/argo/secret"
 ENV_CONFIG_MOUNT_PATH = "/argo/config"  # >= 3.6
-TEMPLATE_OFFLOADED = "offloaded"  # >= 3.6
+TEMPLATE_OFFLOADED = names.TEMPLATE_OFFLOADED  # >= 3.6
 # 128 KiB: v3.6.19 workflowpod.go:52 (maxEnvVarLen), v3.7.18 common.go:269 (MaxEnvVarLen).
 MAX_ENV_VAR_LEN = 131072
 
