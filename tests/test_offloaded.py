@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import StartWebhook
 from wfboost.argo.podgen import build_pod
@@ -138,3 +141,50 @@ async def test_memoization_turned_on_by_a_namespace_label(
         assert labelled.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "miss: no_entry"
     unlabelled = await asyncio.to_thread(webhook.api.admit, "pods", step_pod("team-b"))
     assert unlabelled.patch == []
+
+
+async def test_a_replayed_steps_task_result_is_repointed_even_when_redis_is_gone(
+    kmock: Any, start_webhook: StartWebhook, tmp_path: Path
+) -> None:
+    """Redis lost between the pod's admission and its task result: the webhook asks the API for the node's newest pod,
+    a replay that carries its cached artifacts, instead of letting the placeholders become the step's outputs."""
+    from tests.harness.emulated import task_result
+    from wfboost.cache import redis_client
+    from wfboost.cache.store import CacheStore
+    from wfboost.demo.processes import redis_server
+    from wfboost.demo.replay import plan_workflow
+    from wfboost.demo.runner import default_workflow_text
+
+    kmock.resources["v1/pods"] = {}
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+
+    def fetch_pod(name: str) -> dict[str, Any]:
+        workflow = yaml.safe_load(default_workflow_text())
+        workflow["metadata"] = {"name": name, "namespace": "ml"}
+        return next(p.pod for p in plan_workflow(workflow, "v3.7.18", namespace="ml").pods if ".fetch" in p.step)
+
+    cached = [{"name": "raw", "path": "/data/raw.parquet", "s3": {"key": "first/fetch/raw.tgz"}}]
+    with redis_server() as valkey:
+        client = redis_client.connect(valkey.url)
+        step = parse_pod(fetch_pod("first"))
+        await CacheStore(client).record({
+            "key": cache_key(key_material(step)), "entry_id": "e", "finished_at": "2026-11-22T10:00:00Z",
+            "finished_ms": int(time.time() * 1000), "staleness_s": 604800,
+            "parameters": [{"name": "rows", "value": "7"}], "artifacts": cached, "image": "x", "image_id": "",
+            "recorded_at": "2026-11-22T10:00:00Z",
+            "producer": {"namespace": "ml", "workflow": "first", "workflow_uid": "u", "node_id": "n",
+                         "node_name": "first.fetch", "pod": "p"},
+        }, retention=timedelta(days=1))
+        await client.aclose()
+        webhook = start_webhook(settings={"policy_path": policy, "redis_url": valkey.url,
+                                          "kube_config": KubeConfig.from_url(str(kmock.url))})
+        second = fetch_pod("second")
+        hit = await asyncio.to_thread(webhook.api.admit, "pods", second)
+        assert hit.object["metadata"]["labels"]["wfboost.io/cache-hit"] == "true"
+        kmock.objects["v1/pods", "ml", second["metadata"]["name"]] = hit.object
+    # Redis is gone now.
+    placeholder = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": "second/fetch/raw.tgz"}}
+    reported = task_result(second, {"artifacts": [placeholder]})
+    answered = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", reported)
+    assert answered.object["outputs"]["artifacts"] == [{**cached[0], "artifactGC": {"strategy": "Never"}}]

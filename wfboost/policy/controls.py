@@ -11,8 +11,18 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CACHE", "CACHE_HIT", "CACHE_KEY", "CACHE_OUTCOME", "CACHE_SEED", "CACHE_SOURCE", "LATCH", "MAX_STALENESS",
-           "PREFIX"]
+__all__ = [
+    "CACHE",
+    "CACHE_ARTIFACTS",
+    "CACHE_HIT",
+    "CACHE_KEY",
+    "CACHE_OUTCOME",
+    "CACHE_SEED",
+    "CACHE_SOURCE",
+    "LATCH",
+    "MAX_STALENESS",
+    "PREFIX",
+]
 
 PREFIX: Final = "wfboost.io/"
 # "false" turns memoization off for the step (nothing looked up, nothing recorded).
@@ -31,3 +41,5 @@ CACHE_HIT: Final = PREFIX + "cache-hit"
 CACHE_KEY: Final = PREFIX + "cache-key"
 CACHE_OUTCOME: Final = PREFIX + "cache-outcome"  # "hit", "miss: <reason>", "skipped: <reason>"
 CACHE_SOURCE: Final = PREFIX + "cache-source"  # on hits: where the outputs came from (JSON)
+# On hits: the cached artifacts (JSON), read back from the pod when Redis cannot answer at the task result.
+CACHE_ARTIFACTS: Final = PREFIX + "cache-artifacts"

@@ -17,7 +17,7 @@ from wfboost.cache.eligibility import BadControl, skip_reason, step_controls
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore, Verdict
 from wfboost.kube import KubeError, resource_path
-from wfboost.policy.controls import CACHE_HIT, CACHE_KEY, CACHE_OUTCOME, CACHE_SOURCE
+from wfboost.policy.controls import CACHE_ARTIFACTS, CACHE_HIT, CACHE_KEY, CACHE_OUTCOME, CACHE_SOURCE
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
 from wfboost.webhook.failopen import KubeUnavailable, StoreNotConfigured, UnparseableObject
@@ -29,6 +29,9 @@ ANNOTATION_KEY = CACHE_KEY
 ANNOTATION_OUTCOME = CACHE_OUTCOME
 ANNOTATION_SOURCE = CACHE_SOURCE
 LABEL_HIT = CACHE_HIT
+# The cached artifacts are also written on the pod, for the task result's fallback when Redis cannot answer; a list
+# longer than this (rare: hundreds of artifacts) relies on Redis alone.
+MAX_ARTIFACTS_ANNOTATION = 32 * 1024
 
 
 async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
@@ -86,13 +89,11 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         "finishedAt": entry["finished_at"],
         "entry": entry["entry_id"],
     }
-    ops = hit_patch(
-        step,
-        plan,
-        settings.replay,
-        labels={LABEL_HIT: "true"},
-        annotations={ANNOTATION_KEY: key, ANNOTATION_OUTCOME: "hit", ANNOTATION_SOURCE: orjson.dumps(source).decode()},
-    )
+    annotations = {ANNOTATION_KEY: key, ANNOTATION_OUTCOME: "hit", ANNOTATION_SOURCE: orjson.dumps(source).decode()}
+    artifacts = orjson.dumps(entry["artifacts"]).decode()
+    if len(artifacts) <= MAX_ARTIFACTS_ANNOTATION:  # pod annotations share 256 KiB in all
+        annotations[CACHE_ARTIFACTS] = artifacts
+    ops = hit_patch(step, plan, settings.replay, labels={LABEL_HIT: "true"}, annotations=annotations)
     if not ctx.dry_run:
         await store.mark_hit(namespace, step.workflow_uid, step.node_id, entry)
     if ctx.metrics is not None:

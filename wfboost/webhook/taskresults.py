@@ -13,11 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+from redis.exceptions import RedisError
+
+from wfboost.argo import names
 from wfboost.argo.pods import owner_workflow_uid
 from wfboost.cache.store import CacheStore
+from wfboost.kube import KubeError, resource_path
+from wfboost.policy.controls import CACHE_ARTIFACTS, CACHE_HIT
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
+from wfboost.webhook.failopen import StoreNotConfigured
 
 KINDS = frozenset({("argoproj.io", "WorkflowTaskResult")})
 
@@ -37,17 +44,59 @@ async def admit_taskresult(request: AdmissionRequest, ctx: AdmissionContext) -> 
     if not ctx.policy.memoize_settings_for(namespace, ctx.namespace_labels).enabled:
         return UNCHANGED
     artifacts = (result.get("outputs") or {}).get("artifacts")
-    if not artifacts or not isinstance(ctx.store, CacheStore):
+    if not artifacts:
         return UNCHANGED
     node_id = str((result.get("metadata") or {}).get("name") or "")
-    marker = await ctx.store.hit_marker(namespace, owner_workflow_uid(result), node_id)
-    if marker is None:
+    workflow_uid = owner_workflow_uid(result)
+    try:
+        if not isinstance(ctx.store, CacheStore):
+            raise StoreNotConfigured("no Redis URL is configured")
+        marker = await ctx.store.hit_marker(namespace, workflow_uid, node_id)
+        cached = marker.get("artifacts") or [] if marker is not None else None
+    except (RedisError, StoreNotConfigured) as exc:
+        # Without this answer a replayed step's placeholders would become its outputs: ask the pod instead.
+        cached = await _cached_artifacts_from_pod(ctx, namespace, result, workflow_uid, node_id, exc)
+    if cached is None:
         return UNCHANGED
-    repointed = repoint_artifacts(artifacts, marker.get("artifacts") or [])
+    repointed = repoint_artifacts(artifacts, cached)
     if repointed == artifacts:
         return Decision(outcome="hit_unchanged")
     op: PatchOp = {"op": "replace", "path": "/outputs/artifacts", "value": repointed}
     return Decision([op], "hit_repointed")
+
+
+async def _cached_artifacts_from_pod(
+    ctx: AdmissionContext, namespace: str, result: Mapping[str, Any], workflow_uid: str, node_id: str,
+    cause: Exception,
+) -> list[Any] | None:
+    """The fallback when Redis cannot answer: the newest pod of this node, if it is a replay, carries the cached
+    artifacts in an annotation. One API list, only on this rare path; if that fails too, the admission fails open
+    (with Redis's error, counted as store_unavailable)."""
+    if ctx.kube is None:
+        raise cause
+    workflow = str(((result.get("metadata") or {}).get("labels") or {}).get(names.LABEL_WORKFLOW, ""))
+    try:
+        listed = await ctx.kube.list(
+            resource_path("", "v1", "pods", namespace), label_selector=f"{names.LABEL_WORKFLOW}={workflow}"
+        )
+    except KubeError as exc:
+        raise cause from exc
+    mine = [
+        pod for pod in listed.get("items") or []
+        if ((pod.get("metadata") or {}).get("annotations") or {}).get(names.ANNOTATION_NODE_ID) == node_id
+        and owner_workflow_uid(pod) == workflow_uid
+    ]
+    if not mine:
+        return None
+    newest = max(mine, key=lambda pod: str((pod.get("metadata") or {}).get("creationTimestamp") or ""))
+    meta = newest.get("metadata") or {}
+    if (meta.get("labels") or {}).get(CACHE_HIT) != "true":
+        return None
+    try:
+        cached = orjson.loads((meta.get("annotations") or {}).get(CACHE_ARTIFACTS, "[]"))
+    except orjson.JSONDecodeError:
+        return None
+    return cached if isinstance(cached, list) else None
 
 
 def repoint_artifacts(reported: list[Any], cached: list[Mapping[str, Any]]) -> list[Any]:
