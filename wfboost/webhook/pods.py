@@ -63,11 +63,12 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         return _note(ctx, step, "skipped", reason)
     key = cache_key(key_material(step, share_across_namespaces=settings.share_across_namespaces, seed=controls.seed))
     staleness = settings.staleness(controls.max_staleness)
-    if staleness.total_seconds() <= 0:
-        return _note(ctx, step, "miss", "staleness_zero", key=key)
     store = ctx.store
     if not isinstance(store, CacheStore):
         raise StoreNotConfigured("memoization is on but no Redis URL is configured (--redis-url)")
+    if staleness.total_seconds() <= 0:
+        await _forget_earlier_hit(ctx, store, step)
+        return _note(ctx, step, "miss", "staleness_zero", key=key)
     started = time.perf_counter()
     found = await store.lookup(key, staleness=staleness, adopt=not ctx.dry_run)
     if ctx.metrics is not None:
