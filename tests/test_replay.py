@@ -79,12 +79,19 @@ def test_a_hit_pod_keeps_argo_and_drops_the_rest(layout: str) -> None:
     assert main["resources"] == REPLAY.resources.as_kubernetes()  # the GPU limit is gone with the old resources
     assert "nodeSelector" not in pod["spec"] and "affinity" not in pod["spec"]
     assert pod["spec"].get("tolerations") == step.pod["spec"].get("tolerations")
-    argo_env = [e for e in step.main["env"] if e["name"].startswith("ARGO_")]
-    assert [e for e in main["env"] if e["name"].startswith("ARGO_")] == argo_env
+    argo_env = [e for e in step.main["env"] if e["name"].startswith("ARGO_") and e["name"] != "ARGO_TEMPLATE"]
+    assert [e for e in main["env"] if e["name"].startswith("ARGO_") and e["name"] != "ARGO_TEMPLATE"] == argo_env
     assert not [e for e in main["env"] if e["name"] == "WANDB_MODE"]  # the step's own env is not needed
+    def but_template(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Containers as they were, but for ARGO_TEMPLATE, whose input artifacts a replay drops (tested below)."""
+        return [{**c, "env": [e for e in c.get("env", []) if e["name"] != "ARGO_TEMPLATE"]} for c in containers]
+
     others = [c for i, c in enumerate(pod["spec"]["containers"]) if i != step.main_index]
-    assert others == [c for i, c in enumerate(step.pod["spec"]["containers"]) if i != step.main_index]
-    assert pod["spec"].get("initContainers") == step.pod["spec"].get("initContainers")
+    assert but_template(others) == but_template(
+        [c for i, c in enumerate(step.pod["spec"]["containers"]) if i != step.main_index]
+    )
+    inits = pod["spec"].get("initContainers", [])
+    assert but_template(inits) == but_template(step.pod["spec"].get("initContainers", []))
     names = {v["name"] for v in pod["spec"]["volumes"]}
     for container in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
         assert {m["name"] for m in container.get("volumeMounts", [])} <= names
@@ -234,3 +241,24 @@ def test_steps_writing_anything_that_outlives_the_pod_are_not_memoized(
     settings = Policy.default().memoize_settings_for("ml")
     reason = skip_reason(parse_pod(pod), settings, StepControls(cache=None, max_staleness=None, seed=None))
     assert (reason == "writable_volume") is writes
+
+
+@pytest.mark.parametrize("layout", [layout.name for layout in LAYOUTS])
+def test_a_replay_downloads_no_input_artifacts(layout: str) -> None:
+    """The executor containers read their template without the input artifacts: a hit skips the downloads."""
+    import json
+
+    step = parse_pod(pods_by_template(layout)["build-features"])
+    assert (step.template or {}).get("inputs", {}).get("artifacts"), "the fixture step must have an input artifact"
+    pod = patched(step, replay_plan(step, entry_for(step, {})))
+    validate_object(pod)
+    seen = 0
+    for container in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
+        for env in container.get("env", []):
+            if env["name"] == "ARGO_TEMPLATE":
+                template = json.loads(env["value"])
+                assert "artifacts" not in template.get("inputs", {}), container["name"]
+                original = dict(step.template or {})
+                assert template["outputs"] == original["outputs"] and template["script"] == original["script"]
+                seen += 1
+    assert seen >= 1

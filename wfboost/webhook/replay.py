@@ -14,6 +14,7 @@ what reaches the shell is exactly what we meant.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -161,7 +162,8 @@ def hit_patch(
     mounts = [m for m in main.get("volumeMounts") or [] if m.get("name") in _KEPT_MOUNTS]
     mounts += [{"name": v["name"], "mountPath": p} for v, p in zip(volumes, plan.mount_points, strict=True)]
     argo_env = [
-        e for e in main.get("env") or []
+        _without_input_artifacts(e) if e.get("name") == names.ENV_TEMPLATE else e
+        for e in main.get("env") or []
         if str(e.get("name", "")).startswith("ARGO_") and e.get("name") != names.ENV_CONTAINER_ARGS_FILE
     ]
     container: dict[str, Any] = {
@@ -199,8 +201,44 @@ def hit_patch(
             ops.append({"op": "replace", "path": "/spec/nodeSelector", "value": kept_selector})
         else:
             ops.append({"op": "remove", "path": "/spec/nodeSelector"})
+    ops.extend(_skip_input_downloads(step))
     ops.extend(metadata_ops(step.pod, labels=labels, annotations=annotations))
     return ops
+
+
+def _skip_input_downloads(step: ArgoStep) -> list[PatchOp]:
+    """A replay reads none of the step's inputs: take the input artifacts out of the template the executor containers
+    read (init, or wait/supervisor), so they download nothing, however big. Outputs that sit on or under an input
+    artifact's path are never replayed (`_check_path`), so what the wait container reads does not change. An
+    offloaded template (in the ConfigMap) is left as it is: the downloads then still happen."""
+    ops: list[PatchOp] = []
+    spec = step.pod.get("spec") or {}
+    for field in ("initContainers", "containers"):
+        for index, container in enumerate(spec.get(field) or []):
+            if field == "containers" and index == step.main_index:
+                continue  # replaced whole
+            for position, env in enumerate(container.get("env") or []):
+                if env.get("name") != names.ENV_TEMPLATE or env.get("value") in (None, names.TEMPLATE_OFFLOADED):
+                    continue
+                lighter = _without_input_artifacts(env)
+                if lighter is not env:
+                    path = f"/spec/{field}/{index}/env/{position}/value"
+                    ops.append({"op": "replace", "path": path, "value": lighter["value"]})
+    return ops
+
+
+def _without_input_artifacts(env: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ARGO_TEMPLATE env entry without `inputs.artifacts` (the same entry when there are none or it is not
+    JSON; string values keep every `$` as they were, so the kubelet's expansion treats them as before)."""
+    try:
+        template = json.loads(str(env.get("value")))
+    except ValueError:
+        return env
+    inputs = template.get("inputs") if isinstance(template, dict) else None
+    if not isinstance(inputs, dict) or not inputs.get("artifacts"):
+        return env
+    template["inputs"] = {k: v for k, v in inputs.items() if k != "artifacts"}
+    return {**env, "value": json.dumps(template, separators=(",", ":"), ensure_ascii=False)}
 
 
 def metadata_ops(pod: Mapping[str, Any], *, labels: Mapping[str, str], annotations: Mapping[str, str]) -> list[PatchOp]:
