@@ -1,5 +1,7 @@
-"""Argo ≥ 3.6 moves a template over 128 KiB (and 3.7.10+ main args over 128 KiB) into a ConfigMap named after the
-pod: the webhook reads it through the Kubernetes API (kmock's emulator here) and keys the step on its real content."""
+"""The webhook's few reads of the Kubernetes API (kmock's emulator here, or a small HTTP API where kmock cannot serve):
+an offloaded Argo template (≥ 3.6 moves one over 128 KiB, and 3.7.10+ main args over 128 KiB, into a ConfigMap named
+after the pod), namespace labels for label-gated policies, and a replayed pod's cached artifacts when Redis cannot
+answer at its task result."""
 
 from __future__ import annotations
 
