@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wfboost.argo import names
-from wfboost.argo.pods import ArgoStep
+from wfboost.argo.pods import ArgoStep, owner_workflow_uid
 from wfboost.cache.eligibility import StepControls, skip_reason
 from wfboost.cache.entries import CacheEntry, OutputParameter, Producer
 from wfboost.cache.keys import cache_key, key_material
@@ -94,7 +94,6 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize, controls: StepContr
         for a in outputs.get("artifacts") or []
         if isinstance(a, Mapping) and not a.get("optional")
     )
-    meta = step.pod.get("metadata") or {}
     return PendingStep(
         namespace=step.namespace,
         node_id=step.node_id,
@@ -108,7 +107,7 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize, controls: StepContr
         producer={
             "namespace": step.namespace,
             "workflow": step.workflow,
-            "workflow_uid": workflow_uid(meta),
+            "workflow_uid": step.workflow_uid,
             "node_id": step.node_id,
             "node_name": step.node_name,
             "pod": step.pod_name,
@@ -124,15 +123,9 @@ def entry_id(pod: Mapping[str, Any], namespace: str, node_id: str) -> str:
     if uid:
         return uid
     # No uid (objects that never went through an API server, e.g. a test emulator): the run's identity by name.
-    who = f"{namespace}/{meta.get('name', '')}/{node_id}/{workflow_uid(meta)}"
+    who = f"{namespace}/{meta.get('name', '')}/{node_id}/{owner_workflow_uid(pod)}"
     return hashlib.sha256(who.encode()).hexdigest()[:32]
 
-
-def workflow_uid(meta: Mapping[str, Any]) -> str:
-    for owner in meta.get("ownerReferences") or []:
-        if isinstance(owner, Mapping) and owner.get("kind") == "Workflow":
-            return str(owner.get("uid") or "")
-    return ""
 
 
 def main_exit(pod: Mapping[str, Any], container: str) -> MainExit | None:
