@@ -14,7 +14,7 @@ from tests.harness.emulated import Cluster
 from tests.harness.running import RunningServer
 from wfboost.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
 from wfboost.kube import KubeClient, KubeConfig
-from wfboost.tls.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.certs import write_local_material
 from wfboost.webhook.server import WebhookServer
 from wfboost.webhook.settings import ServerSettings
 
@@ -28,13 +28,8 @@ class TlsMaterial:
 
 
 def write_tls_material(directory: Path) -> TlsMaterial:
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = create_ca()
-    serving = create_serving_cert(ca, service_names("wfboost", "wfboost"))
-    (directory / "tls.crt").write_bytes(serving.cert_pem)
-    (directory / "tls.key").write_bytes(serving.key_pem)
     bundle = directory.parent / f"{directory.name}-ca.crt"
-    bundle.write_bytes(ca.cert_pem)
+    write_local_material(directory, bundle)
     return TlsMaterial(directory, bundle)
 
 

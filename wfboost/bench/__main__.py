@@ -30,7 +30,7 @@ from wfboost.demo.apiserver import ApiServerClient
 from wfboost.demo.processes import free_port, start_redis
 from wfboost.demo.replay import plan_workflow
 from wfboost.demo.runner import default_workflow_text
-from wfboost.tls.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.certs import write_local_material
 from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.server import WebhookServer
 from wfboost.webhook.settings import ServerSettings
@@ -97,11 +97,7 @@ def row(name: str, samples: list[float], base: float) -> str:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wfboost-bench-") as tmp:
         root = Path(tmp)
-        ca = create_ca()
-        serving = create_serving_cert(ca, service_names("wfboost", "wfboost"))
-        (root / "tls.crt").write_bytes(serving.cert_pem)
-        (root / "tls.key").write_bytes(serving.key_pem)
-        (root / "ca.crt").write_bytes(ca.cert_pem)
+        write_local_material(root, root / "ca.crt")
         (root / "policy.yaml").write_text(POLICY)
         redis = start_redis()
         try:

@@ -28,7 +28,7 @@ from wfboost.demo.apiserver import ApiServerClient
 from wfboost.demo.cluster import EmulatedCluster
 from wfboost.demo.passes import Player
 from wfboost.demo.processes import RedisProcess, free_port, start_redis
-from wfboost.tls.certs import create_ca, create_serving_cert, service_names
+from wfboost.tls.certs import write_local_material
 
 DEFAULT_WORKFLOW = "churn-model.yaml"
 DEMO_NAMESPACE = "ml-team"
@@ -119,12 +119,7 @@ def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
         kubeconfig = procs.cluster.write_kubeconfig(workdir / "kubeconfig")
         say(f"kubernetes  {procs.cluster.url} (kmock's stateful API emulator, in this process)")
         tls_dir = workdir / "tls"
-        tls_dir.mkdir()
-        ca = create_ca()
-        serving = create_serving_cert(ca, service_names("wfboost", "wfboost"))
-        (tls_dir / "tls.crt").write_bytes(serving.cert_pem)
-        (tls_dir / "tls.key").write_bytes(serving.key_pem)
-        (workdir / "ca.crt").write_bytes(ca.cert_pem)
+        write_local_material(tls_dir, workdir / "ca.crt")
         policy = workdir / "policy.yaml"
         policy.write_text(DEMO_POLICY)
         port = free_port()

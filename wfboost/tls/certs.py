@@ -19,6 +19,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -356,3 +357,17 @@ def merge_ca_bundle(existing_bundle_pem: bytes, new_ca_pem: bytes, now: datetime
             seen.add(der)
             out.append(cert.public_bytes(serialization.Encoding.PEM))
     return b"".join(out)
+
+
+def write_local_material(
+    serving_dir: Path, ca_file: Path, service: str = "wfboost", namespace: str = "wfboost"
+) -> None:
+    """A fresh CA and a serving certificate for the Service's names, as files: `tls.crt` and `tls.key` in
+    `serving_dir` (what the server mounts) and the CA in `ca_file` (what a caller trusts). For local runs (the demo,
+    the benchmark, the tests); in a cluster `wfboost certs` or cert-manager provides them."""
+    serving_dir.mkdir(parents=True, exist_ok=True)
+    ca = create_ca()
+    serving = create_serving_cert(ca, service_names(service, namespace))
+    (serving_dir / "tls.crt").write_bytes(serving.cert_pem)
+    (serving_dir / "tls.key").write_bytes(serving.key_pem)
+    ca_file.write_bytes(ca.cert_pem)
