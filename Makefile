@@ -25,7 +25,7 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check wfboost tests
+	$(VENV)/bin/ruff check wfboost wfboost_dev tests
 	$(VENV)/bin/lint-imports
 
 typecheck: setup
@@ -34,10 +34,10 @@ typecheck: setup
 check: lint typecheck test
 
 run: setup
-	$(VENV)/bin/wfboost demo
+	$(PY) -m wfboost_dev.demo
 
 bench: setup
-	$(PY) -m wfboost.bench
+	$(PY) -m wfboost_dev.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

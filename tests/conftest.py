@@ -12,11 +12,11 @@ import pytest
 from tests.harness.apiserver import ApiServer
 from tests.harness.emulated import Cluster
 from tests.harness.running import RunningServer
-from wfboost.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
 from wfboost.kube import KubeClient, KubeConfig
 from wfboost.tls.certs import write_local_material
+from wfboost.webhook.config import ServerSettings
 from wfboost.webhook.server import WebhookServer
-from wfboost.webhook.settings import ServerSettings
+from wfboost_dev.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 

@@ -29,13 +29,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from wfboost.cache.sidestore.client import ClientSettings, SideStoreClient
-from wfboost.cache.sidestore.config import ServiceConfig, make_backend
-from wfboost.cache.sidestore.live import LiveWorkflows
-from wfboost.cache.sidestore.server import SideStoreServer
-from wfboost.cache.sidestore.store import BlobStore, StoreSettings
-from wfboost.demo.processes import RedisProcess, free_port
+from wfboost.blobs.client import ClientSettings, SideStoreClient
+from wfboost.sidestore.config import ServiceConfig, make_backend
+from wfboost.sidestore.live_workflows import LiveWorkflows
+from wfboost.sidestore.server import SideStoreServer
+from wfboost.sidestore.store import BlobStore, StoreSettings
 from wfboost.tls.certs import CertKeyPair, create_ca, create_serving_cert, load_private_key, service_names
+from wfboost_dev.demo.processes import RedisProcess, free_port
 
 SERVER_NAME = "wfboost-sidestore.wfboost.svc"
 SIDESTORE_DB = 7  # a database of the session's Valkey used only by these tests (flushed by them)

@@ -10,12 +10,12 @@ import pytest
 
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
-from wfboost.demo.processes import redis_server
 from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import Admission, AdmissionContext, Decision, Route, budget_for
 from wfboost.webhook.failopen import FailOpen
-from wfboost.webhook.reviews import parse_review, review_for_object
+from wfboost.webhook.wire import parse_review, review_for_object
+from wfboost_dev.demo.processes import redis_server
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ml"}, "spec": {"containers": []}}
 KINDS = frozenset({("", "Pod")})

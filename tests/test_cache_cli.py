@@ -15,15 +15,15 @@ import redis
 import yaml
 
 from tests.test_recorder import POLICY_TEXT, expected_key, offloading_workflow, workflow_pods
-from wfboost.argo.podgen import build_pod
-from wfboost.argo.podgen_layouts import V3_7
 from wfboost.cache import redis_client
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.store import CacheStore, now_ms
 from wfboost.cli import main
-from wfboost.demo.processes import RedisProcess
-from wfboost.demo.replay import plan_workflow
-from wfboost.demo.runner import default_workflow_text
+from wfboost_dev.argosim.layouts import V3_7
+from wfboost_dev.argosim.pods import build_pod
+from wfboost_dev.demo.processes import RedisProcess
+from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.runner import default_workflow_text
 
 DAY_MS = 86_400_000
 NOW = now_ms()

@@ -1,4 +1,4 @@
-"""`make run` (`wfboost demo`): the account it prints, and a clean stop on Ctrl-C with nothing left behind."""
+"""`make run` (`python -m wfboost_dev.demo`): the account it prints, and a clean stop with nothing left behind."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 from tests.conftest import corpus_dir
 
-DEMO = [sys.executable, "-m", "wfboost", "demo"]
+DEMO = [sys.executable, "-m", "wfboost_dev.demo"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -74,4 +74,4 @@ def test_ctrl_c_stops_everything_it_started() -> None:
 def test_a_missing_workflow_file_is_one_clear_line() -> None:
     done = subprocess.run([*DEMO, "--workflow", "/nonexistent.yaml"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert done.stderr.strip().startswith("wfboost demo: cannot read /nonexistent.yaml")
+    assert done.stderr.strip().startswith("demo: cannot read /nonexistent.yaml")

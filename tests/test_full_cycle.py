@@ -18,13 +18,13 @@ import yaml
 from tests.conftest import StartWebhook, Webhook, corpus_dir
 from tests.harness.emulated import Cluster, recorded, running, task_result
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
-from wfboost.argo.podgen_layouts import LAYOUTS, layout_by_name
 from wfboost.argo.pods import parse_pod
-from wfboost.argo.walk import walk
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
-from wfboost.demo.runner import default_workflow_text
 from wfboost.policy import load_policy
+from wfboost_dev.argosim.expand import walk
+from wfboost_dev.argosim.layouts import LAYOUTS, layout_by_name
+from wfboost_dev.demo.runner import default_workflow_text
 
 POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [cycle-*]}\n"
 

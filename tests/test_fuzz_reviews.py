@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Webhook
-from wfboost.webhook.reviews import review_for_object
+from wfboost.webhook.wire import review_for_object
 
 POD = {
     "apiVersion": "v1",

@@ -17,6 +17,13 @@ import jsonpatch
 import pytest
 import yaml
 
+from wfboost.certs.reconcile import (
+    CertsOptions,
+    InstallerError,
+    InstallResult,
+    build_ca_bundle_patch,
+    install_certificates,
+)
 from wfboost.cli import certs as certs_cli
 from wfboost.kube import KubeClient, KubeConfig
 from wfboost.tls.certs import (
@@ -28,13 +35,6 @@ from wfboost.tls.certs import (
     load_certificate,
     parse_pem_bundle,
     service_names,
-)
-from wfboost.webhook.installer import (
-    CertsOptions,
-    InstallerError,
-    InstallResult,
-    build_ca_bundle_patch,
-    install_certificates,
 )
 
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)

@@ -16,12 +16,12 @@ import yaml
 
 from tests.conftest import StartWebhook, Webhook
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
-from wfboost.argo.podgen_layouts import LAYOUTS
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.keys import cache_key, key_material
-from wfboost.demo.replay import plan_workflow
-from wfboost.demo.runner import default_workflow_text
+from wfboost_dev.argosim.layouts import LAYOUTS
+from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.runner import default_workflow_text
 
 POLICY = """\
 apiVersion: wfboost.io/v1alpha1
@@ -202,7 +202,7 @@ def test_a_bad_control_is_said_on_the_pod(memo_webhook: Webhook) -> None:
 
 
 def test_redis_down_admits_every_pod_untouched(start_webhook: StartWebhook, tmp_path: Path) -> None:
-    from wfboost.demo.processes import redis_server
+    from wfboost_dev.demo.processes import redis_server
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)

@@ -18,7 +18,8 @@ import kubernetes_validate
 import pytest
 
 from tests.harness.validate import schema_violations
-from wfboost.argo.podgen import (
+from wfboost_dev.argosim.expand import PLACEHOLDER_PREFIX, WalkResult, load_documents, walk
+from wfboost_dev.argosim.pods import (
     LAYOUTS,
     QUICK_START_CONFIG,
     V3_5,
@@ -38,7 +39,6 @@ from wfboost.argo.podgen import (
     node_id,
     pod_name,
 )
-from wfboost.argo.walk import PLACEHOLDER_PREFIX, WalkResult, load_documents, walk
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 WALKED_FOLDERS = ("argo-examples", "kfp-v1-argo", "kfp-v2-argo", "kfp-v2-argo-compiled-workflows")

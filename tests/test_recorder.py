@@ -1,6 +1,6 @@
 """The recorder against kmock's stateful Kubernetes emulator (real HTTP watches) and real Valkey.
 
-Pods are built the way each Argo release's controller builds them (wfboost.argo.podgen); the tests then play the
+Pods are built the way each Argo release's controller builds them (wfboost_dev.argosim.pods); the tests then play the
 kubelet (pod status) and Argo's wait container (the WorkflowTaskResult) through the emulator's API, in the orders
 a cluster produces, and read what the recorder wrote through the same store the webhook looks entries up in.
 """
@@ -38,20 +38,20 @@ from tests.harness.emulated import (
     terminated_status,
 )
 from wfboost.argo import names
-from wfboost.argo.podgen import build_pod
-from wfboost.argo.podgen_layouts import LAYOUTS, V3_7
 from wfboost.argo.pods import parse_pod
 from wfboost.cache import redis_client
 from wfboost.cache.keys import cache_key, key_material
-from wfboost.cache.recorder import Recorder, RecorderSettings
-from wfboost.cache.recorder_join import LABEL_HIT, MainExit, PendingStep, TaskOutputs, join
-from wfboost.cache.recorder_state import PendingTable
 from wfboost.cache.store import CacheStore
-from wfboost.demo.processes import RedisCluster, RedisProcess
-from wfboost.demo.replay import plan_workflow
-from wfboost.demo.runner import default_workflow_text
 from wfboost.kube import resource_path
 from wfboost.policy import Policy, load_policy
+from wfboost.recorder.join import LABEL_HIT, MainExit, PendingStep, TaskOutputs, join
+from wfboost.recorder.pending import PendingTable
+from wfboost.recorder.watch import Recorder, RecorderSettings
+from wfboost_dev.argosim.layouts import LAYOUTS, V3_7
+from wfboost_dev.argosim.pods import build_pod
+from wfboost_dev.demo.processes import RedisCluster, RedisProcess
+from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.runner import default_workflow_text
 
 POLICY_TEXT = """
 apiVersion: wfboost.io/v1alpha1
@@ -486,7 +486,7 @@ def _events(pod: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 async def test_the_recorded_key_is_the_one_the_webhook_annotates(valkey: RedisProcess, store: CacheStore) -> None:
-    from wfboost.webhook.offline import offline_admission, review_all
+    from wfboost.webhook.review import offline_admission, review_all
 
     ns = namespace()
     pod = workflow_pods("v4.1.2", ns)["fetch"]

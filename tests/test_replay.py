@@ -14,11 +14,8 @@ from hypothesis import strategies as st
 
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from tests.harness.validate import validate_object
-from wfboost.argo.podgen_layouts import LAYOUTS
 from wfboost.argo.pods import ArgoStep, parse_pod
 from wfboost.cache.entries import CacheEntry
-from wfboost.demo.replay import plan_workflow
-from wfboost.demo.runner import default_workflow_text
 from wfboost.policy import Policy
 from wfboost.webhook.replay import (
     REPLAY_SCRIPT,
@@ -28,6 +25,9 @@ from wfboost.webhook.replay import (
     hit_patch,
     replay_plan,
 )
+from wfboost_dev.argosim.layouts import LAYOUTS
+from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.runner import default_workflow_text
 
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox-static is not installed (make setup installs it)")
 REPLAY = Policy.default().memoize.replay

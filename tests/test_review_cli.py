@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from tests.conftest import corpus_dir
-from wfboost.argo.podgen_layouts import V3_7
-from wfboost.demo.replay import plan_workflow
-from wfboost.demo.runner import default_workflow_text
-from wfboost.webhook.reviews import review_for_object
+from wfboost.webhook.wire import review_for_object
+from wfboost_dev.argosim.layouts import V3_7
+from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.runner import default_workflow_text
 
 REVIEW = [sys.executable, "-m", "wfboost", "review"]
 

@@ -7,8 +7,8 @@ import base64
 import orjson
 import pytest
 
-from wfboost.webhook.durations import parse_go_duration
-from wfboost.webhook.reviews import BadReview, build_response, decode_patch, parse_review, review_for_object
+from wfboost.webhook.go_duration import parse_go_duration
+from wfboost.webhook.wire import BadReview, build_response, decode_patch, parse_review, review_for_object
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ml"}, "spec": {"containers": []}}
 

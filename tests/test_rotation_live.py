@@ -14,8 +14,8 @@ from cryptography import x509
 
 from tests.conftest import StartWebhook, write_tls_material
 from tests.harness.apiserver import ApiServer
-from wfboost.demo.apiserver import SERVICE_DNS_NAME
 from wfboost.tls.certs import create_ca, create_serving_cert, service_names
+from wfboost_dev.demo.apiserver import SERVICE_DNS_NAME
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ml"},
        "spec": {"containers": [{"name": "main", "image": "busybox"}]}}

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from tests.conftest import StartWebhook, Webhook, corpus_dir
-from wfboost.demo.processes import redis_server
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import AdmissionContext, Decision, Route
-from wfboost.webhook.reviews import review_for_object
+from wfboost.webhook.wire import review_for_object
+from wfboost_dev.demo.processes import redis_server
 
 POD = {
     "apiVersion": "v1",

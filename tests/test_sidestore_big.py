@@ -22,8 +22,8 @@ import pytest
 import redis
 
 from tests.sidestore_fixtures import TOKENS, SideStoreTls, collect, make_tls, sidestore_redis_url, write_clients_file
-from wfboost.cache.sidestore.client import ClientSettings, SideStoreClient
-from wfboost.demo.processes import RedisProcess, free_port
+from wfboost.blobs.client import ClientSettings, SideStoreClient
+from wfboost_dev.demo.processes import RedisProcess, free_port
 
 MiB = 1024 * 1024
 TOTAL = 2 * 1024 * MiB

@@ -19,11 +19,11 @@ from tests.sidestore_fixtures import (
     s3_server_process,
     sha,
 )
-from wfboost.cache.sidestore import keys
-from wfboost.cache.sidestore.client import SideStoreClientError
-from wfboost.cache.sidestore.manifest import Manifest
-from wfboost.cache.sidestore.store import StoreSettings
-from wfboost.demo.processes import RedisProcess
+from wfboost.blobs.client import SideStoreClientError
+from wfboost.sidestore import keyspace as keys
+from wfboost.sidestore.manifest import Manifest
+from wfboost.sidestore.store import StoreSettings
+from wfboost_dev.demo.processes import RedisProcess
 
 NS = "team-a"
 SMALL_FRAMES = StoreSettings(frame_size=64 * 1024, threshold_bytes=100_000)

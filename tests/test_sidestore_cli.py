@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore, sha
-from wfboost.cache.sidestore.store import StoreSettings
 from wfboost.cli import main
-from wfboost.demo.processes import RedisProcess, free_port
+from wfboost.sidestore.store import StoreSettings
+from wfboost_dev.demo.processes import RedisProcess, free_port
 
 
 @pytest.fixture(scope="module")

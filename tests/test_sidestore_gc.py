@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sidestore_fixtures import SideStoreTls, make_tls, run_sidestore, sha, sidestore_redis_url
-from wfboost.cache.sidestore import keys
-from wfboost.cache.sidestore.gc import Sweeper, verdict
-from wfboost.cache.sidestore.live import WORKFLOWS, LiveWorkflows
-from wfboost.cache.sidestore.redis_backend import RedisBackend
-from wfboost.cache.sidestore.refs import RefRecord
-from wfboost.cache.sidestore.store import BlobStore, StoreSettings
-from wfboost.demo.processes import RedisProcess
 from wfboost.kube import KubeClient, KubeConfig, resource_path
+from wfboost.sidestore import keyspace as keys
+from wfboost.sidestore.backends.redis import RedisBackend
+from wfboost.sidestore.gc import Sweeper, verdict
+from wfboost.sidestore.live_workflows import WORKFLOWS, LiveWorkflows
+from wfboost.sidestore.refs import RefRecord
+from wfboost.sidestore.store import BlobStore, StoreSettings
+from wfboost_dev.demo.processes import RedisProcess
 
 GRACE = 100.0
 

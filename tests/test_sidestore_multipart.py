@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.sidestore_fixtures import SideStoreTls, collect, make_tls, run_sidestore, sha
-from wfboost.cache.sidestore import keys
-from wfboost.cache.sidestore.client import SideStoreClientError
-from wfboost.cache.sidestore.store import StoreSettings
-from wfboost.demo.processes import RedisProcess
+from wfboost.blobs.client import SideStoreClientError
+from wfboost.sidestore import keyspace as keys
+from wfboost.sidestore.store import StoreSettings
+from wfboost_dev.demo.processes import RedisProcess
 
 NS = "team-a"
 SETTINGS = StoreSettings(frame_size=64 * 1024, threshold_bytes=10_000)

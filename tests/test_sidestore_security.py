@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, mint_client_cert, run_sidestore, sha
-from wfboost.cache.sidestore.client import ClientSettings, SideStoreClient, SideStoreClientError, SideStoreUnavailable
-from wfboost.demo.processes import RedisProcess, free_port
+from wfboost.blobs.client import ClientSettings, SideStoreClient, SideStoreClientError, SideStoreUnavailable
+from wfboost_dev.demo.processes import RedisProcess, free_port
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from tests.conftest import StartWebhook
-from wfboost.argo.podgen import build_pod
-from wfboost.argo.podgen_layouts import V3_5, V3_7, ArgoLayout
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.kube import KubeConfig
+from wfboost_dev.argosim.layouts import V3_5, V3_7, ArgoLayout
+from wfboost_dev.argosim.pods import build_pod
 
 POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [ml]}\n"
 BIG = "# " + "x" * 140_000 + "\nprint('done')\n"
@@ -153,9 +153,9 @@ async def test_a_replayed_steps_task_result_is_repointed_even_when_redis_is_gone
     from tests.harness.emulated import task_result
     from wfboost.cache import redis_client
     from wfboost.cache.store import CacheStore
-    from wfboost.demo.processes import redis_server
-    from wfboost.demo.replay import plan_workflow
-    from wfboost.demo.runner import default_workflow_text
+    from wfboost_dev.demo.processes import redis_server
+    from wfboost_dev.demo.replay import plan_workflow
+    from wfboost_dev.demo.runner import default_workflow_text
 
     kmock.resources["v1/pods"] = {}
     policy = tmp_path / "policy.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.harness.validate import validate_object
-from wfboost.demo.apiserver import AdmissionFailed, Admitted, ApiServerClient, HttpAnswer
+from wfboost_dev.demo.apiserver import AdmissionFailed, Admitted, ApiServerClient, HttpAnswer
 
 __all__ = ["AdmissionFailed", "Admitted", "ApiServer", "HttpAnswer"]
 

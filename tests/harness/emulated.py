@@ -14,11 +14,11 @@ from typing import Any
 
 from wfboost.argo import names
 from wfboost.cache.entries import CacheEntry
-from wfboost.cache.recorder import Recorder, RecorderSettings
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeClient, resource_path
 from wfboost.kube.informer import WatchSettings
 from wfboost.policy import Policy
+from wfboost.recorder.watch import Recorder, RecorderSettings
 
 # An hour ago, to the second: entries expire `retention` after their finish time, so a fixed date would
 # eventually be recorded already expired.

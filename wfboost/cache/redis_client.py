@@ -32,3 +32,13 @@ def connect(url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> Any:
     if cluster:
         return RedisCluster.from_url(clean, **options)
     return aioredis.from_url(clean, retry_on_timeout=False, **options)
+
+
+def redact(url: str) -> str:
+    """A Redis URL without its password, for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, host = rest.split("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user + ':***' if ':' in credentials else '***'}@{host}"

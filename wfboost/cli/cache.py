@@ -36,7 +36,7 @@ from wfboost.cache.admin import (
     pod_from_document,
     show_key,
 )
-from wfboost.cache.recorder_service import redact
+from wfboost.cache.redis_client import redact
 from wfboost.cache.store import CacheStore
 from wfboost.cli.options import add_store_options
 from wfboost.policy import DurationError, Policy, PolicyError, format_duration, load_policy, parse_duration

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wfboost.certs.reconcile import CertsOptions, InstallerError, InstallResult, install_certificates
 from wfboost.kube import KubeClient, KubeConfig, KubeError
 from wfboost.tls.certs import CertificateError
-from wfboost.webhook.installer import CertsOptions, InstallerError, InstallResult, install_certificates
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,12 @@ import asyncio
 import sys
 from pathlib import Path
 
-from wfboost.cache.recorder import RecorderSettings
-from wfboost.cache.recorder_service import RecorderConfig, redact, serve_recorder
+from wfboost.cache.redis_client import redact
 from wfboost.cli.options import add_service_options, add_store_options
 from wfboost.kube import KubeConfig, KubeError
 from wfboost.kube.informer import WatchSettings
+from wfboost.recorder.service import RecorderConfig, serve_recorder
+from wfboost.recorder.watch import RecorderSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,7 +11,7 @@ import orjson
 
 from wfboost.cli.options import add_store_options
 from wfboost.policy import Policy
-from wfboost.webhook.offline import (
+from wfboost.webhook.review import (
     Reviewed,
     ReviewInputError,
     offline_admission,

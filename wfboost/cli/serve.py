@@ -11,8 +11,8 @@ from pathlib import Path
 
 from wfboost.cli.options import add_service_options, add_store_options, env_default
 from wfboost.kube import KubeConfig, KubeConfigError
+from wfboost.webhook.config import ServerSettings
 from wfboost.webhook.server import serve
-from wfboost.webhook.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from wfboost.cache.sidestore.auth import AuthConfigError
-from wfboost.cache.sidestore.client import SideStoreClient, SideStoreClientError
-from wfboost.cache.sidestore.config import ServiceConfig
-from wfboost.cache.sidestore.server import serve
-from wfboost.cache.sidestore.store import StoreSettings, format_bytes
+from wfboost.blobs.client import SideStoreClient, SideStoreClientError
 from wfboost.cli.options import env_default
+from wfboost.sidestore.auth import AuthConfigError
+from wfboost.sidestore.config import ServiceConfig
+from wfboost.sidestore.server import serve
+from wfboost.sidestore.store import StoreSettings, format_bytes
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

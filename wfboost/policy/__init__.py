@@ -11,8 +11,8 @@ back), `watcher` (hot reload), `controls` (per-step annotation names).
 
 from .controls import CACHE, CACHE_SEED, LATCH, MAX_STALENESS
 from .dump import dump_policy, policy_to_document
-from .duration import DurationError, format_duration, parse_duration
 from .errors import PolicyError
+from .iso8601 import DurationError, format_duration, parse_duration
 from .loader import load_policy, policy_from_document
 from .model import (
     ALWAYS_EXCLUDED_NAMESPACES,

@@ -20,7 +20,7 @@ from .document import (
     NamespacesDocument,
     PolicyDocument,
 )
-from .duration import format_duration
+from .iso8601 import format_duration
 from .model import API_VERSION, KIND, LatchOverride, MemoizeOverride, NamespaceOverride, Policy
 from .selector import LabelSelector
 

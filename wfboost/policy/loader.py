@@ -20,8 +20,8 @@ from .document import (
     PolicyDocument,
     ReplayDocument,
 )
-from .duration import parse_duration
 from .errors import PolicyError
+from .iso8601 import parse_duration
 from .model import (
     Features,
     LatchOverride,

@@ -19,7 +19,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from .duration import DurationError, format_duration, parse_duration
+from .iso8601 import DurationError, format_duration, parse_duration
 from .messages import format_errors, format_path
 from .model import LatchSettings, ReplayResources
 from .quantity import parse_quantity

@@ -21,7 +21,7 @@ from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionRequest, AdmissionReview
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.failopen import FailOpen, classify
-from wfboost.webhook.reviews import build_response
+from wfboost.webhook.wire import build_response
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from wfboost.kube.namespaces import NamespaceLabels
 from wfboost.policy import PolicyWatcher
 from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.admission import Admission, Route, budget_for
-from wfboost.webhook.durations import parse_go_duration
+from wfboost.webhook.config import ServerSettings
 from wfboost.webhook.failopen import FailOpen
+from wfboost.webhook.go_duration import parse_go_duration
 from wfboost.webhook.metrics import Metrics
-from wfboost.webhook.reviews import BadReview, parse_review
 from wfboost.webhook.routes import ROUTES
-from wfboost.webhook.settings import ServerSettings
+from wfboost.webhook.wire import BadReview, parse_review
 
 log = logging.getLogger(__name__)
 

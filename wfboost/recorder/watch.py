@@ -1,0 +1,310 @@
+"""The recorder: turns successful Argo steps into cache entries, from the Kubernetes API, outside admission.
+
+Why a separate process watching the API rather than something in the webhook: a step's result exists only after
+the pod ran, in two places the webhook never sees together (the pod's status, written by the kubelet, and the
+WorkflowTaskResult, written by Argo's wait container). A watch sees both, in any order, including the final state
+of a pod that is garbage-collected the moment it finishes (the DELETED event carries it), which is where Kubeflow's
+cache records nothing.
+
+The key is recomputed from the pod (recorder_join.prepare_step, the webhook's own functions), never read from the
+`wfboost.io/cache-key` annotation: a pod's annotations can be written by anyone who can create pods, and an entry
+recorded under a key it does not belong to would replay wrong outputs into someone else's workflow.
+
+Writes are idempotent (a stable entry id per pod; the store keeps a track on the newest result), so replayed watch
+events, relists and restarts are harmless. See docs/recorder.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from wfboost.argo import names
+from wfboost.argo.pods import NotAnArgoStep, is_argo_step_pod, parse_pod
+from wfboost.cache.eligibility import BadControl, retention, step_controls
+from wfboost.cache.store import CacheStore
+from wfboost.kube import KubeApiError, KubeClient, KubeError, resource_path
+from wfboost.kube.informer import Informer, WatchSettings
+from wfboost.kube.namespaces import NamespaceLabels
+from wfboost.policy import EffectiveMemoize, Policy
+from wfboost.policy.controls import CACHE_KEY
+from wfboost.recorder.join import (
+    PendingStep,
+    Refused,
+    join,
+    main_exit,
+    pod_outcome,
+    pod_skip_reason,
+    prepare_step,
+    task_outputs,
+)
+from wfboost.recorder.metrics import RecorderMetrics
+from wfboost.recorder.pending import PendingTable, StepId, StepState
+
+log = logging.getLogger(__name__)
+
+PODS = resource_path("", "v1", "pods")
+TASK_RESULTS = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults")
+POD_SELECTOR = names.LABEL_WORKFLOW
+# Only complete task results matter; the label flips to "true" once, which a selector watch reports as ADDED.
+TASK_RESULT_SELECTOR = f"{names.LABEL_REPORT_OUTPUTS_COMPLETED}=true"
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    pending_ttl: float = 6 * 3600.0  # seconds a half-seen step waits for news (every event or relist renews it)
+    max_pending: int = 100_000
+    tick: float = 10.0  # seconds between housekeeping passes: expire, retry failed writes, update the gauge
+    purge_interval: float = 900.0  # seconds between background purges of stale tracks (0: never)
+
+
+class Recorder:
+    """Watches pods and task results and records finished steps. `await run()` until cancelled."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        store: CacheStore,
+        policy: Callable[[], Policy],
+        *,
+        settings: RecorderSettings = RecorderSettings(),
+        metrics: RecorderMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.store = store
+        self.policy = policy
+        self.settings = settings
+        self.metrics = metrics or RecorderMetrics()
+        self.clock = clock
+        self.table = PendingTable(ttl=settings.pending_ttl, capacity=settings.max_pending)
+        watch = settings.watch
+        self.namespaces = NamespaceLabels(kube, watch)  # for policies that turn memoization on by namespace label
+        self.informers = (
+            Informer(kube, PODS, name="pods", handler=self.on_pod, label_selector=POD_SELECTOR, settings=watch,
+                     on_restart=self._restarted("pods"), on_handler_error=self._handler_error),
+            Informer(kube, TASK_RESULTS, name="workflowtaskresults", handler=self.on_task_result,
+                     label_selector=TASK_RESULT_SELECTOR, settings=watch,
+                     on_restart=self._restarted("workflowtaskresults"), on_handler_error=self._handler_error),
+        )
+
+    @property
+    def synced(self) -> bool:
+        """Both resources listed once: from here on, every finished step is seen."""
+        return all(informer.synced.is_set() for informer in self.informers)
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(informer.run()) for informer in self.informers]
+        tasks.append(asyncio.create_task(self.namespaces.run()))
+        tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.settings.purge_interval > 0:
+            tasks.append(asyncio.create_task(self._purge_loop()))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a loop that died of a bug stops the recorder (and the process) loudly
+        finally:
+            await stop_tasks(tasks)
+
+    # --- events -----------------------------------------------------------------------------------------------
+
+    async def on_pod(self, event_type: str, pod: dict[str, Any]) -> None:
+        if not is_argo_step_pod(pod):
+            return
+        ident = _step_id(pod, (pod.get("metadata") or {}).get("annotations", {}).get(names.ANNOTATION_NODE_ID))
+        known = self.table.get(ident)
+        if known is not None and known.done is not None:
+            known.touched = self.clock()
+            return
+        settings = self.policy().memoize_settings_for(ident[0], self.namespaces.labels(ident[0]))
+        if not settings.enabled:
+            return
+        state = self.table.touch(ident, self.clock())
+        if event_type == "DELETED":
+            state.pod_gone = True
+        if state.step is None:
+            reason = pod_skip_reason(pod)
+            prepared = reason if reason is not None else await self._prepare(pod, settings)
+            if isinstance(prepared, str):
+                self._give_up(state, prepared)
+                return
+            if prepared is None:
+                return  # transient (the ConfigMap could not be read): the next event or relist tries again
+            state.step = prepared
+            self._check_admitted_key(pod, prepared)
+        exit_ = main_exit(pod, state.step.main_container)
+        if exit_ is None:
+            return
+        state.exit = exit_
+        if exit_.exit_code != 0:
+            self._give_up(state, "failed")
+            return
+        succeeded = pod_outcome(pod)
+        if succeeded is False:
+            self._give_up(state, "failed")
+            return
+        state.pod_succeeded = bool(succeeded)
+        await self._try_record(ident, state)
+
+    async def on_task_result(self, event_type: str, task_result: dict[str, Any]) -> None:
+        outputs = task_outputs(task_result)
+        if outputs is None:
+            return
+        ident = _step_id(task_result, (task_result.get("metadata") or {}).get("name"))
+        known = self.table.get(ident)
+        if known is not None and known.done is not None:
+            return
+        if not self.policy().memoize_settings_for(ident[0], self.namespaces.labels(ident[0])).enabled:
+            return
+        state = self.table.touch(ident, self.clock())
+        state.outputs = outputs
+        await self._try_record(ident, state)
+
+    # --- recording --------------------------------------------------------------------------------------------
+
+    async def _prepare(self, pod: dict[str, Any], settings: EffectiveMemoize) -> PendingStep | str | None:
+        """The pending step, a skip reason, or None when it could not be decided yet."""
+        try:
+            step = parse_pod(pod)
+        except NotAnArgoStep as exc:
+            log.info("pod %s: %s", _pod_name(pod), exc)
+            return "not_argo_layout"
+        try:
+            controls = step_controls(step)
+        except BadControl as exc:
+            log.info("pod %s: %s", _pod_name(pod), exc)
+            return "bad_control"
+        if step.offloads:
+            path = resource_path("", "v1", "configmaps", step.namespace, step.pod_name)
+            try:
+                configmap = await self.kube.get(path)
+                step = step.with_offloaded(configmap.get("data") or {})
+            except KubeApiError as exc:
+                if exc.status != 404:
+                    self.metrics.errors.labels(kind="configmap").inc()
+                    log.warning("pod %s: reading ConfigMap %s: %s", _pod_name(pod), path, exc)
+                    return None
+                return "offload_missing"  # garbage-collected with its pod before we saw it
+            except KubeError as exc:
+                self.metrics.errors.labels(kind="configmap").inc()
+                log.warning("pod %s: reading ConfigMap %s: %s", _pod_name(pod), path, exc)
+                return None
+            except NotAnArgoStep as exc:
+                log.info("pod %s: %s", _pod_name(pod), exc)
+                return "not_argo_layout"
+        return prepare_step(step, settings, controls)
+
+    async def _try_record(self, ident: StepId, state: StepState) -> None:
+        if not state.ready:
+            return
+        assert state.step is not None and state.exit is not None and state.outputs is not None
+        joined = join(state.step, state.exit, state.outputs, now=datetime.now(UTC))
+        if isinstance(joined, Refused):
+            log.info("%s/%s not recorded: %s", ident[0], ident[1], joined.detail)
+            self._give_up(state, joined.reason)
+            return
+        state.recording = True
+        try:
+            moved = await self.store.record(
+                joined, retention=retention(self.policy()), lease_owner=f"{ident[0]}/{ident[1]}"
+            )
+        except (RedisError, OSError) as exc:
+            state.write_failed = True
+            self.metrics.errors.labels(kind="store").inc()
+            log.warning("%s/%s: writing the entry failed (will retry): %s", ident[0], ident[1], exc)
+            return
+        finally:
+            state.recording = False
+        state.done, state.write_failed, state.outputs = "recorded", False, None
+        self.metrics.recorded.labels(result="new" if moved else "unchanged").inc()
+        if moved:
+            self.metrics.recorded_bytes.inc(len(orjson.dumps(joined)))
+        log.info("recorded %s/%s (%s) as %s on track %ss", ident[0], state.step.producer["node_name"],
+                 state.step.producer["pod"], joined["key"][:16], joined["staleness_s"])
+
+    def _check_admitted_key(self, pod: dict[str, Any], step: PendingStep) -> None:
+        """The key is always recomputed, never taken from the pod; the webhook's annotation only serves to notice
+        when the two disagree, which means the pod changed after admission and its entries can never be hit."""
+        annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(CACHE_KEY)
+        if annotated and annotated != step.key:
+            self.metrics.key_mismatches.inc()
+            log.warning("pod %s: key %s recomputed, %s annotated at admission: the pod changed after wfboost admitted"
+                        " it (another mutating webhook?); its entry will not be found", _pod_name(pod),
+                        step.key[:16], annotated[:16])
+
+    def _give_up(self, state: StepState, reason: str) -> None:
+        state.done, state.outputs = reason, None
+        self.metrics.skipped.labels(reason=reason).inc()
+
+    # --- background -------------------------------------------------------------------------------------------
+
+    async def housekeeping_pass(self) -> None:
+        """Expire old waits, retry writes that failed, refresh the gauge (exposed for tests and the tick)."""
+        for ident, state in self.table.expire(self.clock()):
+            self.metrics.skipped.labels(reason="expired").inc()
+            have = "pod status" if state.exit else "task result" if state.outputs else "pod"
+            log.info("%s/%s: gave up waiting (had only the %s)", ident[0], ident[1], have)
+        for ident, state in self.table.items():
+            if state.write_failed:
+                await self._try_record(ident, state)
+        self.metrics.pending.set(self.table.waiting())
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            await self.housekeeping_pass()
+
+    async def purge_once(self) -> int:
+        try:
+            removed = await self.store.purge(retention=retention(self.policy()))
+        except (RedisError, OSError) as exc:
+            self.metrics.errors.labels(kind="purge").inc()
+            log.warning("purge failed (next in %.0fs): %s", self.settings.purge_interval, exc)
+            return 0
+        self.metrics.purged.inc(removed)
+        if removed:
+            log.info("purged %d stale tracks", removed)
+        return removed
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.purge_interval)
+            await self.purge_once()
+
+    def _restarted(self, resource: str) -> Callable[[str], None]:
+        def count(reason: str) -> None:
+            self.metrics.watch_restarts.labels(resource=resource, reason=reason).inc()
+
+        return count
+
+    def _handler_error(self) -> None:
+        self.metrics.errors.labels(kind="handler").inc()
+
+
+async def stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel until they are done. Not a TaskGroup: on Python 3.11 `asyncio.wait_for` can swallow a cancellation
+    that races with a watch chunk arriving (fixed in 3.12), and a TaskGroup cancels its children only once, which
+    would leave shutdown waiting for the watch's timeout."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+
+
+def _step_id(obj: dict[str, Any], node_id: Any) -> StepId:
+    return (str((obj.get("metadata") or {}).get("namespace") or ""), str(node_id or ""))
+
+
+def _pod_name(pod: dict[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"

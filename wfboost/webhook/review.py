@@ -1,0 +1,122 @@
+"""`wfboost review`: the admission pipeline run offline on a file, exactly as the server runs it.
+
+A user points it at a pod or Workflow (or an AdmissionReview captured from a cluster) to see what the webhook would
+do; the answer and the patched object come from the same `Admission.admit` the HTTPS server calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+import yaml
+
+from wfboost.cache import redis_client
+from wfboost.cache.store import CacheStore
+from wfboost.policy import Policy, PolicyError, load_policy
+from wfboost.structs.admission import AdmissionReview
+from wfboost.webhook.admission import Admission, Outcome, budget_for, verify_patch
+from wfboost.webhook.metrics import Metrics
+from wfboost.webhook.routes import ROUTE_BY_KIND, ROUTES
+from wfboost.webhook.wire import BadReview, decode_patch, parse_review, review_for_object
+
+
+class ReviewInputError(ValueError):
+    """The input cannot be reviewed; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    route: str
+    outcome: Outcome
+    patched_object: dict[str, Any] | None
+
+
+def parse_documents(text: str, source: str) -> list[dict[str, Any]]:
+    """JSON or (multi-document) YAML; empty documents are skipped, non-objects are an error naming the document."""
+    try:
+        docs = [orjson.loads(text)] if text.lstrip().startswith(("{", "[")) else list(yaml.safe_load_all(text))
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ReviewInputError(f"{source}: neither JSON nor YAML: {_first_line(exc)}") from None
+    found = [doc for doc in docs if doc is not None]
+    if len(found) == 1 and isinstance(found[0], list):
+        found = found[0]
+    if not found:
+        raise ReviewInputError(f"{source}: no document found")
+    for index, doc in enumerate(found, 1):
+        if not isinstance(doc, dict):
+            raise ReviewInputError(f"{source}: document {index} is a {type(doc).__name__}, not an object")
+    return cast(list[dict[str, Any]], found)
+
+
+def as_review(doc: dict[str, Any], namespace: str | None) -> tuple[str, AdmissionReview]:
+    """The route and AdmissionReview for a document: reviews are taken as they are, objects wrapped as CREATE."""
+    if doc.get("kind") == "AdmissionReview":
+        try:
+            review = parse_review(orjson.dumps(doc))
+        except BadReview as exc:
+            raise ReviewInputError(str(exc)) from None
+        kind = review["request"]["kind"]["kind"]
+    else:
+        kind = str(doc.get("kind") or "")
+        if not kind or not doc.get("apiVersion"):
+            raise ReviewInputError("object has no apiVersion/kind; cannot tell which route would see it")
+        review = review_for_object(doc, namespace=namespace)
+    route = ROUTE_BY_KIND.get(kind)
+    if route is None:
+        raise ReviewInputError(
+            f"kind {kind!r} is not admitted by wfboost (it admits {', '.join(sorted(ROUTE_BY_KIND))})"
+        )
+    return route, review
+
+
+def policy_from_file(path: str | None) -> Policy:
+    if not path:
+        return Policy.default()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return load_policy(handle.read())
+    except OSError as exc:
+        raise ReviewInputError(f"policy {path}: {exc.strerror or exc}") from None
+    except PolicyError as exc:
+        raise ReviewInputError(f"policy {path} is invalid: {exc}") from None
+
+
+@contextlib.asynccontextmanager
+async def offline_admission(policy: Policy, redis_url: str | None) -> AsyncIterator[Admission]:
+    redis = redis_client.connect(redis_url) if redis_url else None
+    try:
+        yield Admission(
+            routes=ROUTES, policy=lambda: policy, store=CacheStore(redis) if redis is not None else None,
+            metrics=Metrics(),
+        )
+    finally:
+        if redis is not None:
+            await redis.aclose()
+
+
+async def review_all(
+    docs: Iterable[dict[str, Any]],
+    admission: Admission,
+    *,
+    namespace: str | None = None,
+    webhook_timeout: float = 10.0,
+) -> list[Reviewed]:
+    results = []
+    for doc in docs:
+        route, review = as_review(doc, namespace)
+        outcome = await admission.admit(route, review, budget_for(webhook_timeout))
+        obj = review["request"].get("object")
+        patched = None
+        if obj is not None:
+            response = outcome.review["response"]
+            patched = verify_patch(obj, cast(Any, decode_patch(response)))
+        results.append(Reviewed(route, outcome, patched))
+    return results
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

