@@ -14,7 +14,7 @@ from tests.harness.emulated import Cluster
 from tests.harness.running import RunningServer
 from wfboost.kube import KubeClient, KubeConfig
 from wfboost.tls.certs import write_local_material
-from wfboost.webhook.config import ServerSettings
+from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.server import WebhookServer
 from wfboost_dev.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
 
@@ -69,7 +69,7 @@ def start_webhook(tls_material: TlsMaterial, tmp_path: Path) -> Iterator[StartWe
     def start(*, settings: dict[str, Any] | None = None, **parts: Any) -> Webhook:
         options: dict[str, Any] = {"cert_dir": tls_material.directory, "host": "127.0.0.1", "port": 0}
         options.update(settings or {})
-        running = RunningServer(WebhookServer(ServerSettings(**options), **parts)).start()
+        running = RunningServer(WebhookServer(WebhookConfig(**options), **parts)).start()
         started.append(running)
         return Webhook(running, ApiServer(running.port, tls_material.ca_bundle))
 

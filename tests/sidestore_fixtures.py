@@ -180,7 +180,7 @@ async def run_sidestore(
     live = live or LiveWorkflows()
     server = SideStoreServer(config, store=store, live=live)
     app = server.build_app()
-    app.cleanup_ctx.clear()  # no kube watch, no timers: the tests drive time and workflows themselves
+    # The server's loops (kube watch, timers) are not started: the tests drive time and workflows themselves.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     sock = socket.socket()

@@ -21,15 +21,20 @@ POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace":
 KINDS = frozenset({("", "Pod")})
 
 
-def pipeline(handler: object, store: object = None) -> tuple[Admission, Counter[FailOpen]]:
-    counted: Counter[FailOpen] = Counter()
-    admission = Admission(
+def pipeline(handler: object, store: object = None) -> Admission:
+    return Admission(
         routes={"pods": Route("pods", KINDS, handler)},  # type: ignore[arg-type]
         policy=lambda: Policy.default("wfboost"),
-        store=store,
-        on_fail_open=lambda reason: counted.update([reason]),
+        store=store,  # type: ignore[arg-type]
     )
-    return admission, counted
+
+
+def fail_opens(admission: Admission) -> Counter[FailOpen]:
+    """What the pipeline counted in its metrics, by reason (zeros left out)."""
+    registry = admission.metrics.registry
+    found = {reason: registry.get_sample_value("wfboost_fail_open_total", {"reason": reason.value}) or 0.0
+             for reason in FailOpen}
+    return Counter({reason: int(count) for reason, count in found.items() if count})
 
 
 def review(obj: dict[str, object] = POD, namespace: str | None = None):  # type: ignore[no-untyped-def]
@@ -40,21 +45,21 @@ async def test_a_patch_that_applies_is_sent() -> None:
     async def label(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
         return Decision([{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}], "patched")
 
-    admission, counted = pipeline(label)
+    admission = pipeline(label)
     outcome = await admission.admit("pods", review(), 5)
     assert outcome.outcome == "patched" and outcome.review["response"]["patchType"] == "JSONPatch"
-    assert not counted
+    assert not fail_opens(admission)
 
 
 async def test_a_handler_that_raises_is_admitted_unchanged() -> None:
     async def broken(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
         raise RuntimeError("boom")
 
-    admission, counted = pipeline(broken)
+    admission = pipeline(broken)
     outcome = await admission.admit("pods", review(), 5)
     assert outcome.fail_open is FailOpen.HANDLER_ERROR
     assert outcome.review["response"] == {"uid": outcome.review["response"]["uid"], "allowed": True}
-    assert counted == Counter({FailOpen.HANDLER_ERROR: 1})
+    assert fail_opens(admission) == Counter({FailOpen.HANDLER_ERROR: 1})
 
 
 async def test_the_deadline_cuts_a_slow_handler_short() -> None:
@@ -62,20 +67,20 @@ async def test_the_deadline_cuts_a_slow_handler_short() -> None:
         await asyncio.sleep(30)
         return Decision([{"op": "add", "path": "/metadata/labels", "value": {}}], "patched")
 
-    admission, counted = pipeline(slow)
+    admission = pipeline(slow)
     outcome = await admission.admit("pods", review(), 0.05)
     assert outcome.fail_open is FailOpen.DEADLINE and "patch" not in outcome.review["response"]
-    assert counted[FailOpen.DEADLINE] == 1
+    assert fail_opens(admission)[FailOpen.DEADLINE] == 1
 
 
 async def test_a_patch_that_would_not_apply_is_never_sent() -> None:
     async def wrong(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
         return Decision([{"op": "remove", "path": "/spec/affinity"}], "patched")  # absent: the API server fails
 
-    admission, counted = pipeline(wrong)
+    admission = pipeline(wrong)
     outcome = await admission.admit("pods", review(), 5)
     assert outcome.fail_open is FailOpen.PATCH_INVALID and "patch" not in outcome.review["response"]
-    assert counted[FailOpen.PATCH_INVALID] == 1
+    assert fail_opens(admission)[FailOpen.PATCH_INVALID] == 1
 
 
 async def test_redis_down_is_admitted_unchanged() -> None:
@@ -87,13 +92,13 @@ async def test_redis_down_is_admitted_unchanged() -> None:
         await ctx.store.redis.get("anything")
         return Decision([{"op": "add", "path": "/metadata/labels", "value": {}}], "patched")
 
-    admission, counted = pipeline(uses_store, store)
+    admission = pipeline(uses_store, store)
     try:
         outcome = await admission.admit("pods", review(), 5)
     finally:
         await store.redis.aclose()
     assert outcome.fail_open is FailOpen.STORE_UNAVAILABLE and "patch" not in outcome.review["response"]
-    assert counted[FailOpen.STORE_UNAVAILABLE] == 1
+    assert fail_opens(admission)[FailOpen.STORE_UNAVAILABLE] == 1
 
 
 @pytest.mark.parametrize("namespace", ["kube-system", "wfboost"])
@@ -101,16 +106,16 @@ async def test_system_and_own_namespaces_are_never_touched(namespace: str) -> No
     async def must_not_run(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
         raise AssertionError("handler called out of scope")
 
-    admission, counted = pipeline(must_not_run)
+    admission = pipeline(must_not_run)
     outcome = await admission.admit("pods", review(namespace=namespace), 5)
-    assert outcome.outcome == "out_of_scope" and not counted
+    assert outcome.outcome == "out_of_scope" and not fail_opens(admission)
 
 
 async def test_a_kind_sent_to_the_wrong_route_is_left_alone() -> None:
     async def must_not_run(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
         raise AssertionError("handler called for the wrong kind")
 
-    admission, _ = pipeline(must_not_run)
+    admission = pipeline(must_not_run)
     wf = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w", "namespace": "ml"}}
     outcome = await admission.admit("pods", review(wf), 5)
     assert outcome.outcome == "kind_mismatch"

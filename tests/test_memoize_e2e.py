@@ -198,7 +198,8 @@ def test_a_bad_control_is_said_on_the_pod(memo_webhook: Webhook) -> None:
     pod["metadata"]["annotations"]["wfboost.io/max-staleness"] = "a week"
     answered = memo_webhook.api.admit("pods", pod)
     outcome = answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"]
-    assert outcome.startswith("skipped: wfboost.io/max-staleness") and answered.object["spec"] == pod["spec"]
+    assert outcome.startswith("skipped: bad_control (wfboost.io/max-staleness")
+    assert answered.object["spec"] == pod["spec"]
 
 
 def test_redis_down_admits_every_pod_untouched(start_webhook: StartWebhook, tmp_path: Path) -> None:

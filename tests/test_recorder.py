@@ -44,7 +44,8 @@ from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore
 from wfboost.kube import resource_path
 from wfboost.policy import Policy, load_policy
-from wfboost.recorder.join import LABEL_HIT, MainExit, PendingStep, TaskOutputs, join
+from wfboost.policy.controls import CACHE_HIT
+from wfboost.recorder.join import MainExit, PendingStep, TaskOutputs, join
 from wfboost.recorder.pending import PendingTable
 from wfboost.recorder.watch import Recorder, RecorderSettings
 from wfboost_dev.argosim.layouts import LAYOUTS, V3_7
@@ -291,7 +292,7 @@ def _labelled(label: str, value: str) -> Any:
         (_bad_exit_code_output, "failed"),
         (_missing_parameter, "missing_output"),
         (_missing_artifact, "missing_output"),
-        (_labelled(LABEL_HIT, "true"), "cache_hit"),
+        (_labelled(CACHE_HIT, "true"), "cache_hit"),
         (_labelled("wfboost.io/cache", "false"), "cache_off"),
         (_labelled("wfboost.io/cache", "maybe"), "bad_control"),
     ],
@@ -472,12 +473,6 @@ def test_the_pending_table_is_bounded_and_expires() -> None:
     dropped = table.expire(now=12.5)
     assert [ident for ident, _ in dropped] == [("ns", "a")]
     assert table.get(("ns", "c")) is not None and table.expired == 1
-
-
-def test_the_hit_label_is_the_webhooks() -> None:
-    from wfboost.webhook.pods import LABEL_HIT as WEBHOOK_LABEL_HIT
-
-    assert LABEL_HIT == WEBHOOK_LABEL_HIT
 
 
 def _events(pod: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -160,9 +160,9 @@ def test_values_over_the_env_limit_are_chunked(tmp_path: Path) -> None:
 def test_what_cannot_be_replayed_faithfully_is_a_miss() -> None:
     pods = pods_by_template("v3.7.18")
     fetch = parse_pod(pods["fetch-data"])
-    with pytest.raises(NotReplayable, match="entry_missing_parameter:rows"):
+    with pytest.raises(NotReplayable, match="entry_missing_parameter: rows"):
         replay_plan(fetch, entry_for(fetch, {"rows": "1"}) | {"parameters": []})  # type: ignore[arg-type]
-    with pytest.raises(NotReplayable, match="entry_missing_artifact:raw"):
+    with pytest.raises(NotReplayable, match="entry_missing_artifact: raw"):
         replay_plan(fetch, entry_for(fetch, {"rows": "1"}) | {"artifacts": []})  # type: ignore[arg-type]
     with pytest.raises(NotReplayable, match="outputs_too_large"):
         replay_plan(fetch, entry_for(fetch, {"rows": "x" * 600_000}))
@@ -174,7 +174,7 @@ def test_what_cannot_be_replayed_faithfully_is_a_miss() -> None:
     template = copy.deepcopy(dict(fetch.template or {}))
     template["container"]["volumeMounts"] = [{"name": "work", "mountPath": "/tmp"}]
     on_volume = ArgoStep(**{**fetch.__dict__, "template": template})
-    with pytest.raises(NotReplayable, match="output_on_volume:/tmp/rows"):
+    with pytest.raises(NotReplayable, match="output_on_volume: /tmp/rows"):
         replay_plan(on_volume, entry_for(fetch, {"rows": "1"}))
 
 
@@ -188,12 +188,12 @@ def test_paths_argo_would_read_elsewhere_are_not_replayed() -> None:
     template = copy.deepcopy(dict(fetch.template or {}))
     template["outputs"]["parameters"][0]["valueFrom"]["path"] = "rows.txt"
     relative = ArgoStep(**{**fetch.__dict__, "template": template})
-    with pytest.raises(NotReplayable, match=r"relative_output_path:rows\.txt"):
+    with pytest.raises(NotReplayable, match=r"relative_output_path: rows\.txt"):
         replay_plan(relative, entry_for(fetch, {"rows": "1"}))
     template = copy.deepcopy(dict(fetch.template or {}))
     template.setdefault("inputs", {})["artifacts"] = [{"name": "work", "path": "/tmp"}]
     under_input = ArgoStep(**{**fetch.__dict__, "template": template})
-    with pytest.raises(NotReplayable, match="output_in_input_artifact:/tmp/rows"):
+    with pytest.raises(NotReplayable, match="output_in_input_artifact: /tmp/rows"):
         replay_plan(under_input, entry_for(fetch, {"rows": "1"}))
 
 

@@ -39,12 +39,19 @@ class RunningServer:
 
     async def _start(self) -> None:
         self.server.load_now()
+        await self.server.__aenter__()
+        await self.server.tasks.start()
         self._runner = web.AppRunner(self.server.build_app(), shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.server.tls.context)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[attr-defined]
         self.port = sockets[0].getsockname()[1]
+
+    async def _stop(self, runner: web.AppRunner) -> None:
+        await runner.cleanup()
+        await self.server.tasks.stop()
+        await self.server.__aexit__(None, None, None)
 
     def start(self) -> RunningServer:
         self._thread.start()
@@ -59,7 +66,7 @@ class RunningServer:
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(30)
+            asyncio.run_coroutine_threadsafe(self._stop(self._runner), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(30)
         self.loop.close()

@@ -47,8 +47,9 @@ class SideStoreClientError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
-class SideStoreUnavailable(SideStoreClientError):
-    """No answer: connection refused, TLS failure or timeout, after the retries."""
+class SideStoreUnavailable(SideStoreClientError, ConnectionError):
+    """No answer: connection refused, TLS failure or timeout, after the retries. The one class every caller
+    (the webhook's fail-open classification included) catches for "the side store could not be reached"."""
 
     def __init__(self, message: str) -> None:
         super().__init__(0, "Unavailable", message)

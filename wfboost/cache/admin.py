@@ -18,7 +18,7 @@ import orjson
 import yaml
 
 from wfboost.argo.pods import NotAnArgoStep, parse_pod
-from wfboost.cache.eligibility import BadControl, StepControls, skip_reason, step_controls
+from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.keys import KeyMaterial, cache_key, key_material
 from wfboost.cache.store import CacheStore, now_ms
@@ -295,25 +295,24 @@ def explain_pod(
         except NotAnArgoStep as exc:
             raise AdminError(f"{source}: {exc}") from None
     settings = policy.memoize_settings_for(ns)
-    bad = None
-    try:
-        controls = step_controls(step)
-    except BadControl as exc:
-        bad = str(exc)
+    assessment = assess(step, settings)
+    if isinstance(assessment, Skip):
+        # The key is still shown: "why did it miss" often means "what would its key be".
         seed = {**step.labels, **step.annotations}.get(CACHE_SEED)
-        controls = StepControls(cache=None, max_staleness=None, seed=seed)
-    material = key_material(step, share_across_namespaces=settings.share_across_namespaces, seed=controls.seed)
-    staleness = settings.staleness(controls.max_staleness)
+        material = key_material(step, share_across_namespaces=settings.share_across_namespaces, seed=seed)
+        key, staleness = cache_key(material), None
+    else:
+        material, key, staleness = assessment.material, assessment.key, assessment.staleness
     reason: str | None
     if not settings.enabled:
         reason, detail = "memoize_off", f"memoization is off in namespace {ns!r} under this policy"
-    elif bad is not None:
-        reason, detail = "bad_control", bad
+    elif isinstance(assessment, Skip):
+        reason, detail = assessment.reason, assessment.detail
     else:
-        reason = skip_reason(step, settings, controls)
-        detail = _SKIP_DETAILS.get(reason or "", f"skipped: {reason}") if reason else (
-            f"memoized: reuses a result up to {format_duration(staleness)} old"
-            if staleness > timedelta(0) else "recorded, but never reused (staleness P0D)"
+        reason = None
+        detail = (
+            f"memoized: reuses a result up to {format_duration(assessment.staleness)} old"
+            if assessment.staleness > timedelta(0) else "recorded, but never reused (staleness P0D)"
         )
     return Explanation(
         source=source,
@@ -322,21 +321,13 @@ def explain_pod(
         node_name=step.node_name,
         layout=step.layout,
         template_kind=step.template_kind,
-        key=cache_key(material),
+        key=key,
         material=material,
         memoized=reason is None,
         reason=reason,
         detail=detail,
         staleness=staleness if reason is None else None,
     )
-
-
-_SKIP_DETAILS = {
-    "cache_off": "the step says wfboost.io/cache: \"false\"",
-    "kfp_driver": "a Kubeflow driver pod (reads Kubeflow's metadata store, not a function of its spec)",
-    "writable_volume": "main mounts a writable persistent volume (the policy's allowWritableVolumes is off)",
-    "image_not_pinned": "the policy requires digest-pinned images and main's image has no @sha256:",
-}
 
 
 @dataclass(frozen=True)

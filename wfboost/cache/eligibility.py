@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from wfboost.argo.pods import ArgoStep
+from wfboost.cache.keys import KeyMaterial, cache_key, key_material
 from wfboost.cache.keyspace import DEFAULT_RETENTION
 from wfboost.policy import CACHE, CACHE_SEED, MAX_STALENESS, DurationError, EffectiveMemoize, Policy, parse_duration
 
@@ -24,6 +25,47 @@ _MEMOIZABLE_KINDS = ("container", "script")
 
 class BadControl(ValueError):
     """A per-step control has a value we cannot use; the step is left alone and the pod says why."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The step is not memoized: `reason` is a metric label, `detail` a sentence for the pod and `cache explain`."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The step may be memoized: its key, what the key was made of, and how old a result it accepts."""
+
+    key: str
+    material: KeyMaterial
+    staleness: timedelta
+    controls: StepControls
+
+
+def assess(step: ArgoStep, settings: EffectiveMemoize) -> Skip | Candidate:
+    """Whether and how a step is memoized: the one decision the webhook (before a lookup), the recorder (before
+    recording) and `wfboost cache explain` all make, from the same code. The step must be complete (no offloaded
+    parts left)."""
+    try:
+        controls = step_controls(step)
+    except BadControl as exc:
+        return Skip("bad_control", str(exc))
+    reason = skip_reason(step, settings, controls)
+    if reason is not None:
+        return Skip(reason, SKIP_DETAILS.get(reason, f"not a memoizable step ({reason})"))
+    material = key_material(step, share_across_namespaces=settings.share_across_namespaces, seed=controls.seed)
+    return Candidate(cache_key(material), material, settings.staleness(controls.max_staleness), controls)
+
+
+SKIP_DETAILS = {
+    "cache_off": "the step says wfboost.io/cache: \"false\"",
+    "kfp_driver": "a Kubeflow driver pod (reads Kubeflow's metadata store, not a function of its spec)",
+    "writable_volume": "main mounts a writable persistent volume (the policy's allowWritableVolumes is off)",
+    "image_not_pinned": "the policy requires digest-pinned images and main's image has no @sha256:",
+}
 
 
 @dataclass(frozen=True)

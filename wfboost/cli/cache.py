@@ -38,7 +38,7 @@ from wfboost.cache.admin import (
 )
 from wfboost.cache.redis_client import redact
 from wfboost.cache.store import CacheStore
-from wfboost.cli.options import add_store_options
+from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.policy import DurationError, Policy, PolicyError, format_duration, load_policy, parse_duration
 
 
@@ -82,8 +82,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(handler=_run(_stats))
 
-    for sub in (ls, show, explain, inv, stats):
-        add_store_options(sub)
+    for sub in (ls, show, inv, stats):
+        add_redis_option(sub)
+    add_policy_option(explain)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:

@@ -11,22 +11,21 @@ def env_default(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    """Where state lives: Redis/Valkey, the side store, and the policy file."""
+def add_redis_option(parser: argparse.ArgumentParser) -> None:
+    """Where cache entries live."""
     parser.add_argument(
         "--redis-url",
         default=env_default("WFBOOST_REDIS_URL"),
-        help="Redis/Valkey URL, e.g. redis://host:6379/0 (env WFBOOST_REDIS_URL); without it, nothing is cached",
+        help="Redis/Valkey URL, e.g. redis://host:6379/0; ?cluster=true for Redis Cluster (env WFBOOST_REDIS_URL)",
     )
-    parser.add_argument(
-        "--sidestore-url",
-        default=env_default("WFBOOST_SIDESTORE_URL"),
-        help="side store base URL (env WFBOOST_SIDESTORE_URL)",
-    )
+
+
+def add_policy_option(parser: argparse.ArgumentParser) -> None:
+    """The policy file, as the webhook reads it."""
     parser.add_argument(
         "--policy",
         default=env_default("WFBOOST_POLICY"),
-        help="policy YAML file (env WFBOOST_POLICY); without it, the built-in default policy",
+        help="policy YAML file (env WFBOOST_POLICY); without it, the built-in default policy (every feature off)",
     )
 
 

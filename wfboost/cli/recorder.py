@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from wfboost.cache.redis_client import redact
-from wfboost.cli.options import add_service_options, add_store_options
+from wfboost.cli.options import add_policy_option, add_redis_option, add_service_options
 from wfboost.kube import KubeConfig, KubeError
 from wfboost.kube.informer import WatchSettings
 from wfboost.recorder.service import RecorderConfig, serve_recorder
 from wfboost.recorder.watch import RecorderSettings
+from wfboost.service.shell import ServiceFailed
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--pending-ttl", type=float, default=RecorderSettings.pending_ttl,
         help="seconds a half-seen step (pod or task result only) is remembered without news",
     )
-    add_store_options(p)
+    add_redis_option(p)
+    add_policy_option(p)
     p.set_defaults(handler=run)
 
 
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         asyncio.run(serve_recorder(config))
+    except ServiceFailed as exc:
+        return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot serve metrics on port {args.metrics_port}: {exc.strerror or exc}")
     except ValueError as exc:  # a malformed Redis URL

@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 
-from wfboost.cli.options import add_store_options
+from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.policy import Policy
+from wfboost.webhook.errors import ReviewInputError
 from wfboost.webhook.review import (
     Reviewed,
-    ReviewInputError,
     offline_admission,
     parse_documents,
     policy_from_file,
@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("file", metavar="FILE", help="input file, or - for stdin")
     p.add_argument("--show-object", action="store_true", help="print the patched object instead of the response")
     p.add_argument("--namespace", default=None, help="namespace for bare objects without metadata.namespace")
-    add_store_options(p)
+    add_redis_option(p)
+    add_policy_option(p)
     p.set_defaults(handler=run)
 
 

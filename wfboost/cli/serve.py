@@ -9,9 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from wfboost.cli.options import add_service_options, add_store_options, env_default
+from wfboost.cli.options import add_policy_option, add_redis_option, add_service_options, env_default
 from wfboost.kube import KubeConfig, KubeConfigError
-from wfboost.webhook.config import ServerSettings
+from wfboost.service.shell import ServiceFailed
+from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.server import serve
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="kubeconfig for the rare admission-time API read (an offloaded Argo template); in a pod the "
         "service account is used",
     )
-    add_store_options(p)
+    add_redis_option(p)
+    add_policy_option(p)
     p.set_defaults(handler=run)
 
 
@@ -58,7 +60,7 @@ def kube_config(kubeconfig: str | None) -> KubeConfig | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = ServerSettings(
+    config = WebhookConfig(
         host=args.host,
         port=args.port,
         metrics_port=args.metrics_port,
@@ -66,13 +68,15 @@ def run(args: argparse.Namespace) -> int:
         policy_path=Path(args.policy) if args.policy else None,
         own_namespace=args.namespace,
         redis_url=args.redis_url,
-        sidestore_url=args.sidestore_url,
         webhook_timeout=args.webhook_timeout,
         reload_interval=args.reload_interval,
         kube_config=kube_config(args.kubeconfig),
     )
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(config))
+    except ServiceFailed as exc:
+        print(f"wfboost serve: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"wfboost serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -18,8 +18,9 @@ import orjson
 
 from wfboost.blobs.client import SideStoreClient, SideStoreClientError
 from wfboost.cli.options import env_default
-from wfboost.sidestore.auth import AuthConfigError
+from wfboost.service.shell import ServiceFailed
 from wfboost.sidestore.config import ServiceConfig
+from wfboost.sidestore.errors import AuthConfigError
 from wfboost.sidestore.server import serve
 from wfboost.sidestore.store import StoreSettings, format_bytes
 
@@ -101,7 +102,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     try:
         asyncio.run(serve(config))
-    except (AuthConfigError, ValueError) as exc:
+    except (AuthConfigError, ServiceFailed, ValueError) as exc:
         return _fail("serve", str(exc))
     except OSError as exc:
         return _fail("serve", f"cannot start on {args.host}:{args.port}: {exc.strerror or exc}")

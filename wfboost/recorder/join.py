@@ -6,8 +6,8 @@ WorkflowTaskResult named after the node id and labels it complete. Either may re
 may be garbage-collected before the task result arrives, so the recorder keeps what it learnt from each side
 (`PendingStep`, `MainExit`, `TaskOutputs`) and joins them here once both are present (`join`).
 
-Everything the cache key depends on is decided by `prepare_step`, through the same functions the webhook calls at
-admission (`step_controls`, `skip_reason`, `key_material`, `cache_key`, `EffectiveMemoize.staleness`): a recorded
+Everything the cache key depends on is decided by `prepare_step`, through the function the webhook calls at
+admission (`wfboost.cache.eligibility.assess`): a recorded
 entry lands on the key a later identical pod is looked up by, or memoization silently never hits.
 """
 
@@ -21,15 +21,10 @@ from typing import Any
 
 from wfboost.argo import names
 from wfboost.argo.pods import ArgoStep, owner_workflow_uid
-from wfboost.cache.eligibility import StepControls, skip_reason
+from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry, OutputParameter, Producer
-from wfboost.cache.keys import cache_key, key_material
 from wfboost.policy import EffectiveMemoize
 from wfboost.policy.controls import CACHE_HIT
-
-# Set by the webhook on replayed pods. A replayed pod's outputs are the cached ones: recording them again would only
-# renew an entry without a new run.
-LABEL_HIT = CACHE_HIT
 
 
 @dataclass(frozen=True)
@@ -76,17 +71,18 @@ class Refused:
 def pod_skip_reason(pod: Mapping[str, Any]) -> str | None:
     """Pods the recorder leaves alone before parsing them."""
     labels = (pod.get("metadata") or {}).get("labels") or {}
-    if str(labels.get(LABEL_HIT, "")).lower() == "true":
+    # Set by the webhook on replayed pods: their outputs are the cached ones, and recording them again would only
+    # renew an entry without a new run.
+    if str(labels.get(CACHE_HIT, "")).lower() == "true":
         return "cache_hit"
     return None
 
 
-def prepare_step(step: ArgoStep, settings: EffectiveMemoize, controls: StepControls) -> PendingStep | str:
+def prepare_step(step: ArgoStep, settings: EffectiveMemoize) -> PendingStep | Skip:
     """The pending step, or why it is not memoized (the same reasons, from the same code, as at admission)."""
-    reason = skip_reason(step, settings, controls)
-    if reason is not None:
-        return reason
-    material = key_material(step, share_across_namespaces=settings.share_across_namespaces, seed=controls.seed)
+    assessment = assess(step, settings)
+    if isinstance(assessment, Skip):
+        return assessment
     outputs = (step.template or {}).get("outputs") or {}
     parameters = tuple(str(p.get("name")) for p in outputs.get("parameters") or [] if isinstance(p, Mapping))
     artifacts = tuple(
@@ -97,8 +93,8 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize, controls: StepContr
     return PendingStep(
         namespace=step.namespace,
         node_id=step.node_id,
-        key=cache_key(material),
-        staleness_s=int(settings.staleness(controls.max_staleness).total_seconds()),
+        key=assessment.key,
+        staleness_s=int(assessment.staleness.total_seconds()),
         entry_id=entry_id(step.pod, step.namespace, step.node_id),
         image=str(step.main.get("image") or ""),
         main_container=str(step.main.get("name") or names.CONTAINER_MAIN),

@@ -6,7 +6,7 @@ WorkflowTaskResult, written by Argo's wait container). A watch sees both, in any
 of a pod that is garbage-collected the moment it finishes (the DELETED event carries it), which is where Kubeflow's
 cache records nothing.
 
-The key is recomputed from the pod (recorder_join.prepare_step, the webhook's own functions), never read from the
+The key is recomputed from the pod (join.prepare_step, the webhook's own `assess`), never read from the
 `wfboost.io/cache-key` annotation: a pod's annotations can be written by anyone who can create pods, and an entry
 recorded under a key it does not belong to would replay wrong outputs into someone else's workflow.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from wfboost.argo import names
 from wfboost.argo.pods import NotAnArgoStep, is_argo_step_pod, parse_pod
-from wfboost.cache.eligibility import BadControl, retention, step_controls
+from wfboost.cache.eligibility import Skip, retention
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeApiError, KubeClient, KubeError, resource_path
 from wfboost.kube.informer import Informer, WatchSettings
@@ -48,6 +48,7 @@ from wfboost.recorder.join import (
 )
 from wfboost.recorder.metrics import RecorderMetrics
 from wfboost.recorder.pending import PendingTable, StepId, StepState
+from wfboost.service.tasks import ServiceTasks
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +103,28 @@ class Recorder:
         """Both resources listed once: from here on, every finished step is seen."""
         return all(informer.synced.is_set() for informer in self.informers)
 
-    async def run(self) -> None:
-        tasks = [asyncio.create_task(informer.run()) for informer in self.informers]
-        tasks.append(asyncio.create_task(self.namespaces.run()))
-        tasks.append(asyncio.create_task(self._housekeeping()))
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The recorder's background loops by name, for the service shell (wfboost.service)."""
+        loops: dict[str, Callable[[], Awaitable[None]]] = {informer.name: informer.run for informer in self.informers}
+        loops["namespace-labels"] = self.namespaces.run
+        loops["housekeeping"] = self._housekeeping
         if self.settings.purge_interval > 0:
-            tasks.append(asyncio.create_task(self._purge_loop()))
+            loops["purge"] = self._purge_loop
+        return loops
+
+    async def run(self) -> None:
+        """The loops on their own, until cancelled or one of them fails (which is raised): for tests and embedding;
+        `wfboost recorder` runs them through the service shell instead."""
+        tasks = ServiceTasks("recorder")
+        for name, loop in self.loops().items():
+            tasks.add(name, loop)
+        await tasks.start()
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()  # a loop that died of a bug stops the recorder (and the process) loudly
+            await tasks.failed.wait()
         finally:
-            await stop_tasks(tasks)
+            await tasks.stop()
+        if tasks.error is not None:
+            raise tasks.error
 
     # --- events -----------------------------------------------------------------------------------------------
 
@@ -178,11 +189,6 @@ class Recorder:
         except NotAnArgoStep as exc:
             log.info("pod %s: %s", _pod_name(pod), exc)
             return "not_argo_layout"
-        try:
-            controls = step_controls(step)
-        except BadControl as exc:
-            log.info("pod %s: %s", _pod_name(pod), exc)
-            return "bad_control"
         if step.offloads:
             path = resource_path("", "v1", "configmaps", step.namespace, step.pod_name)
             try:
@@ -201,7 +207,12 @@ class Recorder:
             except NotAnArgoStep as exc:
                 log.info("pod %s: %s", _pod_name(pod), exc)
                 return "not_argo_layout"
-        return prepare_step(step, settings, controls)
+        prepared = prepare_step(step, settings)
+        if isinstance(prepared, Skip):
+            if prepared.reason == "bad_control":
+                log.info("pod %s: %s", _pod_name(pod), prepared.detail)
+            return prepared.reason
+        return prepared
 
     async def _try_record(self, ident: StepId, state: StepState) -> None:
         if not state.ready:
@@ -288,17 +299,6 @@ class Recorder:
 
     def _handler_error(self) -> None:
         self.metrics.errors.labels(kind="handler").inc()
-
-
-async def stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel until they are done. Not a TaskGroup: on Python 3.11 `asyncio.wait_for` can swallow a cancellation
-    that races with a watch chunk arriving (fixed in 3.12), and a TaskGroup cancels its children only once, which
-    would leave shutdown waiting for the watch's timeout."""
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.1)
 
 
 def _step_id(obj: dict[str, Any], node_id: Any) -> StepId:

@@ -30,11 +30,7 @@ from typing import Any
 
 import yaml
 
-from wfboost.sidestore.errors import Forbidden, Unauthorized
-
-
-class AuthConfigError(ValueError):
-    """The clients file cannot be used; the message names the file and the entry."""
+from wfboost.sidestore.errors import AuthConfigError, Forbidden, Unauthorized
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 
 class SideStoreError(Exception):
-    """A refusal with an HTTP status and a machine-readable reason."""
+    """The root of the side store service's own errors."""
+
+
+class Refusal(SideStoreError):
+    """A refusal with an HTTP status and a machine-readable reason, answered by the server's middleware."""
 
     status = 500
     reason = "InternalError"
@@ -18,35 +22,35 @@ class SideStoreError(Exception):
         self.message = message
 
 
-class BadRequest(SideStoreError):
+class BadRequest(Refusal):
     status, reason = 400, "BadRequest"
 
 
-class Unauthorized(SideStoreError):
+class Unauthorized(Refusal):
     status, reason = 401, "Unauthorized"
 
 
-class Forbidden(SideStoreError):
+class Forbidden(Refusal):
     status, reason = 403, "Forbidden"
 
 
-class NotFound(SideStoreError):
+class NotFound(Refusal):
     status, reason = 404, "NotFound"
 
 
-class Conflict(SideStoreError):
+class Conflict(Refusal):
     status, reason = 409, "Conflict"
 
 
-class LengthRequired(SideStoreError):
+class LengthRequired(Refusal):
     status, reason = 411, "LengthRequired"
 
 
-class TooLarge(SideStoreError):
+class TooLarge(Refusal):
     status, reason = 413, "TooLarge"
 
 
-class RangeNotSatisfiable(SideStoreError):
+class RangeNotSatisfiable(Refusal):
     status, reason = 416, "RangeNotSatisfiable"
 
     def __init__(self, message: str, size: int) -> None:
@@ -54,15 +58,19 @@ class RangeNotSatisfiable(SideStoreError):
         self.size = size
 
 
-class DigestMismatch(SideStoreError):
+class DigestMismatch(Refusal):
     status, reason = 422, "DigestMismatch"
 
 
-class QuotaExceeded(SideStoreError):
+class QuotaExceeded(Refusal):
     """507: the namespace's storage is full (not the request's size, which would be 413)."""
 
     status, reason = 507, "QuotaExceeded"
 
 
-class BackendError(SideStoreError):
+class BackendError(Refusal):
     status, reason = 503, "BackendUnavailable"
+
+
+class AuthConfigError(SideStoreError, ValueError):
+    """The clients file cannot be used (the service refuses to start without one)."""

@@ -12,28 +12,31 @@ import asyncio
 import contextlib
 import logging
 import re
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from wfboost.blobs.wire import AddRefs, CompleteUpload, RefBody, StartUpload
 from wfboost.cache import redis_client
 from wfboost.kube import KubeClient, KubeConfig, KubeError
 from wfboost.policy import PolicyWatcher
+from wfboost.service.shell import Site, add_status_routes, run_service, status_app
+from wfboost.service.tasks import ServiceTasks
 from wfboost.sidestore import keyspace
 from wfboost.sidestore.auth import Authenticator, Client
 from wfboost.sidestore.config import ServiceConfig, backend_name, make_backend
 from wfboost.sidestore.digest import parse_digest
 from wfboost.sidestore.errors import (
+    AuthConfigError,
     BadRequest,
     LengthRequired,
     RangeNotSatisfiable,
-    SideStoreError,
+    Refusal,
     Unauthorized,
 )
 from wfboost.sidestore.gc import Sweeper
@@ -123,6 +126,22 @@ class SideStoreServer:
                 raise ValueError(f"cannot use the serving certificate: {self.tls.last_error}")
         elif not config.insecure_http:
             raise ValueError("the side store serves TLS only: give a certificate and key (or insecure_http for a demo)")
+        self.tasks = ServiceTasks("sidestore")
+        self.tasks.add("policy-reload", self.policy.run)
+        self.tasks.add("credentials-reload", self._reload_loop)
+        self.tasks.add("live-workflows", self._watch_workflows)
+        if config.gc_interval > 0:
+            self.tasks.add("gc", self._gc_loop)
+
+    async def __aenter__(self) -> SideStoreServer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.store.close()
+        with contextlib.suppress(RedisError, OSError):
+            await self.store.redis.aclose()
 
     # --- application ----------------------------------------------------------------------------------------
 
@@ -146,43 +165,32 @@ class SideStoreServer:
         r.add_get("/v1/namespaces", self.list_namespaces, name="list_namespaces")
         r.add_post("/v1/gc", self.gc, name="gc")
         self._add_probes(app)
-        app.cleanup_ctx.append(self._resources)
         return app
 
     def build_metrics_app(self) -> web.Application:
-        app = web.Application()
-        self._add_probes(app)
-        return app
+        """Health and metrics without credentials, for the kubelet and Prometheus on a port of their own."""
+        return status_app(registry=self.metrics.registry, readiness=self.missing, before_metrics=self._refresh_gauges)
 
     def _add_probes(self, app: web.Application) -> None:
-        app.router.add_get("/healthz", self.healthz, name="healthz")
-        app.router.add_get("/readyz", self.readyz, name="readyz")
-        app.router.add_get("/metrics", self.metrics_page, name="metrics")
+        add_status_routes(app, registry=self.metrics.registry, readiness=self.missing,
+                          before_metrics=self._refresh_gauges)
 
-    async def _resources(self, app: web.Application) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(self.policy.run(), name="sidestore-policy"),
-            asyncio.create_task(self._reload_loop(), name="sidestore-reload"),
-            asyncio.create_task(self._watch_workflows(), name="sidestore-workflows"),
-        ]
-        if self.config.gc_interval > 0:
-            tasks.append(asyncio.create_task(self._gc_loop(), name="sidestore-gc"))
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.store.close()
-        with contextlib.suppress(Exception):
-            await self.store.redis.aclose()
+    def sites(self) -> list[Site]:
+        c = self.config
+        ssl_context = self.tls.context if self.tls is not None else None
+        sites = [Site(self.build_app(), c.host, c.port, ssl_context, "the side store API", 10.0)]
+        if c.metrics_port:
+            sites.append(Site(self.build_metrics_app(), c.host, c.metrics_port, None, "health and metrics"))
+        return sites
 
     async def _reload_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reload_interval)
-            with contextlib.suppress(Exception):
+            try:
                 if self.auth.reload():
                     log.info("clients file reloaded: %d clients", len(self.auth.clients))
+            except AuthConfigError as exc:  # no client was ever loaded: every request keeps being refused
+                log.warning("clients file: %s", exc)
             if self.tls is not None and self.tls.check_now():
                 log.info("serving certificate reloaded")
 
@@ -218,7 +226,7 @@ class SideStoreServer:
             request[CLIENT] = self._authenticate(request)
             response = await handler(request)
             outcome = str(response.status)
-        except SideStoreError as exc:
+        except Refusal as exc:
             outcome = exc.reason
             response = _error_response(exc)
         except web.HTTPException as exc:
@@ -399,21 +407,17 @@ class SideStoreServer:
         report = await self.sweeper.sweep(dry_run=dry_run)
         return web.json_response(report, dumps=_dumps)
 
-    async def healthz(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"ok": True})
-
-    async def readyz(self, request: web.Request) -> web.StreamResponse:
+    async def missing(self) -> Sequence[str]:
         try:
             await self.store.redis.ping()
-        except Exception as exc:
-            return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
-        return web.json_response({"ready": True, "workflows_synced": self.live.synced})
+        except (RedisError, OSError) as exc:
+            return [f"redis: {exc}"]
+        return []
 
-    async def metrics_page(self, request: web.Request) -> web.StreamResponse:
+    async def _refresh_gauges(self) -> None:
         for backend in self.store.backends:
             self.metrics.stored.labels(backend).set(int(await self.store.redis.get(keyspace.stored(backend)) or 0))
         self.metrics.workflows_synced.set(1 if self.live.synced else 0)
-        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _dumps(value: Any) -> str:
@@ -429,7 +433,7 @@ def _blob_headers(digest: str) -> dict[str, str]:
     }
 
 
-def _error_response(exc: SideStoreError) -> web.Response:
+def _error_response(exc: Refusal) -> web.Response:
     response = web.json_response({"reason": exc.reason, "message": exc.message}, status=exc.status)
     # HEAD answers carry no body: the reason travels in headers too.
     response.headers["Wfboost-Error"] = exc.message.encode("ascii", "replace").decode()[:1000]
@@ -457,24 +461,7 @@ async def _json_body(request: web.Request, default: Any) -> Any:
     return body
 
 
-async def serve(config: ServiceConfig) -> None:
-    """Run until SIGTERM/SIGINT."""
-    server = SideStoreServer(config)
-    runner = web.AppRunner(server.build_app(), access_log=None, shutdown_timeout=10.0)
-    await runner.setup()
-    ssl_context = server.tls.context if server.tls is not None else None
-    await web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context).start()
-    metrics_runner: web.AppRunner | None = None
-    if config.metrics_port:
-        metrics_runner = web.AppRunner(server.build_metrics_app(), access_log=None)
-        await metrics_runner.setup()
-        await web.TCPSite(metrics_runner, config.host, config.metrics_port).start()
-    log.info("side store listening on %s:%d (%s)", config.host, config.port, "https" if ssl_context else "http")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    if metrics_runner is not None:
-        await metrics_runner.cleanup()
-    await runner.cleanup()
+async def serve(config: ServiceConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set)."""
+    async with SideStoreServer(config) as server:
+        await run_service("sidestore", sites=server.sites(), tasks=server.tasks, stop=stop)

@@ -17,10 +17,15 @@ from typing import Any
 import jsonpatch
 import orjson
 
+from wfboost.blobs.client import SideStoreClient
+from wfboost.cache.store import CacheStore
+from wfboost.kube import KubeClient
 from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionRequest, AdmissionReview
 from wfboost.structs.patch import PatchOp
+from wfboost.webhook.errors import PatchDoesNotApply, StoreNotConfigured
 from wfboost.webhook.failopen import FailOpen, classify
+from wfboost.webhook.metrics import Metrics
 from wfboost.webhook.wire import build_response
 
 log = logging.getLogger(__name__)
@@ -40,19 +45,25 @@ UNCHANGED = Decision()
 
 @dataclass
 class AdmissionContext:
-    """What a handler may use. I/O clients are injected so handlers stay testable and the CLI reuses them."""
+    """What a handler may use. I/O clients are injected so handlers stay testable and the CLI reuses them; a part
+    that is not configured is None, and `require_*` turns its absence into the counted fail-open reason."""
 
     policy: Policy
     deadline: float  # loop.time() after which the answer is "allow, no patch"
+    metrics: Metrics
     dry_run: bool = False
-    store: Any = None  # wfboost.cache.store.CacheStore; None when no Redis is configured
-    sidestore: Any = None
-    kube: Any = None  # wfboost.kube.KubeClient, for the rare reads (an offloaded Argo template)
-    metrics: Any = None  # wfboost.webhook.metrics.Metrics
+    store: CacheStore | None = None  # None when no Redis is configured
+    sidestore: SideStoreClient | None = None
+    kube: KubeClient | None = None  # for the rare reads (an offloaded Argo template)
     namespace_labels: Mapping[str, str] | None = None  # None when unknown: label-gated policy rules do not match
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+    def require_store(self) -> CacheStore:
+        if self.store is None:
+            raise StoreNotConfigured("memoization is on but no Redis URL is configured (--redis-url)")
+        return self.store
 
 
 Handler = Callable[[AdmissionRequest, AdmissionContext], Awaitable[Decision]]
@@ -79,14 +90,15 @@ class Outcome:
 
 @dataclass
 class Admission:
+    """The pipeline with its parts: the routes, the policy in force, and the clients handlers may use."""
+
     routes: Mapping[str, Route]
     policy: Callable[[], Policy]
-    store: Any = None
-    sidestore: Any = None
-    kube: Any = None
-    metrics: Any = None
+    metrics: Metrics = field(default_factory=Metrics)
+    store: CacheStore | None = None
+    sidestore: SideStoreClient | None = None
+    kube: KubeClient | None = None
     namespace_labels: Callable[[str], Mapping[str, str] | None] = field(default=lambda namespace: None)
-    on_fail_open: Callable[[FailOpen], None] = field(default=lambda reason: None)
 
     async def admit(self, route_name: str, review: AdmissionReview, budget: float) -> Outcome:
         """Decide within `budget` seconds; whatever happens, the result allows the request."""
@@ -130,19 +142,15 @@ class Admission:
         return Outcome(build_response(review, decision.patch, decision.warnings), decision.outcome)
 
     def _fail_open(self, review: AdmissionReview, exc: BaseException) -> Outcome:
-        reason = FailOpen.PATCH_INVALID if isinstance(exc, PatchDoesNotApply) else classify(exc)
+        reason = classify(exc)
         request = review["request"]
         what = f"{request['kind']['kind']} {request.get('namespace', '')}/{request.get('name', '')}"
         if reason in (FailOpen.HANDLER_ERROR, FailOpen.PATCH_INVALID):
             log.error("admitting %s unchanged (%s): %s", what, reason.value, exc, exc_info=exc)
         else:
             log.warning("admitting %s unchanged (%s): %s", what, reason.value, exc or type(exc).__name__)
-        self.on_fail_open(reason)
+        self.metrics.fail_open.labels(reason=reason.value).inc()
         return Outcome(build_response(review), "fail_open", fail_open=reason, detail=str(exc))
-
-
-class PatchDoesNotApply(ValueError):
-    """Our patch would fail on the API server; never sent."""
 
 
 def verify_patch(obj: Any, patch: Sequence[PatchOp]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Settings of the admission server, as one dataclass (from CLI options and environment variables)."""
+"""The configuration of one admission server, as one dataclass (from CLI options and environment variables)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024  # the API server refuses bodies over 3 MiB; an
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class WebhookConfig:
     host: str = "0.0.0.0"
     port: int = 8443
     # Plain-HTTP port for /healthz, /readyz and /metrics (probes and Prometheus without TLS); 0 disables it.
@@ -22,7 +22,6 @@ class ServerSettings:
     policy_path: Path | None = None
     own_namespace: str = "wfboost"
     redis_url: str | None = None
-    sidestore_url: str | None = None
     webhook_timeout: float = 10.0  # the MutatingWebhookConfiguration's timeoutSeconds
     reload_interval: float = 10.0  # how often certificate and policy files are re-read
     max_body_bytes: int = MAX_BODY_BYTES

@@ -12,6 +12,9 @@ import enum
 
 import redis.exceptions
 
+from wfboost.blobs.client import SideStoreUnavailable
+from wfboost.webhook.errors import KubeUnavailable, PatchDoesNotApply, StoreNotConfigured, UnparseableObject
+
 
 class FailOpen(enum.StrEnum):
     DEADLINE = "deadline"  # the internal deadline (below the webhook timeout) passed
@@ -23,24 +26,10 @@ class FailOpen(enum.StrEnum):
     HANDLER_ERROR = "handler_error"  # any other exception: a bug, logged with its traceback
 
 
-class UnparseableObject(ValueError):
-    """A handler could not read the object; it is admitted untouched."""
-
-
-class StoreNotConfigured(ConnectionError):
-    """Memoization is on in the policy but no Redis URL was given."""
-
-
-class SideStoreUnavailable(ConnectionError):
-    """The side store could not be reached in time."""
-
-
-class KubeUnavailable(ConnectionError):
-    """The Kubernetes API could not be reached in time."""
-
-
 def classify(exc: BaseException) -> FailOpen:
     """The counted reason for an exception raised while admitting."""
+    if isinstance(exc, PatchDoesNotApply):
+        return FailOpen.PATCH_INVALID
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return FailOpen.DEADLINE
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | StoreNotConfigured):

@@ -25,6 +25,7 @@ from wfboost.argo.pods import ArgoStep
 from wfboost.cache.entries import CacheEntry
 from wfboost.policy import ReplaySettings
 from wfboost.structs.patch import PatchOp
+from wfboost.webhook.errors import WebhookError
 
 ENV_PREFIX = "WFBOOST_"
 # Characters of a value per env chunk: at most 60,000 bytes of UTF-8 (or 30,000 after `$` doubling), well under the
@@ -84,8 +85,12 @@ _KEPT_MOUNTS = frozenset({names.VOLUME_VAR_RUN_ARGO, names.VOLUME_ARGOEXEC_BIN})
 _REPLAY_VOLUME = "wfboost-replay-"
 
 
-class NotReplayable(ValueError):
-    """The hit cannot be replayed faithfully; the message is the miss reason."""
+class NotReplayable(WebhookError, ValueError):
+    """The hit cannot be replayed faithfully: `reason` is the miss reason (a metric label), `detail` names what."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class ReplayPlan:
 
 
 def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
-    """What the replay container must write, or NotReplayable(reason)."""
+    """What the replay container must write; NotReplayable when the entry cannot be replayed faithfully."""
     template = step.template or {}
     outputs = template.get("outputs") or {}
     declared_params = [p for p in outputs.get("parameters") or [] if isinstance(p, Mapping)]
@@ -115,13 +120,13 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
             continue  # supplied/expression/configMap parameters are not produced by the container
         name = str(param.get("name"))
         if name not in cached:
-            raise NotReplayable(f"entry_missing_parameter:{name}")
+            raise NotReplayable("entry_missing_parameter", str(name))
         if "\x00" in cached[name]:
-            raise NotReplayable(f"value_has_nul:{name}")  # an env var cannot carry it
+            raise NotReplayable("value_has_nul", str(name))  # an env var cannot carry it
         _check_path(str(path), user_mounts, input_paths)
         parent = posixpath.dirname(posixpath.normpath(str(path)))
         if parent == "/":
-            raise NotReplayable(f"output_at_root:{path}")
+            raise NotReplayable("output_at_root", str(path))
         points.append(parent)
         env.append({"name": f"{ENV_PREFIX}PARAM_{index}_PATH", "value": kubelet_literal(str(path))})
         env.extend(_chunks(f"{ENV_PREFIX}PARAM_{index}", cached[name]))
@@ -135,7 +140,7 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
         if artifact.get("name") not in recorded:
             if artifact.get("optional"):
                 continue  # the first run did not produce it: the replay must not either
-            raise NotReplayable(f"entry_missing_artifact:{artifact.get('name')}")
+            raise NotReplayable("entry_missing_artifact", str(artifact.get('name')))
         _check_path(str(path), user_mounts, input_paths)
         points.append(posixpath.normpath(str(path)))
         env.append({"name": f"{ENV_PREFIX}ARTIFACT_{number}_PATH", "value": kubelet_literal(str(path))})
@@ -143,7 +148,7 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
         if "result" not in entry:
             raise NotReplayable("entry_missing_stdout")
         if "\x00" in entry["result"]:
-            raise NotReplayable("value_has_nul:stdout")
+            raise NotReplayable("value_has_nul", "stdout")
         env.extend(_chunks(f"{ENV_PREFIX}STDOUT", entry["result"]))
         payload += len(entry["result"].encode())
     if payload > MAX_PAYLOAD:
@@ -282,14 +287,14 @@ def _check_path(path: str, user_mounts: Sequence[str], input_paths: set[Any]) ->
     volume, not from what emissary copied: a replay would hand it old content or nothing. Such steps are never
     replayed. Relative paths resolve against the step's working directory, which the replay does not keep."""
     if not path.startswith("/"):
-        raise NotReplayable(f"relative_output_path:{path}")
+        raise NotReplayable("relative_output_path", str(path))
     normal = posixpath.normpath(path)
     for mount in user_mounts:
         if _within(normal, mount):
-            raise NotReplayable(f"output_on_volume:{path}")
+            raise NotReplayable("output_on_volume", str(path))
     for input_path in input_paths:
         if isinstance(input_path, str) and _within(normal, input_path):
-            raise NotReplayable(f"output_in_input_artifact:{path}")
+            raise NotReplayable("output_in_input_artifact", str(path))
 
 
 def _within(path: str, root: str) -> bool:

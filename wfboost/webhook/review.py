@@ -19,13 +19,10 @@ from wfboost.cache.store import CacheStore
 from wfboost.policy import Policy, PolicyError, load_policy
 from wfboost.structs.admission import AdmissionReview
 from wfboost.webhook.admission import Admission, Outcome, budget_for, verify_patch
+from wfboost.webhook.errors import BadReview, ReviewInputError
 from wfboost.webhook.metrics import Metrics
 from wfboost.webhook.routes import ROUTE_BY_KIND, ROUTES
-from wfboost.webhook.wire import BadReview, decode_patch, parse_review, review_for_object
-
-
-class ReviewInputError(ValueError):
-    """The input cannot be reviewed; the message says why in one line."""
+from wfboost.webhook.wire import decode_patch, parse_review, review_for_object
 
 
 @dataclass(frozen=True)

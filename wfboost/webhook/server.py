@@ -1,7 +1,8 @@
 """The HTTPS admission server (aiohttp).
 
 Routes: `POST /mutate/{pods,workflows,workflowtaskresults}`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
-Resources (Redis client, certificate and policy reloaders) open and close in `cleanup_ctx`, in one visible place.
+The server holds its parts (certificate and policy reloaders, the Redis store, the Kubernetes client) and opens
+and closes them as an async context manager; the service shell (wfboost.service) runs its sites and its loops.
 
 Every AdmissionReview gets an allowing answer (admission.py). Bodies that are not AdmissionReviews get a 4xx with
 a one-line message; no response ever carries a traceback.
@@ -10,29 +11,29 @@ a one-line message; no response ever carries a traceback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeClient
 from wfboost.kube.namespaces import NamespaceLabels
 from wfboost.policy import PolicyWatcher
+from wfboost.service.shell import Site, add_status_routes, run_service, status_app
+from wfboost.service.tasks import ServiceTasks
 from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.admission import Admission, Route, budget_for
-from wfboost.webhook.config import ServerSettings
-from wfboost.webhook.failopen import FailOpen
+from wfboost.webhook.config import WebhookConfig
+from wfboost.webhook.errors import BadReview
 from wfboost.webhook.go_duration import parse_go_duration
 from wfboost.webhook.metrics import Metrics
 from wfboost.webhook.routes import ROUTES
-from wfboost.webhook.wire import BadReview, parse_review
+from wfboost.webhook.wire import parse_review
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,15 @@ KUBE_READ_TIMEOUT = 2.0
 
 
 class WebhookServer:
-    """Everything one running server holds. Tests build it directly to inject routes, a store or reloaders."""
+    """Everything one running server holds. Tests build it directly to inject routes, a store or reloaders.
+
+    Use as `async with server:` around serving; `tasks` are its background loops (certificate and policy reload,
+    namespace labels), started and stopped by whoever serves it (`serve`, or a test harness).
+    """
 
     def __init__(
         self,
-        settings: ServerSettings,
+        config: WebhookConfig,
         *,
         routes: dict[str, Route] | None = None,
         metrics: Metrics | None = None,
@@ -54,30 +59,47 @@ class WebhookServer:
         store: CacheStore | None = None,
         kube: KubeClient | None = None,
     ) -> None:
-        s = self.settings = settings
+        c = self.config = config
         self.metrics = metrics or Metrics()
-        self.tls = tls or CertificateReloader(s.cert_dir, cert_name=s.cert_file, key_name=s.key_file)
-        self.policy = policy or PolicyWatcher(s.policy_path, own_namespace=s.own_namespace, interval=s.reload_interval)
-        if store is None and s.redis_url:
-            store = CacheStore(redis_client.connect(s.redis_url))
+        self.tls = tls or CertificateReloader(c.cert_dir, cert_name=c.cert_file, key_name=c.key_file)
+        self.policy = policy or PolicyWatcher(c.policy_path, own_namespace=c.own_namespace, interval=c.reload_interval)
+        if store is None and c.redis_url:
+            store = CacheStore(redis_client.connect(c.redis_url))
         self.store = store
-        self._owns_kube = kube is None and s.kube_config is not None
+        self._owns_kube = kube is None and c.kube_config is not None
         if self._owns_kube:
-            assert s.kube_config is not None
-            kube = KubeClient(s.kube_config, timeout=KUBE_READ_TIMEOUT, connect_timeout=KUBE_READ_TIMEOUT)
+            assert c.kube_config is not None
+            kube = KubeClient(c.kube_config, timeout=KUBE_READ_TIMEOUT, connect_timeout=KUBE_READ_TIMEOUT)
         self.kube = kube
         self.namespaces = NamespaceLabels(kube) if kube is not None else None
         watcher, namespaces = self.policy, self.namespaces
         self.admission = Admission(
             routes=routes if routes is not None else dict(ROUTES),
             policy=lambda: watcher.current,
+            metrics=self.metrics,
             store=self.store,
             kube=self.kube,
-            metrics=self.metrics,
-            namespace_labels=(lambda namespace: namespaces.labels(namespace)) if namespaces else (lambda _: None),
-            on_fail_open=lambda reason: self.metrics.fail_open.labels(reason=reason.value).inc(),
+            namespace_labels=namespaces.labels if namespaces is not None else (lambda _: None),
         )
+        self.tasks = ServiceTasks("webhook")
+        self.tasks.add("tls-reload", lambda: self.tls.run(c.reload_interval))
+        self.tasks.add("policy-reload", self.policy.run)
+        if self.namespaces is not None:
+            self.tasks.add("namespace-labels", self.namespaces.run)
         self._wire_status_metrics()
+
+    async def __aenter__(self) -> WebhookServer:
+        if self._owns_kube and self.kube is not None:
+            await self.kube.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.store is not None:
+            await self.store.redis.aclose()
+        if self._owns_kube and self.kube is not None:
+            await self.kube.close()
 
     def _wire_status_metrics(self) -> None:
         tls, policy, m = self.tls, self.policy, self.metrics
@@ -87,14 +109,14 @@ class WebhookServer:
         m.tls_reloads.set_function(lambda: float(tls.reloads))
         m.tls_reload_errors.set_function(lambda: float(tls.reload_errors))
 
-    @property
-    def ready(self) -> tuple[bool, list[str]]:
+    async def missing(self) -> Sequence[str]:
+        """What the server still lacks before it is ready to admit (empty: ready)."""
         missing = []
         if not self.tls.loaded:
             missing.append("TLS certificate not loaded")
         if not self.policy.loaded:
             missing.append("policy not loaded")
-        return (not missing, missing)
+        return missing
 
     # --- HTTP handlers -------------------------------------------------------------------------------------
 
@@ -110,7 +132,7 @@ class WebhookServer:
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
 
     async def _mutate(self, request: web.Request, route: str) -> tuple[web.StreamResponse, str]:
-        limit = self.settings.max_body_bytes
+        limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return _error(413, f"request body of {request.content_length} bytes exceeds the {limit}-byte limit"), (
                 "too_large"
@@ -125,67 +147,29 @@ class WebhookServer:
             log.info("bad request on /mutate/%s from %s: %s", route, request.remote, exc)
             return _error(400, f"not an AdmissionReview: {exc}"), "bad_request"
         requested = parse_go_duration(request.query.get("timeout", ""))
-        budget = budget_for(self.settings.webhook_timeout, requested)
+        budget = budget_for(self.config.webhook_timeout, requested)
         result = await self.admission.admit(route, review, budget)
         return web.Response(body=orjson.dumps(result.review), content_type="application/json"), result.outcome
 
-    async def healthz(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(text="ok\n")
-
-    async def readyz(self, request: web.Request) -> web.StreamResponse:
-        ok, missing = self.ready
-        if ok:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: " + "; ".join(missing) + "\n")
-
-    async def metrics_page(self, request: web.Request) -> web.StreamResponse:
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    # --- application -----------------------------------------------------------------------------------------
+    # --- applications --------------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(
-            client_max_size=self.settings.max_body_bytes,
-            middlewares=[_no_tracebacks],
-        )
+        """The admission application (HTTPS), with the status routes too."""
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[_no_tracebacks])
         app.router.add_post("/mutate/{route}", self.mutate)
-        self._add_status_routes(app)
-        app.cleanup_ctx.append(self._background)
+        add_status_routes(app, registry=self.metrics.registry, readiness=self.missing)
         return app
 
     def build_status_app(self) -> web.Application:
         """Health and metrics without TLS, for probes and Prometheus on a separate port."""
-        app = web.Application(middlewares=[_no_tracebacks])
-        self._add_status_routes(app)
-        return app
+        return status_app(registry=self.metrics.registry, readiness=self.missing, middlewares=[_no_tracebacks])
 
-    def _add_status_routes(self, app: web.Application) -> None:
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics_page)
-
-    async def _background(self, app: web.Application) -> AsyncIterator[None]:
-        """Reload certificates and policy while the app runs; close the Redis pool when it stops."""
-        interval = self.settings.reload_interval
-        if self._owns_kube and self.kube is not None:
-            await self.kube.__aenter__()
-        tasks = [
-            asyncio.create_task(self.tls.run(interval), name="tls-reload"),
-            asyncio.create_task(self.policy.run(), name="policy-reload"),
-        ]
-        if self.namespaces is not None:
-            tasks.append(asyncio.create_task(self.namespaces.run(), name="namespace-labels"))
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.store is not None:
-            await self.store.redis.aclose()
-        if self._owns_kube and self.kube is not None:
-            await self.kube.close()
+    def sites(self) -> list[Site]:
+        c = self.config
+        sites = [Site(self.build_app(), c.host, c.port, self.tls.context, "admission", c.shutdown_timeout)]
+        if c.metrics_port:
+            sites.append(Site(self.build_status_app(), c.host, c.metrics_port, None, "health and metrics"))
+        return sites
 
     def load_now(self) -> None:
         """Read certificate and policy files once, before accepting connections."""
@@ -214,35 +198,14 @@ def _error(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message.rstrip() + "\n")
 
 
-async def serve(settings: ServerSettings, stop: asyncio.Event | None = None) -> None:
+async def serve(config: WebhookConfig, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then drain: Kubernetes sends SIGTERM on rollout."""
-    server = WebhookServer(settings)
+    server = WebhookServer(config)
     server.load_now()
     if not server.tls.loaded:
-        log.warning("no usable certificate in %s yet; serving starts once one appears", settings.cert_dir)
-    runner = web.AppRunner(server.build_app(), shutdown_timeout=settings.shutdown_timeout, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=server.tls.context)
-    await site.start()
-    log.info("serving admission on https://%s:%d", settings.host, settings.port)
-    status_runner = None
-    if settings.metrics_port:
-        status_runner = web.AppRunner(server.build_status_app(), access_log=None)
-        await status_runner.setup()
-        await web.TCPSite(status_runner, settings.host, settings.metrics_port).start()
-        log.info("serving health and metrics on http://%s:%d", settings.host, settings.metrics_port)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        if status_runner is not None:
-            await status_runner.cleanup()
-        await runner.cleanup()
+        log.warning("no usable certificate in %s yet; serving starts once one appears", config.cert_dir)
+    async with server:
+        await run_service("webhook", sites=server.sites(), tasks=server.tasks, stop=stop)
 
 
-__all__ = ["FailOpen", "WebhookServer", "serve"]
+__all__ = ["WebhookServer", "serve"]

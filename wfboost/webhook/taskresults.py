@@ -18,13 +18,12 @@ from redis.exceptions import RedisError
 
 from wfboost.argo import names
 from wfboost.argo.pods import owner_workflow_uid
-from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeError, resource_path
 from wfboost.policy.controls import CACHE_ARTIFACTS, CACHE_HIT
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
-from wfboost.webhook.failopen import StoreNotConfigured
+from wfboost.webhook.errors import StoreNotConfigured
 
 KINDS = frozenset({("argoproj.io", "WorkflowTaskResult")})
 
@@ -49,9 +48,7 @@ async def admit_taskresult(request: AdmissionRequest, ctx: AdmissionContext) -> 
     node_id = str((result.get("metadata") or {}).get("name") or "")
     workflow_uid = owner_workflow_uid(result)
     try:
-        if not isinstance(ctx.store, CacheStore):
-            raise StoreNotConfigured("no Redis URL is configured")
-        marker = await ctx.store.hit_marker(namespace, workflow_uid, node_id)
+        marker = await ctx.require_store().hit_marker(namespace, workflow_uid, node_id)
         cached = marker.get("artifacts") or [] if marker is not None else None
     except (RedisError, StoreNotConfigured) as exc:
         # Without this answer a replayed step's placeholders would become its outputs: ask the pod instead.

@@ -19,12 +19,9 @@ from wfboost.structs.admission import (
     AdmissionReview,
 )
 from wfboost.structs.patch import PatchOp
+from wfboost.webhook.errors import BadReview
 
 _OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
-
-
-class BadReview(ValueError):
-    """The body is not an AdmissionReview we can answer; the message names the problem for the caller."""
 
 
 def parse_review(body: bytes) -> AdmissionReview:

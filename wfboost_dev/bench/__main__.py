@@ -28,7 +28,7 @@ from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore
 from wfboost.tls.certs import write_local_material
 from wfboost.tls.reloader import CertificateReloader
-from wfboost.webhook.config import ServerSettings
+from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.server import WebhookServer
 from wfboost_dev.demo.apiserver import ApiServerClient
 from wfboost_dev.demo.processes import free_port, start_redis
@@ -114,9 +114,9 @@ def main() -> int:
             baseline = measure(lambda: client.admit("pods", miss_pod))
             base.stop()
 
-            settings = ServerSettings(host="127.0.0.1", port=0, cert_dir=root, policy_path=root / "policy.yaml",
+            settings = WebhookConfig(host="127.0.0.1", port=0, cert_dir=root, policy_path=root / "policy.yaml",
                                       redis_url=redis.url)
-            off = ServerSettings(host="127.0.0.1", port=0, cert_dir=root)
+            off = WebhookConfig(host="127.0.0.1", port=0, cert_dir=root)
             results = {}
             for name, config, pod in (
                 ("wfboost, memoization off", off, miss_pod),

@@ -1,0 +1,96 @@
+"""What memoization decides for one step pod, and the patch that carries it out. Pure: no I/O.
+
+`decide` takes what is known once the store has answered (the parsed step, how the step is memoized, the lookup's
+answer) and says hit, miss or skipped, with the reason; `patch_for` turns that into JSON Patch operations on the pod
+as received: a replay for a hit (replay.py), annotations saying what happened and why otherwise, so a user sees it
+in `kubectl describe pod`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from wfboost.argo.pods import ArgoStep
+from wfboost.cache.eligibility import Candidate, Skip
+from wfboost.cache.entries import CacheEntry
+from wfboost.cache.store import Lookup, Verdict
+from wfboost.policy import ReplaySettings
+from wfboost.policy.controls import CACHE_ARTIFACTS, CACHE_HIT, CACHE_KEY, CACHE_OUTCOME, CACHE_SOURCE
+from wfboost.structs.patch import PatchOp
+from wfboost.webhook.replay import NotReplayable, ReplayPlan, hit_patch, metadata_ops, replay_plan
+
+# The cached artifacts are also written on the pod, for the task result's fallback when Redis cannot answer; a list
+# longer than this (rare: hundreds of artifacts) relies on Redis alone.
+MAX_ARTIFACTS_ANNOTATION = 32 * 1024
+
+MemoVerdict = Literal["hit", "miss", "skipped"]
+
+
+@dataclass(frozen=True)
+class MemoDecision:
+    """Hit (with the entry and how to replay it), miss or skipped, and why."""
+
+    verdict: MemoVerdict
+    reason: str  # metric label: no_entry, staleness_zero, cache_off, entry_missing_stdout…; "" for hits
+    detail: str = ""  # what exactly, for the pod's annotation and `wfboost review`
+    key: str = ""
+    entry: CacheEntry | None = None
+    plan: ReplayPlan | None = None
+
+    @property
+    def outcome(self) -> str:
+        """The label counted by the admission metrics and shown by `wfboost review`."""
+        return "hit" if self.verdict == "hit" else f"{self.verdict}_{self.reason}"
+
+    @property
+    def annotation(self) -> str:
+        """`hit`, or `miss: <reason> (<detail>)` / `skipped: <reason> (<detail>)`: the pod's cache-outcome."""
+        if self.verdict == "hit":
+            return "hit"
+        return f"{self.verdict}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+    @property
+    def replayed_bytes(self) -> int:
+        return sum(len(env["value"]) for env in self.plan.env) if self.plan is not None else 0
+
+
+def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None) -> MemoDecision:
+    """The decision for a step, given how it is memoized and what the store answered (None: not asked)."""
+    if isinstance(assessment, Skip):
+        return MemoDecision("skipped", assessment.reason, assessment.detail)
+    key = assessment.key
+    if assessment.staleness.total_seconds() <= 0:
+        return MemoDecision("miss", "staleness_zero", key=key)
+    if found is None or found.verdict is not Verdict.HIT or found.entry is None:
+        return MemoDecision("miss", "no_entry", key=key)
+    try:
+        plan = replay_plan(step, found.entry)
+    except NotReplayable as exc:
+        return MemoDecision("miss", exc.reason, exc.detail, key=key)
+    return MemoDecision("hit", "", key=key, entry=found.entry, plan=plan)
+
+
+def patch_for(step: ArgoStep, decision: MemoDecision, replay: ReplaySettings) -> list[PatchOp]:
+    """The operations that carry the decision out on the pod as received."""
+    if decision.verdict != "hit" or decision.entry is None or decision.plan is None:
+        annotations = {CACHE_OUTCOME: decision.annotation}
+        if decision.key:
+            annotations[CACHE_KEY] = decision.key
+        return metadata_ops(step.pod, labels={}, annotations=annotations)
+    entry = decision.entry
+    producer = entry["producer"]
+    source = {
+        "namespace": producer["namespace"],
+        "workflow": producer["workflow"],
+        "node": producer["node_name"],
+        "finishedAt": entry["finished_at"],
+        "entry": entry["entry_id"],
+    }
+    annotations = {CACHE_KEY: decision.key, CACHE_OUTCOME: "hit", CACHE_SOURCE: orjson.dumps(source).decode()}
+    artifacts = orjson.dumps(entry["artifacts"]).decode()
+    if len(artifacts) <= MAX_ARTIFACTS_ANNOTATION:  # pod annotations share 256 KiB in all
+        annotations[CACHE_ARTIFACTS] = artifacts
+    return hit_patch(step, decision.plan, replay, labels={CACHE_HIT: "true"}, annotations=annotations)
