@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wfboost.blobs.client import ClientSettings, SideStoreClient
-from wfboost.sidestore.config import ServiceConfig, make_backend
+from wfboost.sidestore.config import SideStoreConfig, make_backend
 from wfboost.sidestore.live_workflows import LiveWorkflows
 from wfboost.sidestore.server import SideStoreServer
 from wfboost.sidestore.store import BlobStore, StoreSettings
@@ -146,7 +146,7 @@ async def run_sidestore(
     redis = aioredis.from_url(sidestore_redis_url(valkey))
     await redis.flushdb()
     clients = write_clients_file(tmp_path / "clients.yaml")
-    config = ServiceConfig(
+    config = SideStoreConfig(
         redis_url=sidestore_redis_url(valkey),
         clients_file=clients,
         tls_cert=tls.cert_dir / "tls.crt",

@@ -21,8 +21,8 @@ from wfboost.cache.store import CacheStore, now_ms
 from wfboost.cli import main
 from wfboost_dev.argosim.layouts import V3_7
 from wfboost_dev.argosim.pods import build_pod
+from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.processes import RedisProcess
-from wfboost_dev.demo.replay import plan_workflow
 from wfboost_dev.demo.runner import default_workflow_text
 
 DAY_MS = 86_400_000
@@ -269,5 +269,5 @@ def test_explain_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         code, out, err = run(capsys, "cache", "explain", *files)
         assert (code, out, err) == (1, "", expected)
     code, _, err = run(capsys, "cache", "explain", str(broken))
-    assert code == 1 and err.startswith(f"wfboost cache explain: {broken}: neither JSON nor YAML:")
+    assert code == 1 and err.startswith(f"wfboost cache explain: {broken}: neither JSON nor YAML (line 1, column")
     assert err.count("\n") == 1

@@ -22,7 +22,7 @@ from wfboost.argo.pods import parse_pod
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
 from wfboost.policy import load_policy
-from wfboost_dev.argosim.expand import walk
+from wfboost_dev.argosim.expand import expand_workflow
 from wfboost_dev.argosim.layouts import LAYOUTS, layout_by_name
 from wfboost_dev.demo.runner import default_workflow_text
 
@@ -37,7 +37,7 @@ def step_pods(workflow: dict[str, Any], name: str, namespace: str, layout: str) 
     # Upstream steps reported the same outputs in both runs (as they do when they hit): a step's inputs are equal.
     upstream = {"fetch": {"parameters": {"rows": "1024"},
                           "artifacts": {"raw": {"name": "raw", "s3": {"key": "cached/raw.tgz"}}}}}
-    built, _ = walk(wf, outputs=upstream).build_pods(layout=layout_by_name(layout))
+    built, _ = expand_workflow(wf, outputs=upstream).build_pods(layout=layout_by_name(layout))
     return {b.node_name.split(".", 1)[1].split("(")[0].lstrip("[0123456789]"): b.pod for b in built}
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.keys import KEY_SCHEMA, cache_key, canonical, key_material
-from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.runner import default_workflow_text
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cache-key.md"

@@ -14,13 +14,14 @@ import orjson
 import pytest
 import yaml
 
+from tests.argo_source.pods import ControllerConfig, controller_pod
 from tests.conftest import StartWebhook, Webhook
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.keys import cache_key, key_material
 from wfboost_dev.argosim.layouts import LAYOUTS
-from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.runner import default_workflow_text
 
 POLICY = """\
@@ -232,12 +233,17 @@ def test_a_dry_run_writes_nothing(memo_webhook: Webhook) -> None:
     assert entry["key"]
 
 
-def test_a_resource_step_is_skipped_not_counted_as_a_failure(memo_webhook: Webhook) -> None:
-    """A resource template's main container is argoexec itself (no emissary): not a step to memoize, and not an
-    error either."""
-    pod = copy.deepcopy(pods("resource", "v3.7.18")["fetch"])
-    main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
-    main["command"], main["args"] = ["argoexec", "resource", "create"], []
+@pytest.mark.parametrize(("version", "initless"), [("v3.5.14", False), ("v3.7.18", False), ("v4.1.2", True)])
+def test_a_resource_step_is_skipped_not_counted_as_a_failure(
+    memo_webhook: Webhook, version: str, initless: bool
+) -> None:
+    """A resource template's main runs `argoexec resource` (under emissary, like any container: workflowpod.go
+    createWorkflowPod, operator.go executeResource): not a step to memoize, and not an error either. The pod is
+    built from Argo's source independently of wfboost's own model (tests/argo_source)."""
+    template = {"name": "make-cm", "resource": {"action": "create", "manifest": "apiVersion: v1\nkind: ConfigMap\n"}}
+    pod = controller_pod(
+        version, "wf-res", "uid-res", "ml", template, "wf-res[0].make", config=ControllerConfig(initless=initless)
+    ).pod
     assert memo_webhook.api.admit("pods", pod).patch == []
     page = memo_webhook.api.request("GET", "/metrics").body.decode()
     assert 'wfboost_fail_open_total{reason="unparseable"} 0.0' in page

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import os
 import signal
 import socket
 import sys
@@ -50,8 +51,8 @@ from wfboost.recorder.pending import PendingTable
 from wfboost.recorder.watch import Recorder, RecorderSettings
 from wfboost_dev.argosim.layouts import LAYOUTS, V3_7
 from wfboost_dev.argosim.pods import build_pod
+from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.processes import RedisCluster, RedisProcess
-from wfboost_dev.demo.replay import plan_workflow
 from wfboost_dev.demo.runner import default_workflow_text
 
 POLICY_TEXT = """
@@ -572,6 +573,45 @@ async def test_the_recorder_command_serves_metrics_and_stops_on_sigterm(
             _, stderr = await process.communicate()
         assert process.returncode == 0, stderr.decode()
         assert b"recorder stopped" in stderr
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_the_recorder_command_without_a_policy_file_keeps_running(
+    cluster: Cluster, valkey: RedisProcess, tmp_path: Path
+) -> None:
+    """With no --policy the policy watcher has nothing to watch and returns; the recorder must not exit with it
+    (found on a real API server: it exited 0 at once)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": str(cluster.kmock.url).rstrip("/")}}],
+        "users": [{"name": "me", "user": {}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}],
+    }))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "WFBOOST_POLICY"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wfboost", "recorder", "--kubeconfig", str(kubeconfig), "--redis-url", valkey.url,
+        "--metrics-port", str(port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )
+    try:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(HANG_GUARD):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        if response.status == 200:
+                            break
+                assert process.returncode is None, "the recorder exited"
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert process.returncode is None
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(HANG_GUARD):
+            _, stderr = await process.communicate()
+        assert process.returncode == 0, stderr.decode()
     finally:
         if process.returncode is None:
             process.kill()

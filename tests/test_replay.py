@@ -26,7 +26,7 @@ from wfboost.webhook.replay import (
     replay_plan,
 )
 from wfboost_dev.argosim.layouts import LAYOUTS
-from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.runner import default_workflow_text
 
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox-static is not installed (make setup installs it)")

@@ -14,7 +14,7 @@ import yaml
 from tests.conftest import corpus_dir
 from wfboost.webhook.wire import review_for_object
 from wfboost_dev.argosim.layouts import V3_7
-from wfboost_dev.demo.replay import plan_workflow
+from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.runner import default_workflow_text
 
 REVIEW = [sys.executable, "-m", "wfboost", "review"]
@@ -74,7 +74,7 @@ def test_review_of_a_multi_document_file_answers_each(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("{not: [valid", "neither JSON nor YAML"),
-        ("- just\n- a list\n", "document 1 is a str, not an object"),
+        ("- just\n- a list\n", "document 1 is a string, not an object"),
         ("kind: Pod\n", "no apiVersion/kind"),
         ("", "no document found"),
     ],

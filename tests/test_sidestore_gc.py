@@ -1,4 +1,4 @@
-"""Garbage collection: the verdict rules; a property test over random sequences of workflow creates and deletes,
+"""Garbage collection: the retention rules; a property test over random sequences of workflow creates and deletes,
 uploads, time passing and sweeps against a real Valkey; the live-workflow view against kmock's Kubernetes
 emulator (list, watch, 410 relist); and the sweeper's other duties (expired uploads, abandoned objects)."""
 
@@ -20,7 +20,7 @@ from tests.sidestore_fixtures import SideStoreTls, make_tls, run_sidestore, sha,
 from wfboost.kube import KubeClient, KubeConfig, resource_path
 from wfboost.sidestore import keyspace as keys
 from wfboost.sidestore.backends.redis import RedisBackend
-from wfboost.sidestore.gc import Sweeper, verdict
+from wfboost.sidestore.gc import Sweeper, retention_of
 from wfboost.sidestore.live_workflows import WORKFLOWS, LiveWorkflows
 from wfboost.sidestore.refs import RefRecord
 from wfboost.sidestore.store import BlobStore, StoreSettings
@@ -47,13 +47,13 @@ def test_verdict_rules() -> None:
     now = 10_000.0
     old, fresh = now - 2 * GRACE, now - GRACE / 2
     wf = RefRecord("workflow:u1", old, None)
-    assert verdict(old, [wf], View("u1"), now, GRACE).keep  # live workflow, however old
-    assert not verdict(old, [wf], View(), now, GRACE).keep  # gone and past grace
-    assert verdict(old, [RefRecord("workflow:u1", fresh, None)], View(), now, GRACE).keep  # not visible yet
-    assert verdict(fresh, [], View(), now, GRACE).keep  # new, not yet referenced
-    assert not verdict(old, [], View(), now, GRACE).keep
-    assert verdict(old, [RefRecord("entry:k", old, now + 1)], View(), now, GRACE).keep
-    assert not verdict(old, [RefRecord("entry:k", old, now - 1)], View(), now, GRACE).keep
+    assert retention_of(old, [wf], View("u1"), now, GRACE).keep  # live workflow, however old
+    assert not retention_of(old, [wf], View(), now, GRACE).keep  # gone and past grace
+    assert retention_of(old, [RefRecord("workflow:u1", fresh, None)], View(), now, GRACE).keep  # not visible yet
+    assert retention_of(fresh, [], View(), now, GRACE).keep  # new, not yet referenced
+    assert not retention_of(old, [], View(), now, GRACE).keep
+    assert retention_of(old, [RefRecord("entry:k", old, now + 1)], View(), now, GRACE).keep
+    assert not retention_of(old, [RefRecord("entry:k", old, now - 1)], View(), now, GRACE).keep
 
 
 # --- the property ---------------------------------------------------------------------------------------------

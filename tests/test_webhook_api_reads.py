@@ -153,8 +153,8 @@ async def test_a_replayed_steps_task_result_is_repointed_even_when_redis_is_gone
     from tests.harness.emulated import task_result
     from wfboost.cache import redis_client
     from wfboost.cache.store import CacheStore
+    from wfboost_dev.demo.plan import plan_workflow
     from wfboost_dev.demo.processes import redis_server
-    from wfboost_dev.demo.replay import plan_workflow
     from wfboost_dev.demo.runner import default_workflow_text
 
     kmock.resources["v1/pods"] = {}

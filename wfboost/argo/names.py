@@ -1,7 +1,7 @@
 """Names the Argo controller and executor put on pods (labels, annotations, env, containers, volumes).
 
 Read from workflow/common/common.go at the tags named in docs/argo-pods.md; shared by the parser (what the webhook
-and recorder read) and the fixture builder (podgen).
+and recorder read) and the controller model beside the product (wfboost_dev.argosim).
 """
 
 from __future__ import annotations
@@ -38,3 +38,7 @@ ARGO_VOLUMES: Final = frozenset(
      VOLUME_STAGING}
 )
 EMISSARY_SEPARATOR: Final = "--"
+
+# The drivers of an Argo artifact location (`ArtifactLocation` in pkg/apis/workflow/v1alpha1/workflow_types.go), in
+# the struct's field order: each is a key of an artifact that says where it is stored.
+ARTIFACT_DRIVERS: Final = ("s3", "git", "http", "artifactory", "hdfs", "raw", "oss", "gcs", "azure", "plugin")

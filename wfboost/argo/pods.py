@@ -71,12 +71,7 @@ class ArgoStep:
 
     @property
     def template_kind(self) -> TemplateKind:
-        if self.template is None:
-            return "unknown"
-        for kind in _TEMPLATE_KINDS:
-            if self.template.get(kind) is not None:
-                return kind
-        return "unknown"
+        return _template_kind(self.template)
 
     @property
     def offloads(self) -> tuple[str, ...]:
@@ -135,13 +130,7 @@ def parse_pod(pod: Mapping[str, Any], namespace: str | None = None) -> ArgoStep:
     if not isinstance(containers, list) or not containers:
         raise NotAnArgoStep("no containers")
     by_name = {c.get("name"): i for i, c in enumerate(containers) if isinstance(c, dict)}
-    layout: Layout
-    if names.CONTAINER_SUPERVISOR in by_name:
-        layout = "v4.1-initless"
-    elif any(_env(c, names.ENV_TEMPLATE) is not None for c in containers if c.get("name") == names.CONTAINER_MAIN):
-        layout = "v3.5"
-    else:
-        layout = "v3.6+"
+    layout = pod_layout(pod)
 
     raw_template = None
     for container in [*init_containers, *containers]:
@@ -162,8 +151,13 @@ def parse_pod(pod: Mapping[str, Any], namespace: str | None = None) -> ArgoStep:
     main = containers[main_index]
     command = list(main.get("command") or [])
     if names.EMISSARY_SEPARATOR not in command or "emissary" not in command:
-        raise NotAContainerStep("main container is not wrapped by emissary (a resource or data step)")
+        raise NotAnArgoStep("main container is not wrapped by emissary (only the emissary executor is supported)")
     cut = command.index(names.EMISSARY_SEPARATOR) + 1
+    kind = _template_kind(template)
+    if kind in ("resource", "data") or _runs_argoexec(command[cut:]):
+        # Argo wraps these with emissary too, around `argoexec resource|data` (operator.go executeResource,
+        # executeData): the step is the executor acting on the API or on artifacts, not a function of a container.
+        raise NotAContainerStep(f"a {kind if kind in ('resource', 'data') else 'resource or data'} step")
     args: tuple[str, ...] | None = tuple(str(a) for a in main.get("args") or [])
     if _env(main, names.ENV_CONTAINER_ARGS_FILE) is not None:
         args = None
@@ -182,6 +176,41 @@ def parse_pod(pod: Mapping[str, Any], namespace: str | None = None) -> ArgoStep:
         args=args,
         include_script_output=(_env(main, names.ENV_INCLUDE_SCRIPT_OUTPUT) or "").lower() == "true",
     )
+
+
+def pod_layout(pod: Mapping[str, Any]) -> Layout:
+    """Which controller layout a step pod has (docs/argo-pods.md): init-less (v4.1 opt-in: a `supervisor`
+    container, or no `init` container and argoexec from the `argoexec-bin` image volume; resource and data pods of
+    that layout have no supervisor and carry ARGO_TEMPLATE on main, workflowpod_layout.go mainNeedsTemplateEnv),
+    3.5 (ARGO_TEMPLATE on main), else 3.6+ (ARGO_TEMPLATE on init only)."""
+    spec = pod.get("spec") or {}
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    init_names = {c.get("name") for c in spec.get("initContainers") or [] if isinstance(c, dict)}
+    volumes = {v.get("name") for v in spec.get("volumes") or [] if isinstance(v, dict)}
+    if any(c.get("name") == names.CONTAINER_SUPERVISOR for c in containers):
+        return "v4.1-initless"
+    if names.CONTAINER_INIT not in init_names and names.VOLUME_ARGOEXEC_BIN in volumes:
+        return "v4.1-initless"
+    if any(_env(c, names.ENV_TEMPLATE) is not None for c in containers if c.get("name") == names.CONTAINER_MAIN):
+        return "v3.5"
+    return "v3.6+"
+
+
+def _template_kind(template: Mapping[str, Any] | None) -> TemplateKind:
+    if template is None:
+        return "unknown"
+    for kind in _TEMPLATE_KINDS:
+        if template.get(kind) is not None:
+            return kind
+    return "unknown"
+
+
+def _runs_argoexec(user_command: list[Any]) -> bool:
+    """`argoexec resource …` / `argoexec data …` after emissary's `--`: a resource or data step, even when its
+    template is still in the offload ConfigMap."""
+    return len(user_command) >= 2 and str(user_command[0]).rsplit("/", 1)[-1] == "argoexec" and str(
+        user_command[1]
+    ) in ("resource", "data")
 
 
 def _env(container: Mapping[str, Any], name: str) -> str | None:

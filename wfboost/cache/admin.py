@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-import orjson
-import yaml
-
 from wfboost.argo.pods import NotAnArgoStep, parse_pod
 from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry
@@ -133,7 +130,7 @@ async def cache_stats(store: CacheStore) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class Doomed:
+class EntryToRemove:
     key: str
     entry: CacheEntry
     tracks: tuple[str, ...]  # the tracks that point at it
@@ -142,7 +139,7 @@ class Doomed:
 @dataclass
 class Invalidation:
     dry_run: bool
-    entries: list[Doomed] = field(default_factory=list)
+    entries: list[EntryToRemove] = field(default_factory=list)
     removed: int = 0  # entries (or, by --key, keys) actually removed
 
     def as_json(self) -> dict[str, Any]:
@@ -180,7 +177,7 @@ async def invalidate(
                 by_id[entry["entry_id"]].append(track)
         for entry_id, names in by_id.items():
             entry = next(e for e in tracks.values() if e["entry_id"] == entry_id)
-            report.entries.append(Doomed(key, entry, tuple(sorted(names, key=int))))
+            report.entries.append(EntryToRemove(key, entry, tuple(sorted(names, key=int))))
             doomed_ids[key].add(entry_id)
     report.entries.sort(key=lambda d: d.entry["finished_ms"], reverse=True)
     if dry_run:
@@ -200,7 +197,7 @@ async def invalidate_all(store: CacheStore, *, dry_run: bool = False) -> Invalid
     keys = await store.keys()
     for key in keys:
         for track, entry in (await store.tracks(key)).items():
-            report.entries.append(Doomed(key, entry, (track,)))
+            report.entries.append(EntryToRemove(key, entry, (track,)))
     if not dry_run:
         report.removed = len(report.entries)
         await store.invalidate_keys(keys)
@@ -239,21 +236,6 @@ class Explanation:
             "staleness": format_duration(self.staleness) if self.staleness is not None else None,
             "material": self.material,
         }
-
-
-def load_documents(text: str, source: str) -> list[dict[str, Any]]:
-    """JSON or (multi-document) YAML objects."""
-    try:
-        docs = [orjson.loads(text)] if text.lstrip().startswith(("{", "[")) else list(yaml.safe_load_all(text))
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AdminError(f"{source}: neither JSON nor YAML: {first}") from None
-    found = [d for d in docs if d is not None]
-    if len(found) == 1 and isinstance(found[0], list):
-        found = found[0]
-    if not found or not all(isinstance(d, dict) for d in found):
-        raise AdminError(f"{source}: expected a pod, an AdmissionReview or a ConfigMap object")
-    return cast(list[dict[str, Any]], found)
 
 
 def pod_from_document(doc: Mapping[str, Any], source: str) -> tuple[dict[str, Any], str | None]:

@@ -24,10 +24,7 @@ _VOLATILE_ENV_PREFIXES = ("ARGO_",)
 _VOLATILE_ENV = frozenset({"TRACEPARENT", "TRACESTATE"})
 
 # Where an output artifact is uploaded does not change what the step computed (and often embeds the pod name).
-_ARTIFACT_LOCATIONS = frozenset(
-    {"s3", "gcs", "oss", "hdfs", "artifactory", "azure", "http", "git", "raw", "plugin", "archiveLogs",
-     "artifactGC", "deleted", "globalName"}
-)
+_ARTIFACT_LOCATIONS = frozenset({*names.ARTIFACT_DRIVERS, "archiveLogs", "artifactGC", "deleted", "globalName"})
 # Fields of an input artifact that do not identify its content.
 _INPUT_ARTIFACT_NOISE = frozenset({"artifactGC", "deleted", "globalName", "from", "fromExpression"})
 

@@ -47,7 +47,7 @@ _SECRET_MODE, _PUBLIC_MODE = 0o600, 0o644
 StepAction = Literal["created", "renewed", "issued", "reissued", "reused", "written", "updated", "unchanged"]
 
 
-class InstallerError(Exception):
+class CertsError(Exception):
     """Something `wfboost certs` cannot do with the options or cluster it was given (one line for the CLI)."""
 
 
@@ -64,7 +64,7 @@ CaBundlePatchOp = AddOp | ReplaceOp | TestOp
 
 
 @dataclass(frozen=True)
-class CertsOptions:
+class CertsConfig:
     service: str = "wfboost"
     namespace: str = "wfboost"
     out_dir: Path | None = None
@@ -85,17 +85,17 @@ class CertsOptions:
 
     def validate(self) -> None:
         if self.out_dir is None and self.secret is None:
-            raise InstallerError("nowhere to keep the CA: give an output directory and/or a Secret name")
+            raise CertsError("nowhere to keep the CA: give an output directory and/or a Secret name")
         for what, validity in (("CA", self.ca_validity), ("serving certificate", self.cert_validity)):
             if validity <= self.renew_before:
                 # Otherwise every run would find the fresh certificate already due and make another one.
-                raise InstallerError(
+                raise CertsError(
                     f"{what} validity ({validity.days}d) must be longer than renew-before ({self.renew_before.days}d)"
                 )
         try:
             self.names()
         except ValueError as exc:
-            raise InstallerError(f"bad --extra-ip: {exc}") from None
+            raise CertsError(f"bad --extra-ip: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _day(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def choose_ca(stored: CertKeyPair | None, options: CertsOptions, now: datetime.datetime) -> tuple[CertKeyPair, Step]:
+def choose_ca(stored: CertKeyPair | None, options: CertsConfig, now: datetime.datetime) -> tuple[CertKeyPair, Step]:
     """Keep the stored CA while it stays valid beyond renew-before; otherwise make a new one (and say why)."""
     reason = "none stored"
     action: StepAction = "created"
@@ -162,7 +162,7 @@ def choose_ca(stored: CertKeyPair | None, options: CertsOptions, now: datetime.d
 
 
 def choose_serving_cert(
-    stored: CertKeyPair | None, ca: CertKeyPair, options: CertsOptions, now: datetime.datetime
+    stored: CertKeyPair | None, ca: CertKeyPair, options: CertsConfig, now: datetime.datetime
 ) -> tuple[CertKeyPair, Step]:
     """Keep the stored serving certificate only if it is usable, from `ca`, for exactly the wanted names,
     and not due for renewal."""
@@ -247,7 +247,7 @@ def read_directory(directory: Path) -> StoredMaterial:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise InstallerError(f"cannot read {exc.filename}: {exc.strerror}") from None
+            raise CertsError(f"cannot read {exc.filename}: {exc.strerror}") from None
 
     return StoredMaterial(ca=pair(CA_CERT, CA_KEY), serving=pair(TLS_CERT, TLS_KEY), where=str(directory))
 
@@ -266,7 +266,7 @@ def write_directory(directory: Path, ca: CertKeyPair, serving: CertKeyPair) -> S
         directory.mkdir(parents=True, exist_ok=True)
         written = [name for name, data, mode in files if _write_if_changed(directory / name, data, mode)]
     except OSError as exc:
-        raise InstallerError(f"cannot write {exc.filename or directory}: {exc.strerror or exc}") from None
+        raise CertsError(f"cannot write {exc.filename or directory}: {exc.strerror or exc}") from None
     target = f"directory {directory}"
     return Step(target, "written", ", ".join(written)) if written else Step(target, "unchanged")
 
@@ -378,7 +378,7 @@ async def apply_ca_bundle(kube: KubeClient, name: str, ca_pem: bytes, now: datet
             configuration = await kube.get(path)
         except KubeApiError as exc:
             if exc.status == 404:
-                raise InstallerError(f"{target} not found (install the webhook manifests first)") from None
+                raise CertsError(f"{target} not found (install the webhook manifests first)") from None
             raise
         ops, summary = build_ca_bundle_patch(configuration, ca_pem, now)
         if not ops:
@@ -397,7 +397,7 @@ async def apply_ca_bundle(kube: KubeClient, name: str, ca_pem: bytes, now: datet
 
 
 async def install_certificates(
-    options: CertsOptions, kube: KubeClient | None = None, *, now: datetime.datetime | None = None
+    options: CertsConfig, kube: KubeClient | None = None, *, now: datetime.datetime | None = None
 ) -> InstallResult:
     """Reconcile certificates, their store(s) and the webhook configurations; see the module docstring.
 
@@ -406,7 +406,7 @@ async def install_certificates(
     """
     options.validate()
     if options.needs_api and kube is None:
-        raise InstallerError("a Kubernetes client is needed for --secret and --webhook-config")
+        raise CertsError("a Kubernetes client is needed for --secret and --webhook-config")
     at = now or datetime.datetime.now(datetime.UTC)
     secret: JsonObject | None = None
     if options.secret is not None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from wfboost import __version__
 
 # Modules under wfboost.cli that contribute a command; each has `register(subparsers)`.
-COMMAND_MODULES = ("serve", "review", "certs", "sidestore", "recorder", "cache")
+COMMAND_MODULES = ("serve", "review", "certs", "sidestore", "recorder", "cache", "policy")
 
 
 def build_parser() -> argparse.ArgumentParser:

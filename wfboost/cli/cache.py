@@ -30,7 +30,6 @@ from wfboost.cache.admin import (
     invalidate,
     invalidate_all,
     list_keys,
-    load_documents,
     older_than,
     parse_workflow,
     pod_from_document,
@@ -40,6 +39,7 @@ from wfboost.cache.redis_client import redact
 from wfboost.cache.store import CacheStore
 from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.policy import DurationError, Policy, PolicyError, format_duration, load_policy, parse_duration
+from wfboost.structs.documents import DocumentError, parse_documents
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -237,17 +237,17 @@ def _explain(args: argparse.Namespace) -> int:
         if args.files.count("-") > 1:
             raise AdminError("only one FILE can be '-' (stdin)")
         policy = _policy(args.policy)
-        configmaps = [doc for path in args.configmap for doc in load_documents(_read(path), path)]
+        configmaps = [doc for path in args.configmap for doc in parse_documents(_read(path), path)]
         explanations = []
         for path in args.files:
-            docs = load_documents(_read(path), "stdin" if path == "-" else path)
+            docs = parse_documents(_read(path), "stdin" if path == "-" else path)
             pod, namespace = pod_from_document(docs[0], path)
             name = str((pod.get("metadata") or {}).get("name") or "")
             explanations.append(explain_pod(
                 pod, policy, namespace=namespace or args.namespace,
                 configmap_data=configmap_data_for(name, configmaps), source="stdin" if path == "-" else path,
             ))
-    except AdminError as exc:
+    except (AdminError, DocumentError) as exc:
         return _fail("explain", str(exc))
     except OSError as exc:
         return _fail("explain", f"{exc.filename}: {exc.strerror or exc}")

@@ -1,4 +1,4 @@
-"""`wfboost certs`: create or renew the webhook's certificates and publish its CA (see webhook/installer.py).
+"""`wfboost certs`: create or renew the webhook's certificates and publish its CA (see wfboost/certs/reconcile.py).
 
 Meant to be run again and again (a CronJob, a Helm hook, by hand): it changes only what is due and prints
 one line per thing it looked at.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wfboost.certs.reconcile import CertsOptions, InstallerError, InstallResult, install_certificates
+from wfboost.certs.reconcile import CertsConfig, CertsError, InstallResult, install_certificates
 from wfboost.kube import KubeClient, KubeConfig, KubeError
 from wfboost.tls.certs import CertificateError
 
@@ -69,8 +69,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def options_from_args(args: argparse.Namespace) -> CertsOptions:
-    return CertsOptions(
+def options_from_args(args: argparse.Namespace) -> CertsConfig:
+    return CertsConfig(
         service=args.service,
         namespace=args.namespace,
         out_dir=args.out_dir,
@@ -84,7 +84,7 @@ def options_from_args(args: argparse.Namespace) -> CertsOptions:
     )
 
 
-async def _install(options: CertsOptions, kubeconfig: str | None, context: str | None) -> InstallResult:
+async def _install(options: CertsConfig, kubeconfig: str | None, context: str | None) -> InstallResult:
     if not options.needs_api:
         return await install_certificates(options)
     config = KubeConfig.load(kubeconfig, context)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
         result = asyncio.run(_install(options, args.kubeconfig, args.context))
-    except (InstallerError, KubeError, CertificateError, OSError) as exc:
+    except (CertsError, KubeError, CertificateError, OSError) as exc:
         print(f"wfboost certs: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug, not a user error: still one line, with the traceback at debug level

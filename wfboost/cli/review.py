@@ -11,11 +11,11 @@ import orjson
 
 from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.policy import Policy
+from wfboost.structs.documents import DocumentError, parse_documents
 from wfboost.webhook.errors import ReviewInputError
 from wfboost.webhook.review import (
     Reviewed,
     offline_admission,
-    parse_documents,
     policy_from_file,
     review_all,
 )
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"wfboost review: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except ReviewInputError as exc:
+    except (ReviewInputError, DocumentError) as exc:
         print(f"wfboost review: {exc}", file=sys.stderr)
         return 1
     for result in results:

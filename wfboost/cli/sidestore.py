@@ -19,7 +19,7 @@ import orjson
 from wfboost.blobs.client import SideStoreClient, SideStoreClientError
 from wfboost.cli.options import env_default
 from wfboost.service.shell import ServiceFailed
-from wfboost.sidestore.config import ServiceConfig
+from wfboost.sidestore.config import SideStoreConfig
 from wfboost.sidestore.errors import AuthConfigError
 from wfboost.sidestore.server import serve
 from wfboost.sidestore.store import StoreSettings, format_bytes
@@ -77,7 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if not args.redis_url:
         return _fail("serve", "--redis-url (or WFBOOST_REDIS_URL) is required: Redis holds the blob metadata")
     cert_dir: Path | None = args.cert_dir
-    config = ServiceConfig(
+    config = SideStoreConfig(
         redis_url=args.redis_url,
         clients_file=args.clients,
         host=args.host,

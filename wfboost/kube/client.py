@@ -1,7 +1,7 @@
 """A thin async client for the Kubernetes REST API.
 
 Paths in, JSON out: callers build paths with `resource_path` and get plain dicts back, because every caller
-(the certificate installer, the recorder's pod watch, reading an offloaded ConfigMap) touches a handful of
+(`wfboost certs`, the recorder's pod watch, reading an offloaded ConfigMap) touches a handful of
 fields and a generated model per kind would be most of the code. What the client does own is what every
 caller would otherwise get wrong: a timeout on every call, the API's `Status` body turned into a
 `KubeApiError`, list pagination, a watch stream read in chunks (a watch line holds a whole object, and a

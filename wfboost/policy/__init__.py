@@ -3,10 +3,11 @@
 A lower layer: it imports only the standard library, third-party libraries and `wfboost.structs`, so that the
 webhook, the recorder and the CLI all read one policy the same way. See docs/policy.md for the file format.
 
-Modules, one job each: `duration` (ISO-8601 durations), `selector` (globs and label selectors), `quantity`
-(resource quantities), `model` (the dataclasses and the per-namespace rules), `document` (the file's
-TypedDicts), `schema` + `messages` (validation and readable errors), `loader` / `dump` (text to Policy and
-back), `watcher` (hot reload), `controls` (per-step annotation names).
+Modules, one job each: `iso8601` (ISO-8601 durations), `selector` (globs and label selectors), `quantity`
+(resource quantities), `model` (the dataclasses, the one definition of the file format, and the per-namespace
+rules), `fields` + `codec` (the file format generated from the dataclasses: schema, load, dump), `schema` +
+`messages` (validation and readable errors), `loader` / `dump` (text to Policy and back), `watcher` (hot reload),
+`controls` (per-step annotation names).
 """
 
 from .controls import CACHE, CACHE_SEED, LATCH, MAX_STALENESS

@@ -97,17 +97,23 @@ def _unknown_fields(error: ValidationError) -> Iterator[str]:
         yield f"{where}: unknown field{suggestion}; known fields here: {allowed}"
 
 
-def _meant_branch(errors: list[ValidationError]) -> list[ValidationError]:
+def _meant_branch(errors: list[ValidationError], depth: int) -> list[ValidationError]:
     """Of the errors of an anyOf's branches, those of the branch the writer most likely meant.
 
-    A branch that failed only on `type` was not meant (the value has another type); of the others, the one
-    with the deepest error is the most specific. Empty when every branch failed on type alone.
+    A branch that failed only on the value's own `type` (at `depth`, the anyOf's own place) was not meant: the value
+    has another type. A type error deeper down means the shape was right and something inside it is wrong (a label
+    value that is a number), so that branch was meant. Of the meant branches, the one with the deepest error is the
+    most specific. Empty when every branch failed on the value's type alone.
     """
     branches: dict[object, list[ValidationError]] = {}
     for error in errors:
         index = error.relative_schema_path[0] if error.relative_schema_path else None
         branches.setdefault(index, []).append(error)
-    meant = [branch for branch in branches.values() if any(error.validator != "type" for error in branch)]
+
+    def wrong_type_only(branch: list[ValidationError]) -> bool:
+        return all(error.validator == "type" and len(error.absolute_path) == depth for error in branch)
+
+    meant = [branch for branch in branches.values() if not wrong_type_only(branch)]
     if not meant:
         return []
     return max(meant, key=lambda branch: max(len(error.absolute_path) for error in branch))
@@ -127,7 +133,7 @@ def _describe(error: ValidationError) -> Iterator[str]:
     elif keyword in ("anyOf", "oneOf") and "x-hint" in schema:
         yield f"{where}: {schema['x-hint']}"
     elif keyword in ("anyOf", "oneOf"):
-        branch = _meant_branch(list(error.context or []))
+        branch = _meant_branch(list(error.context or []), len(error.absolute_path))
         if not branch:
             types = [type_error.validator_value for type_error in error.context or []]
             expected = " or ".join(_expected_types(value) for value in types)

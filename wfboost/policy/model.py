@@ -11,10 +11,11 @@ in file order) are written in one place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Final, Literal, TypedDict
+from typing import Any, ClassVar, Final, Literal, TypedDict
 
+from .fields import setting
 from .selector import LabelSelector, matches_any_glob
 
 __all__ = [
@@ -65,20 +66,37 @@ class ResourceRequirementsBody(TypedDict, total=False):
 class NamespaceScope:
     """Which namespaces the webhook acts in at all (`namespaces:` in the file)."""
 
-    include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = ()
-    # When set, a namespace is in scope only if its labels are known and match.
-    selector: LabelSelector | None = None
+    include: tuple[str, ...] = setting(
+        "include", default=("*",), schema={"$ref": "#/$defs/globList"},
+        doc="Namespaces in scope (shell-style globs). Default [\"*\"].",
+    )
+    exclude: tuple[str, ...] = setting(
+        "exclude", default=(), schema={"$ref": "#/$defs/globList"}, doc="Namespaces taken out again (globs)."
+    )
+    selector: LabelSelector | None = setting(
+        "selector", default=None, nullable=True,
+        doc="When set, a namespace is in scope only if its labels are known and match.",
+    )
 
 
 @dataclass(frozen=True)
 class Features:
     """One switch per feature; all off, so installing the webhook changes nothing until an admin opts in."""
 
-    memoize: bool = False
-    latch: bool = False
-    shrink_workflows: bool = False
-    shrink_task_results: bool = False
+    memoize: bool = setting("memoize", default=False, doc="Memoize steps in the namespaces `memoize` names.")
+    latch: bool = setting(
+        "latch", default=False, doc="Identical steps in flight at once run once (not built yet).",
+        unbuilt="latching is not built yet; leave it off",
+    )
+    shrink_workflows: bool = setting(
+        "shrinkWorkflows", default=False, doc="Move bulky values of Workflows to the side store (not built yet).",
+        unbuilt="shrinking Workflows is not built yet; leave it off",
+    )
+    shrink_task_results: bool = setting(
+        "shrinkTaskResults", default=False,
+        doc="Move bulky values of WorkflowTaskResults to the side store (not built yet).",
+        unbuilt="shrinking task results is not built yet; leave it off",
+    )
 
 
 @dataclass(frozen=True)
@@ -87,8 +105,12 @@ class ReplayResources:
 
     # Requests equal to limits: a namespace LimitRange's maxLimitRequestRatio cannot refuse the replayed pod, and the
     # pod is as cheap to schedule as it will be to run (emissary plus a shell writing a few files).
-    requests: tuple[tuple[str, str], ...] = (("cpu", "50m"), ("memory", "64Mi"))
-    limits: tuple[tuple[str, str], ...] = (("cpu", "50m"), ("memory", "64Mi"))
+    requests: tuple[tuple[str, str], ...] = setting(
+        "requests", default=(("cpu", "50m"), ("memory", "64Mi")), doc="Requests of the replay container."
+    )
+    limits: tuple[tuple[str, str], ...] = setting(
+        "limits", default=(("cpu", "50m"), ("memory", "64Mi")), doc="Limits of the replay container."
+    )
 
     def as_kubernetes(self) -> ResourceRequirementsBody:
         """The body to put in a container's `resources` (a fresh dict each call, safe to mutate)."""
@@ -104,57 +126,92 @@ class ReplayResources:
 class ReplaySettings:
     """The container that replays a cache hit's outputs."""
 
-    image: str = DEFAULT_REPLAY_IMAGE
-    image_pull_policy: ImagePullPolicy = "IfNotPresent"
-    resources: ReplayResources = field(default_factory=ReplayResources)
+    image: str = setting(
+        "image", default=DEFAULT_REPLAY_IMAGE, schema={"$ref": "#/$defs/image"},
+        doc="The image that replays a hit's outputs (built from deploy/images/replay).",
+    )
+    image_pull_policy: ImagePullPolicy = setting("imagePullPolicy", default="IfNotPresent", doc="Its pull policy.")
+    resources: ReplayResources = setting(
+        "resources", default_factory=ReplayResources, doc="Its requests and limits (cpu, memory, ephemeral-storage)."
+    )
 
 
 @dataclass(frozen=True)
 class MemoizeSettings:
     """The `memoize:` section: where memoization is on and the defaults a step's annotations refine."""
 
-    # Memoization is on in a namespace matching one of these globs, or whose labels match the selector.
-    namespaces: tuple[str, ...] = ()
-    namespace_selector: LabelSelector | None = None
-    # Default for steps without `wfboost.io/max-staleness`; timedelta(0) (P0D) means never reuse.
-    max_staleness: timedelta = timedelta(days=7)
-    # Admin ceiling on any staleness a step asks for; None means no ceiling.
-    max_staleness_limit: timedelta | None = None
-    share_across_namespaces: bool = False
-    allow_writable_volumes: bool = False
-    require_digest_pinned_images: bool = False
-    replay: ReplaySettings = field(default_factory=ReplaySettings)
+    namespaces: tuple[str, ...] = setting(
+        "namespaces", default=(), schema={"$ref": "#/$defs/globList"}, doc="Namespaces where memoization is on (globs)."
+    )
+    namespace_selector: LabelSelector | None = setting(
+        "namespaceSelector", default=None, nullable=True, doc="Namespaces where memoization is on, by their labels."
+    )
+    max_staleness: timedelta = setting(
+        "maxStaleness", default=timedelta(days=7), doc="Default for wfboost.io/max-staleness. P0D: never reuse."
+    )
+    max_staleness_limit: timedelta | None = setting(
+        "maxStalenessLimit", default=None, nullable=True,
+        doc="Admin ceiling that clamps every step's staleness; null: no ceiling.",
+    )
+    share_across_namespaces: bool = setting(
+        "shareAcrossNamespaces", default=False, doc="Entries are shared across namespaces (global only)."
+    )
+    allow_writable_volumes: bool = setting(
+        "allowWritableVolumes", default=False, doc="Steps that mount writable persistent volumes may be memoized."
+    )
+    require_digest_pinned_images: bool = setting(
+        "requireDigestPinnedImages", default=False, doc="Only steps whose image is pinned by digest are memoized."
+    )
+    replay: ReplaySettings = setting("replay", default_factory=ReplaySettings, doc="The container that replays hits.")
 
 
 @dataclass(frozen=True)
 class LatchSettings:
     """The `latch:` section: the lease a leader holds while followers wait for its result."""
 
-    lease_ttl: timedelta = timedelta(seconds=30)
-    heartbeat: timedelta = timedelta(seconds=10)
-    # How long a follower waits for the leader's result before it runs the step itself.
-    follower_wait: timedelta = timedelta(hours=1)
+    lease_ttl: timedelta = setting(
+        "leaseTTL", default=timedelta(seconds=30), schema={"$ref": "#/$defs/positiveDuration"},
+        doc="How long a leader's lease lives without a heartbeat.",
+    )
+    heartbeat: timedelta = setting(
+        "heartbeat", default=timedelta(seconds=10), schema={"$ref": "#/$defs/positiveDuration"},
+        doc="How often a leader renews its lease; shorter than leaseTTL.",
+    )
+    follower_wait: timedelta = setting(
+        "followerWait", default=timedelta(hours=1), schema={"$ref": "#/$defs/positiveDuration"},
+        doc="How long a follower waits before running the step itself.",
+    )
 
 
 @dataclass(frozen=True)
 class ShrinkSettings:
     """The `shrink:` section, read by both shrink features (workflows and task results)."""
 
-    # A single value (parameter, annotation, string) at least this long is moved to the side store.
-    value_threshold_bytes: int = 4096
-    # Objects smaller than this are left alone: a side-store round trip costs more than it saves on them.
-    object_threshold_bytes: int = 65536
-    # zstd level for values compressed at rest (1 fastest … 19 smallest).
-    compression_level: int = 3
+    value_threshold_bytes: int = setting(
+        "valueThresholdBytes", default=4096, schema={"minimum": 1},
+        doc="A single value at least this long is moved to the side store.",
+    )
+    object_threshold_bytes: int = setting(
+        "objectThresholdBytes", default=65536, schema={"minimum": 0},
+        doc="Objects smaller than this are left alone: a side-store round trip costs more than it saves on them.",
+    )
+    compression_level: int = setting(
+        "compressionLevel", default=3, schema={"minimum": 1, "maximum": 19},
+        doc="zstd level for values compressed at rest (1 fastest … 19 smallest).",
+    )
 
 
 @dataclass(frozen=True)
 class SideStoreSettings:
     """The `sideStore:` section: where moved-out values go."""
 
-    url: str | None = None
-    # Bytes one namespace may hold in the side store; None means no quota.
-    namespace_quota_bytes: int | None = 10 * 1024**3
+    url: str | None = setting(
+        "url", default=None, nullable=True, schema={"$ref": "#/$defs/url"}, doc="The side store service."
+    )
+    namespace_quota_bytes: int | None = setting(
+        "namespaceQuotaBytes", default=10 * 1024**3, nullable=True, schema={"minimum": 0},
+        doc="Bytes one namespace may hold in the side store; null means no quota.",
+    )
 
 
 @dataclass(frozen=True)
@@ -166,31 +223,52 @@ class MemoizeOverride:
     run.
     """
 
-    enabled: bool | None = None
-    max_staleness: timedelta | None = None
-    max_staleness_limit: timedelta | None = None
-    allow_writable_volumes: bool | None = None
-    require_digest_pinned_images: bool | None = None
+    enabled: bool | None = setting("enabled", default=None, doc="Memoization on or off here.")
+    max_staleness: timedelta | None = setting("maxStaleness", default=None, doc="Replaces memoize.maxStaleness.")
+    max_staleness_limit: timedelta | None = setting(
+        "maxStalenessLimit", default=None, doc="Replaces memoize.maxStalenessLimit."
+    )
+    allow_writable_volumes: bool | None = setting(
+        "allowWritableVolumes", default=None, doc="Replaces memoize.allowWritableVolumes."
+    )
+    require_digest_pinned_images: bool | None = setting(
+        "requireDigestPinnedImages", default=None, doc="Replaces memoize.requireDigestPinnedImages."
+    )
 
 
 @dataclass(frozen=True)
 class LatchOverride:
     """Per-namespace replacements for `latch:` defaults; None keeps the value from below."""
 
-    enabled: bool | None = None
-    lease_ttl: timedelta | None = None
-    heartbeat: timedelta | None = None
-    follower_wait: timedelta | None = None
+    enabled: bool | None = setting("enabled", default=None, doc="false turns latching off here.")
+    lease_ttl: timedelta | None = setting(
+        "leaseTTL", default=None, schema={"$ref": "#/$defs/positiveDuration"}, doc="Replaces latch.leaseTTL."
+    )
+    heartbeat: timedelta | None = setting(
+        "heartbeat", default=None, schema={"$ref": "#/$defs/positiveDuration"}, doc="Replaces latch.heartbeat."
+    )
+    follower_wait: timedelta | None = setting(
+        "followerWait", default=None, schema={"$ref": "#/$defs/positiveDuration"}, doc="Replaces latch.followerWait."
+    )
 
 
 @dataclass(frozen=True)
 class NamespaceOverride:
     """One `overrides:` entry: applies to namespaces matching a glob or whose labels match the selector."""
 
-    namespaces: tuple[str, ...] = ()
-    namespace_selector: LabelSelector | None = None
-    memoize: MemoizeOverride = field(default_factory=MemoizeOverride)
-    latch: LatchOverride = field(default_factory=LatchOverride)
+    POLICY_SCHEMA: ClassVar[Mapping[str, Any]] = {
+        "anyOf": [{"required": ["namespaces"]}, {"required": ["namespaceSelector"]}],
+        "x-hint": "needs namespaces or namespaceSelector to say where it applies",
+    }
+
+    namespaces: tuple[str, ...] = setting(
+        "namespaces", default=(), schema={"$ref": "#/$defs/globList"}, doc="Where the entry applies (globs)."
+    )
+    namespace_selector: LabelSelector | None = setting(
+        "namespaceSelector", default=None, doc="Where the entry applies (by namespace labels)."
+    )
+    memoize: MemoizeOverride = setting("memoize", default_factory=MemoizeOverride, doc="Changes to memoize defaults.")
+    latch: LatchOverride = setting("latch", default_factory=LatchOverride, doc="Changes to latch defaults.")
 
     def applies_to(self, namespace: str, labels: Mapping[str, str] | None) -> bool:
         """True when the namespace's name matches a glob or its (known) labels match the selector."""
@@ -237,13 +315,19 @@ class EffectiveLatch:
 class Policy:
     """The whole policy. Build it with `Policy.default()` or `load_policy()`; query it with the methods."""
 
-    namespaces: NamespaceScope = field(default_factory=NamespaceScope)
-    features: Features = field(default_factory=Features)
-    memoize: MemoizeSettings = field(default_factory=MemoizeSettings)
-    latch: LatchSettings = field(default_factory=LatchSettings)
-    shrink: ShrinkSettings = field(default_factory=ShrinkSettings)
-    side_store: SideStoreSettings = field(default_factory=SideStoreSettings)
-    overrides: tuple[NamespaceOverride, ...] = ()
+    namespaces: NamespaceScope = setting(
+        "namespaces", default_factory=NamespaceScope,
+        doc="Namespaces the webhook acts in at all. kube-system and the webhook's own namespace are always out.",
+    )
+    features: Features = setting("features", default_factory=Features, doc="One switch per feature; all off.")
+    memoize: MemoizeSettings = setting("memoize", default_factory=MemoizeSettings, doc="Memoization defaults.")
+    latch: LatchSettings = setting("latch", default_factory=LatchSettings, doc="Latching defaults (not built yet).")
+    shrink: ShrinkSettings = setting("shrink", default_factory=ShrinkSettings, doc="Shrinking defaults (not built).")
+    side_store: SideStoreSettings = setting("sideStore", default_factory=SideStoreSettings, doc="The side store.")
+    overrides: tuple[NamespaceOverride, ...] = setting(
+        "overrides", default=(),
+        doc="Per-namespace changes to memoize and latch defaults, applied in order (a later match wins).",
+    )
     # Not from the file: kube-system plus the webhook's own namespace (see `with_own_namespace`).
     always_excluded: frozenset[str] = ALWAYS_EXCLUDED_NAMESPACES
 

@@ -1,33 +1,32 @@
 """Validation of a parsed policy document: the JSON Schema, then the rules a schema cannot express.
 
-Those rules: a heartbeat shorter than the lease it renews, replay requests within their limits.
+Those rules: a heartbeat shorter than the lease it renews, replay requests within their limits, and no switch on for
+a feature that is not built yet.
 
-The schema is a JSON file shipped in the package rather than a Python dict so that it can be published and
-read by editors (YAML language servers take a JSON Schema) and so that docs/policy.md can be checked against
-it. Durations are checked by our own parser through a custom format, so the schema and the loader can never
-disagree on what a valid duration is.
+The schema is generated from the dataclasses (codec.py), so the model, the schema and the loader cannot disagree;
+`wfboost policy schema` prints it for editors (YAML language servers take a JSON Schema), and a test checks
+docs/policy.md against it. Durations are checked by our own parser through a custom format, so the schema and the
+loader can never disagree on what a valid duration is.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from .codec import DEFS, object_schema
+from .fields import spec_of
 from .iso8601 import DurationError, format_duration, parse_duration
 from .messages import format_errors, format_path
-from .model import LatchSettings, ReplayResources
+from .model import API_VERSION, KIND, Features, LatchSettings, Policy, ReplayResources
 from .quantity import parse_quantity
 
 __all__ = ["policy_schema", "validate_document"]
-
-_SCHEMA_FILE = "policy.schema.json"
-
 
 class _ZeroDuration(ValueError):
     """A duration of zero where only a positive one makes sense (a lease, a heartbeat)."""
@@ -35,10 +34,24 @@ class _ZeroDuration(ValueError):
 
 @cache
 def policy_schema() -> Mapping[str, Any]:
-    """The policy's JSON Schema (read once from the package)."""
-    text = resources.files("wfboost.policy").joinpath(_SCHEMA_FILE).read_text(encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
+    """The policy's JSON Schema, generated from the dataclasses in model.py."""
+    body = object_schema(Policy)
+    properties = {
+        "apiVersion": {"const": API_VERSION, "description": "Version of this file format."},
+        "kind": {"const": KIND},
+        **body["properties"],
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://wfboost.io/schemas/policy-v1alpha1.json",
+        "title": "wfboost Policy",
+        "description": "The wfboost policy file (a ConfigMap mounted as a file). Every section is optional; defaults"
+        " are documented in docs/policy.md. Keys prefixed x- are hints for error messages, not JSON Schema keywords.",
+        **body,
+        "required": ["apiVersion", "kind"],
+        "properties": properties,
+        "$defs": DEFS,
+    }
 
 
 def _format_checker() -> FormatChecker:
@@ -126,10 +139,22 @@ def _replay_resource_rules(document: Mapping[str, Any]) -> Iterator[str]:
             yield f"{where}: {requests[name]} is more than the limit {limits[name]}"
 
 
+def _unbuilt_features(document: Mapping[str, Any]) -> Iterator[str]:
+    """A switch for a feature that does not exist yet would be a promise the webhook cannot keep."""
+    features = document.get("features")
+    if not isinstance(features, Mapping):
+        return
+    for field in dataclasses.fields(Features):
+        spec = spec_of(field)
+        if spec is not None and spec.unbuilt and features.get(spec.name) is True:
+            yield f"{format_path(['features', spec.name])}: {spec.unbuilt}"
+
+
 def validate_document(document: object) -> list[str]:
     """Every problem with a parsed policy document, as `field.path: reason` lines; empty when it is valid."""
     messages = format_errors(_validator().iter_errors(document))
     if isinstance(document, Mapping):
         messages.extend(_lease_rules(document))
         messages.extend(_replay_resource_rules(document))
+        messages.extend(_unbuilt_features(document))
     return sorted(messages)

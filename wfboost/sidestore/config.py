@@ -13,7 +13,7 @@ from wfboost.sidestore.store import StoreSettings
 
 
 @dataclass(frozen=True)
-class ServiceConfig:
+class SideStoreConfig:
     redis_url: str
     clients_file: Path
     host: str = "0.0.0.0"

@@ -1,7 +1,7 @@
 """The sweeper: deletes blobs no live reference holds once their grace has passed, expired uploads, and objects
 a crashed writer left behind.
 
-The verdict for one blob is a pure function (`verdict`), so the rules can be read in one place and tested as a
+Whether a blob is kept is a pure function (`retention_of`), so the rules can be read in one place and tested as a
 property. Deleting re-reads the blob's record and references under a Redis WATCH and re-decides: a reference
 added (or the blob touched by a new PUT) between the decision and the delete cancels the delete.
 """
@@ -32,26 +32,26 @@ class WorkflowView(Protocol):
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Retention:
     keep: bool
     reason: str
 
 
-def verdict(touched: float, refs: Sequence[RefRecord], live: WorkflowView, now: float, grace: float) -> Verdict:
+def retention_of(touched: float, refs: Sequence[RefRecord], live: WorkflowView, now: float, grace: float) -> Retention:
     """Keep a blob while any reference holds it or it is younger than the grace; otherwise it is an orphan."""
     for ref in refs:
         if ref.kind == "workflow":
             if live.is_live(ref.target):
-                return Verdict(True, f"workflow {ref.target} exists")
+                return Retention(True, f"workflow {ref.target} exists")
             if now - ref.added < grace:
-                return Verdict(True, f"workflow {ref.target} referenced within the grace period")
+                return Retention(True, f"workflow {ref.target} referenced within the grace period")
         elif ref.kind == "entry" and (ref.expires is None or ref.expires > now):
-            return Verdict(True, f"cache entry {ref.target} has not expired")
+            return Retention(True, f"cache entry {ref.target} has not expired")
     if now - touched < grace:
-        return Verdict(True, "written or touched within the grace period")
+        return Retention(True, "written or touched within the grace period")
     if refs:
-        return Verdict(False, "every reference is gone: " + ", ".join(r.ref for r in refs))
-    return Verdict(False, "never referenced")
+        return Retention(False, "every reference is gone: " + ", ".join(r.ref for r in refs))
+    return Retention(False, "never referenced")
 
 
 class Sweeper:
@@ -111,7 +111,7 @@ class Sweeper:
                 await pipe.unwatch()
                 return None
             refs = [RefRecord.decode(k.decode(), v) for k, v in (await pipe.hgetall(refs_key)).items()]
-            decided = verdict(float(record[b"touched"]), refs, self.live, now, grace)
+            decided = retention_of(float(record[b"touched"]), refs, self.live, now, grace)
             size = int(record[b"size"])
             if decided.keep:
                 await pipe.unwatch()

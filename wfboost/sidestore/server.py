@@ -29,7 +29,7 @@ from wfboost.service.shell import Site, add_status_routes, run_service, status_a
 from wfboost.service.tasks import ServiceTasks
 from wfboost.sidestore import keyspace
 from wfboost.sidestore.auth import Authenticator, Client
-from wfboost.sidestore.config import ServiceConfig, backend_name, make_backend
+from wfboost.sidestore.config import SideStoreConfig, backend_name, make_backend
 from wfboost.sidestore.digest import parse_digest
 from wfboost.sidestore.errors import (
     AuthConfigError,
@@ -89,7 +89,7 @@ class SideStoreServer:
 
     def __init__(
         self,
-        config: ServiceConfig,
+        config: SideStoreConfig,
         *,
         store: BlobStore | None = None,
         live: LiveWorkflows | None = None,
@@ -461,7 +461,7 @@ async def _json_body(request: web.Request, default: Any) -> Any:
     return body
 
 
-async def serve(config: ServiceConfig, stop: asyncio.Event | None = None) -> None:
+async def serve(config: SideStoreConfig, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set)."""
     async with SideStoreServer(config) as server:
         await run_service("sidestore", sites=server.sites(), tasks=server.tasks, stop=stop)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-import yaml
 
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
@@ -30,23 +29,6 @@ class Reviewed:
     route: str
     outcome: Outcome
     patched_object: dict[str, Any] | None
-
-
-def parse_documents(text: str, source: str) -> list[dict[str, Any]]:
-    """JSON or (multi-document) YAML; empty documents are skipped, non-objects are an error naming the document."""
-    try:
-        docs = [orjson.loads(text)] if text.lstrip().startswith(("{", "[")) else list(yaml.safe_load_all(text))
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ReviewInputError(f"{source}: neither JSON nor YAML: {_first_line(exc)}") from None
-    found = [doc for doc in docs if doc is not None]
-    if len(found) == 1 and isinstance(found[0], list):
-        found = found[0]
-    if not found:
-        raise ReviewInputError(f"{source}: no document found")
-    for index, doc in enumerate(found, 1):
-        if not isinstance(doc, dict):
-            raise ReviewInputError(f"{source}: document {index} is a {type(doc).__name__}, not an object")
-    return cast(list[dict[str, Any]], found)
 
 
 def as_review(doc: dict[str, Any], namespace: str | None) -> tuple[str, AdmissionReview]:
@@ -113,7 +95,3 @@ async def review_all(
             patched = verify_patch(obj, cast(Any, decode_patch(response)))
         results.append(Reviewed(route, outcome, patched))
     return results
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

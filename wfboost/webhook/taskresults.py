@@ -28,7 +28,7 @@ from wfboost.webhook.errors import StoreNotConfigured
 KINDS = frozenset({("argoproj.io", "WorkflowTaskResult")})
 
 # Keys of an Argo artifact that say where it is stored; everything else (name, path, mode…) stays as reported.
-LOCATION_FIELDS = frozenset({"s3", "gcs", "oss", "hdfs", "artifactory", "azure", "http", "git", "raw", "plugin"})
+LOCATION_FIELDS = frozenset(names.ARTIFACT_DRIVERS)
 # Never copied from the producer nor kept from the placeholder: GC settings and the "deleted" flag.
 GC_FIELDS = frozenset({"artifactGC", "deleted"})
 # The cached data belongs to every run that hits it: the consumer's artifact GC must never delete it.

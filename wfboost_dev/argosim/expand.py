@@ -1,30 +1,30 @@
 """Expand a Workflow into the step invocations the Argo controller would create pods for, in a valid order.
 
-Used by the demo (``make run`` replays a workflow's pods through the webhook) and by tests as fixtures, so the
+Used by the demo (`make run` replays a workflow's pods through the webhook) and by tests as fixtures, so the
 priority is the *pod shape* of each invocation (node name, template, resolved inputs, include-script-output,
 boundary template); control flow is followed faithfully for the common cases and reported, never guessed
 silently, for the rest:
 
-* ``steps`` (groups in order, steps in a group in order) and ``dag`` (topological, declaration order breaking
-  ties, ``dependencies``/``depends``/``target``), nested templates, ``templateRef`` into (Cluster)WorkflowTemplates
-  of the same file set, ``inline`` templates, workflow ``onExit`` and step/task exit hooks, retry nodes
-  (``…(0)``);
-* ``withItems``, ``withSequence`` and ``withParam`` (when its value resolves to a JSON list);
-* ``{{inputs.*}}``, ``{{workflow.*}}``, ``{{item}}``/``{{item.x}}``, ``{{steps.X.outputs…}}``/``{{tasks.X…}}``
-  from a caller-supplied ``outputs`` mapping, else from the producer's static output values, else its
-  ``valueFrom.default``, else a placeholder ``wfboost-unknown:<node>.outputs…``;
-* ``when`` and ``depends`` are evaluated assuming every step succeeds; a ``when`` we cannot evaluate (an
-  unknown output, an ``{{=expr}}``) is assumed true and noted on the invocation.
+* `steps` (groups in order, steps in a group in order) and `dag` (topological, declaration order breaking
+  ties, `dependencies`/`depends`/`target`), nested templates, `templateRef` into (Cluster)WorkflowTemplates
+  of the same file set, `inline` templates, workflow `onExit` and step/task exit hooks, retry nodes
+  (`…(0)`);
+* `withItems`, `withSequence` and `withParam` (when its value resolves to a JSON list);
+* `{{inputs.*}}`, `{{workflow.*}}`, `{{item}}`/`{{item.x}}`, `{{steps.X.outputs…}}`/`{{tasks.X…}}`
+  from a caller-supplied `outputs` mapping, else from the producer's static output values, else its
+  `valueFrom.default`, else a placeholder `wfboost-unknown:<node>.outputs…`;
+* `when` and `depends` are evaluated assuming every step succeeds; a `when` we cannot evaluate (an
+  unknown output, an `{{=expr}}`) is assumed true and noted on the invocation.
 
-Node names follow the controller: ``<wf>`` for the entrypoint, ``<parent>[i].<step>`` for steps (steps.go:70,131),
-``<dag node>.<task>`` for DAG tasks (dag.go:115), ``<name>(i:<item>)`` for expanded items (operator.go
-``generateNodeName``/``processItem``), ``<node>(0)`` for the first attempt under a retry node (operator.go:2288),
-``<node>.onExit`` for exit handlers. Node IDs and pod names then follow :func:`wfboost_dev.argosim.pods.node_id` /
-:func:`~wfboost_dev.argosim.pods.pod_name`.
+Node names follow the controller: `<wf>` for the entrypoint, `<parent>[i].<step>` for steps (steps.go:70,131),
+`<dag node>.<task>` for DAG tasks (dag.go:115), `<name>(i:<item>)` for expanded items (operator.go
+`generateNodeName`/`processItem`), `<node>(0)` for the first attempt under a retry node (operator.go:2288),
+`<node>.onExit` for exit handlers. Node IDs and pod names then follow `wfboost_dev.argosim.pods.node_id` /
+`~wfboost_dev.argosim.pods.pod_name`.
 
-What the walk does *not* model, by design: failures and retries beyond the first attempt, suspend resumption,
-memoization hits, ``{{=expr}}`` expressions, ``withParam`` over unknown outputs, lifecycle hooks other than
-``exit``. Those nodes are yielded as ``skipped`` or ``not-a-pod`` with the reason.
+What the expansion does *not* model, by design: failures and retries beyond the first attempt, suspend resumption,
+memoization hits, `{{=expr}}` expressions, `withParam` over unknown outputs, lifecycle hooks other than
+`exit`. Those nodes are yielded as `skipped` or `not-a-pod` with the reason.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any, Literal, TypedDict
 
 import yaml
 
+from wfboost.argo.names import ARTIFACT_DRIVERS
 from wfboost_dev.argosim.expressions import TaskState, depends_task_names, evaluate_depends, evaluate_when
 from wfboost_dev.argosim.gojson import go_json
 from wfboost_dev.argosim.pods import (
@@ -64,17 +65,17 @@ from wfboost_dev.argosim.templating import any_string, process_args, substitute
 
 __all__ = [
     "PLACEHOLDER_PREFIX",
+    "Expansion",
     "Invocation",
     "InvocationKind",
     "NodeOutputs",
-    "WalkResult",
     "as_workflow",
+    "expand_workflow",
     "load_documents",
-    "walk",
 ]
 
 PLACEHOLDER_PREFIX = "wfboost-unknown:"
-"""Prefix of every value the walk had to invent for an output it does not know."""
+"""Prefix of every value the expansion had to invent for an output it does not know."""
 
 InvocationKind = Literal["pod", "not-a-pod", "skipped"]
 
@@ -90,7 +91,7 @@ _MAX_INVOCATIONS = 5000
 
 
 class NodeOutputs(TypedDict, total=False):
-    """Known outputs of a finished node, keyed in :func:`walk`'s ``outputs`` by node name (or step/task name)."""
+    """Known outputs of a finished node, keyed in `expand_workflow`'s `outputs` by node name (or step/task name)."""
 
     parameters: Mapping[str, str]
     result: str
@@ -107,7 +108,7 @@ class Invocation:
     node_id: str
     template_name: str
     template: dict[str, Any] | None
-    """The resolved template as written (before inputs are applied); ``None`` when it could not be resolved."""
+    """The resolved template as written (before inputs are applied); `None` when it could not be resolved."""
     inputs: StepInputs
     reason: str = ""
     pod_name: str = ""
@@ -121,8 +122,8 @@ class Invocation:
 
 
 @dataclass(frozen=True)
-class WalkResult:
-    """The walk of one workflow: the execution Workflow (name and UID fixed) and its invocations in order."""
+class Expansion:
+    """The expansion of one workflow: the execution Workflow (name and UID fixed) and its invocations in order."""
 
     workflow: dict[str, Any]
     identity: WorkflowIdentity
@@ -136,7 +137,7 @@ class WalkResult:
     def build(
         self, invocation: Invocation, *, layout: ArgoLayout, config: ControllerConfig = DEFAULT_CONFIG
     ) -> BuiltPod:
-        """The pod ``layout``'s controller creates for ``invocation``."""
+        """The pod `layout`'s controller creates for `invocation`."""
         if invocation.kind != "pod" or invocation.template is None:
             raise PodBuildError(f"{invocation.node_name}: {invocation.kind} ({invocation.reason})")
         return build_pod(
@@ -204,8 +205,8 @@ def _merge_arguments(base: Mapping[str, Any], override: Mapping[str, Any]) -> di
 def as_workflow(doc: Mapping[str, Any], template_sources: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | str:
     """The execution Workflow for a Workflow, CronWorkflow, WorkflowTemplate or ClusterWorkflowTemplate.
 
-    A ``workflowTemplateRef`` is resolved against ``template_sources`` and merged the way the controller builds
-    its ``execWf`` (template spec, then the workflow's own fields; arguments merged by name). Returns a string
+    A `workflowTemplateRef` is resolved against `template_sources` and merged the way the controller builds
+    its `execWf` (template spec, then the workflow's own fields; arguments merged by name). Returns a string
     reason instead when the document cannot be executed here.
     """
     kind = doc.get("kind")
@@ -268,8 +269,8 @@ def as_workflow(doc: Mapping[str, Any], template_sources: Sequence[Mapping[str, 
 
 
 @dataclass
-class _Ctx:
-    """Where plain ``template:`` names resolve: the workflow, or the WorkflowTemplate a templateRef entered."""
+class _TemplateScope:
+    """Where plain `template:` names resolve: the workflow, or the WorkflowTemplate a templateRef entered."""
 
     label: str
     templates: dict[str, dict[str, Any]]
@@ -277,7 +278,7 @@ class _Ctx:
 
 @dataclass
 class _Result:
-    """What a finished node offers to later references (``steps.X.…``) and to ``depends``."""
+    """What a finished node offers to later references (`steps.X.…`) and to `depends`."""
 
     node_id: str
     state: TaskState
@@ -291,7 +292,7 @@ class _Result:
 _ERROR = TaskState(errored=True)
 
 
-class _Walker:
+class _Expander:
     def __init__(
         self,
         workflow: dict[str, Any],
@@ -310,7 +311,7 @@ class _Walker:
         self.notes: list[str] = []
         self.globals = global_parameters(workflow, identity, config=config)
         self.exit_globals = {**self.globals, "workflow.status": "Succeeded", "workflow.failures": "null"}
-        self.root_ctx = _Ctx("workflow", {str(t.get("name")): t for t in self.spec.get("templates") or []})
+        self.root_ctx = _TemplateScope("workflow", {str(t.get("name")): t for t in self.spec.get("templates") or []})
         self.truncated = False
 
     # -- bookkeeping -----------------------------------------------------------------------------------------------
@@ -352,7 +353,7 @@ class _Walker:
         return None
 
     # -- template resolution ------------------------------------------------------------------------------------------
-    def resolve(self, holder: Mapping[str, Any], ctx: _Ctx) -> tuple[dict[str, Any], _Ctx] | str:
+    def resolve(self, holder: Mapping[str, Any], ctx: _TemplateScope) -> tuple[dict[str, Any], _TemplateScope] | str:
         inline = holder.get("inline")
         if isinstance(inline, Mapping):
             return copy.deepcopy(dict(inline)), ctx
@@ -367,7 +368,7 @@ class _Walker:
             wanted = str(ref.get("template"))
             if wanted not in templates:
                 return f"templateRef {scope}/{ref.get('name')} has no template {wanted!r}"
-            return copy.deepcopy(templates[wanted]), _Ctx(f"{scope}/{ref.get('name')}", templates)
+            return copy.deepcopy(templates[wanted]), _TemplateScope(f"{scope}/{ref.get('name')}", templates)
         name = holder.get("template")
         if isinstance(name, str) and name:
             if name not in ctx.templates:
@@ -410,7 +411,7 @@ class _Walker:
         node_name: str,
         holder: Mapping[str, Any],
         args: Mapping[str, Any],
-        ctx: _Ctx,
+        ctx: _TemplateScope,
         boundary: Mapping[str, Any] | None,
         stack: tuple[str, ...],
         on_exit: bool,
@@ -515,7 +516,7 @@ class _Walker:
             return _Result(nid, _ERROR)
         patch = str(processed.get("podSpecPatch") or "") + str(self.spec.get("podSpecPatch") or "")
         if PLACEHOLDER_PREFIX in patch:
-            self.skip(node_name, "skipped", "podSpecPatch depends on outputs the walk does not know", tmpl)
+            self.skip(node_name, "skipped", "podSpecPatch depends on outputs the expansion does not know", tmpl)
             return self.static_outputs(node_name, processed, {"pod.name": pname}, lookup, pod=pname)
         include = False
         if boundary is not None and short_name:
@@ -552,8 +553,8 @@ class _Walker:
         lookup: tuple[str, ...],
         pod: str | None = None,
     ) -> _Result:
-        """Outputs of a leaf node: caller-supplied, else static ``value``, else ``valueFrom.default``, else a
-        placeholder; artifacts at the repository's default key ``<wf>/<pod>/<name>.tgz``."""
+        """Outputs of a leaf node: caller-supplied, else static `value`, else `valueFrom.default`, else a
+        placeholder; artifacts at the repository's default key `<wf>/<pod>/<name>.tgz`."""
         known = self.known_outputs(lookup) or {}
         outputs = processed.get("outputs") or {}
         result = _Result(node_id(self.identity.name, node_name), TaskState(succeeded=True, any_succeeded=True))
@@ -575,8 +576,8 @@ class _Walker:
             if name in known_arts:
                 result.artifacts[name] = dict(known_arts[name])
                 continue
-            produced = {k: copy.deepcopy(v) for k, v in art.items() if k in ("name", "path", *_DRIVERS)}
-            if not any(k in produced for k in _DRIVERS):
+            produced = {k: copy.deepcopy(v) for k, v in art.items() if k in ("name", "path", *ARTIFACT_DRIVERS)}
+            if not any(k in produced for k in ARTIFACT_DRIVERS):
                 suffix = "" if isinstance((art.get("archive") or {}).get("none"), Mapping) else ".tgz"
                 owner = pod or node_id(self.identity.name, node_name)
                 produced["s3"] = {"key": f"{self.identity.name}/{owner}/{name}{suffix}"}
@@ -593,7 +594,7 @@ class _Walker:
         art_scope: Mapping[str, Mapping[str, Any]],
         lookup: tuple[str, ...],
     ) -> _Result:
-        """Outputs of a steps/dag node: ``valueFrom.parameter`` and artifact ``from`` resolved in its scope."""
+        """Outputs of a steps/dag node: `valueFrom.parameter` and artifact `from` resolved in its scope."""
         known = self.known_outputs(lookup) or {}
         result = _Result(node_id(self.identity.name, node_name), TaskState(succeeded=True, any_succeeded=True))
         outputs = processed.get("outputs") or {}
@@ -627,7 +628,7 @@ class _Walker:
     def register(
         self, prefix: str, name: str, result: _Result, scope: dict[str, str], art_scope: dict[str, dict[str, Any]]
     ) -> None:
-        """Expose a finished node as ``<prefix>.<name>.…`` (steps.go/dag.go ``addOutputsToScope``)."""
+        """Expose a finished node as `<prefix>.<name>.…` (steps.go/dag.go `addOutputsToScope`)."""
         base = f"{prefix}.{name}"
         scope[f"{base}.id"] = result.node_id
         scope[f"{base}.status"] = _phase(result.state)
@@ -665,7 +666,7 @@ class _Walker:
 
     # -- expansion -------------------------------------------------------------------------------------------------
     def expand(self, item_holder: Mapping[str, Any], values: Mapping[str, str]) -> list[dict[str, Any]] | str:
-        """``expandStep``/``expandTask``: one step per item, named ``<name>(i:<item>)``; a reason if impossible."""
+        """`expandStep`/`expandTask`: one step per item, named `<name>(i:<item>)`; a reason if impossible."""
         name = str(item_holder.get("name"))
         items: list[Any]
         if item_holder.get("withItems") is not None:
@@ -677,7 +678,7 @@ class _Walker:
             else:
                 text = str(raw)
                 if "{{" in text or PLACEHOLDER_PREFIX in text:
-                    return f"withParam {item_holder['withParam']!r} depends on outputs the walk does not know"
+                    return f"withParam {item_holder['withParam']!r} depends on outputs the expansion does not know"
                 try:
                     parsed = json.loads(text)
                 except ValueError:
@@ -712,13 +713,13 @@ class _Walker:
         original_name: str,
         values: Mapping[str, str],
         art_scope: Mapping[str, Mapping[str, Any]],
-        ctx: _Ctx,
+        ctx: _TemplateScope,
         boundary: Mapping[str, Any],
         stack: tuple[str, ...],
         on_exit: bool,
         prefix: str,
     ) -> _Result:
-        """Resolve a step's references, evaluate ``when``, execute it (and its exit hook)."""
+        """Resolve a step's references, evaluate `when`, execute it (and its exit hook)."""
         nid = node_id(self.identity.name, child_name)
         notes: list[str] = []
         when = step.get("when")
@@ -789,7 +790,7 @@ class _Walker:
         step: Mapping[str, Any],
         values: Mapping[str, str],
         art_scope: Mapping[str, Mapping[str, Any]],
-        ctx: _Ctx,
+        ctx: _TemplateScope,
         boundary: Mapping[str, Any],
         stack: tuple[str, ...],
         on_exit: bool,
@@ -824,7 +825,7 @@ class _Walker:
         node_name: str,
         tmpl: Mapping[str, Any],
         processed: Mapping[str, Any],
-        ctx: _Ctx,
+        ctx: _TemplateScope,
         scope: dict[str, str],
         art_scope: dict[str, dict[str, Any]],
         stack: tuple[str, ...],
@@ -849,7 +850,7 @@ class _Walker:
         node_name: str,
         tmpl: Mapping[str, Any],
         processed: Mapping[str, Any],
-        ctx: _Ctx,
+        ctx: _TemplateScope,
         scope: dict[str, str],
         art_scope: dict[str, dict[str, Any]],
         stack: tuple[str, ...],
@@ -891,7 +892,6 @@ class _Walker:
             self.register("tasks", ready, result, scope, art_scope)
 
 
-_DRIVERS = ("s3", "git", "http", "artifactory", "hdfs", "raw", "oss", "gcs", "azure", "plugin")
 
 
 def _phase(state: TaskState) -> str:
@@ -938,7 +938,7 @@ def _dag_targets(dag: Mapping[str, Any], deps: Mapping[str, list[str]]) -> set[s
 
 
 def _expand_sequence(sequence: Mapping[str, Any]) -> list[Any]:
-    """``expandSequence`` (operator.go): string items formatted with ``format`` (default ``%d``)."""
+    """`expandSequence` (operator.go): string items formatted with `format` (default `%d`)."""
 
     def as_int(value: Any) -> int:
         text = str(value).strip()
@@ -962,7 +962,7 @@ def _expand_sequence(sequence: Mapping[str, Any]) -> list[Any]:
 
 
 def _item_string(value: Any) -> str:
-    """``Item.String``: JSON of the value, unquoted for strings, HTML escapes undone (jsonutil.Fix)."""
+    """`Item.String`: JSON of the value, unquoted for strings, HTML escapes undone (jsonutil.Fix)."""
     text = go_json(value)
     if isinstance(value, str):
         text = text[1:-1]
@@ -970,7 +970,7 @@ def _item_string(value: Any) -> str:
 
 
 def _item_values(item: Any) -> tuple[dict[str, str], str]:
-    """``processItem``: the ``item``/``item.x`` variables and the node-name description of one item."""
+    """`processItem`: the `item`/`item.x` variables and the node-name description of one item."""
     if isinstance(item, Mapping):
         values = {f"item.{k}": _item_string(v) for k, v in item.items()}
         values["item"] = go_json({k: item[k] for k in sorted(item)})
@@ -984,13 +984,13 @@ def _item_values(item: Any) -> tuple[dict[str, str], str]:
 
 
 def _generate_node_name(name: str, index: int, desc: str) -> str:
-    """``generateNodeName``: ``name(index:desc)`` with parentheses removed from the description."""
+    """`generateNodeName`: `name(index:desc)` with parentheses removed from the description."""
     clean = desc.replace("(", "").replace(")", "")
     return f"{name}({index}:{clean})"
 
 
 def _has_output_result_ref(name: str, parent: Mapping[str, Any]) -> bool:
-    """``hasOutputResultRef``: does the parent template mention ``steps|tasks.<name>.outputs.result``?"""
+    """`hasOutputResultRef`: does the parent template mention `steps|tasks.<name>.outputs.result`?"""
     text = json.dumps(parent)
     prefix = "tasks" if parent.get("dag") is not None else "steps" if parent.get("steps") is not None else ""
     reference = prefix + rf"\.{name}\.outputs\.result"
@@ -1001,26 +1001,26 @@ def _has_output_result_ref(name: str, parent: Mapping[str, Any]) -> bool:
         return False
 
 
-def walk(
+def expand_workflow(
     workflow: Mapping[str, Any],
     *,
     outputs: Mapping[str, NodeOutputs] | None = None,
     template_sources: Sequence[Mapping[str, Any]] = (),
     parameters: Mapping[str, Any] | None = None,
     config: ControllerConfig = DEFAULT_CONFIG,
-) -> WalkResult:
-    """Expand ``workflow`` (any workflow kind; see :func:`as_workflow`) into its step invocations, in order.
+) -> Expansion:
+    """Expand `workflow` (any workflow kind; see `as_workflow`) into its step invocations, in order.
 
-    ``outputs`` supplies known outputs of finished nodes, keyed by node name (``wf[0].generate``) or, as a
-    fallback, by step/task name (``generate``). ``template_sources`` are the documents ``templateRef`` and
-    ``workflowTemplateRef`` may point at. ``parameters`` override workflow arguments like ``argo submit -p``;
+    `outputs` supplies known outputs of finished nodes, keyed by node name (`wf[0].generate`) or, as a
+    fallback, by step/task name (`generate`). `template_sources` are the documents `templateRef` and
+    `workflowTemplateRef` may point at. `parameters` override workflow arguments like `argo submit -p`;
     parameters left without a value get a placeholder. Never raises for a malformed or unsupported workflow:
     what cannot be walked is reported in the result.
     """
     converted = as_workflow(workflow, template_sources)
     if isinstance(converted, str):
         ident = workflow_identity(workflow)
-        return WalkResult(workflow=dict(workflow), identity=ident, invocations=(), notes=(converted,))
+        return Expansion(workflow=dict(workflow), identity=ident, invocations=(), notes=(converted,))
     notes = _fill_workflow_parameters(converted, parameters or {})
     ident = workflow_identity(converted)
     meta = converted.setdefault("metadata", {})
@@ -1028,18 +1028,18 @@ def walk(
     meta.pop("generateName", None)
     meta["namespace"] = ident.namespace
     meta["uid"] = ident.uid
-    walker = _Walker(converted, ident, outputs or {}, template_sources, config)
+    walker = _Expander(converted, ident, outputs or {}, template_sources, config)
     walker.run()
-    return WalkResult(
+    return Expansion(
         workflow=converted, identity=ident, invocations=tuple(walker.invocations), notes=(*notes, *walker.notes)
     )
 
 
 def _fill_workflow_parameters(workflow: dict[str, Any], overrides: Mapping[str, Any]) -> list[str]:
-    """Apply submit-time ``-p name=value`` overrides; give value-less parameters a placeholder (and say so).
+    """Apply submit-time `-p name=value` overrides; give value-less parameters a placeholder (and say so).
 
-    The controller refuses a workflow whose parameter has neither value nor a resolvable ``valueFrom``; KFP
-    files leave pipeline parameters empty for the UI to fill, so the walk fills them rather than stopping.
+    The controller refuses a workflow whose parameter has neither value nor a resolvable `valueFrom`; KFP
+    files leave pipeline parameters empty for the UI to fill, so the expansion fills them rather than stopping.
     """
     notes: list[str] = []
     spec = workflow.setdefault("spec", {})
@@ -1070,6 +1070,6 @@ def _fill_workflow_parameters(workflow: dict[str, Any], overrides: Mapping[str, 
 
 
 def iter_corpus_documents(root: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
-    """Every YAML file under ``root`` with its documents (helper for tests and the demo; reads, never copies)."""
+    """Every YAML file under `root` with its documents (helper for tests and the demo; reads, never copies)."""
     for path in sorted(root.rglob("*.yaml")):
         yield path, load_documents(path)

@@ -1,13 +1,13 @@
-"""The two little expression languages a walk must evaluate: step ``when`` and DAG ``depends``.
+"""The two little expression languages a walk must evaluate: step `when` and DAG `depends`.
 
-``when`` is govaluate with one Argo twist (steps.go ``shouldExecute``): bare words are strings, so
-``heads == heads`` is true without quotes. We implement the subset workflows use — literals, ``== != < > <= >=``,
-``=~ !~``, ``&& || !`` and parentheses — and answer ``None`` ("cannot tell") for anything else, including
-values that still carry a ``{{…}}`` tag or an unknown-output placeholder. The walker then assumes the step
+`when` is govaluate with one Argo twist (steps.go `shouldExecute`): bare words are strings, so
+`heads == heads` is true without quotes. We implement the subset workflows use — literals, `== != < > <= >=`,
+`=~ !~`, `&& || !` and parentheses — and answer `None` ("cannot tell") for anything else, including
+values that still carry a `{{…}}` tag or an unknown-output placeholder. The walker then assumes the step
 runs, and says so.
 
-``depends`` (dag.go ``evaluateDependsLogic``) combines ``task.Result`` terms; a bare ``task`` means
-``task.Succeeded || task.Skipped || task.Daemoned``. ``dependencies: [a, b]`` is ``a && b``.
+`depends` (dag.go `evaluateDependsLogic`) combines `task.Result` terms; a bare `task` means
+`task.Succeeded || task.Skipped || task.Daemoned`. `dependencies: [a, b]` is `a && b`.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _ordered(op: str, left: float | str, right: float | str) -> bool:
 
 
 def evaluate_when(expression: str, unknown_markers: tuple[str, ...] = ()) -> bool | None:
-    """``True``/``False`` when the expression is fully resolved and in our subset, else ``None``."""
+    """`True`/`False` when the expression is fully resolved and in our subset, else `None`."""
     text = expression.strip()
     if not text:
         return True
@@ -169,7 +169,7 @@ def evaluate_when(expression: str, unknown_markers: tuple[str, ...] = ()) -> boo
 
 @dataclass(frozen=True)
 class TaskState:
-    """How a finished dependency ended, in the terms ``depends`` can test."""
+    """How a finished dependency ended, in the terms `depends` can test."""
 
     succeeded: bool = False
     failed: bool = False
@@ -196,7 +196,7 @@ _RESULTS = {
 
 
 def depends_task_names(depends: str) -> list[str]:
-    """Task names a ``depends`` expression mentions, in order of first mention."""
+    """Task names a `depends` expression mentions, in order of first mention."""
     names: list[str] = []
     for term in _DEPENDS_TERM.findall(depends):
         name = term.split(".", 1)[0]
@@ -206,7 +206,7 @@ def depends_task_names(depends: str) -> list[str]:
 
 
 def evaluate_depends(depends: str, states: Mapping[str, TaskState]) -> bool | None:
-    """Evaluate ``depends`` against the states of finished tasks; ``None`` if it cannot be parsed."""
+    """Evaluate `depends` against the states of finished tasks; `None` if it cannot be parsed."""
     tokens: list[tuple[str, str]] = []
     pos = 0
     text = depends.strip()

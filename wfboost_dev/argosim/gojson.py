@@ -1,17 +1,17 @@
 """Encode objects the way the Argo controller's Go code does: key order, always-present fields, HTML escaping.
 
 Why bother: the controller sends Go-marshalled JSON, and two strings we reproduce are read byte for byte by
-someone — the ``ARGO_TEMPLATE`` env value (a JSON document inside a string, which tools hash or diff) and the
-pod body itself (fixtures are compared and patched). Go's ``encoding/json``:
+someone — the `ARGO_TEMPLATE` env value (a JSON document inside a string, which tools hash or diff) and the
+pod body itself (fixtures are compared and patched). Go's `encoding/json`:
 
 * writes struct fields in declaration order and map keys sorted;
-* always writes non-pointer struct fields even with ``omitempty`` (so ``"inputs":{}``, ``"metadata":{}``,
-  ``"resources":{}``) and fields without ``omitempty`` (a container's ``"name":""``);
-* escapes ``<``, ``>``, ``&``, U+2028 and U+2029 (``\\u003c`` ...), leaves other non-ASCII as UTF-8, and writes no
+* always writes non-pointer struct fields even with `omitempty` (so `"inputs":{}`, `"metadata":{}`,
+  `"resources":{}`) and fields without `omitempty` (a container's `"name":""`);
+* escapes `<`, `>`, `&`, U+2028 and U+2029 (`\\u003c` ...), leaves other non-ASCII as UTF-8, and writes no
   spaces.
 
 The field orders below are copied from the Go type declarations (k8s.io/api core/v1 for pods, argo-workflows
-``pkg/apis/workflow/v1alpha1/workflow_types.go`` at v3.7.18 for templates). Keys we do not know keep their
+`pkg/apis/workflow/v1alpha1/workflow_types.go` at v3.7.18 for templates). Keys we do not know keep their
 relative order after the known ones: unknown to us does not mean unknown to Kubernetes.
 """
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from wfboost.argo.names import ARTIFACT_DRIVERS
 
 __all__ = ["go_json", "go_order"]
 
@@ -55,7 +57,7 @@ _CONTAINER_CHILDREN = {
     "resources": "ResourceRequirements",
     "volumeMounts": "[]VolumeMount",
 }
-_ARTIFACT_LOCATION = ("archiveLogs", "s3", "git", "http", "artifactory", "hdfs", "raw", "oss", "gcs", "azure", "plugin")
+_ARTIFACT_LOCATION = ("archiveLogs", *ARTIFACT_DRIVERS)
 
 # type name -> (field order, {field: child type}); "[]T" is a list of T, "map" a map (keys sorted).
 _TYPES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -343,10 +345,10 @@ _ALWAYS: dict[str, dict[str, Any]] = {
 
 
 def go_order(obj: Any, type_name: str) -> Any:
-    """Return a copy of ``obj`` with keys in Go declaration order for ``type_name``, plus always-written fields.
+    """Return a copy of `obj` with keys in Go declaration order for `type_name`, plus always-written fields.
 
-    ``None`` values of known fields are dropped (Go omits nil pointers/slices under ``omitempty``), except the
-    few fields Go writes as ``null`` (``creationTimestamp``).
+    `None` values of known fields are dropped (Go omits nil pointers/slices under `omitempty`), except the
+    few fields Go writes as `null` (`creationTimestamp`).
     """
     if type_name == "map":
         if isinstance(obj, Mapping):
@@ -380,9 +382,9 @@ def go_order(obj: Any, type_name: str) -> Any:
 
 
 def go_json(obj: Any) -> str:
-    """Serialise like Go's ``json.Marshal``: compact, UTF-8 kept, HTML-significant characters escaped.
+    """Serialise like Go's `json.Marshal`: compact, UTF-8 kept, HTML-significant characters escaped.
 
-    Key order is the caller's business (see :func:`go_order`); this only reproduces Go's byte-level choices.
+    Key order is the caller's business (see `go_order`); this only reproduces Go's byte-level choices.
     """
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return (

@@ -1,9 +1,9 @@
 """The Argo controller pod layouts we reproduce, one per controller release, each tied to the source it was read from.
 
 Why a table of flags instead of one builder per version: the five layouts share ~90 % of their code path
-(``createWorkflowPod`` in ``workflow/controller/workflowpod.go``), and the differences are small, named and
-independent (where ``ARGO_TEMPLATE`` lives, whether it is offloaded, an extra log flag, an extra env var...).
-A flag per difference keeps every divergence greppable and lets ``docs/argo-pods.md`` cite the line that
+(`createWorkflowPod` in `workflow/controller/workflowpod.go`), and the differences are small, named and
+independent (where `ARGO_TEMPLATE` lives, whether it is offloaded, an extra log flag, an extra env var...).
+A flag per difference keeps every divergence greppable and lets `docs/argo-pods.md` cite the line that
 introduced it. Each flag's docstring names the file and line at the tag it was read from.
 
 The sources were read from a snapshot of github.com/argoproj/argo-workflows at these tags:
@@ -11,11 +11,11 @@ The sources were read from a snapshot of github.com/argoproj/argo-workflows at t
 =================  ==========  ========================================
 layout             tag         commit
 =================  ==========  ========================================
-``V3_5``           v3.5.14     d94c214176716ece96974fd98ac5107c38d61344
-``V3_6``           v3.6.19     c66a734c911a25a1e0f626af5995a222d6267e37
-``V3_7``           v3.7.18     66e32e5cc367f223e2ecf4fbe852b95eaed83034
-``V4_1``           v4.1.2      16a52d67daf2f4a8a76fa8bec02a76a46aa46257
-``V4_1_INITLESS``  v4.1.2      16a52d67daf2f4a8a76fa8bec02a76a46aa46257
+`V3_5`           v3.5.14     d94c214176716ece96974fd98ac5107c38d61344
+`V3_6`           v3.6.19     c66a734c911a25a1e0f626af5995a222d6267e37
+`V3_7`           v3.7.18     66e32e5cc367f223e2ecf4fbe852b95eaed83034
+`V4_1`           v4.1.2      16a52d67daf2f4a8a76fa8bec02a76a46aa46257
+`V4_1_INITLESS`  v4.1.2      16a52d67daf2f4a8a76fa8bec02a76a46aa46257
 =================  ==========  ========================================
 """
 
@@ -83,53 +83,53 @@ class ArgoLayout:
     """
 
     name: str
-    """Stable identifier used in fixtures and docs (e.g. ``"v3.7.18"``, ``"v4.1.2-initless"``)."""
+    """Stable identifier used in fixtures and docs (e.g. `"v3.7.18"`, `"v4.1.2-initless"`)."""
     argo_version: str
     """The Argo Workflows release this layout reproduces."""
     source_tag: str
     source_commit: str
 
     template_on_every_container: bool
-    """``ARGO_TEMPLATE`` on every container with ``inputs.parameters`` values (v3.5.14 workflowpod.go:275-313).
+    """`ARGO_TEMPLATE` on every container with `inputs.parameters` values (v3.5.14 workflowpod.go:275-313).
     From 3.6 it goes to the init container only (v3.6.19 workflowpod.go:350)."""
     template_params_cleared: bool
-    """``inputs.parameters`` dropped from ``ARGO_TEMPLATE``, artifacts kept (v3.6.19 workflowpod.go:315-320)."""
+    """`inputs.parameters` dropped from `ARGO_TEMPLATE`, artifacts kept (v3.6.19 workflowpod.go:315-320)."""
     template_offload: bool
-    """``ARGO_TEMPLATE`` over 128 KiB becomes ``offloaded`` + ConfigMap (v3.6.19 workflowpod.go:436-506)."""
+    """`ARGO_TEMPLATE` over 128 KiB becomes `offloaded` + ConfigMap (v3.6.19 workflowpod.go:436-506)."""
     args_offload: bool
-    """Main-container args over 128 KiB go to the same ConfigMap, ``ARGO_CONTAINER_ARGS_FILE`` env
+    """Main-container args over 128 KiB go to the same ConfigMap, `ARGO_CONTAINER_ARGS_FILE` env
     (v3.7.18 workflowpod.go:440-462, 548-561; introduced in v3.7.10 by commit 93897c52a2, #15523)."""
     gloglevel_flag: bool
-    """Executor commands carry ``--gloglevel`` (v3.6.19 workflowpod.go:630; absent at v3.5.14:386-388)."""
+    """Executor commands carry `--gloglevel` (v3.6.19 workflowpod.go:630; absent at v3.5.14:386-388)."""
     godebug_env: bool
-    """Executor containers carry ``GODEBUG=x509ignoreCN=0`` (v3.5.14 workflowpod.go:555-558; removed in 3.6)."""
+    """Executor containers carry `GODEBUG=x509ignoreCN=0` (v3.5.14 workflowpod.go:555-558; removed in 3.6)."""
     grace_env_on_all_containers: bool
-    """``ARGO_TERMINATION_GRACE_PERIOD_SECONDS`` on every container (v3.6.19:430) instead of ``wait`` only
+    """`ARGO_TERMINATION_GRACE_PERIOD_SECONDS` on every container (v3.6.19:430) instead of `wait` only
     (v3.5.14:399)."""
     pod_gc_annotation: bool
-    """``workflows.argoproj.io/pod-gc-strategy`` annotation when ``spec.podGC`` is set (v3.6.19:266-268)."""
+    """`workflows.argoproj.io/pod-gc-strategy` annotation when `spec.podGC` is set (v3.6.19:266-268)."""
     status_finalizer: bool
-    """``workflows.argoproj.io/status`` finalizer when the controller runs with
-    ``ARGO_POD_STATUS_CAPTURE_FINALIZER=true`` (v3.6.19:216-218)."""
+    """`workflows.argoproj.io/status` finalizer when the controller runs with
+    `ARGO_POD_STATUS_CAPTURE_FINALIZER=true` (v3.6.19:216-218)."""
     boundary_scheduling: bool
     """nodeSelector/affinity/tolerations fall back to the boundary (parent steps/dag) template
     (v3.6.19 workflowpod.go:780-806)."""
     pod_priority: bool
-    """Template/workflow ``priority`` copied to ``spec.priority`` (v3.5.14:723-728, v3.6.19:823-830; removed
+    """Template/workflow `priority` copied to `spec.priority` (v3.5.14:723-728, v3.6.19:823-830; removed
     in 3.7)."""
     workflow_name_env_everywhere: bool
-    """``ARGO_WORKFLOW_NAME`` in the env of every container, not just init/wait (v4.1.2 workflowpod.go:648)."""
+    """`ARGO_WORKFLOW_NAME` in the env of every container, not just init/wait (v4.1.2 workflowpod.go:648)."""
     trace_context: bool
-    """W3C ``TRACEPARENT`` env on every container and ``trace-id``/``span-id`` pod annotations
+    """W3C `TRACEPARENT` env on every container and `trace-id`/`span-id` pod annotations
     (v4.1.2 workflowpod.go:651-655, workflowpod_submit.go:362-365)."""
     dedupe_mirrored_mounts: bool
     """Mirroring main's mounts to the aux container skips mount paths it already has (v4.1.2:1710-1733)."""
     pod_level_resources: bool
-    """Template/workflow ``podResources`` and ``resourceClaims`` copied to the pod spec (v4.1.2:581-598)."""
+    """Template/workflow `podResources` and `resourceClaims` copied to the pod spec (v4.1.2:581-598)."""
     initless: bool = False
-    """The opt-in v4.1 init-less layout (``initlessPod.enabled`` in the controller config, v4.1.2
-    config/config.go:137-159, workflowpod_layout.go): no init container, a ``supervisor`` container instead of
-    ``wait``, argoexec from an image volume at ``/argo-bin/bin/argoexec``."""
+    """The opt-in v4.1 init-less layout (`initlessPod.enabled` in the controller config, v4.1.2
+    config/config.go:137-159, workflowpod_layout.go): no init container, a `supervisor` container instead of
+    `wait`, argoexec from an image volume at `/argo-bin/bin/argoexec`."""
 
     @property
     def argoexec_path(self) -> str:
@@ -138,12 +138,12 @@ class ArgoLayout:
 
     @property
     def aux_container(self) -> str:
-        """The executor container that runs beside main: ``wait``, or ``supervisor`` when init-less."""
+        """The executor container that runs beside main: `wait`, or `supervisor` when init-less."""
         return SUPERVISOR_CONTAINER if self.initless else WAIT_CONTAINER
 
     @property
     def default_executor_image(self) -> str:
-        """``quay.io/argoproj/argoexec:<tag>``, the controller's default (workflow/controller/config.go)."""
+        """`quay.io/argoproj/argoexec:<tag>`, the controller's default (workflow/controller/config.go)."""
         return f"quay.io/argoproj/argoexec:{self.source_tag}"
 
 

@@ -1,14 +1,14 @@
 """A small strategic-merge-patch, enough for the three places the controller uses one on a pod or template.
 
-The controller calls ``strategicpatch.StrategicMergePatch`` for ``podSpecPatch`` (``util.ApplyPodSpecPatch``,
-v3.7.18 workflow/util/util.go:1565-1595), for the ``mainContainer`` defaults of the controller config
-(workflowpod.go ``createWorkflowPod``) and for ``spec.templateDefaults`` (``mergedTemplateDefaultsInto``).
+The controller calls `strategicpatch.StrategicMergePatch` for `podSpecPatch` (`util.ApplyPodSpecPatch`,
+v3.7.18 workflow/util/util.go:1565-1595), for the `mainContainer` defaults of the controller config
+(workflowpod.go `createWorkflowPod`) and for `spec.templateDefaults` (`mergedTemplateDefaultsInto`).
 Re-implementing all of apimachinery's strategic merge is out of scope; what matters for those three uses:
 
-* maps merge recursively, a ``null`` in the patch deletes the key;
-* lists with a patch merge key (containers and volumes by ``name``, env by ``name``, volumeMounts by
-  ``mountPath`` ...) merge element-wise: matching elements merge, new ones are appended in patch order;
-* ``$patch: delete`` on a keyed element removes it; ``$patch: replace`` on a map replaces it;
+* maps merge recursively, a `null` in the patch deletes the key;
+* lists with a patch merge key (containers and volumes by `name`, env by `name`, volumeMounts by
+  `mountPath` ...) merge element-wise: matching elements merge, new ones are appended in patch order;
+* `$patch: delete` on a keyed element removes it; `$patch: replace` on a map replaces it;
 * every other list is replaced whole.
 """
 
@@ -53,7 +53,7 @@ _MAP_CHILDREN: dict[str, dict[str, str]] = {
 
 
 def strategic_merge(original: Any, patch: Any, type_name: str = "") -> Any:
-    """Merge ``patch`` into a copy of ``original`` following the patch-merge keys of ``type_name``."""
+    """Merge `patch` into a copy of `original` following the patch-merge keys of `type_name`."""
     if not isinstance(patch, Mapping) or not isinstance(original, Mapping):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":

@@ -1,14 +1,14 @@
-"""Argo's ``{{…}}`` substitution and input processing, as the controller applies them before building a pod.
+"""Argo's `{{…}}` substitution and input processing, as the controller applies them before building a pod.
 
-Read from ``util/template`` (fasttemplate with ``{{``/``}}``, tag trimmed, unresolved tags written back verbatim
-when allowed) and ``workflow/common/util.go`` ``ProcessArgs``/``SubstituteParams`` (v3.7.18 util.go:160-288;
+Read from `util/template` (fasttemplate with `{{`/`}}`, tag trimmed, unresolved tags written back verbatim
+when allowed) and `workflow/common/util.go` `ProcessArgs`/`SubstituteParams` (v3.7.18 util.go:160-288;
 same logic at v3.5.14, v3.6.19 and v4.1.2).
 
 Differences from the Go code, on purpose:
 
 * Argo substitutes inside the *JSON text* of the template; we walk the object and substitute inside each string
   (and map key). The result is the same for every value that does not itself contain JSON-breaking quotes.
-* ``{{=expression}}`` tags (expr-lang) are left unresolved: evaluating expr is out of scope. Such pods keep the
+* `{{=expression}}` tags (expr-lang) are left unresolved: evaluating expr is out of scope. Such pods keep the
   literal tag, which a reader of the fixture can see.
 """
 
@@ -35,7 +35,7 @@ __all__ = [
 
 _TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
 
-# ArtifactLocation drivers and the field that holds each one's key (``GetKey`` in workflow_types.go).
+# ArtifactLocation drivers and the field that holds each one's key (`GetKey` in workflow_types.go).
 _KEY_FIELDS = {
     "s3": "key",
     "oss": "key",
@@ -55,7 +55,7 @@ class PodBuildError(ValueError):
 
 
 def any_string(value: Any) -> str:
-    """Render a parameter value as Argo's ``AnyString`` does: YAML numbers/bools become their JSON text."""
+    """Render a parameter value as Argo's `AnyString` does: YAML numbers/bools become their JSON text."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -66,12 +66,12 @@ def any_string(value: Any) -> str:
 
 
 def find_tags(text: str) -> list[str]:
-    """The trimmed tags (``inputs.parameters.x``, ``=expr``) in a string, in order."""
+    """The trimmed tags (`inputs.parameters.x`, `=expr`) in a string, in order."""
     return [m.group(1).strip() for m in _TAG.finditer(text)]
 
 
 def substitute_string(text: str, values: Mapping[str, str]) -> str:
-    """Replace every ``{{tag}}`` whose trimmed name is in ``values``; leave the others exactly as written."""
+    """Replace every `{{tag}}` whose trimmed name is in `values`; leave the others exactly as written."""
     if "{{" not in text:
         return text
 
@@ -107,7 +107,7 @@ def substitute(obj: Any, values: Mapping[str, str]) -> Any:
 
 
 def artifact_has_location(art: Mapping[str, Any]) -> bool:
-    """``ArtifactLocation.HasLocation``: a driver block complete enough to fetch from (workflow_types.go)."""
+    """`ArtifactLocation.HasLocation`: a driver block complete enough to fetch from (workflow_types.go)."""
     s3 = art.get("s3")
     if isinstance(s3, Mapping) and s3.get("endpoint") and s3.get("bucket") and s3.get("key"):
         return True
@@ -136,7 +136,7 @@ def artifact_has_location(art: Mapping[str, Any]) -> bool:
 
 
 def artifact_has_location_or_key(art: Mapping[str, Any]) -> bool:
-    """``Artifact.HasLocationOrKey``: a full location, or at least a key the repository can complete."""
+    """`Artifact.HasLocationOrKey`: a full location, or at least a key the repository can complete."""
     if artifact_has_location(art):
         return True
     for driver, field in _KEY_FIELDS.items():
@@ -153,11 +153,11 @@ def process_args(
     global_params: Mapping[str, str],
     local_params: Mapping[str, str],
 ) -> dict[str, Any]:
-    """``common.ProcessArgs`` then ``SubstituteParams``: give each input its value, then substitute.
+    """`common.ProcessArgs` then `SubstituteParams`: give each input its value, then substitute.
 
-    A parameter's value is, in order of precedence: the argument supplied, the template's own ``value``, its
-    ``default``. Input artifacts supplied as arguments replace the template's declaration but keep its
-    ``path``, ``mode`` and ``recurseMode`` (util.go:194-215). Globals and locals are substituted first, then
+    A parameter's value is, in order of precedence: the argument supplied, the template's own `value`, its
+    `default`. Input artifacts supplied as arguments replace the template's declaration but keep its
+    `path`, `mode` and `recurseMode` (util.go:194-215). Globals and locals are substituted first, then
     inputs, so inputs may reference globals (util.go:239-282).
     """
     tmpl: dict[str, Any] = copy.deepcopy(dict(template))

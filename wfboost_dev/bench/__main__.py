@@ -31,8 +31,8 @@ from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.server import WebhookServer
 from wfboost_dev.demo.apiserver import ApiServerClient
+from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.processes import free_port, start_redis
-from wfboost_dev.demo.replay import plan_workflow
 from wfboost_dev.demo.runner import default_workflow_text
 
 REQUESTS = 400

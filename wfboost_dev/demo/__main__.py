@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from wfboost_dev.demo.plan import DEFAULT_LAYOUT, LAYOUT_NAMES
 from wfboost_dev.demo.processes import NoRedisServer
-from wfboost_dev.demo.replay import DEFAULT_LAYOUT, LAYOUT_NAMES
 from wfboost_dev.demo.runner import DemoError, run_demo
 
 

@@ -27,7 +27,7 @@ import yaml
 from wfboost.tls.certs import write_local_material
 from wfboost_dev.demo.apiserver import ApiServerClient
 from wfboost_dev.demo.cluster import EmulatedCluster
-from wfboost_dev.demo.passes import Player
+from wfboost_dev.demo.playback import Player
 from wfboost_dev.demo.processes import RedisProcess, free_port, start_redis
 
 DEFAULT_WORKFLOW = "churn-model.yaml"

@@ -25,7 +25,7 @@ from wfboost.webhook.replay import from_kubelet_literal
 from wfboost_dev.argosim.expand import NodeOutputs
 from wfboost_dev.demo.apiserver import Admitted, ApiServerClient
 from wfboost_dev.demo.cluster import EmulatedCluster
-from wfboost_dev.demo.replay import PodToAdmit, plan_workflow
+from wfboost_dev.demo.plan import PodToAdmit, plan_workflow
 
 RECORD_WAIT = 15.0  # seconds to wait for the recorder to record a finished step
 

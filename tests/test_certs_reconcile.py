@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from wfboost.certs.reconcile import (
-    CertsOptions,
-    InstallerError,
+    CertsConfig,
+    CertsError,
     InstallResult,
     build_ca_bundle_patch,
     install_certificates,
@@ -67,7 +67,7 @@ async def kube(kmock: Any) -> Any:
         yield client
 
 
-def options(**overrides: Any) -> CertsOptions:
+def options(**overrides: Any) -> CertsConfig:
     base: dict[str, Any] = {
         "secret": "wfboost-tls",
         "webhook_configs": ("wfboost",),
@@ -76,7 +76,7 @@ def options(**overrides: Any) -> CertsOptions:
         "renew_before": 20 * DAY,
     }
     base.update(overrides)
-    return CertsOptions(**base)
+    return CertsConfig(**base)
 
 
 def secret_material(kmock: Any) -> dict[str, bytes]:
@@ -206,7 +206,7 @@ async def test_several_configurations_and_a_missing_one(kube: KubeClient, kmock:
     result = await install_certificates(options(webhook_configs=("a", "b")), kube, now=NOW)
     assert [s.action for s in result.steps[-2:]] == ["updated", "updated"]
     assert bundles(kmock, "a") == bundles(kmock, "b")
-    with pytest.raises(InstallerError, match="MutatingWebhookConfiguration absent not found"):
+    with pytest.raises(CertsError, match="MutatingWebhookConfiguration absent not found"):
         await install_certificates(options(webhook_configs=("absent",)), kube, now=NOW)
 
 
@@ -235,21 +235,21 @@ def test_patch_is_built_against_the_object_as_read() -> None:
 
 
 def test_options_are_checked() -> None:
-    with pytest.raises(InstallerError, match="nowhere to keep"):
-        CertsOptions().validate()
-    with pytest.raises(InstallerError, match="longer than renew-before"):
-        CertsOptions(secret="s", ca_validity=10 * DAY, renew_before=30 * DAY).validate()
-    with pytest.raises(InstallerError, match="extra-ip"):
-        CertsOptions(secret="s", extra_ips=("localhost",)).validate()
+    with pytest.raises(CertsError, match="nowhere to keep"):
+        CertsConfig().validate()
+    with pytest.raises(CertsError, match="longer than renew-before"):
+        CertsConfig(secret="s", ca_validity=10 * DAY, renew_before=30 * DAY).validate()
+    with pytest.raises(CertsError, match="extra-ip"):
+        CertsConfig(secret="s", extra_ips=("localhost",)).validate()
 
 
 # --- directory mode ---------------------------------------------------------------------------------------
 
 
-def dir_options(directory: Path, **overrides: Any) -> CertsOptions:
+def dir_options(directory: Path, **overrides: Any) -> CertsConfig:
     base: dict[str, Any] = {"out_dir": directory, "extra_ips": ("127.0.0.1",), "renew_before": 20 * DAY}
     base.update(overrides)
-    return CertsOptions(**base)
+    return CertsConfig(**base)
 
 
 def snapshot(directory: Path) -> dict[str, tuple[int, int, bytes]]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wfboost_dev.argosim.expand import NodeOutputs, walk
+from wfboost_dev.argosim.expand import NodeOutputs, expand_workflow
 from wfboost_dev.argosim.layouts import LAYOUTS, V3_7, layout_by_name
 
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
@@ -21,7 +21,7 @@ class PodToAdmit:
 
 
 @dataclass(frozen=True)
-class ReplayPlan:
+class WorkflowPlan:
     # As submitted: with generateName the name is still empty at admission (the API server assigns it afterwards).
     workflow: dict[str, Any]
     pods: list[PodToAdmit]
@@ -33,13 +33,13 @@ def plan_workflow(
     *,
     namespace: str,
     outputs: Mapping[str, NodeOutputs] | None = None,
-) -> ReplayPlan:
+) -> WorkflowPlan:
     """Expand the workflow as the controller would and build each step's pod for the named Argo layout.
 
     `outputs` are the known outputs of finished steps (by step or node name), which later steps' pods carry.
     """
     scoped = {**workflow, "metadata": {**workflow.get("metadata", {}), "namespace": namespace}}
-    walked = walk(scoped, outputs=outputs)
+    walked = expand_workflow(scoped, outputs=outputs)
     built, _refused = walked.build_pods(layout=layout_by_name(layout_name))
     pods = [PodToAdmit(step=b.node_name, pod=b.pod, configmap=b.configmap) for b in built]
-    return ReplayPlan(workflow=scoped, pods=pods)
+    return WorkflowPlan(workflow=scoped, pods=pods)

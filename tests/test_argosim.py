@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 
 from tests.harness.validate import schema_violations
-from wfboost_dev.argosim.expand import PLACEHOLDER_PREFIX, WalkResult, load_documents, walk
+from wfboost_dev.argosim.expand import PLACEHOLDER_PREFIX, Expansion, expand_workflow, load_documents
 from wfboost_dev.argosim.pods import (
     LAYOUTS,
     QUICK_START_CONFIG,
@@ -545,7 +545,7 @@ def test_pod_gc_annotation_and_deadlines() -> None:
 
 
 def test_walk_resolves_outputs_artifacts_and_script_output() -> None:
-    result = walk(WORKFLOW)
+    result = expand_workflow(WORKFLOW)
     assert [i.node_name for i in result.pods] == ["fixture[0].train", "fixture[1].report", "fixture[2].show"]
     train_inv, report_inv, _ = result.pods
     assert train_inv.inputs["parameters"] == {"epochs": "hello"}
@@ -556,7 +556,9 @@ def test_walk_resolves_outputs_artifacts_and_script_output() -> None:
     assert report_inv.include_script_output  # `show` consumes {{steps.report.outputs.result}}
     assert not train_inv.include_script_output
 
-    known = walk(WORKFLOW, outputs={"fixture[0].train": {"parameters": {"loss": "0.5"}}, "report": {"result": "ok"}})
+    known = expand_workflow(
+        WORKFLOW, outputs={"fixture[0].train": {"parameters": {"loss": "0.5"}}, "report": {"result": "ok"}}
+    )
     assert known.pods[1].inputs["parameters"] == {"loss": "0.5"}
     assert known.pods[2].inputs["parameters"] == {"x": "ok"}
     for layout in LAYOUTS:
@@ -618,7 +620,7 @@ def test_walk_items_dag_when_and_retries() -> None:
             ],
         },
     }
-    result = walk(workflow)
+    result = expand_workflow(workflow)
     by_name = {i.node_name: i for i in result.invocations}
     assert [i.node_name for i in result.pods] == ["w.a(0:x)", "w.a(1:k:1)", "w.b", "w.e(0)"]
     assert by_name["w.a(1:k:1)"].inputs["parameters"] == {"m": '{"k":1}'}
@@ -631,9 +633,9 @@ def test_walk_items_dag_when_and_retries() -> None:
 
 
 def test_walk_never_raises_on_garbage() -> None:
-    assert walk({"kind": "ConfigMap"}).notes
-    assert walk({"kind": "Workflow", "spec": {"templates": []}}).notes == ("workflow has no entrypoint",)
-    missing = walk({"metadata": {"name": "m"}, "spec": {"entrypoint": "nope"}})
+    assert expand_workflow({"kind": "ConfigMap"}).notes
+    assert expand_workflow({"kind": "Workflow", "spec": {"templates": []}}).notes == ("workflow has no entrypoint",)
+    missing = expand_workflow({"metadata": {"name": "m"}, "spec": {"entrypoint": "nope"}})
     assert missing.invocations[0].kind == "skipped"
 
 
@@ -649,8 +651,8 @@ ALLOWED_BUILD_FAILURES = re.compile(r"failed to look-up entrypoint/cmd for image
 
 
 @cache
-def corpus_walks() -> tuple[tuple[str, WalkResult], ...]:
-    walks: list[tuple[str, WalkResult]] = []
+def corpus_walks() -> tuple[tuple[str, Expansion], ...]:
+    walks: list[tuple[str, Expansion]] = []
     for folder in WALKED_FOLDERS:
         files = {path: load_documents(path) for path in sorted((CORPUS / folder).glob("*.yaml"))}
         sources = [
@@ -661,7 +663,7 @@ def corpus_walks() -> tuple[tuple[str, WalkResult], ...]:
         ]
         for path, docs in files.items():
             for index, doc in enumerate(docs):
-                walks.append((f"{folder}/{path.name}#{index}", walk(doc, template_sources=sources)))
+                walks.append((f"{folder}/{path.name}#{index}", expand_workflow(doc, template_sources=sources)))
     return tuple(walks)
 
 
@@ -744,7 +746,7 @@ def test_node_names_and_ids_match_controller_status() -> None:
                     known["artifacts"] = {a["name"]: a for a in recorded["artifacts"]}
                 if known:
                     outputs[node["name"]] = known
-            walked = {inv.node_name for inv in walk(doc, outputs=outputs).pods}
+            walked = {inv.node_name for inv in expand_workflow(doc, outputs=outputs).pods}
             # The walk follows the path where every step succeeds at its first attempt: later retry attempts
             # (`(1)`, `(2)`) and exit handlers of failed runs are the controller's alone.
             succeeded = {
