@@ -5,7 +5,7 @@ PYTHON    ?= python3
 # Debian packages the tests and `make run` use; installed only when missing.
 APT_PACKAGES ?= busybox-static
 
-.PHONY: setup test lint typecheck check run bench clean
+.PHONY: setup test lint typecheck check package-check run bench clean
 
 setup: $(VENV)/.installed
 
@@ -31,7 +31,16 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-check: lint typecheck test
+check: lint typecheck test package-check
+
+# The wheel as a user gets it: built, installed without extras into a fresh venv, every module imported from there.
+WHEEL_VENV ?= .venv-wheel
+package-check: setup
+	rm -rf build dist $(WHEEL_VENV)
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q dist/wfboost-*.whl
+	cd /tmp && $(CURDIR)/$(WHEEL_VENV)/bin/python $(CURDIR)/wfboost_dev/check_wheel.py $(CURDIR)/dist/wfboost-*.whl
 
 run: setup
 	$(PY) -m wfboost_dev.demo
@@ -40,4 +49,4 @@ bench: setup
 	$(PY) -m wfboost_dev.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(WHEEL_VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
