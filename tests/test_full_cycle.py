@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.argo_source.taskresult import task_result as argo_task_result
 from tests.conftest import StartWebhook, Webhook, corpus_dir
 from tests.harness.emulated import Cluster, recorded, running, task_result
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
@@ -78,6 +79,8 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
     second = step_pods(workflow, "second", namespace, layout)[step]
     hit = await asyncio.to_thread(webhook.api.admit, "pods", second)
     assert hit.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
+    files: dict[str, str] = {}
+    stdout = produced.get("result", "")
     if BUSYBOX:
         done = run_main(hit.object["spec"]["containers"][parse_pod(hit.object).main_index], tmp_path)
         assert done.returncode == 0, done.stderr
@@ -85,15 +88,25 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
             path = parameter.get("valueFrom", {}).get("path")
             if path:
                 value = next(p["value"] for p in produced["parameters"] if p["name"] == parameter["name"])
-                assert wait_reads((tmp_path / path.lstrip("/")).read_bytes()) == value
+                files[parameter["name"]] = (tmp_path / path.lstrip("/")).read_text()
+                assert wait_reads(files[parameter["name"]].encode()) == value
         for artifact in (parse_pod(second).template or {}).get("outputs", {}).get("artifacts", []):
-            assert (tmp_path / artifact["path"].lstrip("/")).exists()
+            assert not (tmp_path / artifact["path"].lstrip("/")).exists()  # no placeholder to upload
+        stdout = done.stdout.decode()
         assert wait_reads(done.stdout) == produced.get("result", "")
-    # The hit's wait container uploads placeholders; its task result is pointed back at the recorded artifacts.
-    uploaded = outputs_for(second, "second")
-    repointed = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", task_result(second, uploaded))
-    assert repointed.object["outputs"]["artifacts"] == [
+    else:
+        files = {p["name"]: p["value"] + "\n" for p in produced["parameters"]}
+    # Argo's wait container (modelled from its source) reports what the patched pod's template declares: the
+    # parameters and the replay marker, no artifact; the webhook puts the recorded artifacts back.
+    version = layout.removesuffix("-initless")
+    reported_hit = argo_task_result(version, hit.object, {"parameters": files, "stdout": stdout})
+    assert "artifacts" not in reported_hit["outputs"]
+    restored = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", reported_hit)
+    assert restored.object["outputs"].get("artifacts", []) == [
         {**artifact, "artifactGC": {"strategy": "Never"}} for artifact in produced["artifacts"]
+    ]
+    assert [p["name"] for p in restored.object["outputs"].get("parameters", [])] == [
+        p["name"] for p in produced["parameters"]
     ]
 
 

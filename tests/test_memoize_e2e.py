@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from tests.argo_source.pods import ControllerConfig, controller_pod
+from tests.argo_source.taskresult import task_result
 from tests.conftest import StartWebhook, Webhook
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from wfboost.argo.pods import parse_pod
+from wfboost.cache import keyspace
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.keys import cache_key, key_material
 from wfboost_dev.argosim.layouts import LAYOUTS
@@ -122,29 +124,23 @@ def test_miss_record_hit_and_a_chained_hit(memo_webhook: Webhook, layout: str, t
         done = run_main(main, tmp_path)
         assert done.returncode == 0, done.stderr
         assert wait_reads((tmp_path / "tmp/rows").read_bytes()) == "1024"
-        assert (tmp_path / "data/raw.parquet").exists()
+        assert not (tmp_path / "data").exists()  # no placeholder: nothing to upload
 
     # A reinvocation (reinvocationPolicy: IfNeeded) of the replayed pod changes nothing.
     assert api.admit("pods", hit.object).patch == []
 
-    # 4. Its wait container reports the placeholder it uploaded; the task result is pointed at the cached data.
-    node_id = meta["annotations"]["workflows.argoproj.io/node-id"]
-    uploaded = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": f"second-{suffix}/fetch/raw.tgz"}}
-    taskresult = {
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
-        "metadata": {"name": node_id, "namespace": "ml",
-                     "labels": {"workflows.argoproj.io/workflow": f"second-{suffix}",
-                                "workflows.argoproj.io/report-outputs-completed": "false"},
-                     "ownerReferences": second["fetch"]["metadata"]["ownerReferences"]},
-        "outputs": {"parameters": [{"name": "rows", "value": "1024"}], "artifacts": [uploaded]},
-    }
+    # 4. Its wait container (Argo's, modelled from its source) reports what the patched pod's template declares: the
+    # parameter and the replay marker, no artifact; the webhook puts the cached artifact back.
+    taskresult = task_result(layout.removesuffix("-initless"), hit.object, {"parameters": {"rows": "1024\n"}})
+    assert "artifacts" not in taskresult["outputs"]
     reported = api.admit("workflowtaskresults", taskresult, operation="UPDATE", old_object=taskresult)
     # The cached data is shared by every run that hits it: this run's artifact GC must leave it alone.
     assert reported.object["outputs"]["artifacts"] == [{**raw, "artifactGC": {"strategy": "Never"}}]
-    # The same node id in a workflow re-created under the same name (another uid) is not this hit.
-    stranger = copy.deepcopy(taskresult)
-    stranger["metadata"]["ownerReferences"] = [{**taskresult["metadata"]["ownerReferences"][0], "uid": "other"}]
-    assert api.admit("workflowtaskresults", stranger).patch == []
+    assert [p["name"] for p in reported.object["outputs"]["parameters"]] == ["rows"]
+    # A task result without the marker (a step that ran for real) is never touched.
+    real = copy.deepcopy(taskresult)
+    real["outputs"] = {"parameters": reported.object["outputs"]["parameters"], "artifacts": [raw]}
+    assert api.admit("workflowtaskresults", real).patch == []
 
     # 5. Downstream, the second run's features step now reads the first run's artifact: same key, a hit.
     first_down = pods(f"first-{suffix}", layout, outputs={"fetch": {"artifacts": {"raw": raw}}})
@@ -227,10 +223,10 @@ def test_a_dry_run_writes_nothing(memo_webhook: Webhook) -> None:
     assert answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
     store = memo_webhook.server.store
     assert store is not None
-    node_id = pod["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
-    uid = pod["metadata"]["ownerReferences"][0]["uid"]
-    assert memo_webhook.running.call(lambda: store.hit_marker("ml", uid, node_id)) is None
-    assert entry["key"]
+    assert not memo_webhook.running.call(lambda: store.redis.exists(keyspace.served_key(entry["key"])))
+    # The real request after the dry run is still a hit: the dry run did not count as having served the node.
+    real = memo_webhook.api.admit("pods", pod)
+    assert real.object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
 
 
 @pytest.mark.parametrize(("version", "initless"), [("v3.5.14", False), ("v3.7.18", False), ("v4.1.2", True)])
@@ -250,25 +246,32 @@ def test_a_resource_step_is_skipped_not_counted_as_a_failure(
     assert 'wfboost_memo_decisions_total{decision="skipped",reason="template_resource"} 1.0' in page
 
 
-def test_a_node_that_runs_for_real_after_a_hit_keeps_its_own_artifacts(memo_webhook: Webhook) -> None:
-    """`argo retry` (or a resubmitted node) gives a node that was replayed a new pod; if that one misses and runs,
-    its task result must not be pointed at the earlier hit's cached artifacts."""
+@pytest.mark.parametrize("again", ["retry attempt", "argo retry"])
+def test_a_node_that_comes_back_after_a_hit_runs_for_real_and_keeps_its_own_outputs(
+    memo_webhook: Webhook, again: str
+) -> None:
+    """A replayed node that comes back failed after the replay (its image could not be pulled, say): a retry attempt
+    (`name(1)`, a new node id) or `argo retry` (the same node, a new pod) must run for real, or the replay would be
+    retried forever; and its task result, which carries no replay marker, keeps what it really produced."""
     first = pods("retry-a", "v3.7.18")
     record(memo_webhook, first["fetch"], {"rows": "7"}, [RAW])
     second = pods("retry-b", "v3.7.18")["fetch"]
     assert memo_webhook.api.admit("pods", second).object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
     rerun = copy.deepcopy(second)
-    rerun["metadata"]["name"] += "-retry"
-    rerun["metadata"]["annotations"]["wfboost.io/cache-seed"] = "fresh"  # no entry for it: a miss, it runs
-    assert memo_webhook.api.admit("pods", rerun).object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == (
-        "miss: no_entry"
-    )
-    node_id = second["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
+    if again == "retry attempt":
+        node_name = rerun["metadata"]["annotations"]["workflows.argoproj.io/node-name"]
+        rerun["metadata"]["annotations"]["workflows.argoproj.io/node-name"] = node_name + "(1)"
+        rerun["metadata"]["annotations"]["workflows.argoproj.io/node-id"] += "-1"
+        rerun["metadata"]["name"] += "-1"
+    answered = memo_webhook.api.admit("pods", rerun)
+    assert answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"].startswith("miss: rerun_after_hit")
+    assert answered.object["spec"] == rerun["spec"]
     produced = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": "retry-b/real/raw.tgz"}}
     taskresult = {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
-        "metadata": {"name": node_id, "namespace": "ml", "labels": {"workflows.argoproj.io/workflow": "retry-b"},
+        "metadata": {"name": rerun["metadata"]["annotations"]["workflows.argoproj.io/node-id"], "namespace": "ml",
+                     "labels": {"workflows.argoproj.io/workflow": "retry-b"},
                      "ownerReferences": second["metadata"]["ownerReferences"]},
-        "outputs": {"artifacts": [produced]},
+        "outputs": {"parameters": [{"name": "rows", "value": "8"}], "artifacts": [produced]},
     }
     assert memo_webhook.api.admit("workflowtaskresults", taskresult).patch == []

@@ -16,6 +16,7 @@ from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from tests.harness.validate import validate_object
 from wfboost.argo.pods import ArgoStep, parse_pod
 from wfboost.cache.entries import CacheEntry
+from wfboost.cache.marker import MARKER_PARAMETER, restored_outputs
 from wfboost.policy import Policy
 from wfboost.webhook.replay import (
     REPLAY_SCRIPT,
@@ -109,7 +110,7 @@ def test_the_replay_writes_exactly_the_recorded_outputs(layout: str, tmp_path: P
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "tmp/rows").read_bytes() == value.encode() + b"\n"
     assert wait_reads((tmp_path / "tmp/rows").read_bytes()) == value  # one newline: Argo strips exactly one
-    assert (tmp_path / "data/raw.parquet").exists()  # the declared artifact path, for emissary to tar
+    assert not (tmp_path / "data").exists()  # no artifact file at all: nothing for emissary to tar or wait to upload
     assert done.stdout == b""  # this step's template result is not captured
 
 
@@ -203,7 +204,9 @@ def test_an_optional_artifact_the_first_run_did_not_make_is_not_made() -> None:
     template["outputs"]["artifacts"][0]["optional"] = True
     optional = ArgoStep(**{**fetch.__dict__, "template": template})
     plan = replay_plan(optional, entry_for(fetch, {"rows": "1"}) | {"artifacts": []})  # type: ignore[arg-type]
-    assert not [e for e in plan.env if "ARTIFACT" in e["name"]]
+    restored = restored_outputs({"parameters": [{"name": "rows", "value": "1"}, {
+        "name": plan.marker["name"], "value": plan.marker["valueFrom"]["default"]}]})
+    assert restored == {"parameters": [{"name": "rows", "value": "1"}]}  # no artifact: absent, as in the first run
     assert "/data/raw.parquet" not in plan.mount_points
 
 
@@ -244,8 +247,9 @@ def test_steps_writing_anything_that_outlives_the_pod_are_not_memoized(
 
 
 @pytest.mark.parametrize("layout", [layout.name for layout in LAYOUTS])
-def test_a_replay_downloads_no_input_artifacts(layout: str) -> None:
-    """The executor containers read their template without the input artifacts: a hit skips the downloads."""
+def test_a_replay_downloads_and_uploads_nothing(layout: str) -> None:
+    """The executor containers read their template without the input artifacts (a hit skips the downloads) and
+    without the output artifacts (nothing is archived or uploaded), with the replay marker instead."""
     import json
 
     step = parse_pod(pods_by_template(layout)["build-features"])
@@ -258,7 +262,11 @@ def test_a_replay_downloads_no_input_artifacts(layout: str) -> None:
             if env["name"] == "ARGO_TEMPLATE":
                 template = json.loads(env["value"])
                 assert "artifacts" not in template.get("inputs", {}), container["name"]
+                assert "artifacts" not in template["outputs"], container["name"]
                 original = dict(step.template or {})
-                assert template["outputs"] == original["outputs"] and template["script"] == original["script"]
+                declared = original["outputs"].get("parameters") or []
+                assert template["outputs"]["parameters"][: len(declared)] == declared
+                assert template["outputs"]["parameters"][-1]["name"] == MARKER_PARAMETER
+                assert template["script"] == original["script"]
                 seen += 1
     assert seen >= 1

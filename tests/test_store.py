@@ -162,11 +162,20 @@ async def test_invalidation_by_key_entry_and_selection(store: CacheStore, key: s
     assert key not in await store.keys()
 
 
-async def test_hit_markers(store: CacheStore, key: str) -> None:
-    found = entry(key, "a", T0, P7D, artifacts=[{"name": "model", "s3": {"key": "cached/model.tgz"}}])
-    await store.mark_hit("ml", "uid-1", "wf-123", found)
-    marker = await store.hit_marker("ml", "uid-1", "wf-123")
-    assert marker == {"key": key, "entry_id": "a", "artifacts": found["artifacts"]}
-    assert await store.hit_marker("ml", "uid-1", "absent") is None
-    # A workflow re-created under the same name has the same node ids but another uid: no marker.
-    assert await store.hit_marker("ml", "uid-2", "wf-123") is None
+async def test_a_node_served_a_hit_that_comes_back_is_told_to_run(store: CacheStore, key: str) -> None:
+    """The served set is written by the lookup itself (no second round trip) and lives in the key's slot."""
+    await store.record(entry(key, "a", T0, P7D), retention=RETENTION)
+    node = ks.node_identity("ml", "uid-1", "wf[0].train(0)")
+    dry = await store.lookup(key, staleness=P7D, adopt=False, node=node, at_ms=T0 + 1)
+    assert dry.verdict is Verdict.HIT  # a dry run is answered but remembers nothing
+    assert (await store.lookup(key, staleness=P7D, node=node, at_ms=T0 + 1)).verdict is Verdict.HIT
+    retried = ks.node_identity("ml", "uid-1", "wf[0].train(1)")  # the next attempt of the same node
+    assert retried == node
+    assert (await store.lookup(key, staleness=P7D, node=retried, at_ms=T0 + 2)).verdict is Verdict.RERUN
+    other = ks.node_identity("ml", "uid-2", "wf[0].train(0)")  # the same step in a re-created workflow
+    assert (await store.lookup(key, staleness=P7D, node=other, at_ms=T0 + 3)).verdict is Verdict.HIT
+    items = ks.node_identity("ml", "uid-1", "wf[0].train(1:lr-0.1)")  # a loop item is another node
+    assert items != node
+    assert 0 < await store.redis.pttl(ks.served_key(key)) <= ks.SERVED_TTL.total_seconds() * 1000
+    await store.invalidate_keys([key])
+    assert not await store.redis.exists(ks.served_key(key))

@@ -145,11 +145,11 @@ async def test_memoization_turned_on_by_a_namespace_label(
     assert unlabelled.patch == []
 
 
-async def test_a_replayed_steps_task_result_is_repointed_even_when_redis_is_gone(
+async def test_a_replayed_steps_task_result_is_restored_even_when_redis_is_gone(
     kmock: Any, start_webhook: StartWebhook, tmp_path: Path
 ) -> None:
-    """Redis lost between the pod's admission and its task result: the webhook asks the API for the node's newest pod,
-    a replay that carries its cached artifacts, instead of letting the placeholders become the step's outputs."""
+    """Redis lost between the pod's admission and its task result: the task result itself carries the cached
+    artifacts (the replay marker), so no Redis and no API read is needed to put them back."""
     from tests.harness.emulated import task_result
     from wfboost.cache import redis_client
     from wfboost.cache.store import CacheStore
@@ -185,8 +185,11 @@ async def test_a_replayed_steps_task_result_is_repointed_even_when_redis_is_gone
         hit = await asyncio.to_thread(webhook.api.admit, "pods", second)
         assert hit.object["metadata"]["labels"]["wfboost.io/cache-hit"] == "true"
         kmock.objects["v1/pods", "ml", second["metadata"]["name"]] = hit.object
-    # Redis is gone now.
-    placeholder = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": "second/fetch/raw.tgz"}}
-    reported = task_result(second, {"artifacts": [placeholder]})
+    # Redis is gone now. Argo's wait container reports the parameter and the marker its template declares.
+    template = json.loads(next(e["value"] for c in hit.object["spec"]["initContainers"] if c["name"] == "init"
+                               for e in c["env"] if e["name"] == "ARGO_TEMPLATE"))
+    marker = next(p for p in template["outputs"]["parameters"] if p["name"] == "wfboost-replay")
+    reported = task_result(second, {"parameters": [
+        {"name": "rows", "value": "7"}, {"name": "wfboost-replay", "value": marker["valueFrom"]["default"]}]})
     answered = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", reported)
     assert answered.object["outputs"]["artifacts"] == [{**cached[0], "artifactGC": {"strategy": "Never"}}]

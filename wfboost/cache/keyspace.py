@@ -8,10 +8,10 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
   Expires `retention` after the newest entry finished; older tracks are purged in the background.
 - `wfb:v1:{K}:e` (hash): entries, `<entry id>` → entry JSON; only entries some track points at. Same lifetime.
 - `wfb:v1:{K}:lease` (string): who holds the latch for K (latching). Lives for the lease TTL, renewed by the leader.
-- `wfb:v1:hit:<ns>:<workflow uid>:<node id>` (string): the entry a replayed pod came from, read whenever its
-  task result is written (Argo's wait container patches it several times). Seven days. The workflow uid keeps a
-  re-created workflow of the same name (same node ids) from inheriting an old run's marker; a later miss of the
-  same node (`argo retry`) deletes it.
+- `wfb:v1:{K}:served` (set): the nodes (`node_identity`: namespace, workflow uid, node name without a retry
+  attempt's `(N)`) that were served a hit from K. A later pod of such a node (a retry attempt, `argo retry`) ran
+  after a replay that failed: it runs for real. Written by the lookup itself on a hit (no second round trip);
+  seven days after the last hit.
 - `wfb:v1:idx:keys` (zset): every cache key, scored by its newest finish time (ms). Members leave on purge or
   invalidation.
 - `wfb:v1:stats` (hash): counters `recorded`, `bytes`, `invalidated`, `purged`. Forever.
@@ -22,15 +22,18 @@ the entries themselves always say where they came from. `wfboost cache ls/invali
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Final
 
 KEY_VERSION: Final = "v1"
+# A retry attempt's suffix on a node name (operator.go: `<name>(<attempt>)`); `withItems` children are `(i:item)`.
+_RETRY_ATTEMPT = re.compile(r"\(\d+\)$")
 PREFIX: Final = f"wfb:{KEY_VERSION}:"
 
-# How long a replayed pod's "where did my outputs come from" marker lives: its task result is written once the pod
-# runs, which can be long after admission when the pod waits for a node; a week leaves room for long queues.
-HIT_MARKER_TTL: Final = timedelta(days=7)
+# How long a key remembers the nodes it served: a retry of a replayed node comes within the workflow's lifetime,
+# which can be long when pods wait for nodes; a week leaves room for long queues.
+SERVED_TTL: Final = timedelta(days=7)
 
 # Entries are kept this long when the policy sets no admin maximum staleness (memoize.maxStalenessLimit).
 DEFAULT_RETENTION: Final = timedelta(days=90)
@@ -48,8 +51,14 @@ def lease_key(cache_key: str) -> str:
     return f"{PREFIX}{{{cache_key}}}:lease"
 
 
-def hit_marker_key(namespace: str, workflow_uid: str, node_id: str) -> str:
-    return f"{PREFIX}hit:{namespace}:{workflow_uid}:{node_id}"
+def served_key(cache_key: str) -> str:
+    return f"{PREFIX}{{{cache_key}}}:served"
+
+
+def node_identity(namespace: str, workflow_uid: str, node_name: str) -> str:
+    """A step's node across its retries: a retry attempt `x(2)` is the node `x` again, and `argo retry` re-creates a
+    node under its own name (docs/memoization.md)."""
+    return f"{namespace}/{workflow_uid}/{_RETRY_ATTEMPT.sub('', node_name)}"
 
 
 def index_all() -> str:

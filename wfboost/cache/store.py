@@ -1,7 +1,8 @@
 """The cache store: entries and leases in Redis/Valkey, on one server or a cluster.
 
 The webhook asks one question per pod (`lookup`), answered by one Lua script on the node that owns the cache key:
-the newest entry young enough for the step, else (when latching is on) who leads. The recorder writes entries
+the newest entry young enough for the step (unless this node was served one before and came back), else (when
+latching is on) who leads. The recorder writes entries
 (`record`); the CLI lists, explains and invalidates; a background task purges what no lookup may use any more.
 See keyspace.py for every key and its lifetime, and docs/memoization.md for the rules.
 """
@@ -32,6 +33,7 @@ def _script(name: str) -> str:
 class Verdict(enum.StrEnum):
     HIT = "hit"
     MISS = "miss"
+    RERUN = "rerun"  # the node was served a hit before and came back (a retry): it runs for real
     LEADER = "leader"  # a miss whose caller now holds the lease: it runs the step
     FOLLOWER = "follower"  # a miss while another run of the same key is in flight
 
@@ -74,15 +76,18 @@ class CacheStore:
         staleness: timedelta,
         adopt: bool = True,
         lease: LeaseRequest | None = None,
+        node: str = "",
         at_ms: int | None = None,
     ) -> Lookup:
         """The newest entry no older than `staleness`, preferring the step's own staleness track.
 
-        `adopt` copies an entry found on another track onto the requested one (not for dry runs), so that a
-        workflow keeps reusing the same result for as long as it accepts it, whatever faster workflows record.
+        `adopt` copies an entry found on another track onto the requested one, so that a workflow keeps reusing the
+        same result for as long as it accepts it, whatever faster workflows record; it is off for dry runs, which
+        write nothing. `node` names the step's node (`node_identity`): a node served a hit before is answered
+        RERUN, and a hit remembers the node.
         """
         answer = await self._lookup(
-            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key)],
+            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key), ks.served_key(key)],
             args=[
                 at_ms if at_ms is not None else now_ms(),
                 int(staleness.total_seconds() * 1000),
@@ -90,28 +95,14 @@ class CacheStore:
                 1 if adopt else 0,
                 int(lease.ttl.total_seconds() * 1000) if lease else 0,
                 lease.owner if lease else "",
+                node,
+                int(ks.SERVED_TTL.total_seconds() * 1000),
             ],
         )
         verdict = Verdict(_text(answer[0]))
         if verdict is Verdict.HIT:
             return Lookup(verdict, cast(CacheEntry, orjson.loads(answer[1])), adopted=bool(int(answer[2])))
         return Lookup(verdict, lease_holder=_text(answer[1]))
-
-    async def mark_hit(self, namespace: str, workflow_uid: str, node_id: str, entry: CacheEntry) -> None:
-        """Remember which entry a replayed pod came from, for its WorkflowTaskResult (a separate key: another
-        slot in a cluster, so this is a second write, made only on hits)."""
-        body = orjson.dumps({"key": entry["key"], "entry_id": entry["entry_id"], "artifacts": entry["artifacts"]})
-        ttl = int(ks.HIT_MARKER_TTL.total_seconds())
-        await self.redis.set(ks.hit_marker_key(namespace, workflow_uid, node_id), body, ex=ttl)
-
-    async def clear_hit(self, namespace: str, workflow_uid: str, node_id: str) -> None:
-        """Forget a node's marker: its new pod (`argo retry`, a resubmitted node) runs for real this time, and its
-        task result must keep the artifacts it really produced."""
-        await self.redis.delete(ks.hit_marker_key(namespace, workflow_uid, node_id))
-
-    async def hit_marker(self, namespace: str, workflow_uid: str, node_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(ks.hit_marker_key(namespace, workflow_uid, node_id))
-        return cast(dict[str, Any], orjson.loads(raw)) if raw else None
 
     # --- the recorder ------------------------------------------------------------------------------------------
 
@@ -175,6 +166,7 @@ class CacheStore:
         for key in keys:
             removed += int(await self.redis.delete(ks.tracks_key(key)) > 0)
             await self.redis.delete(ks.entries_key(key))
+            await self.redis.delete(ks.served_key(key))
             await self.redis.zrem(ks.index_all(), key)
         if removed:
             await self.redis.hincrby(ks.stats_key(), "invalidated", removed)

@@ -13,7 +13,6 @@ from typing import Final
 
 __all__ = [
     "CACHE",
-    "CACHE_ARTIFACTS",
     "CACHE_HIT",
     "CACHE_KEY",
     "CACHE_OUTCOME",
@@ -41,5 +40,3 @@ CACHE_HIT: Final = PREFIX + "cache-hit"
 CACHE_KEY: Final = PREFIX + "cache-key"
 CACHE_OUTCOME: Final = PREFIX + "cache-outcome"  # "hit", "miss: <reason>", "skipped: <reason>"
 CACHE_SOURCE: Final = PREFIX + "cache-source"  # on hits: where the outputs came from (JSON)
-# On hits: the cached artifacts (JSON), read back from the pod when Redis cannot answer at the task result.
-CACHE_ARTIFACTS: Final = PREFIX + "cache-artifacts"

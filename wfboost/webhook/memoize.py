@@ -18,13 +18,9 @@ from wfboost.cache.eligibility import Candidate, Skip
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.store import Lookup, Verdict
 from wfboost.policy import ReplaySettings
-from wfboost.policy.controls import CACHE_ARTIFACTS, CACHE_HIT, CACHE_KEY, CACHE_OUTCOME, CACHE_SOURCE
+from wfboost.policy.controls import CACHE_HIT, CACHE_KEY, CACHE_OUTCOME, CACHE_SOURCE
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.replay import NotReplayable, ReplayPlan, hit_patch, metadata_ops, replay_plan
-
-# The cached artifacts are also written on the pod, for the task result's fallback when Redis cannot answer; a list
-# longer than this (rare: hundreds of artifacts) relies on Redis alone.
-MAX_ARTIFACTS_ANNOTATION = 32 * 1024
 
 MemoVerdict = Literal["hit", "miss", "skipped"]
 
@@ -54,7 +50,7 @@ class MemoDecision:
 
     @property
     def replayed_bytes(self) -> int:
-        return sum(len(env["value"]) for env in self.plan.env) if self.plan is not None else 0
+        return self.plan.payload if self.plan is not None else 0
 
 
 def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None) -> MemoDecision:
@@ -64,6 +60,9 @@ def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None) -
     key = assessment.key
     if assessment.staleness.total_seconds() <= 0:
         return MemoDecision("miss", "staleness_zero", key=key)
+    if found is not None and found.verdict is Verdict.RERUN:
+        detail = "this node was replayed before and came back (a retry): it runs for real"
+        return MemoDecision("miss", "rerun_after_hit", detail, key=key)
     if found is None or found.verdict is not Verdict.HIT or found.entry is None:
         return MemoDecision("miss", "no_entry", key=key)
     try:
@@ -90,7 +89,4 @@ def patch_for(step: ArgoStep, decision: MemoDecision, replay: ReplaySettings) ->
         "entry": entry["entry_id"],
     }
     annotations = {CACHE_KEY: decision.key, CACHE_OUTCOME: "hit", CACHE_SOURCE: orjson.dumps(source).decode()}
-    artifacts = orjson.dumps(entry["artifacts"]).decode()
-    if len(artifacts) <= MAX_ARTIFACTS_ANNOTATION:  # pod annotations share 256 KiB in all
-        annotations[CACHE_ARTIFACTS] = artifacts
     return hit_patch(step, decision.plan, replay, labels={CACHE_HIT: "true"}, annotations=annotations)

@@ -12,13 +12,14 @@ from typing import Any
 
 from wfboost.argo.pods import ArgoStep, NotAContainerStep, NotAnArgoStep, is_argo_step_pod, parse_pod
 from wfboost.cache.eligibility import Candidate, assess
+from wfboost.cache.keyspace import node_identity
 from wfboost.cache.store import Lookup
 from wfboost.kube import KubeClient, KubeError, resource_path
 from wfboost.policy.controls import CACHE_OUTCOME
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
 from wfboost.webhook.errors import KubeUnavailable, UnparseableObject
-from wfboost.webhook.memoize import MemoDecision, decide, patch_for
+from wfboost.webhook.memoize import decide, patch_for
 
 KINDS = frozenset({("", "Pod")})
 
@@ -38,9 +39,8 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         ctx.metrics.memo.decisions.labels(decision="skipped", reason="template_resource").inc()
         return Decision(outcome="skipped_template_resource")
     assessment = assess(step, settings)
-    found = await _lookup(ctx, assessment) if isinstance(assessment, Candidate) else None
+    found = await _lookup(ctx, step, assessment) if isinstance(assessment, Candidate) else None
     decision = decide(step, assessment, found)
-    await _remember(ctx, step, decision)
     ctx.metrics.memo.decisions.labels(decision=decision.verdict, reason=decision.reason).inc()
     ctx.metrics.memo.replayed_bytes.inc(decision.replayed_bytes)
     return Decision(patch_for(step, decision, settings.replay), decision.outcome)
@@ -70,24 +70,14 @@ async def read_step(pod: dict[str, Any], namespace: str, kube: KubeClient | None
         raise UnparseableObject(str(exc)) from None
 
 
-async def _lookup(ctx: AdmissionContext, candidate: Candidate) -> Lookup | None:
-    """The store's answer, in one round trip; not asked for a step that never reuses (staleness P0D)."""
+async def _lookup(ctx: AdmissionContext, step: ArgoStep, candidate: Candidate) -> Lookup | None:
+    """The store's answer, in one round trip; not asked for a step that never reuses (staleness P0D). Dry runs
+    write nothing (no adoption onto another track, no served node)."""
     if candidate.staleness.total_seconds() <= 0:
         return None
     store = ctx.require_store()
     started = time.perf_counter()
-    found = await store.lookup(candidate.key, staleness=candidate.staleness, adopt=not ctx.dry_run)
+    node = node_identity(step.namespace, step.workflow_uid, step.node_name)
+    found = await store.lookup(candidate.key, staleness=candidate.staleness, adopt=not ctx.dry_run, node=node)
     ctx.metrics.memo.lookup_latency.observe(time.perf_counter() - started)
     return found
-
-
-async def _remember(ctx: AdmissionContext, step: ArgoStep, decision: MemoDecision) -> None:
-    """A hit's marker, for its task result; a node that runs for real after an earlier hit (`argo retry`, a
-    resubmitted node) loses its marker, so its task result keeps what it really produced. Nothing for dry runs."""
-    if ctx.dry_run or decision.verdict == "skipped":
-        return
-    store = ctx.require_store()
-    if decision.verdict == "hit" and decision.entry is not None:
-        await store.mark_hit(step.namespace, step.workflow_uid, step.node_id, decision.entry)
-    else:
-        await store.clear_hit(step.namespace, step.workflow_uid, step.node_id)

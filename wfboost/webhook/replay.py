@@ -1,15 +1,24 @@
-"""Turning a cache hit into a pod that Argo's own executor reports as the cached run.
+"""Turning a cache hit into a pod that Argo's own executor reports as the cached run, without uploading anything.
 
-Only the main container changes: everything up to and including emissary's `--` stays (drop it and the pod hangs,
-argo-workflows #7406); what follows becomes a POSIX-shell replay that writes each cached output parameter to its
-declared path, prints the cached stdout, and creates each declared artifact path. Emissary then copies the outputs
-as usual and Argo's wait container reports them. The container runs a small busybox image with a Pod Security
-"restricted" securityContext; output directories are emptyDirs so a non-root user can write them.
+Only the main container changes, plus the template Argo's executor reads:
+
+- main: everything up to and including emissary's `--` stays (drop it and the pod hangs, argo-workflows #7406); what
+  follows becomes a POSIX-shell replay that writes each cached output parameter to its declared path and prints the
+  cached stdout. Emissary then copies the outputs as usual and Argo's wait container reports them. The container
+  runs a small busybox image with a Pod Security "restricted" securityContext; output directories are emptyDirs so
+  a non-root user can write them.
+- the executor's template (`ARGO_TEMPLATE` on the containers that carry it: every container at 3.5, `init` from 3.6,
+  `supervisor` in 4.1's init-less layout; inlined when the controller had offloaded it to a ConfigMap): without the
+  input artifacts (nothing is downloaded) and without the output artifacts (nothing is archived or uploaded, so a
+  deterministic upload key can never overwrite the cached object), plus one output parameter, the replay marker
+  (wfboost.cache.marker), that carries the cached artifacts into the step's own task result, where they are put
+  back.
 
 Values travel in env vars, split into chunks under Linux's 128 KiB limit per env string (MAX_ARG_STRLEN). The
 kubelet expands `$(NAME)` and turns `$$` into `$` in env values, command and args: every `$` we write is doubled so
 what reaches the shell is exactly what we meant.
-`replay_plan` refuses (returns the reason) what cannot be replayed faithfully; the caller then treats it as a miss.
+`replay_plan` refuses (NotReplayable, with the reason) what cannot be replayed faithfully; the caller then treats it
+as a miss.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any
 from wfboost.argo import names
 from wfboost.argo.pods import ArgoStep
 from wfboost.cache.entries import CacheEntry
+from wfboost.cache.marker import MARKER_PARAMETER, marker_parameter
 from wfboost.policy import ReplaySettings
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.errors import WebhookError
@@ -32,13 +42,16 @@ ENV_PREFIX = "WFBOOST_"
 # 131,072-byte limit per env string.
 CHUNK = 15_000
 MAX_PAYLOAD = 512 * 1024  # bytes of replayed values per pod; more would weigh on etcd: replay refused (miss)
+# One env string, "ARGO_TEMPLATE=" and its value with the terminating NUL, must stay within MAX_ARG_STRLEN (128 KiB)
+# or the container cannot start (E2BIG); the controller offloads at this size for the same reason.
+MAX_ENV_VALUE = 131072 - len("ARGO_TEMPLATE=") - 1
 REPLAY_UID = 65532
 PLATFORM_LABELS = frozenset(
     {"kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
 )
 
-# The replay program. Reads WFBOOST_PARAM_<i>_PATH + WFBOOST_PARAM_<i>_<j> (value chunks), WFBOOST_ARTIFACT_<i>_PATH,
-# WFBOOST_STDOUT_<j>; busybox/dash/bash compatible (no arrays, no `local`). Each value is followed by one newline:
+# The replay program. Reads WFBOOST_PARAM_<i>_PATH + WFBOOST_PARAM_<i>_<j> (value chunks) and WFBOOST_STDOUT_<j>;
+# busybox/dash/bash compatible (no arrays, no `local`). Each value is followed by one newline:
 # Argo's wait container strips one trailing newline from output files and from stdout, and the recorded values are
 # what it reported, so value + "\n" reads back as exactly the value.
 REPLAY_SCRIPT = r"""set -eu
@@ -55,15 +68,6 @@ while eval "[ \"\${WFBOOST_PARAM_${i}_PATH+set}\" = set ]"; do
   eval "p=\${WFBOOST_PARAM_${i}_PATH}"
   mkdir -p "$(dirname "$p")"
   emit "WFBOOST_PARAM_${i}" > "$p"
-  i=$((i + 1))
-done
-i=0
-while eval "[ \"\${WFBOOST_ARTIFACT_${i}_PATH+set}\" = set ]"; do
-  eval "a=\${WFBOOST_ARTIFACT_${i}_PATH}"
-  if [ ! -e "$a" ]; then
-    mkdir -p "$(dirname "$a")"
-    : > "$a"
-  fi
   i=$((i + 1))
 done
 if [ "${WFBOOST_STDOUT_0+set}" = set ]; then
@@ -95,16 +99,20 @@ class NotReplayable(WebhookError, ValueError):
 
 @dataclass(frozen=True)
 class ReplayPlan:
-    env: list[dict[str, str]]
-    mount_points: list[str]  # emptyDirs for output directories
+    env: list[dict[str, str]]  # the replay program's values
+    mount_points: list[str]  # emptyDirs for output parameter directories
+    marker: dict[str, Any]  # the output parameter that carries the cached artifacts (wfboost.cache.marker)
+    payload: int  # bytes of replayed values
 
 
 def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
-    """What the replay container must write; NotReplayable when the entry cannot be replayed faithfully."""
+    """What the replay must produce; NotReplayable when the entry cannot be replayed faithfully."""
     template = step.template or {}
     outputs = template.get("outputs") or {}
     declared_params = [p for p in outputs.get("parameters") or [] if isinstance(p, Mapping)]
     declared_artifacts = [a for a in outputs.get("artifacts") or [] if isinstance(a, Mapping)]
+    if any(p.get("name") == MARKER_PARAMETER for p in declared_params):
+        raise NotReplayable("reserved_parameter_name", MARKER_PARAMETER)
     cached = {p["name"]: p["value"] for p in entry["parameters"]}
     user_mounts = _template_mount_paths(template)
     inputs = (template.get("inputs") or {}).get("artifacts") or []
@@ -120,9 +128,9 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
             continue  # supplied/expression/configMap parameters are not produced by the container
         name = str(param.get("name"))
         if name not in cached:
-            raise NotReplayable("entry_missing_parameter", str(name))
+            raise NotReplayable("entry_missing_parameter", name)
         if "\x00" in cached[name]:
-            raise NotReplayable("value_has_nul", str(name))  # an env var cannot carry it
+            raise NotReplayable("value_has_nul", name)  # an env var cannot carry it
         _check_path(str(path), user_mounts, input_paths)
         parent = posixpath.dirname(posixpath.normpath(str(path)))
         if parent == "/":
@@ -132,18 +140,15 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
         env.extend(_chunks(f"{ENV_PREFIX}PARAM_{index}", cached[name]))
         payload += len(cached[name].encode())
         index += 1
-    recorded = {a.get("name") for a in entry["artifacts"]}
-    for number, artifact in enumerate(declared_artifacts):
-        path = artifact.get("path")
-        if not path:
-            continue
-        if artifact.get("name") not in recorded:
+    recorded = {str(a.get("name")): a for a in entry["artifacts"]}
+    artifacts = []
+    for artifact in declared_artifacts:
+        name = str(artifact.get("name"))
+        if name not in recorded:
             if artifact.get("optional"):
                 continue  # the first run did not produce it: the replay must not either
-            raise NotReplayable("entry_missing_artifact", str(artifact.get('name')))
-        _check_path(str(path), user_mounts, input_paths)
-        points.append(posixpath.normpath(str(path)))
-        env.append({"name": f"{ENV_PREFIX}ARTIFACT_{number}_PATH", "value": kubelet_literal(str(path))})
+            raise NotReplayable("entry_missing_artifact", name)
+        artifacts.append(recorded[name])
     if step.include_script_output:
         if "result" not in entry:
             raise NotReplayable("entry_missing_stdout")
@@ -151,9 +156,14 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
             raise NotReplayable("value_has_nul", "stdout")
         env.extend(_chunks(f"{ENV_PREFIX}STDOUT", entry["result"]))
         payload += len(entry["result"].encode())
+    marker = marker_parameter(entry["key"], entry["entry_id"], artifacts)
+    payload += len(marker["valueFrom"]["default"])
     if payload > MAX_PAYLOAD:
         raise NotReplayable("outputs_too_large")
-    return ReplayPlan(env=env, mount_points=_outermost(points))
+    plan = ReplayPlan(env=env, mount_points=_outermost(points), marker=marker, payload=payload)
+    if len(executor_template_text(template, plan).encode()) > MAX_ENV_VALUE:
+        raise NotReplayable("template_too_large", "the executor's template would not fit in ARGO_TEMPLATE")
+    return plan
 
 
 def hit_patch(
@@ -167,7 +177,7 @@ def hit_patch(
     mounts = [m for m in main.get("volumeMounts") or [] if m.get("name") in _KEPT_MOUNTS]
     mounts += [{"name": v["name"], "mountPath": p} for v, p in zip(volumes, plan.mount_points, strict=True)]
     argo_env = [
-        _without_input_artifacts(e) if e.get("name") == names.ENV_TEMPLATE else e
+        _executor_env(e, step, plan) if e.get("name") == names.ENV_TEMPLATE else e
         for e in main.get("env") or []
         if str(e.get("name", "")).startswith("ARGO_") and e.get("name") != names.ENV_CONTAINER_ARGS_FILE
     ]
@@ -186,8 +196,14 @@ def hit_patch(
             container[kept] = main[kept]
     ops: list[PatchOp] = [{"op": "replace", "path": f"/spec/containers/{step.main_index}", "value": container}]
     # Volumes only the original main used (a PVC, a GPU device plugin volume) would still be attached: drop them.
+    # A volume another container uses, by a mount or as a raw block device, stays (the API server refuses a
+    # device or mount whose volume is gone).
     others = [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]
-    still_used = {m.get("name") for c in others if c is not main for m in c.get("volumeMounts") or []}
+    still_used = {
+        used.get("name")
+        for c in others if c is not main
+        for used in [*(c.get("volumeMounts") or []), *(c.get("volumeDevices") or [])]
+    }
     still_used |= {m["name"] for m in mounts}
     kept_volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") in still_used]
     new_volumes = [*kept_volumes, *volumes]
@@ -206,44 +222,60 @@ def hit_patch(
             ops.append({"op": "replace", "path": "/spec/nodeSelector", "value": kept_selector})
         else:
             ops.append({"op": "remove", "path": "/spec/nodeSelector"})
-    ops.extend(_skip_input_downloads(step))
+    ops.extend(_executor_template_ops(step, plan))
     ops.extend(metadata_ops(step.pod, labels=labels, annotations=annotations))
     return ops
 
 
-def _skip_input_downloads(step: ArgoStep) -> list[PatchOp]:
-    """A replay reads none of the step's inputs: take the input artifacts out of the template the executor containers
-    read (init, or wait/supervisor), so they download nothing, however big. Outputs that sit on or under an input
-    artifact's path are never replayed (`_check_path`), so what the wait container reads does not change. An
-    offloaded template (in the ConfigMap) is left as it is: the downloads then still happen."""
+def executor_template(template: Mapping[str, Any], plan: ReplayPlan) -> dict[str, Any]:
+    """The template Argo's executor works from on a hit: no input artifacts to download, no output artifacts to
+    archive or upload, and the replay marker among the output parameters."""
+    view = dict(template)
+    inputs = view.get("inputs")
+    if isinstance(inputs, Mapping) and "artifacts" in inputs:
+        view["inputs"] = {k: v for k, v in inputs.items() if k != "artifacts"}
+    outputs = dict(view.get("outputs") or {})
+    outputs.pop("artifacts", None)
+    outputs["parameters"] = [*(outputs.get("parameters") or []), plan.marker]
+    view["outputs"] = outputs
+    return view
+
+
+def executor_template_text(template: Mapping[str, Any], plan: ReplayPlan) -> str:
+    """As JSON, for the env var. String values keep every `$` as Argo wrote them, so the kubelet's expansion treats
+    them as it treated the original; the marker is base64 and carries none."""
+    return json.dumps(executor_template(template, plan), separators=(",", ":"), ensure_ascii=False)
+
+
+def _executor_env(env: Mapping[str, Any], step: ArgoStep, plan: ReplayPlan) -> dict[str, Any]:
+    """An ARGO_TEMPLATE entry rewritten for the replay. The controller's own JSON of this container is the base (at
+    3.5 every container carries it); an offloaded one (3.6+) is inlined from the ConfigMap's copy, which the step
+    already holds, so that the executor never reads the original from the ConfigMap mount."""
+    value = env.get("value")
+    template: Any = None
+    if value not in (None, names.TEMPLATE_OFFLOADED):
+        try:
+            template = json.loads(str(value))
+        except ValueError:
+            template = None
+    if not isinstance(template, Mapping):
+        template = step.template or {}
+    return {"name": names.ENV_TEMPLATE, "value": executor_template_text(template, plan)}
+
+
+def _executor_template_ops(step: ArgoStep, plan: ReplayPlan) -> list[PatchOp]:
+    """Rewrite ARGO_TEMPLATE on every container but main (replaced whole) that carries it."""
     ops: list[PatchOp] = []
     spec = step.pod.get("spec") or {}
     for field in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(field) or []):
             if field == "containers" and index == step.main_index:
-                continue  # replaced whole
+                continue
             for position, env in enumerate(container.get("env") or []):
-                if env.get("name") != names.ENV_TEMPLATE or env.get("value") in (None, names.TEMPLATE_OFFLOADED):
-                    continue
-                lighter = _without_input_artifacts(env)
-                if lighter is not env:
+                if env.get("name") == names.ENV_TEMPLATE:
                     path = f"/spec/{field}/{index}/env/{position}/value"
-                    ops.append({"op": "replace", "path": path, "value": lighter["value"]})
+                    ops.append({"op": "replace", "path": path, "value": _executor_env(env, step, plan)["value"]})
     return ops
-
-
-def _without_input_artifacts(env: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The ARGO_TEMPLATE env entry without `inputs.artifacts` (the same entry when there are none or it is not
-    JSON; string values keep every `$` as they were, so the kubelet's expansion treats them as before)."""
-    try:
-        template = json.loads(str(env.get("value")))
-    except ValueError:
-        return env
-    inputs = template.get("inputs") if isinstance(template, dict) else None
-    if not isinstance(inputs, dict) or not inputs.get("artifacts"):
-        return env
-    template["inputs"] = {k: v for k, v in inputs.items() if k != "artifacts"}
-    return {**env, "value": json.dumps(template, separators=(",", ":"), ensure_ascii=False)}
 
 
 def metadata_ops(pod: Mapping[str, Any], *, labels: Mapping[str, str], annotations: Mapping[str, str]) -> list[PatchOp]:

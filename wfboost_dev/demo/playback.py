@@ -11,6 +11,7 @@ hit's task result, pointed at the cached artifacts by the webhook, is what makes
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class Player:
         else:
             parameters, result = made_up_values(step, item.step)
             detail = outcome_text.split(":", 1)[1].strip() if ":" in outcome_text else outcome_text
-        artifacts, repointed = self._finish(pod, step, parameters, result)
+        artifacts, repointed = self._finish(pod, step, parameters, result, item.configmap)
         report = StepReport(item.step.split(".", 1)[1], pod["metadata"]["name"], outcome, detail, millis)
         report.repointed = repointed
         if outcome == "miss":
@@ -116,9 +117,12 @@ class Player:
         return report, outputs
 
     def _finish(
-        self, pod: dict[str, Any], step: ArgoStep, parameters: dict[str, str], result: str | None
+        self, pod: dict[str, Any], step: ArgoStep, parameters: dict[str, str], result: str | None,
+        configmap: dict[str, Any] | None,
     ) -> tuple[dict[str, dict[str, Any]], bool]:
-        """Play the kubelet (main exits 0) and the wait container (task result through the webhook)."""
+        """Play the kubelet (main exits 0) and the wait container (task result through the webhook). The wait
+        container reports what the template it reads from the stored pod declares (a replayed pod's declares no
+        artifacts and the replay marker), as Argo's executor does."""
         name = pod["metadata"]["name"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.cluster.merge_patch(f"/api/v1/namespaces/{self.namespace}/pods/{name}", {"status": {
@@ -129,16 +133,22 @@ class Player:
                 "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now, "startedAt": now}},
             }],
         }})
-        declared = ((step.template or {}).get("outputs") or {}).get("artifacts") or []
+        executor = executor_template(pod, configmap).get("outputs") or {}
         uploaded = [
             {"name": a["name"], "path": a.get("path", ""), "s3": {"key": f"{step.workflow}/{name}/{a['name']}.tgz"}}
-            for a in declared
+            for a in executor.get("artifacts") or []
         ]
-        outputs: dict[str, Any] = {
-            "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
-            "artifacts": uploaded,
-            "exitCode": "0",
-        }
+        reported = []
+        for declared in executor.get("parameters") or []:
+            source = declared.get("valueFrom") or {}
+            if not source.get("path"):
+                continue
+            value = parameters.get(declared["name"], source.get("default"))  # the file, else the default
+            if value is not None:
+                reported.append({"name": declared["name"], "value": value})
+        outputs: dict[str, Any] = {"parameters": reported, "exitCode": "0"}
+        if uploaded:
+            outputs["artifacts"] = uploaded
         if result is not None:
             outputs["result"] = result
         taskresult = {
@@ -154,11 +164,11 @@ class Player:
             },
             "outputs": outputs,
         }
-        reported = self.api.admit("workflowtaskresults", taskresult, namespace=self.namespace).object
+        stored = self.api.admit("workflowtaskresults", taskresult, namespace=self.namespace).object
         self.cluster.create(
-            f"/apis/argoproj.io/v1alpha1/namespaces/{self.namespace}/workflowtaskresults", reported
+            f"/apis/argoproj.io/v1alpha1/namespaces/{self.namespace}/workflowtaskresults", stored
         )
-        artifacts = reported["outputs"].get("artifacts") or []
+        artifacts = stored["outputs"].get("artifacts") or []
         return {a["name"]: a for a in artifacts}, artifacts != uploaded
 
     def _wait_recorded(self, key: str) -> bool:
@@ -174,6 +184,23 @@ class Player:
             return False
         finally:
             client.close()
+
+
+def executor_template(pod: dict[str, Any], configmap: dict[str, Any] | None) -> dict[str, Any]:
+    """The template Argo's wait container works from: ARGO_TEMPLATE of the wait or supervisor container, else the
+    one the init container wrote (3.6+), else the offload ConfigMap's copy (cmd/argoexec/commands/root.go)."""
+    spec = pod["spec"]
+    found: str | None = None
+    for container in [*spec["containers"], *(spec.get("initContainers") or [])]:
+        if container["name"] in ("wait", "supervisor", "init"):
+            value = next((e.get("value") for e in container.get("env") or [] if e["name"] == "ARGO_TEMPLATE"), None)
+            if value is not None:
+                found = value
+                break
+    if found is None or found == "offloaded":
+        found = ((configmap or {}).get("data") or {}).get("ARGO_TEMPLATE", "{}")
+    template = json.loads(found)
+    return template if isinstance(template, dict) else {}
 
 
 def made_up_values(step: ArgoStep, node: str) -> tuple[dict[str, str], str | None]:
@@ -219,8 +246,6 @@ def _joined(env: dict[str, str], prefix: str) -> str:
 
 
 def _source_workflow(source: str) -> str:
-    import json
-
     try:
         return str(json.loads(source).get("workflow", "?"))
     except ValueError:

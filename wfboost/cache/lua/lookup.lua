@@ -1,12 +1,21 @@
 -- The admission-time question, in one round trip: is there an entry young enough, and if not, who runs the step?
--- KEYS[1] tracks hash, KEYS[2] entries hash, KEYS[3] lease (all share one hash tag: one node, one slot)
--- ARGV: now_ms, staleness_ms, track, adopt (1/0), lease_ttl_ms (0: no latching), lease_owner
+-- KEYS[1] tracks hash, KEYS[2] entries hash, KEYS[3] lease, KEYS[4] served set (one hash tag: one node, one slot)
+-- ARGV: now_ms, staleness_ms, track, adopt (1/0: 0 for dry runs, which write nothing), lease_ttl_ms (0: no
+--       latching), lease_owner, node identity ('' for none), served_ttl_ms
 local now = tonumber(ARGV[1])
 local staleness = tonumber(ARGV[2])
 local own_field = 't:' .. ARGV[3]
 local adopt = ARGV[4] == '1'
 local lease_ttl = tonumber(ARGV[5])
 local owner = ARGV[6]
+local identity = ARGV[7]
+local served_ttl = tonumber(ARGV[8])
+
+-- A node that was already served a hit from this key and comes back (a retry attempt, `argo retry`) failed after
+-- the replay: it runs for real, or a replay that cannot work (its image cannot be pulled) would be retried forever.
+if identity ~= '' and redis.call('SISMEMBER', KEYS[4], identity) == 1 then
+  return {'rerun', '', 0}
+end
 
 local function finished(value)
   return tonumber(string.match(value, '^(%d+):'))
@@ -40,6 +49,10 @@ if staleness > 0 then
   if chosen then
     local body = redis.call('HGET', KEYS[2], string.match(chosen, '^%d+:(.+)$'))
     if body then
+      if adopt and identity ~= '' then
+        redis.call('SADD', KEYS[4], identity)
+        redis.call('PEXPIRE', KEYS[4], served_ttl)
+      end
       return {'hit', body, adopted}
     end
   end
