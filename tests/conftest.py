@@ -12,6 +12,8 @@ import pytest
 from tests.harness.apiserver import ApiServer
 from tests.harness.emulated import Cluster
 from tests.harness.running import RunningServer
+from wfboost.cache import redis_client
+from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeClient, KubeConfig
 from wfboost.tls.certs import write_local_material
 from wfboost.webhook.config import WebhookConfig
@@ -86,7 +88,8 @@ def webhook(start_webhook: StartWebhook) -> Webhook:
 @pytest.fixture
 async def cluster(kmock: Any) -> AsyncIterator[Cluster]:
     """kmock's emulator with the resources Argo steps involve, and a client for playing the cluster's parts."""
-    for resource in ("v1/pods", "v1/configmaps", "argoproj.io/v1alpha1/workflowtaskresults"):
+    for resource in ("v1/pods", "v1/configmaps", "argoproj.io/v1alpha1/workflowtaskresults",
+                     "argoproj.io/v1alpha1/workflows"):
         kmock.resources[resource] = {}
     async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10, watch_grace=1) as kube:
         yield Cluster(kube, kmock)
@@ -107,3 +110,21 @@ def valkey_cluster() -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+async def store(valkey: RedisProcess) -> AsyncIterator[CacheStore]:
+    client = redis_client.connect(valkey.url)
+    try:
+        yield CacheStore(client)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def cluster_store(valkey_cluster: RedisCluster) -> AsyncIterator[CacheStore]:
+    client = redis_client.connect(valkey_cluster.url)
+    try:
+        yield CacheStore(client)
+    finally:
+        await client.aclose()

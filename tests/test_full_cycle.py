@@ -25,6 +25,7 @@ from wfboost.cache.store import CacheStore
 from wfboost.policy import load_policy
 from wfboost_dev.argosim.expand import expand_workflow
 from wfboost_dev.argosim.layouts import LAYOUTS, layout_by_name
+from wfboost_dev.argosim.pods import QUICK_START_CONFIG
 from wfboost_dev.demo.runner import default_workflow_text
 
 POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [cycle-*]}\n"
@@ -38,7 +39,8 @@ def step_pods(workflow: dict[str, Any], name: str, namespace: str, layout: str) 
     # Upstream steps reported the same outputs in both runs (as they do when they hit): a step's inputs are equal.
     upstream = {"fetch": {"parameters": {"rows": "1024"},
                           "artifacts": {"raw": {"name": "raw", "s3": {"key": "cached/raw.tgz"}}}}}
-    built, _ = expand_workflow(wf, outputs=upstream).build_pods(layout=layout_by_name(layout))
+    expansion = expand_workflow(wf, outputs=upstream)
+    built, _ = expansion.build_pods(layout=layout_by_name(layout), config=QUICK_START_CONFIG)
     return {b.node_name.split(".", 1)[1].split("(")[0].lstrip("[0123456789]"): b.pod for b in built}
 
 
@@ -69,12 +71,15 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
     await cluster.finish_pod(missed.object)
     produced = outputs_for(first, "first")
     reported = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", task_result(first, produced))
-    await cluster.kube.create(
-        f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/workflowtaskresults", reported.object
-    )
+    await cluster.store_task_result(reported.object, missed.object)
     tracks = await recorded(store, annotations["wfboost.io/cache-key"])
     (entry,) = tracks.values()
     assert entry["parameters"] == [{"name": p["name"], "value": p["value"]} for p in produced["parameters"]]
+    # Recorded with their whole location (the producer's repository), never as a key a consumer would resolve
+    # against its own repository.
+    for artifact, reported_artifact in zip(entry["artifacts"], produced["artifacts"], strict=True):
+        assert artifact["s3"]["key"] == reported_artifact["s3"]["key"]
+        assert artifact["s3"]["endpoint"] == "minio:9000" and artifact["s3"]["bucket"] == "my-bucket"
 
     second = step_pods(workflow, "second", namespace, layout)[step]
     hit = await asyncio.to_thread(webhook.api.admit, "pods", second)
@@ -100,11 +105,12 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
     # parameters and the replay marker, no artifact; the webhook puts the recorded artifacts back.
     version = layout.removesuffix("-initless")
     reported_hit = argo_task_result(version, hit.object, {"parameters": files, "stdout": stdout})
-    assert "artifacts" not in reported_hit["outputs"]
+    logs = [a for a in reported_hit["outputs"].get("artifacts", []) if a["name"] == "main-logs"]
+    assert reported_hit["outputs"].get("artifacts", []) == logs  # only Argo's own archived logs of the replay
     restored = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", reported_hit)
     assert restored.object["outputs"].get("artifacts", []) == [
-        {**artifact, "artifactGC": {"strategy": "Never"}} for artifact in produced["artifacts"]
-    ]
+        {**artifact, "artifactGC": {"strategy": "Never"}} for artifact in entry["artifacts"]
+    ] + logs
     assert [p["name"] for p in restored.object["outputs"].get("parameters", [])] == [
         p["name"] for p in produced["parameters"]
     ]

@@ -1,4 +1,4 @@
-"""Cache key v1: the documented test vectors, and properties over pods that differ in one field."""
+"""Cache key v2: the documented test vectors, and properties over pods that differ in one field."""
 
 from __future__ import annotations
 
@@ -34,17 +34,17 @@ WITH_ENV["containers"][0]["env"] = [
     {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
 ]
 VECTORS = {
-    "minimal": (MINIMAL, "b38029a19ed9c9462287224a3e600a59c8a851edbc78863ea7a1c015240e152e"),
-    "shared": ({**MINIMAL, "namespace": None}, "a09220e6a297133033a345ca9764a68f44bcf73e9bfc1fa05f0b11359a39c47a"),
+    "minimal": (MINIMAL, "461dbd6d16505afb8462a3b42c06cbf5d9bb39bf3743a0b5606aac4413b18ab8"),
+    "shared": ({**MINIMAL, "namespace": None}, "19596783f5c9f3c08b8a0930b0495171aa8e68aeb442e1e424b9b3c1f894c6b0"),
     "seeded": (
         {**MINIMAL, "seed": "2026-11 rebuild"},
-        "c9cced1f5041947a8b808abb83f202ee517ced91ce908fee15d825308eb25871",
+        "6b6f0ab6f49f75004e26edad7f5de53564ac704db5b4845e39ce31f636e50898",
     ),
-    "env": (WITH_ENV, "444f7ba42004727e19ce998866da43d88a2fe1bcf072fcd7a1a47348ce16dde9"),
+    "env": (WITH_ENV, "5c69275e31c5d9e5860c6acf154e2538652434721fdd1080d7dfd446de5b01e5"),
 }
 POD_VECTORS = {
-    "fetch": "46f3f108ce10dbc8e5ef7658789f2ec0b3654ad0c079d90d100de38584df68ab",
-    "features": "6c5d3254dc93f08c1cec9bd28c72ef94d538c120da80b3a3f5be919ae3305647",
+    "fetch": "5763f3ec459ec3d709e60274d770f08c869572ff51e2e86234819e3aae5bbe6b",
+    "features": "a2a2ae21bbc6fb3514d757bacb2eea4247d9834292755e3d87a8fe14ff818093",
 }
 
 

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,12 @@ from tests.harness.emulated import (
     node_id,
     recorded,
     running,
+    stamped,
     task_result,
     terminated_status,
 )
 from wfboost.argo import names
+from wfboost.argo.artifacts import relocate
 from wfboost.argo.pods import parse_pod
 from wfboost.cache import redis_client
 from wfboost.cache.keys import cache_key, key_material
@@ -52,7 +54,7 @@ from wfboost.recorder.watch import Recorder, RecorderSettings
 from wfboost_dev.argosim.layouts import LAYOUTS, V3_7
 from wfboost_dev.argosim.pods import build_pod
 from wfboost_dev.demo.plan import plan_workflow
-from wfboost_dev.demo.processes import RedisCluster, RedisProcess
+from wfboost_dev.demo.processes import RedisProcess
 from wfboost_dev.demo.runner import default_workflow_text
 
 POLICY_TEXT = """
@@ -99,39 +101,28 @@ def expected_key(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -
 
 
 def declared_outputs(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the wait container reports for a successful run: each declared parameter and artifact, located."""
+    """What the wait container reports for a successful run: each declared parameter, and each artifact under the
+    key the executor gives it in the pod's artifact repository (a key only: executor.go saveArtifactFromFile)."""
     step = parse_pod(pod)
     if configmap is not None:
         step = step.with_offloaded(configmap["data"])
     declared = (step.template or {}).get("outputs") or {}
     parameters = [{"name": p["name"], "value": f"value of {p['name']}"} for p in declared.get("parameters") or []]
     artifacts = [
-        {"name": a["name"], "path": a.get("path"),
-         "s3": {"key": f"{step.workflow}/{step.pod_name}/{a['name']}.tgz", "bucket": "artifacts"}}
+        {"name": a["name"], "path": a.get("path"), "s3": {"key": f"{step.workflow}/{step.pod_name}/{a['name']}.tgz"}}
         for a in declared.get("artifacts") or []
     ]
     return {"parameters": parameters, "artifacts": artifacts, "exitCode": "0"}
 
 
+def located(pod: dict[str, Any], artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The artifacts with their whole location, resolved against the pod's artifact repository as Argo does."""
+    archive = (parse_pod(pod).template or {}).get("archiveLocation")
+    relocated = [relocate(a, archive) for a in artifacts]
+    return [{k: v for k, v in a.items() if k != "archiveLogs"} for a in relocated]  # the repository's, not theirs
+
+
 # --- fixtures ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def store(valkey: RedisProcess) -> AsyncIterator[CacheStore]:
-    client = redis_client.connect(valkey.url)
-    try:
-        yield CacheStore(client)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def cluster_store(valkey_cluster: RedisCluster) -> AsyncIterator[CacheStore]:
-    client = redis_client.connect(valkey_cluster.url)
-    try:
-        yield CacheStore(client)
-    finally:
-        await client.aclose()
 
 
 def counter(recorder: Recorder, name: str, **labels: str) -> float:
@@ -167,7 +158,8 @@ async def test_a_finished_step_is_recorded_with_exactly_its_outputs(
     meta = pod["metadata"]
     assert entry["key"] == expected_key(pod)
     assert entry["parameters"] == [{"name": "rows", "value": "value of rows"}]
-    assert entry["artifacts"] == outputs["artifacts"]
+    assert entry["artifacts"] == located(pod, outputs["artifacts"])
+    assert entry["artifacts"][0]["s3"]["endpoint"] == "minio:9000"  # the whole location, not only the key
     assert entry["result"] == "fetched 1204 rows\n"
     assert (entry["finished_at"], entry["finished_ms"], entry["staleness_s"]) == (FINISHED_AT, FINISHED_MS, P7D)
     assert entry["image"] == "ghcr.io/example/data-tools:1.4.2"
@@ -201,8 +193,8 @@ async def test_a_script_step_is_recorded_against_a_redis_cluster(
 
 async def test_the_task_result_may_arrive_before_the_pod_is_seen(cluster: Cluster, store: CacheStore) -> None:
     ns = namespace()
-    pod = workflow_pods("v3.6.19", ns)["fetch"]
-    async with running(cluster, store, policy) as recorder:
+    pod = stamped(workflow_pods("v3.6.19", ns)["fetch"])  # created first (its wait container writes the result),
+    async with running(cluster, store, policy) as recorder:  # but seen by the recorder after its task result
         await cluster.report(pod, declared_outputs(pod))
         async with asyncio.timeout(HANG_GUARD):
             while recorder.table.get((ns, node_id(pod))) is None:  # noqa: ASYNC110 - the other watch's task
@@ -446,8 +438,10 @@ async def test_p0d_is_recorded_on_its_own_track_and_purge_runs_in_the_background
 
 
 PENDING = PendingStep(
-    namespace="team-a", node_id="wf-1", key="k" * 64, staleness_s=P7D, entry_id="uid-1", image="busybox",
-    main_container="main", declared_parameters=("rows",), declared_artifacts=("raw",),
+    namespace="team-a", node_id="wf-1", key="k" * 64, staleness_s=P7D, entry_id="uid-1", pod_uid="uid-1",
+    pod_created="2026-03-04T05:00:00Z", workflow="wf", workflow_uid="u", deadline="0001-01-01T00:00:00Z",
+    image="busybox", main_container="main", declared_parameters=("rows",), declared_artifacts=("raw",),
+    archive_location={"s3": {"endpoint": "minio:9000", "bucket": "b", "key": "wf/wf-a-1"}},
     producer={"namespace": "team-a", "workflow": "wf", "workflow_uid": "u", "node_id": "wf-1", "node_name": "wf.a",
               "pod": "wf-a-1"},
 )
@@ -481,7 +475,9 @@ def _events(pod: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "MODIFIED", {**pod, "status": terminated_status()}
 
 
-async def test_the_recorded_key_is_the_one_the_webhook_annotates(valkey: RedisProcess, store: CacheStore) -> None:
+async def test_the_recorded_key_is_the_one_the_webhook_annotates(
+    valkey: RedisProcess, cluster: Cluster, store: CacheStore
+) -> None:
     from wfboost.webhook.review import offline_admission, review_all
 
     ns = namespace()
@@ -490,15 +486,11 @@ async def test_the_recorded_key_is_the_one_the_webhook_annotates(valkey: RedisPr
         [reviewed] = await review_all([pod], admission)
     assert reviewed.patched_object is not None
     annotated = reviewed.patched_object["metadata"]["annotations"]["wfboost.io/cache-key"]
-
-    class NoKube:  # the pod carries its template: the recorder needs no API call here
-        pass
-
-    recorder = Recorder(NoKube(), store, policy)  # type: ignore[arg-type]
-    for event_type, obj in _events(pod):
-        await recorder.on_pod(event_type, obj)
-    await recorder.on_task_result("ADDED", task_result(pod, declared_outputs(pod)))
-    assert list(await store.tracks(annotated)) == [str(P7D)]
+    async with running(cluster, store, policy):
+        await cluster.create_pod(reviewed.patched_object)
+        await cluster.finish_pod(reviewed.patched_object)
+        await cluster.report(reviewed.patched_object, declared_outputs(pod))
+        assert list(await recorded(store, annotated)) == [str(P7D)]
 
 
 async def test_step_without_outputs_after_expiry_is_counted(store: CacheStore) -> None:
@@ -539,7 +531,8 @@ async def test_the_recorder_command_serves_metrics_and_stops_on_sigterm(
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wfboost", "recorder", "--kubeconfig", str(kubeconfig), "--redis-url", valkey.url,
-        "--policy", str(policy_file), "--metrics-port", str(port),
+        "--policy", str(policy_file), "--metrics-port", str(port), "--retry-interval", "0.1",
+        "--workflow-read-interval", "0.1",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:

@@ -1,13 +1,16 @@
 """A Kubernetes cluster's moving parts around the recorder, played through kmock's stateful emulator.
 
-`Cluster` offers the verbs the controller (create pods), the kubelet (pod status) and Argo's wait container (task
-results) use; `running` runs a real Recorder against it. Shared by the recorder's tests and the full-cycle tests.
+`Cluster` offers the verbs the controller (create pods; mark the node once the pod succeeded and its task result is
+complete), the kubelet (pod status), Argo's wait container (task results) and the API server (a uid and a creation
+time on every object created, which kmock does not set) use; `running` runs a real Recorder against it. Shared by
+the recorder's tests and the full-cycle tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 from wfboost.argo import names
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.store import CacheStore
-from wfboost.kube import KubeClient, resource_path
+from wfboost.kube import KubeApiError, KubeClient, resource_path
 from wfboost.kube.informer import WatchSettings
 from wfboost.policy import Policy
 from wfboost.recorder.watch import Recorder, RecorderSettings
@@ -68,20 +71,86 @@ def task_result(pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool 
     }
 
 
+def stamped(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as the API server stores it: with a uid and a creation time (kept when the test chose them)."""
+    meta = obj.setdefault("metadata", {})
+    meta.setdefault("uid", str(uuid.uuid4()))
+    meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return obj
+
+
 class Cluster:
-    """The emulator seen through the API, with the verbs the controller, kubelet and wait container use."""
+    """The emulator seen through the API, with the verbs the controller, kubelet and wait container use.
+
+    `controller_marks_nodes`: like Argo's controller, mark a node Succeeded in its Workflow once its pod succeeded
+    and its task result is complete (the recorder records only what the controller marked). Tests of the other
+    outcomes turn it off and call `mark_node` themselves.
+    """
 
     def __init__(self, kube: KubeClient, kmock: Any) -> None:
         self.kube = kube
         self.kmock = kmock
+        self.controller_marks_nodes = True
+        self._succeeded: set[tuple[str, str]] = set()
+        self._reported: set[tuple[str, str]] = set()
+        self._pods: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def create_pod(self, pod: dict[str, Any]) -> None:
+        stamped(pod)
         await self.kube.create(resource_path("", "v1", "pods", pod["metadata"]["namespace"]), pod)
+        self._pods[(pod["metadata"]["namespace"], node_id(pod))] = pod
+        await self.ensure_workflow(pod)
+        if (pod.get("status") or {}).get("phase") == "Succeeded":  # created already finished (a relist's view)
+            self._succeeded.add((pod["metadata"]["namespace"], node_id(pod)))
+            await self._controller(pod)
 
     async def finish_pod(self, pod: dict[str, Any], exit_code: int = 0, **status: Any) -> None:
         meta = pod["metadata"]
         path = resource_path("", "v1", "pods", meta["namespace"], meta["name"])
         await self.kube.patch(path, {"status": terminated_status(exit_code, **status)})
+        if exit_code == 0:
+            self._succeeded.add((meta["namespace"], node_id(pod)))
+            await self._controller(pod)
+
+    # --- the controller's Workflow ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _workflow_path(namespace: str, name: str | None = None) -> str:
+        return resource_path("argoproj.io", "v1alpha1", "workflows", namespace, name)
+
+    async def ensure_workflow(self, pod: dict[str, Any]) -> None:
+        """The Workflow that owns the pod, as the controller keeps it (created once, with the pod's owner uid)."""
+        meta = pod["metadata"]
+        name = meta["labels"][names.LABEL_WORKFLOW]
+        owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Workflow"), {})
+        try:
+            existing = await self.kube.get(self._workflow_path(meta["namespace"], name))
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+            existing = None
+        if existing is not None and (existing.get("metadata") or {}).get("uid") == owner.get("uid"):
+            return
+        if existing is not None:  # the workflow was re-created under the same name: a new object, a new uid
+            await self.kube.delete(self._workflow_path(meta["namespace"], name))
+        body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                "metadata": {"name": name, "namespace": meta["namespace"], "uid": owner.get("uid", "")},
+                "spec": {}, "status": {"phase": "Running", "nodes": {}}}
+        await self.kube.create(self._workflow_path(meta["namespace"]), stamped(body))
+
+    async def mark_node(self, pod: dict[str, Any], phase: str, **workflow: Any) -> None:
+        """Set the node's phase in its Workflow (and any other top-level fields given, e.g. spec={...})."""
+        meta = pod["metadata"]
+        await self.ensure_workflow(pod)
+        name = meta["labels"][names.LABEL_WORKFLOW]
+        patch: dict[str, Any] = {"status": {"nodes": {node_id(pod): {"id": node_id(pod), "phase": phase}}}}
+        patch.update(workflow)
+        await self.kube.patch(self._workflow_path(meta["namespace"], name), patch)
+
+    async def _controller(self, pod: dict[str, Any]) -> None:
+        ident = (pod["metadata"]["namespace"], node_id(pod))
+        if self.controller_marks_nodes and ident in self._succeeded and ident in self._reported:
+            await self.mark_node(self._pods.get(ident, pod), "Succeeded")
 
     async def delete_pod(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -92,18 +161,33 @@ class Cluster:
         pod was deleted before the MODIFIED event was delivered): only the DELETED event will carry it."""
         key = ("v1/pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
         self.kmock.objects[key] = {**self.kmock.objects[key].raw, "status": terminated_status()}
+        self._succeeded.add((pod["metadata"]["namespace"], node_id(pod)))  # the controller saw it finish
 
     async def report(self, pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool = True) -> None:
         ns = pod["metadata"]["namespace"]
+        await self.ensure_workflow(pod)  # the controller created the workflow before any of its pods
         path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns)
-        await self.kube.create(path, task_result(pod, outputs, complete=complete))
+        await self.kube.create(path, stamped(task_result(pod, outputs, complete=complete)))
+        if complete:
+            self._reported.add((ns, node_id(pod)))
+            await self._controller(pod)
+
+    async def store_task_result(self, task_result: dict[str, Any], pod: dict[str, Any]) -> None:
+        """A task result as the webhook answered it, stored as the API server stores it (then the controller acts)."""
+        ns = task_result["metadata"]["namespace"]
+        path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns)
+        await self.kube.create(path, stamped(task_result))
+        labels = task_result["metadata"].get("labels") or {}
+        if labels.get(names.LABEL_REPORT_OUTPUTS_COMPLETED) == "true":
+            self._reported.add((ns, node_id(pod)))
+            await self._controller(pod)
 
     async def create_configmap(self, configmap: dict[str, Any]) -> None:
         await self.kube.create(resource_path("", "v1", "configmaps", configmap["metadata"]["namespace"]), configmap)
 
 
 SETTINGS = RecorderSettings(watch=WatchSettings(resync=3600, watch_timeout=300, backoff_initial=0.05), tick=0.05,
-                            purge_interval=0)
+                            purge_interval=0, workflow_read_interval=0.05)
 
 
 @contextlib.asynccontextmanager

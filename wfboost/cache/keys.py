@@ -1,4 +1,4 @@
-"""Cache key v1: what a step's result is a function of, made canonical and hashed.
+"""Cache key v2: what a step's result is a function of, made canonical and hashed.
 
 The key is the sha256 of the RFC 8785 canonical JSON of `key_material(step, …)`. Everything that can change what the
 main container computes goes in; everything that varies from run to run of the same computation stays out (pod and
@@ -15,9 +15,10 @@ from typing import Any, TypedDict, cast
 import rfc8785
 
 from wfboost.argo import names
+from wfboost.argo.artifacts import ArtifactLocationError, relocate
 from wfboost.argo.pods import ArgoStep
 
-KEY_SCHEMA = "wfboost.io/cache-key/v1"
+KEY_SCHEMA = "wfboost.io/cache-key/v2"
 
 # Env that Argo sets per run or per container (ARGO_*), and trace context: never part of what a step computes.
 _VOLATILE_ENV_PREFIXES = ("ARGO_",)
@@ -69,7 +70,8 @@ def key_material(step: ArgoStep, *, share_across_namespaces: bool = False, seed:
         "sidecars": list(template.get("sidecars") or []),
         "script": script if isinstance(script, str) else None,
         "inputArtifacts": sorted(
-            (_without(a, _INPUT_ARTIFACT_NOISE) for a in inputs.get("artifacts") or [] if isinstance(a, Mapping)),
+            (_input_artifact(a, template.get("archiveLocation")) for a in inputs.get("artifacts") or []
+             if isinstance(a, Mapping)),
             key=lambda a: str(a.get("name")),
         ),
         "outputs": {
@@ -85,6 +87,21 @@ def key_material(step: ArgoStep, *, share_across_namespaces: bool = False, seed:
         "resource": template.get("resource"),
         "seed": seed,
     }
+
+
+def _input_artifact(artifact: Mapping[str, Any], archive_location: Any) -> dict[str, Any]:
+    """An input artifact as the executor will fetch it: a key-only location resolves against the step's own artifact
+    repository (`ArtifactLocation.Relocate`), so two steps reading `datasets/current.csv` from different buckets
+    have different keys, and a re-pointed cached artifact (whole location) keys like the key-only original it
+    stands for. `archiveLogs` comes with the repository, not with the artifact. When the location cannot be resolved
+    the executor fails the step anyway; it is keyed as written."""
+    resolved: Mapping[str, Any] = artifact
+    if isinstance(archive_location, Mapping):
+        try:
+            resolved = relocate(artifact, archive_location)
+        except ArtifactLocationError:
+            resolved = artifact
+    return _without(resolved, _INPUT_ARTIFACT_NOISE | {"archiveLogs"})
 
 
 def canonical(material: KeyMaterial | Mapping[str, Any]) -> bytes:

@@ -31,7 +31,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--pending-ttl", type=float, default=RecorderSettings.pending_ttl,
-        help="seconds a half-seen step (pod or task result only) is remembered without news",
+        help="seconds a half-seen step (pod or task result only) is remembered without news (default %(default)s)",
+    )
+    p.add_argument(
+        "--retry-interval", type=float, default=RecorderSettings.tick,
+        help="seconds between retries of steps waiting for the controller to mark their node, or for Redis "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--workflow-read-interval", type=float, default=RecorderSettings.workflow_read_interval,
+        help="a Workflow is read at most this often, however many of its steps finish (default %(default)s)",
     )
     add_redis_option(p)
     add_policy_option(p)
@@ -41,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     if not args.redis_url:
         return _fail("--redis-url (or WFBOOST_REDIS_URL) is required: entries are written to Redis/Valkey")
-    if args.resync <= 0:
-        return _fail("--resync must be a positive number of seconds")
+    for option in ("resync", "retry_interval", "workflow_read_interval"):
+        if getattr(args, option) <= 0:
+            return _fail(f"--{option.replace('_', '-')} must be a positive number of seconds")
     try:
         kube = KubeConfig.load(args.kubeconfig, args.context)
     except KubeError as exc:
@@ -57,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             watch=WatchSettings(resync=args.resync),
             pending_ttl=args.pending_ttl,
             purge_interval=args.purge_interval,
+            tick=args.retry_interval,
+            workflow_read_interval=args.workflow_read_interval,
         ),
     )
     try:

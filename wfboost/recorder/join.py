@@ -1,30 +1,47 @@
 """The recorder's decisions, without I/O: what a step pod is worth remembering, and when its result is whole.
 
-Argo reports a step's result in two objects written by two processes: the kubelet writes the main container's exit
-code, finish time and image digest into the pod's status; Argo's wait container writes the outputs into a
-WorkflowTaskResult named after the node id and labels it complete. Either may reach the recorder first, and the pod
-may be garbage-collected before the task result arrives, so the recorder keeps what it learnt from each side
-(`PendingStep`, `MainExit`, `TaskOutputs`) and joins them here once both are present (`join`).
+Argo reports a step's result in three objects written by three processes: the kubelet writes the main container's
+exit code, finish time and image digest into the pod's status; Argo's wait container writes the outputs into a
+WorkflowTaskResult named after the node id and labels it complete; the controller, having seen both, marks the node
+Succeeded in the Workflow's status. Either of the first two may reach the recorder first, and the pod may be
+garbage-collected before the task result arrives, so the recorder keeps what it learnt from each side
+(`PendingStep`, `MainExit`, `TaskOutputs`), pairs them only when they come from the same run (`belongs_to`), asks
+the Workflow whether the controller agrees (`node_verdict`), and joins them here (`join`).
 
 Everything the cache key depends on is decided by `prepare_step`, through the function the webhook calls at
-admission (`wfboost.cache.eligibility.assess`): a recorded
-entry lands on the key a later identical pod is looked up by, or memoization silently never hits.
+admission (`wfboost.cache.eligibility.assess`): a recorded entry lands on the key a later identical pod is looked up
+by, or memoization silently never hits.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from wfboost.argo import names
+from wfboost.argo.artifacts import ArtifactLocationError, has_location, relocate
 from wfboost.argo.pods import ArgoStep, owner_workflow_uid
+from wfboost.argo.workflow_status import (
+    ARTIFACT_GC_NEVER,
+    WorkflowStatusError,
+    artifact_gc_strategy,
+    is_shut_down,
+    node_phase,
+    node_statuses,
+)
 from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry, OutputParameter, Producer
+from wfboost.cache.marker import BadMarker, read_marker
 from wfboost.policy import EffectiveMemoize
 from wfboost.policy.controls import CACHE_HIT
+
+# Argo's own archived container logs: the run's logs, not one of the step's outputs.
+LOG_ARTIFACTS = frozenset({"main-logs"})
+# ARGO_DEADLINE of a workflow without a deadline (the zero time.Time, operator.go getDeadline).
+NO_DEADLINE = "0001-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -36,10 +53,16 @@ class PendingStep:
     key: str
     staleness_s: int
     entry_id: str
+    pod_uid: str  # '' when the pod never went through an API server (then entry_id names the run)
+    pod_created: str  # metadata.creationTimestamp, RFC 3339 ('' when unknown)
+    workflow: str
+    workflow_uid: str
+    deadline: str  # ARGO_DEADLINE: a main still running then was stopped by the controller
     image: str
     main_container: str  # the container whose exit decides (main; a containerSet's first member)
     declared_parameters: tuple[str, ...]
     declared_artifacts: tuple[str, ...]  # the non-optional ones: a run without them failed
+    archive_location: Mapping[str, Any] | None  # the step's artifact repository, as the executor resolves keys
     producer: Producer
 
 
@@ -58,6 +81,8 @@ class TaskOutputs:
 
     outputs: Mapping[str, Any]
     phase: str
+    workflow_uid: str = ""  # its owner reference (taskresult.go createTaskResult)
+    created: str = ""  # metadata.creationTimestamp: a task result is created by the run that reports into it
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,9 @@ class Refused:
 
     reason: str
     detail: str
+
+
+NodeVerdict = Literal["succeeded", "not_yet"]
 
 
 def pod_skip_reason(pod: Mapping[str, Any]) -> str | None:
@@ -83,23 +111,35 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize) -> PendingStep | Sk
     assessment = assess(step, settings)
     if isinstance(assessment, Skip):
         return assessment
-    outputs = (step.template or {}).get("outputs") or {}
-    parameters = tuple(str(p.get("name")) for p in outputs.get("parameters") or [] if isinstance(p, Mapping))
+    template = step.template or {}
+    outputs = template.get("outputs") or {}
+    parameters = tuple(
+        str(p.get("name")) for p in outputs.get("parameters") or []
+        if isinstance(p, Mapping) and (p.get("valueFrom") or {}).get("path")
+    )
     artifacts = tuple(
         str(a.get("name"))
         for a in outputs.get("artifacts") or []
         if isinstance(a, Mapping) and not a.get("optional")
     )
+    meta = step.pod.get("metadata") or {}
+    archive = template.get("archiveLocation")
     return PendingStep(
         namespace=step.namespace,
         node_id=step.node_id,
         key=assessment.key,
         staleness_s=int(assessment.staleness.total_seconds()),
         entry_id=entry_id(step.pod, step.namespace, step.node_id),
+        pod_uid=str(meta.get("uid") or ""),
+        pod_created=str(meta.get("creationTimestamp") or ""),
+        workflow=step.workflow,
+        workflow_uid=step.workflow_uid,
+        deadline=_env(step.main, "ARGO_DEADLINE") or NO_DEADLINE,
         image=str(step.main.get("image") or ""),
         main_container=str(step.main.get("name") or names.CONTAINER_MAIN),
         declared_parameters=parameters,
         declared_artifacts=artifacts,
+        archive_location=archive if isinstance(archive, Mapping) else None,
         producer={
             "namespace": step.namespace,
             "workflow": step.workflow,
@@ -122,6 +162,25 @@ def entry_id(pod: Mapping[str, Any], namespace: str, node_id: str) -> str:
     who = f"{namespace}/{meta.get('name', '')}/{node_id}/{owner_workflow_uid(pod)}"
     return hashlib.sha256(who.encode()).hexdigest()[:32]
 
+
+def run_of(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """(identity, creation time) of the run a pod is: its uid, else (no API server) its name-based entry id."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    uid = str(meta.get("uid") or "") or entry_id(pod, str(meta.get("namespace") or ""),
+                                                  str(annotations.get(names.ANNOTATION_NODE_ID) or ""))
+    return uid, str(meta.get("creationTimestamp") or "")
+
+
+def belongs_to(outputs: TaskOutputs, step: PendingStep) -> bool:
+    """The task result was written by this step's run: the same workflow (a re-created workflow has another uid;
+    its task results are other objects), and created no earlier than the pod (a task result is created by the wait
+    container of the run that reports into it; one older than the pod is an earlier run's)."""
+    if outputs.workflow_uid and step.workflow_uid and outputs.workflow_uid != step.workflow_uid:
+        return False
+    if outputs.created and step.pod_created:
+        return _time(outputs.created) >= _time(step.pod_created)
+    return True
 
 
 def main_exit(pod: Mapping[str, Any], container: str) -> MainExit | None:
@@ -148,8 +207,9 @@ def pod_outcome(pod: Mapping[str, Any]) -> bool | None:
     """Did the whole pod succeed? True, False, or None while it is still running.
 
     Main exiting 0 is not enough: Argo's wait (or, init-less, supervisor) container may still fail to save an
-    output (an optional artifact's upload, say), and a main that traps SIGTERM can exit 0 on `argo stop` or a
-    deadline. The pod's phase, or failing that the executor container's own exit, says whether the run succeeded.
+    output. The pod's phase, or failing that the executor container's own exit, says whether the run succeeded.
+    A pod can still end Succeeded when the controller stopped the step (a main that traps SIGTERM exits 0): that is
+    what `node_verdict` is for.
     """
     status = pod.get("status") or {}
     phase = status.get("phase")
@@ -168,16 +228,61 @@ def pod_outcome(pod: Mapping[str, Any]) -> bool | None:
 
 def task_outputs(task_result: Mapping[str, Any]) -> TaskOutputs | None:
     """The outputs of a task result once the wait container says they are all there, else None."""
-    labels = (task_result.get("metadata") or {}).get("labels") or {}
+    meta = task_result.get("metadata") or {}
+    labels = meta.get("labels") or {}
     if str(labels.get(names.LABEL_REPORT_OUTPUTS_COMPLETED, "")).lower() != "true":
         return None
     outputs = task_result.get("outputs")
     phase = str(task_result.get("phase") or "")
-    return TaskOutputs(outputs=outputs if isinstance(outputs, Mapping) else {}, phase=phase)
+    return TaskOutputs(
+        outputs=outputs if isinstance(outputs, Mapping) else {},
+        phase=phase,
+        workflow_uid=owner_workflow_uid(task_result),
+        created=str(meta.get("creationTimestamp") or ""),
+    )
 
 
-def join(step: PendingStep, exit_: MainExit, result: TaskOutputs, *, now: datetime) -> CacheEntry | Refused:
-    """The entry for a finished run, or why the run must not be cached."""
+def node_verdict(workflow: Mapping[str, Any] | None, step: PendingStep) -> NodeVerdict | Refused:
+    """Whether the controller marked this step's node Succeeded: the only proof that the run was not stopped
+    (`argo stop`/`terminate` or a deadline signal the pod, and a main that traps SIGTERM exits 0, so the pod can end
+    Succeeded while the node is Failed: exec_control.go applyExecutionControl). `not_yet` while the controller has
+    not decided (the pod and task result usually reach the recorder first)."""
+    if workflow is None:
+        return Refused("workflow_gone", f"workflow {step.workflow} is gone: whether the step succeeded is unknown")
+    uid = str((workflow.get("metadata") or {}).get("uid") or "")
+    if uid and step.workflow_uid and uid != step.workflow_uid:
+        return Refused("workflow_gone", f"workflow {step.workflow} was re-created (uid {uid})")
+    try:
+        if is_shut_down(workflow):
+            return Refused("workflow_stopped", f"workflow {step.workflow} was stopped or terminated")
+        if node_statuses(workflow) is None:
+            return Refused("node_status_offloaded", "the node statuses are in Argo's database, not in the Workflow")
+        phase = node_phase(workflow, step.node_id)
+    except WorkflowStatusError as exc:
+        return Refused("node_status_unreadable", str(exc))
+    if phase == "Succeeded":
+        return "succeeded"
+    if phase in (None, "", "Pending", "Running"):
+        return "not_yet"
+    return Refused("node_not_succeeded", f"the controller marked node {step.node_id} {phase}")
+
+
+def join(
+    step: PendingStep,
+    exit_: MainExit,
+    result: TaskOutputs,
+    *,
+    now: datetime,
+    workflow: Mapping[str, Any] | None = None,
+) -> CacheEntry | Refused:
+    """The entry for a finished run, or why the run must not be cached. `workflow` (the step's Workflow, read once
+    the controller marked the node) decides the artifacts' garbage collection."""
+    try:
+        marker = read_marker(result.outputs)
+    except BadMarker:
+        return Refused("cache_hit", "the task result carries a malformed replay marker")
+    if marker is not None:
+        return Refused("cache_hit", "a replayed step's task result")
     if exit_.exit_code != 0:
         return Refused("failed", f"main exited {exit_.exit_code}")
     if result.phase in ("Failed", "Error"):
@@ -188,6 +293,9 @@ def join(step: PendingStep, exit_: MainExit, result: TaskOutputs, *, now: dateti
     finished = parse_time(exit_.finished_at)
     if finished is None:
         return Refused("no_finish_time", f"finishedAt {exit_.finished_at!r} is not RFC 3339")
+    deadline = parse_time(step.deadline)
+    if step.deadline != NO_DEADLINE and deadline is not None and finished >= deadline:
+        return Refused("deadline", f"main finished at {exit_.finished_at}, past the step's deadline {step.deadline}")
     parameters: list[OutputParameter] = []
     reported = {
         str(p.get("name")): p for p in result.outputs.get("parameters") or [] if isinstance(p, Mapping)
@@ -197,11 +305,19 @@ def join(step: PendingStep, exit_: MainExit, result: TaskOutputs, *, now: dateti
         if value is None:
             return Refused("missing_output", f"output parameter {name!r} was not reported")
         parameters.append({"name": name, "value": str(value)})
-    artifacts = [dict(a) for a in result.outputs.get("artifacts") or [] if isinstance(a, Mapping)]
-    have = {str(a.get("name")) for a in artifacts}
+    produced = [a for a in result.outputs.get("artifacts") or [] if isinstance(a, Mapping)]
+    have = {str(a.get("name")) for a in produced}
     for name in step.declared_artifacts:
         if name not in have:
             return Refused("missing_output", f"output artifact {name!r} was not reported")
+    outputs_of_step = [a for a in produced if str(a.get("name")) not in LOG_ARTIFACTS]
+    located = locate_artifacts(outputs_of_step, step.archive_location)
+    if isinstance(located, Refused):
+        return located
+    if workflow is not None:
+        collected = collected_artifacts(workflow, outputs_of_step)
+        if collected:
+            return Refused("artifact_gc", f"the producer's artifact GC deletes {', '.join(collected)}")
     entry: CacheEntry = {
         "key": step.key,
         "entry_id": step.entry_id,
@@ -209,7 +325,7 @@ def join(step: PendingStep, exit_: MainExit, result: TaskOutputs, *, now: dateti
         "finished_ms": int(finished.timestamp() * 1000),
         "staleness_s": step.staleness_s,
         "parameters": parameters,
-        "artifacts": artifacts,
+        "artifacts": located,
         "image": step.image,
         "image_id": exit_.image_id,
         "producer": step.producer,
@@ -219,6 +335,39 @@ def join(step: PendingStep, exit_: MainExit, result: TaskOutputs, *, now: dateti
     if isinstance(stdout, str):
         entry["result"] = stdout
     return entry
+
+
+def locate_artifacts(
+    artifacts: Sequence[Mapping[str, Any]], archive_location: Mapping[str, Any] | None
+) -> list[dict[str, Any]] | Refused:
+    """Each artifact with its whole location, as the executor resolves a key-only one against the producer's
+    artifact repository (`ArtifactLocation.Relocate`). A cached artifact is read by later runs of other workflows,
+    maybe against another repository: a key alone would resolve there, to another object."""
+    located = []
+    for artifact in artifacts:
+        try:
+            whole = relocate(artifact, archive_location)
+        except ArtifactLocationError as exc:
+            return Refused("artifact_location_unresolved", f"artifact {artifact.get('name')!r}: {exc}")
+        if not has_location(whole):
+            return Refused("artifact_location_unresolved", f"artifact {artifact.get('name')!r} has no full location")
+        whole.pop("archiveLogs", None)  # the repository's setting, copied by Relocate; not the artifact's
+        located.append(whole)
+    return located
+
+
+def collected_artifacts(workflow: Mapping[str, Any], artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The artifacts the producer's own artifact GC will delete (any strategy but Never): never served, or a hit
+    would point at deleted data once the producing workflow completes or is deleted."""
+    doomed = []
+    for artifact in artifacts:
+        try:
+            strategy = artifact_gc_strategy(workflow, artifact)
+        except WorkflowStatusError:
+            strategy = "unknown"
+        if strategy not in ("", ARTIFACT_GC_NEVER):
+            doomed.append(f"{artifact.get('name')} ({strategy})")
+    return doomed
 
 
 def parse_time(text: str) -> datetime | None:
@@ -233,3 +382,14 @@ def parse_time(text: str) -> datetime | None:
 
 def rfc3339(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _time(text: str) -> datetime:
+    return parse_time(text) or datetime.min.replace(tzinfo=UTC)
+
+
+def _env(container: Mapping[str, Any], name: str) -> str | None:
+    for env in container.get("env") or []:
+        if isinstance(env, Mapping) and env.get("name") == name:
+            return str(env.get("value") or "")
+    return None

@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 SKIP_REASONS = (
     "cache_hit", "cache_off", "bad_control", "failed", "missing_output", "no_finish_time", "expired",
-    "offload_missing", "not_argo_layout",
+    "offload_missing", "not_argo_layout", "deadline", "workflow_gone", "workflow_stopped", "node_not_succeeded",
+    "node_status_offloaded", "node_status_unreadable", "artifact_location_unresolved", "artifact_gc",
 )
 
 
@@ -46,8 +47,16 @@ class RecorderMetrics:
         self.pending = Gauge("wfboost_recorder_pending_steps", "Steps waiting for their other half", registry=r)
         self.errors = Counter(
             "wfboost_recorder_errors",
-            "Failures that the recorder retries or gives up on, by kind (store, configmap, handler, purge)",
+            "Failures that the recorder retries or gives up on, by kind (store, configmap, workflow, restore, handler,"
+            " purge)",
             ["kind"],
+            registry=r,
+        )
+        self.restored = Counter(
+            "wfboost_recorder_replays_restored",
+            "Replayed steps whose outputs the recorder put back because the webhook had not, by object"
+            " (workflowtaskresult; pod: Argo 3.5's outputs annotation)",
+            ["object"],
             registry=r,
         )
         self.purged = Counter("wfboost_recorder_purged", "Stale tracks removed by the background purge", registry=r)

@@ -1,11 +1,14 @@
 """What the recorder remembers between events: one small record per step, bounded in number and in time.
 
 A step's two halves (pod status, task result) arrive on two watches in any order, and the pod may be gone before
-the task result is complete, so the half that arrives first waits here. Waiting is bounded: a record is dropped
-after `ttl` seconds without news (every event and every relist refreshes it, so a long-running pod is not
-forgotten while it runs), and the oldest records go first when `capacity` is reached. A finished record stays as a
-small tombstone for the same time, so replayed watch events and relists cost a dictionary lookup instead of a parse
-and a Redis write (the store is idempotent anyway; the tombstone only saves work).
+the task result is complete, so the half that arrives first waits here. A node can be run by several pods over
+time (a pod deleted while pending and created again, `argo retry`): the record follows the newest pod, and what it
+learnt of an older one (its parsed step, its exit, its tombstone) goes when a newer one appears.
+
+Waiting is bounded: a record is dropped after `ttl` seconds without news (every event and every relist refreshes it,
+so a long-running pod is not forgotten while it runs), and the oldest records go first when `capacity` is reached. A
+finished record stays as a small tombstone for the same time, so replayed watch events and relists cost a dictionary
+lookup instead of a parse and a Redis write (the store is idempotent anyway; the tombstone only saves work).
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ StepId = tuple[str, str]  # (namespace, node id): the task result's name is the 
 @dataclass
 class StepState:
     touched: float
+    pod: str = ""  # the run: the newest pod's uid (or name-based id)
+    pod_created: str = ""
     step: PendingStep | None = None
     exit: MainExit | None = None
-    outputs: TaskOutputs | None = None
+    outputs: TaskOutputs | None = None  # the newest complete task result of the node
     pod_succeeded: bool = False  # the whole pod succeeded, not only main (wait saved every output)
     pod_gone: bool = False
-    done: str | None = None  # "recorded", or the reason nothing will be recorded
+    done: str | None = None  # for this pod: "recorded", or the reason nothing will be recorded
     recording: bool = False  # a write is in flight (the two watches run concurrently)
     write_failed: bool = False  # the store refused or was unreachable; the housekeeping tick retries
+    awaiting_node: bool = False  # the controller has not marked the node yet; the housekeeping tick asks again
 
     @property
     def ready(self) -> bool:
@@ -39,6 +45,13 @@ class StepState:
             and self.pod_succeeded
             and None not in (self.step, self.exit, self.outputs)
         )
+
+    def new_run(self, pod: str, created: str) -> None:
+        """Another pod runs the node now: forget the earlier one (the task result stays; whether it belongs to
+        the new run is decided when they are joined)."""
+        self.pod, self.pod_created = pod, created
+        self.step, self.exit, self.pod_succeeded, self.pod_gone = None, None, False, False
+        self.done, self.write_failed, self.awaiting_node = None, False, False
 
 
 @dataclass

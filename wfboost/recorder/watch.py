@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from wfboost.argo import names
 from wfboost.argo.pods import NotAnArgoStep, is_argo_step_pod, parse_pod
 from wfboost.cache.eligibility import Skip, retention
+from wfboost.cache.marker import BadMarker, restored_outputs
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeApiError, KubeClient, KubeError, resource_path
 from wfboost.kube.informer import Informer, WatchSettings
@@ -39,15 +40,20 @@ from wfboost.policy.controls import CACHE_KEY
 from wfboost.recorder.join import (
     PendingStep,
     Refused,
+    TaskOutputs,
+    belongs_to,
     join,
     main_exit,
+    node_verdict,
     pod_outcome,
     pod_skip_reason,
     prepare_step,
+    run_of,
     task_outputs,
 )
 from wfboost.recorder.metrics import RecorderMetrics
 from wfboost.recorder.pending import PendingTable, StepId, StepState
+from wfboost.recorder.workflows import WorkflowReader
 from wfboost.service.tasks import ServiceTasks
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,8 @@ TASK_RESULTS = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults")
 POD_SELECTOR = names.LABEL_WORKFLOW
 # Only complete task results matter; the label flips to "true" once, which a selector watch reports as ADDED.
 TASK_RESULT_SELECTOR = f"{names.LABEL_REPORT_OUTPUTS_COMPLETED}=true"
+# Argo 3.5's outputs on the pod, for executors that may not write task results (removed in 3.6, #13100).
+OUTPUTS_ANNOTATION = "workflows.argoproj.io/outputs"
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class RecorderSettings:
     max_pending: int = 100_000
     tick: float = 10.0  # seconds between housekeeping passes: expire, retry failed writes, update the gauge
     purge_interval: float = 900.0  # seconds between background purges of stale tracks (0: never)
+    workflow_read_interval: float = 10.0  # a Workflow is read at most this often (recorder/workflows.py)
 
 
 class Recorder:
@@ -88,6 +97,7 @@ class Recorder:
         self.metrics = metrics or RecorderMetrics()
         self.clock = clock
         self.table = PendingTable(ttl=settings.pending_ttl, capacity=settings.max_pending)
+        self.workflows = WorkflowReader(kube, min_interval=settings.workflow_read_interval, clock=clock)
         watch = settings.watch
         self.namespaces = NamespaceLabels(kube, watch)  # for policies that turn memoization on by namespace label
         self.informers = (
@@ -131,15 +141,22 @@ class Recorder:
     async def on_pod(self, event_type: str, pod: dict[str, Any]) -> None:
         if not is_argo_step_pod(pod):
             return
+        await self._restore_outputs_annotation(pod)
         ident = _step_id(pod, (pod.get("metadata") or {}).get("annotations", {}).get(names.ANNOTATION_NODE_ID))
+        run, created = run_of(pod)
         known = self.table.get(ident)
-        if known is not None and known.done is not None:
+        if known is not None and known.pod and known.pod != run:
+            if created and known.pod_created and created < known.pod_created:
+                return  # an older pod of the node (a replayed event): the newer run is the one that counts
+        elif known is not None and known.done is not None:
             known.touched = self.clock()
             return
         settings = self.policy().memoize_settings_for(ident[0], self.namespaces.labels(ident[0]))
         if not settings.enabled:
             return
         state = self.table.touch(ident, self.clock())
+        if state.pod != run:
+            state.new_run(run, created)  # the first pod of the node, or a newer one: a run of its own
         if event_type == "DELETED":
             state.pod_gone = True
         if state.step is None:
@@ -170,15 +187,72 @@ class Recorder:
         outputs = task_outputs(task_result)
         if outputs is None:
             return
+        if await self._restore_task_result(task_result, outputs):
+            return  # a replayed step's: its outputs are the cache's own, never recorded again
         ident = _step_id(task_result, (task_result.get("metadata") or {}).get("name"))
         known = self.table.get(ident)
-        if known is not None and known.done is not None:
+        if known is not None and known.done is not None and known.step is not None and belongs_to(
+            outputs, known.step
+        ):
             return
         if not self.policy().memoize_settings_for(ident[0], self.namespaces.labels(ident[0])).enabled:
             return
         state = self.table.touch(ident, self.clock())
         state.outputs = outputs
         await self._try_record(ident, state)
+
+    # --- replays whose outputs the webhook could not put back ----------------------------------------------------
+
+    async def _restore_task_result(self, task_result: dict[str, Any], outputs: TaskOutputs) -> bool:
+        """A complete task result that still carries the replay marker (the webhook was unreachable at each of its
+        writes): swap the marker for the cached artifacts here, as the webhook would have. True for a replay's."""
+        try:
+            restored = restored_outputs(outputs.outputs)
+        except BadMarker as exc:
+            log.warning("task result %s: %s", _name(task_result), exc)
+            return True
+        if restored is None:
+            return False
+        meta = task_result.get("metadata") or {}
+        path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", meta.get("namespace"), meta.get("name"))
+        ops: list[dict[str, Any]] = [{"op": "replace", "path": "/outputs", "value": restored}]
+        if meta.get("resourceVersion"):
+            ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
+        try:
+            await self.kube.patch(path, ops, "json")
+        except KubeError as exc:  # changed meanwhile (the next event brings it back) or the API is down (resync)
+            self.metrics.errors.labels(kind="restore").inc()
+            log.warning("task result %s: putting the cached artifacts back failed: %s", _name(task_result), exc)
+            return True
+        self.metrics.restored.labels(object="workflowtaskresult").inc()
+        log.info("task result %s: the cached artifacts put back (the webhook had not)", _name(task_result))
+        return True
+
+    async def _restore_outputs_annotation(self, pod: dict[str, Any]) -> None:
+        """Argo 3.5 reports outputs in the pod annotation `workflows.argoproj.io/outputs` when its executor may not
+        write task results (executor.go reportResult, on Forbidden): a replayed pod's marker is swapped there."""
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        text = annotations.get(OUTPUTS_ANNOTATION)
+        if not text or not pod_skip_reason(pod):
+            return
+        try:
+            reported = orjson.loads(text)
+            restored = restored_outputs(reported) if isinstance(reported, dict) else None
+        except (orjson.JSONDecodeError, BadMarker) as exc:
+            log.warning("pod %s: %s annotation: %s", _pod_name(pod), OUTPUTS_ANNOTATION, exc)
+            return
+        if restored is None:
+            return
+        meta = pod.get("metadata") or {}
+        path = resource_path("", "v1", "pods", meta.get("namespace"), meta.get("name"))
+        try:
+            await self.kube.patch(path, {"metadata": {"annotations": {
+                OUTPUTS_ANNOTATION: orjson.dumps(restored).decode()}}}, "merge")
+        except KubeError as exc:
+            self.metrics.errors.labels(kind="restore").inc()
+            log.warning("pod %s: putting the cached artifacts back failed: %s", _pod_name(pod), exc)
+            return
+        self.metrics.restored.labels(object="pod").inc()
 
     # --- recording --------------------------------------------------------------------------------------------
 
@@ -218,12 +292,36 @@ class Recorder:
         if not state.ready:
             return
         assert state.step is not None and state.exit is not None and state.outputs is not None
-        joined = join(state.step, state.exit, state.outputs, now=datetime.now(UTC))
+        step = state.step
+        if not belongs_to(state.outputs, step):
+            return  # an earlier run's task result: this run's own is still to come
+        state.recording = True
+        try:
+            await self._record(ident, state, step)
+        finally:
+            state.recording = False
+
+    async def _record(self, ident: StepId, state: StepState, step: PendingStep) -> None:
+        assert state.exit is not None and state.outputs is not None
+        try:
+            workflow = await self.workflows.get(step.namespace, step.workflow)
+        except KubeError as exc:
+            state.awaiting_node = True
+            self.metrics.errors.labels(kind="workflow").inc()
+            log.warning("%s/%s: reading workflow %s failed (will retry): %s", *ident, step.workflow, exc)
+            return
+        verdict = node_verdict(workflow, step)
+        if verdict == "not_yet":
+            state.awaiting_node = True  # the housekeeping tick asks again
+            return
+        state.awaiting_node = False
+        joined = verdict if isinstance(verdict, Refused) else join(
+            step, state.exit, state.outputs, now=datetime.now(UTC), workflow=workflow
+        )
         if isinstance(joined, Refused):
             log.info("%s/%s not recorded: %s", ident[0], ident[1], joined.detail)
             self._give_up(state, joined.reason)
             return
-        state.recording = True
         try:
             moved = await self.store.record(
                 joined, retention=retention(self.policy()), lease_owner=f"{ident[0]}/{ident[1]}"
@@ -233,14 +331,12 @@ class Recorder:
             self.metrics.errors.labels(kind="store").inc()
             log.warning("%s/%s: writing the entry failed (will retry): %s", ident[0], ident[1], exc)
             return
-        finally:
-            state.recording = False
         state.done, state.write_failed, state.outputs = "recorded", False, None
         self.metrics.recorded.labels(result="new" if moved else "unchanged").inc()
         if moved:
             self.metrics.recorded_bytes.inc(len(orjson.dumps(joined)))
-        log.info("recorded %s/%s (%s) as %s on track %ss", ident[0], state.step.producer["node_name"],
-                 state.step.producer["pod"], joined["key"][:16], joined["staleness_s"])
+        log.info("recorded %s/%s (%s) as %s on track %ss", ident[0], step.producer["node_name"],
+                 step.producer["pod"], joined["key"][:16], joined["staleness_s"])
 
     def _check_admitted_key(self, pod: dict[str, Any], step: PendingStep) -> None:
         """The key is always recomputed, never taken from the pod; the webhook's annotation only serves to notice
@@ -265,7 +361,7 @@ class Recorder:
             have = "pod status" if state.exit else "task result" if state.outputs else "pod"
             log.info("%s/%s: gave up waiting (had only the %s)", ident[0], ident[1], have)
         for ident, state in self.table.items():
-            if state.write_failed:
+            if state.write_failed or state.awaiting_node:
                 await self._try_record(ident, state)
         self.metrics.pending.set(self.table.waiting())
 
@@ -303,6 +399,11 @@ class Recorder:
 
 def _step_id(obj: dict[str, Any], node_id: Any) -> StepId:
     return (str((obj.get("metadata") or {}).get("namespace") or ""), str(node_id or ""))
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
 def _pod_name(pod: dict[str, Any]) -> str:

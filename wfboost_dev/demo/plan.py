@@ -8,6 +8,7 @@ from typing import Any
 
 from wfboost_dev.argosim.expand import NodeOutputs, expand_workflow
 from wfboost_dev.argosim.layouts import LAYOUTS, V3_7, layout_by_name
+from wfboost_dev.argosim.pods import QUICK_START_CONFIG
 
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
 DEFAULT_LAYOUT = V3_7.name
@@ -40,6 +41,7 @@ def plan_workflow(
     """
     scoped = {**workflow, "metadata": {**workflow.get("metadata", {}), "namespace": namespace}}
     walked = expand_workflow(scoped, outputs=outputs)
-    built, _refused = walked.build_pods(layout=layout_by_name(layout_name))
+    # Argo's quick-start controller configuration: a MinIO artifact repository, as a real install has one.
+    built, _refused = walked.build_pods(layout=layout_by_name(layout_name), config=QUICK_START_CONFIG)
     pods = [PodToAdmit(step=b.node_name, pod=b.pod, configmap=b.configmap) for b in built]
     return WorkflowPlan(workflow=scoped, pods=pods)

@@ -133,7 +133,9 @@ def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
         wait_ready(api, webhook, workdir / "webhook.log")
         say(f"webhook     https://wfboost.wfboost.svc:{port} -> 127.0.0.1 (pid {webhook.pid}, "
             f"CA verified like the API server)")
-        recorder = procs.spawn(["recorder", *common], workdir / "recorder.log")
+        # A demo's steps take milliseconds: the recorder asks about them as often (a cluster's default is 10 s).
+        quick = ["--retry-interval", "0.2", "--workflow-read-interval", "0.2"]
+        recorder = procs.spawn(["recorder", *quick, *common], workdir / "recorder.log")
         say(f"recorder    watching pods and task results (pid {recorder.pid})")
         say(f"logs        {workdir}")
         yield Started(api, procs.cluster, procs.redis.url)
