@@ -28,7 +28,9 @@ from wfboost_dev.argosim.layouts import LAYOUTS, layout_by_name
 from wfboost_dev.argosim.pods import QUICK_START_CONFIG
 from wfboost_dev.demo.runner import default_workflow_text
 
-POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [cycle-*]}\n"
+# The corpus' images are tags (python:alpine3.6): the test trusts named tags, as a policy may (memoize.trustImageTags).
+POLICY = ("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\n"
+          "memoize: {namespaces: [cycle-*], trustImageTags: true}\n")
 
 
 def step_pods(workflow: dict[str, Any], name: str, namespace: str, layout: str) -> dict[str, dict[str, Any]]:
@@ -138,15 +140,31 @@ async def test_our_pipeline_under_every_layout(parts: Any, layout: str, step: st
 
 
 CORPUS_STEPS = [
-    ("examples__output-parameter.yaml", "generate-parameter"),  # a container step with an output parameter
-    ("examples__artifact-passing.yaml", "generate-artifact"),  # a container step with an output artifact
     ("examples__scripts-python.yaml", "generate"),  # a script step whose stdout result is used downstream
     ("examples__coinflip.yaml", "flip-coin"),  # the same, with a random result: cached, it stops being random
 ]
+# Steps whose image has no fixed tag (`busybox`, i.e. latest): never memoized, even where tags are trusted.
+CORPUS_UNPINNED = [
+    ("examples__output-parameter.yaml", "generate-parameter"),  # a container step with an output parameter
+    ("examples__artifact-passing.yaml", "generate-artifact"),  # a container step with an output artifact
+]
+
+
+def corpus_workflow(file: str) -> dict[str, Any]:
+    path = corpus_dir("argo-examples") / file
+    return next(d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "Workflow")
 
 
 @pytest.mark.parametrize(("file", "step"), CORPUS_STEPS)
 async def test_corpus_workflows(parts: Any, file: str, step: str, tmp_path: Path) -> None:
-    path = corpus_dir("argo-examples") / file
-    workflow = next(d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "Workflow")
-    await cycle(*parts, workflow, step, "v3.7.18", tmp_path)
+    await cycle(*parts, corpus_workflow(file), step, "v3.7.18", tmp_path)
+
+
+@pytest.mark.parametrize(("file", "step"), CORPUS_UNPINNED)
+async def test_corpus_steps_whose_image_can_move_are_not_memoized(parts: Any, file: str, step: str) -> None:
+    webhook, _, _ = parts
+    pod = step_pods(corpus_workflow(file), "first", f"cycle-{uuid.uuid4().hex[:8]}", "v3.7.18")[step]
+    answered = await asyncio.to_thread(webhook.api.admit, "pods", pod)
+    outcome = answered.object["metadata"]["annotations"]["wfboost.io/cache-outcome"]
+    assert outcome.startswith("skipped: image_tag_latest (main: image busybox has no fixed tag"), outcome
+    assert answered.object["spec"] == pod["spec"]

@@ -43,8 +43,8 @@ VECTORS = {
     "env": (WITH_ENV, "5c69275e31c5d9e5860c6acf154e2538652434721fdd1080d7dfd446de5b01e5"),
 }
 POD_VECTORS = {
-    "fetch": "5763f3ec459ec3d709e60274d770f08c869572ff51e2e86234819e3aae5bbe6b",
-    "features": "a2a2ae21bbc6fb3514d757bacb2eea4247d9834292755e3d87a8fe14ff818093",
+    "fetch": "a8cb7e32c909b37fd90f14c63e292d42a7684b3d4ddb85440251d2b9d0462101",
+    "features": "7b3df8dcad9c0cb56311e49e1a0de2bfa48dc78e8b66533d63dec364a30681d1",
 }
 
 

@@ -91,7 +91,9 @@ def test_default_values_match_the_documented_ones() -> None:
     assert policy.memoize.max_staleness_limit is None
     assert not policy.memoize.share_across_namespaces
     assert not policy.memoize.allow_writable_volumes
-    assert not policy.memoize.require_digest_pinned_images
+    assert not policy.memoize.trust_image_tags  # only images pinned by digest are memoized by default
+    assert not policy.memoize.trust_config_maps_and_secrets and not policy.memoize.trust_read_only_volumes
+    assert not policy.memoize.opt_in
     assert policy.latch == LatchSettings(timedelta(seconds=30), timedelta(seconds=10), timedelta(hours=1))
     assert policy.shrink == ShrinkSettings(4096, 65536, 3)
     assert policy.side_store == SideStoreSettings(None, 10 * 1024**3)
@@ -120,7 +122,10 @@ memoize:
   maxStalenessLimit: P2W
   shareAcrossNamespaces: true
   allowWritableVolumes: true
-  requireDigestPinnedImages: true
+  optIn: true
+  trustImageTags: true
+  trustConfigMapsAndSecrets: true
+  trustReadOnlyVolumes: true
   replay:
     image: registry.example.com/replay@sha256:0123
     imagePullPolicy: Always
@@ -142,7 +147,7 @@ overrides:
   - namespaces: ["team-b*"]
     memoize: {enabled: true, maxStaleness: PT6H}
   - namespaceSelector: {matchLabels: {tier: experimental}}
-    memoize: {maxStalenessLimit: P1D, allowWritableVolumes: false, requireDigestPinnedImages: false}
+    memoize: {maxStalenessLimit: P1D, allowWritableVolumes: false, trustImageTags: false}
     latch: {enabled: false, leaseTTL: PT2M, heartbeat: PT20S, followerWait: PT10M}
 """
 
@@ -166,7 +171,10 @@ def test_every_section_is_parsed() -> None:
             max_staleness_limit=timedelta(weeks=2),
             share_across_namespaces=True,
             allow_writable_volumes=True,
-            require_digest_pinned_images=True,
+            opt_in=True,
+            trust_image_tags=True,
+            trust_config_maps_and_secrets=True,
+            trust_read_only_volumes=True,
             replay=ReplaySettings(
                 image="registry.example.com/replay@sha256:0123",
                 image_pull_policy="Always",
@@ -188,7 +196,7 @@ def test_every_section_is_parsed() -> None:
                 memoize=MemoizeOverride(
                     max_staleness_limit=timedelta(days=1),
                     allow_writable_volumes=False,
-                    require_digest_pinned_images=False,
+                    trust_image_tags=False,
                 ),
                 latch=LatchOverride(
                     enabled=False,
@@ -624,7 +632,7 @@ def test_staleness_is_clamped_by_the_admin_limit() -> None:
         max_staleness_limit=timedelta(days=30),
         share_across_namespaces=False,
         allow_writable_volumes=False,
-        require_digest_pinned_images=False,
+        trust_image_tags=False,
         replay=ReplaySettings(),
     )
     assert settings.staleness(None) == timedelta(days=30)
@@ -697,7 +705,10 @@ def overrides(draw: st.DrawFn) -> NamespaceOverride:
                 max_staleness=st.none() | durations,
                 max_staleness_limit=st.none() | durations,
                 allow_writable_volumes=st.none() | st.booleans(),
-                require_digest_pinned_images=st.none() | st.booleans(),
+                opt_in=st.none() | st.booleans(),
+                trust_image_tags=st.none() | st.booleans(),
+                trust_config_maps_and_secrets=st.none() | st.booleans(),
+                trust_read_only_volumes=st.none() | st.booleans(),
             )
         ),
         latch=draw(latch_overrides()),
@@ -718,7 +729,10 @@ def policies(draw: st.DrawFn) -> Policy:
             max_staleness_limit=draw(st.none() | durations),
             share_across_namespaces=draw(st.booleans()),
             allow_writable_volumes=draw(st.booleans()),
-            require_digest_pinned_images=draw(st.booleans()),
+            opt_in=draw(st.booleans()),
+            trust_image_tags=draw(st.booleans()),
+            trust_config_maps_and_secrets=draw(st.booleans()),
+            trust_read_only_volumes=draw(st.booleans()),
             replay=ReplaySettings(
                 image=draw(st.from_regex(r"[a-z0-9][a-z0-9./:@-]{0,30}", fullmatch=True)),
                 image_pull_policy=draw(st.sampled_from(["Always", "IfNotPresent", "Never"])),

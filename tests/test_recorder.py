@@ -162,7 +162,7 @@ async def test_a_finished_step_is_recorded_with_exactly_its_outputs(
     assert entry["artifacts"][0]["s3"]["endpoint"] == "minio:9000"  # the whole location, not only the key
     assert entry["result"] == "fetched 1204 rows\n"
     assert (entry["finished_at"], entry["finished_ms"], entry["staleness_s"]) == (FINISHED_AT, FINISHED_MS, P7D)
-    assert entry["image"] == "ghcr.io/example/data-tools:1.4.2"
+    assert entry["image"].startswith("ghcr.io/example/data-tools:1.4.2@sha256:")
     assert entry["image_id"] == IMAGE_ID
     assert entry["producer"] == {
         "namespace": ns,
@@ -383,7 +383,7 @@ def offloading_workflow(ns: str) -> dict[str, Any]:
             "entrypoint": "big",
             "templates": [{
                 "name": "big",
-                "script": {"image": "python:3.12-slim", "command": ["python"], "source": source},
+                "script": {"image": "python:3.12-slim@sha256:" + "c" * 64, "command": ["python"], "source": source},
                 "outputs": {"parameters": [{"name": "answer", "valueFrom": {"path": "/tmp/answer"}}]},
             }],
         },

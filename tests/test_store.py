@@ -179,3 +179,17 @@ async def test_a_node_served_a_hit_that_comes_back_is_told_to_run(store: CacheSt
     assert 0 < await store.redis.pttl(ks.served_key(key)) <= ks.SERVED_TTL.total_seconds() * 1000
     await store.invalidate_keys([key])
     assert not await store.redis.exists(ks.served_key(key))
+
+
+async def test_a_run_of_another_image_digest_drops_the_entries_of_the_moved_tag(store: CacheStore, key: str) -> None:
+    old = "docker-pullable://ghcr.io/example/tool@sha256:" + "1" * 64
+    new = "ghcr.io/example/tool@sha256:" + "2" * 64
+    await store.record(entry(key, "a", T0, P7D, image_id=old), retention=RETENTION)
+    await store.record(entry(key, "b", T0 + DAY, P30D, image_id=old), retention=RETENTION)
+    assert set(await store.tracks(key)) == {str(int(P7D.total_seconds())), str(int(P30D.total_seconds()))}
+    # The tag was pushed again: a real run (a miss elsewhere, a P0D step) reports another digest.
+    await store.record(entry(key, "c", T0 + 2 * DAY, P7D, image_id=new), retention=RETENTION)
+    tracks = await store.tracks(key)
+    assert [e["entry_id"] for e in tracks.values()] == ["c"]  # the P30D track's older-image entry is gone too
+    assert (await store.lookup(key, staleness=P30D, at_ms=T0 + 2 * DAY + 1)).entry["entry_id"] == "c"  # type: ignore[index]
+    assert (await store.stats())["invalidated"] >= 2

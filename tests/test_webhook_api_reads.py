@@ -26,14 +26,17 @@ POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: tru
 BIG = "# " + "x" * 140_000 + "\nprint('done')\n"
 
 
+PINNED_PYTHON = "python:3.11@sha256:" + "c" * 64  # pinned by digest: a tag is not memoized by default
+PINNED_BUSYBOX = "busybox:1.36@sha256:" + "c" * 64
+
 def big_workflow() -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "metadata": {"name": "big", "namespace": "ml"},
         "spec": {"entrypoint": "main", "templates": [
-            {"name": "script", "script": {"image": "python:3.11", "command": ["python"], "source": BIG},
+            {"name": "script", "script": {"image": PINNED_PYTHON, "command": ["python"], "source": BIG},
              "outputs": {"parameters": [{"name": "n", "valueFrom": {"path": "/tmp/n"}}]}},
-            {"name": "args", "container": {"image": "busybox", "command": ["echo"], "args": ["y" * 140_000]}},
+            {"name": "args", "container": {"image": PINNED_BUSYBOX, "command": ["echo"], "args": ["y" * 140_000]}},
         ]},
     }
 

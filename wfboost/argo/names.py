@@ -12,6 +12,7 @@ LABEL_WORKFLOW: Final = "workflows.argoproj.io/workflow"
 LABEL_COMPLETED: Final = "workflows.argoproj.io/completed"
 LABEL_REPORT_OUTPUTS_COMPLETED: Final = "workflows.argoproj.io/report-outputs-completed"
 LABEL_COMPONENT: Final = "workflows.argoproj.io/component"
+LABEL_ON_EXIT: Final = "workflows.argoproj.io/on-exit"  # exit handler pods (workflowpod.go, onExitPod)
 ANNOTATION_NODE_ID: Final = "workflows.argoproj.io/node-id"
 ANNOTATION_NODE_NAME: Final = "workflows.argoproj.io/node-name"
 

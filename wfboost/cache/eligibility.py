@@ -2,9 +2,12 @@
 
 Shared by the webhook (before a lookup) and the recorder (before recording), so both apply the same rules.
 
-Memoization must never change what a step computes, so anything that is not a function of the pod's spec is left
-alone: resource/HTTP/plugin/data steps, Kubeflow v2 driver pods (they read Kubeflow's metadata store), steps that
-write a persistent volume (unless the policy allows it), steps marked off.
+Memoization must never change what a step computes, so anything whose result is not provably a function of its key
+is left alone, with a reason: resource/HTTP/plugin/data steps; steps whose meaning is not their outputs (exit
+handlers, lifecycle hooks, daemons, templates with Argo's own memoize); Kubeflow v2 driver pods (they read Kubeflow's
+metadata store); steps that read what the key cannot see (cache/inputs.py: images by tag, ConfigMaps, Secrets, the
+pod's own fields, persistent volumes, block devices) unless the policy trusts that kind of input; Windows pods (the
+replay image is Linux); steps marked off, or not opted in where the policy asks for opt-in.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from wfboost.argo import names
 from wfboost.argo.pods import ArgoStep
+from wfboost.cache.inputs import unseen_input
 from wfboost.cache.keys import KeyMaterial, cache_key, key_material
 from wfboost.cache.keyspace import DEFAULT_RETENTION
 from wfboost.policy import CACHE, CACHE_SEED, MAX_STALENESS, DurationError, EffectiveMemoize, Policy, parse_duration
 
 KFP_RUNTIME_ROLE = "pipelines.kubeflow.org/runtime-role"
+_OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
 _MEMOIZABLE_KINDS = ("container", "script")
 
 
@@ -53,18 +59,22 @@ def assess(step: ArgoStep, settings: EffectiveMemoize) -> Skip | Candidate:
         controls = step_controls(step)
     except BadControl as exc:
         return Skip("bad_control", str(exc))
-    reason = skip_reason(step, settings, controls)
-    if reason is not None:
-        return Skip(reason, SKIP_DETAILS.get(reason, f"not a memoizable step ({reason})"))
+    skipped = skip(step, settings, controls)
+    if skipped is not None:
+        return skipped
     material = key_material(step, share_across_namespaces=settings.share_across_namespaces, seed=controls.seed)
     return Candidate(cache_key(material), material, settings.staleness(controls.max_staleness), controls)
 
 
 SKIP_DETAILS = {
     "cache_off": "the step says wfboost.io/cache: \"false\"",
+    "not_opted_in": "the policy memoizes only steps that say wfboost.io/cache: \"true\" (memoize.optIn)",
     "kfp_driver": "a Kubeflow driver pod (reads Kubeflow's metadata store, not a function of its spec)",
-    "writable_volume": "main mounts a writable persistent volume (the policy's allowWritableVolumes is off)",
-    "image_not_pinned": "the policy requires digest-pinned images and main's image has no @sha256:",
+    "exit_handler": "an exit handler: it runs for its effect when the workflow ends, not for its outputs",
+    "lifecycle_hook": "a lifecycle hook: it runs for its effect, not for its outputs",
+    "daemon": "a daemon step: a replay would exit at once and the steps that talk to it would fail",
+    "argo_memoize": "the template has Argo's own memoize, which decides about it first",
+    "windows_node": "a Windows pod: the replay image is Linux",
 }
 
 
@@ -95,19 +105,60 @@ def step_controls(step: ArgoStep) -> StepControls:
     )
 
 
+def skip(step: ArgoStep, settings: EffectiveMemoize, controls: StepControls) -> Skip | None:
+    """Why this step is not memoized (the reason and what exactly), or None when it may be."""
+    reason = _kind_reason(step, settings, controls)
+    if reason is not None:
+        return Skip(reason, SKIP_DETAILS.get(reason, f"not a memoizable step ({reason})"))
+    unseen = unseen_input(step.pod, settings)
+    if unseen is not None:
+        return Skip(*unseen)
+    return None
+
+
 def skip_reason(step: ArgoStep, settings: EffectiveMemoize, controls: StepControls) -> str | None:
-    """Why this step is not memoized, or None when it may be."""
+    """Why this step is not memoized, as a metric label, or None when it may be."""
+    skipped = skip(step, settings, controls)
+    return skipped.reason if skipped is not None else None
+
+
+def _kind_reason(step: ArgoStep, settings: EffectiveMemoize, controls: StepControls) -> str | None:
     if controls.cache is False:
         return "cache_off"
+    if settings.opt_in and controls.cache is not True:
+        return "not_opted_in"
     if step.template_kind not in _MEMOIZABLE_KINDS:
         return f"template_{step.template_kind.lower()}"
+    template = step.template or {}
+    if step.labels.get(names.LABEL_ON_EXIT) == "true":
+        return "exit_handler"  # workflow-level and step/task-level onExit, and everything under them
+    if ".hooks." in step.node_name:
+        return "lifecycle_hook"  # `<parent>.hooks.<name>` (exit hooks carry the on-exit label too)
+    if template.get("daemon"):
+        return "daemon"
+    if template.get("memoize"):
+        return "argo_memoize"
     if _is_kfp_driver(step):
         return "kfp_driver"
-    if not settings.allow_writable_volumes and _writes_persistent_volume(step):
-        return "writable_volume"
-    if settings.require_digest_pinned_images and "@sha256:" not in str(step.main.get("image", "")):
-        return "image_not_pinned"
+    if _runs_on_windows(step.pod):
+        return "windows_node"
     return None
+
+
+def _runs_on_windows(pod: Mapping[str, Any]) -> bool:
+    """Windows is chosen by nodeSelector (the template's or the workflow's) or by node affinity."""
+    spec = pod.get("spec") or {}
+    selector = spec.get("nodeSelector") or {}
+    if any(selector.get(label) == "windows" for label in _OS_LABELS):
+        return True
+    terms = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}).get("nodeSelectorTerms") or []
+    for term in terms:
+        for expression in (term or {}).get("matchExpressions") or []:
+            if expression.get("key") in _OS_LABELS and "windows" in (expression.get("values") or []):
+                return True
+    return False
 
 
 def _is_kfp_driver(step: ArgoStep) -> bool:
@@ -115,31 +166,6 @@ def _is_kfp_driver(step: ArgoStep) -> bool:
         return True
     program = step.command[0].rsplit("/", 1)[-1] if step.command else ""
     return program == "driver" and "--type" in (step.args or ())
-
-
-# Volume sources whose content lives and dies with the pod, or that are read-only by nature: writing them leaves
-# nothing behind that a replay would fail to reproduce.
-_POD_LOCAL_SOURCES = frozenset({"emptyDir", "configMap", "secret", "downwardAPI", "projected", "image"})
-
-
-def _writes_persistent_volume(step: ArgoStep) -> bool:
-    """A read-write mount of anything that outlives the pod (a PVC, NFS, hostPath, CSI, …): the step's effect there
-    would not happen on a replay, so a later step reading that volume would see another run's data."""
-    volumes: dict[str, Mapping[str, Any]] = {
-        str(v.get("name")): v for v in (step.pod.get("spec") or {}).get("volumes") or []
-    }
-    for mount in step.main.get("volumeMounts") or []:
-        if mount.get("readOnly"):
-            continue
-        volume = volumes.get(str(mount.get("name")), {})
-        sources = [key for key in volume if key != "name"]
-        if not sources or all(source in _POD_LOCAL_SOURCES for source in sources):
-            continue
-        claim = volume.get("persistentVolumeClaim")
-        if claim is not None and claim.get("readOnly"):
-            continue
-        return True
-    return False
 
 
 def retention(policy: Policy) -> timedelta:

@@ -8,6 +8,8 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
   Expires `retention` after the newest entry finished; older tracks are purged in the background.
 - `wfb:v1:{K}:e` (hash): entries, `<entry id>` → entry JSON; only entries some track points at. Same lifetime.
 - `wfb:v1:{K}:lease` (string): who holds the latch for K (latching). Lives for the lease TTL, renewed by the leader.
+- `wfb:v1:{K}:digest` (string): the image digest the entries of K ran (main's `imageID`). A real run that reports
+  another digest (a tag pushed again) drops the entries before it is recorded. Same lifetime as the tracks.
 - `wfb:v1:{K}:served` (set): the nodes (`node_identity`: namespace, workflow uid, node name without a retry
   attempt's `(N)`) that were served a hit from K. A later pod of such a node (a retry attempt, `argo retry`) ran
   after a replay that failed: it runs for real. Written by the lookup itself on a hit (no second round trip);
@@ -49,6 +51,10 @@ def entries_key(cache_key: str) -> str:
 
 def lease_key(cache_key: str) -> str:
     return f"{PREFIX}{{{cache_key}}}:lease"
+
+
+def digest_key(cache_key: str) -> str:
+    return f"{PREFIX}{{{cache_key}}}:digest"
 
 
 def served_key(cache_key: str) -> str:

@@ -54,6 +54,13 @@ class LeaseRequest:
     ttl: timedelta
 
 
+def image_digest(image_id: str) -> str:
+    """The digest a container ran, from the kubelet's `imageID` (`docker-pullable://repo@sha256:…`,
+    `repo@sha256:…` or `sha256:…`, by runtime); '' when it names none."""
+    digest = image_id.rsplit("@", 1)[-1]
+    return digest if digest.startswith("sha256:") else ""
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -107,15 +114,19 @@ class CacheStore:
     # --- the recorder ------------------------------------------------------------------------------------------
 
     async def record(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "") -> bool:
-        """Write an entry on its track; True when the track moved to it. Safe to repeat (watch replays)."""
+        """Write an entry on its track; True when the track moved to it. Safe to repeat (watch replays). A run whose
+        image digest differs from the key's entries' drops them first: the tag they were keyed by has moved."""
         key = entry["key"]
         body = orjson.dumps(entry)
         expire_at = entry["finished_ms"] + int(retention.total_seconds() * 1000)
-        replaced = await self._record(
-            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key)],
-            args=[str(entry["staleness_s"]), entry["finished_ms"], entry["entry_id"], body, expire_at, lease_owner],
+        replaced, dropped = await self._record(
+            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key), ks.digest_key(key)],
+            args=[str(entry["staleness_s"]), entry["finished_ms"], entry["entry_id"], body, expire_at, lease_owner,
+                  image_digest(entry["image_id"])],
         )
         await self.redis.zadd(ks.index_all(), {key: entry["finished_ms"]}, gt=True)  # another slot: CLI only
+        if dropped:
+            await self.redis.hincrby(ks.stats_key(), "invalidated", int(dropped))
         if replaced:
             await self.redis.hincrby(ks.stats_key(), "recorded", 1)
             await self.redis.hincrby(ks.stats_key(), "bytes", len(body))
@@ -167,6 +178,7 @@ class CacheStore:
             removed += int(await self.redis.delete(ks.tracks_key(key)) > 0)
             await self.redis.delete(ks.entries_key(key))
             await self.redis.delete(ks.served_key(key))
+            await self.redis.delete(ks.digest_key(key))
             await self.redis.zrem(ks.index_all(), key)
         if removed:
             await self.redis.hincrby(ks.stats_key(), "invalidated", removed)

@@ -124,6 +124,9 @@ def _in_namespace(policy: Policy, namespace: str, labels: dict[str, str] | None)
             "maxStalenessLimit": duration(memoize.max_staleness_limit),
             "shareAcrossNamespaces": memoize.share_across_namespaces,
             "allowWritableVolumes": memoize.allow_writable_volumes,
-            "requireDigestPinnedImages": memoize.require_digest_pinned_images,
+            "optIn": memoize.opt_in,
+            "trustImageTags": memoize.trust_image_tags,
+            "trustConfigMapsAndSecrets": memoize.trust_config_maps_and_secrets,
+            "trustReadOnlyVolumes": memoize.trust_read_only_volumes,
         },
     }

@@ -159,8 +159,22 @@ class MemoizeSettings:
     allow_writable_volumes: bool = setting(
         "allowWritableVolumes", default=False, doc="Steps that mount writable persistent volumes may be memoized."
     )
-    require_digest_pinned_images: bool = setting(
-        "requireDigestPinnedImages", default=False, doc="Only steps whose image is pinned by digest are memoized."
+    opt_in: bool = setting(
+        "optIn", default=False,
+        doc="Only steps that say wfboost.io/cache: \"true\" are memoized (else every eligible step is).",
+    )
+    trust_image_tags: bool = setting(
+        "trustImageTags", default=False,
+        doc="A named tag (not latest) always names the same image; without it only images pinned by digest are"
+        " memoized.",
+    )
+    trust_config_maps_and_secrets: bool = setting(
+        "trustConfigMapsAndSecrets", default=False,
+        doc="ConfigMaps and Secrets a step reads (env, envFrom, volumes) never change content under the same name.",
+    )
+    trust_read_only_volumes: bool = setting(
+        "trustReadOnlyVolumes", default=False,
+        doc="What a step reads from a read-only persistent volume (PVC, NFS, hostPath, CSI…) never changes.",
     )
     replay: ReplaySettings = setting("replay", default_factory=ReplaySettings, doc="The container that replays hits.")
 
@@ -231,8 +245,13 @@ class MemoizeOverride:
     allow_writable_volumes: bool | None = setting(
         "allowWritableVolumes", default=None, doc="Replaces memoize.allowWritableVolumes."
     )
-    require_digest_pinned_images: bool | None = setting(
-        "requireDigestPinnedImages", default=None, doc="Replaces memoize.requireDigestPinnedImages."
+    opt_in: bool | None = setting("optIn", default=None, doc="Replaces memoize.optIn.")
+    trust_image_tags: bool | None = setting("trustImageTags", default=None, doc="Replaces memoize.trustImageTags.")
+    trust_config_maps_and_secrets: bool | None = setting(
+        "trustConfigMapsAndSecrets", default=None, doc="Replaces memoize.trustConfigMapsAndSecrets."
+    )
+    trust_read_only_volumes: bool | None = setting(
+        "trustReadOnlyVolumes", default=None, doc="Replaces memoize.trustReadOnlyVolumes."
     )
 
 
@@ -277,6 +296,13 @@ class NamespaceOverride:
         return self.namespace_selector is not None and self.namespace_selector.matches(labels)
 
 
+# The memoize fields an override may replace, by their dataclass name (MemoizeOverride has each, optional).
+_OVERRIDABLE_MEMOIZE = (
+    "max_staleness", "max_staleness_limit", "allow_writable_volumes", "opt_in", "trust_image_tags",
+    "trust_config_maps_and_secrets", "trust_read_only_volumes",
+)
+
+
 @dataclass(frozen=True)
 class EffectiveMemoize:
     """Memoization settings for one namespace after scope, switches and overrides."""
@@ -286,8 +312,11 @@ class EffectiveMemoize:
     max_staleness_limit: timedelta | None
     share_across_namespaces: bool
     allow_writable_volumes: bool
-    require_digest_pinned_images: bool
     replay: ReplaySettings
+    opt_in: bool = False
+    trust_image_tags: bool = False
+    trust_config_maps_and_secrets: bool = False
+    trust_read_only_volumes: bool = False
 
     def staleness(self, requested: timedelta | None) -> timedelta:
         """The staleness a step gets: its own `wfboost.io/max-staleness` or the default, clamped by the limit.
@@ -364,25 +393,18 @@ class Policy:
         enabled = matches_any_glob(namespace, base.namespaces) or (
             base.namespace_selector is not None and base.namespace_selector.matches(labels)
         )
-        max_staleness = base.max_staleness
-        limit = base.max_staleness_limit
-        writable = base.allow_writable_volumes
-        pinned = base.require_digest_pinned_images
+        values: dict[str, Any] = {name: getattr(base, name) for name in _OVERRIDABLE_MEMOIZE}
         for override in self._overrides_for(namespace, labels):
             change = override.memoize
             enabled = enabled if change.enabled is None else change.enabled
-            max_staleness = max_staleness if change.max_staleness is None else change.max_staleness
-            limit = limit if change.max_staleness_limit is None else change.max_staleness_limit
-            writable = writable if change.allow_writable_volumes is None else change.allow_writable_volumes
-            pinned = pinned if change.require_digest_pinned_images is None else change.require_digest_pinned_images
+            values.update(
+                (name, getattr(change, name)) for name in _OVERRIDABLE_MEMOIZE if getattr(change, name) is not None
+            )
         return EffectiveMemoize(
             enabled=enabled and self.features.memoize and self.namespace_in_scope(namespace, labels),
-            max_staleness=max_staleness,
-            max_staleness_limit=limit,
             share_across_namespaces=base.share_across_namespaces,
-            allow_writable_volumes=writable,
-            require_digest_pinned_images=pinned,
             replay=base.replay,
+            **values,
         )
 
     def latch_settings_for(self, namespace: str, labels: Mapping[str, str] | None = None) -> EffectiveLatch:

@@ -1,11 +1,24 @@
 -- Record a successful step's entry on its staleness track. Idempotent: the same entry recorded twice is one write.
 -- A track only moves to a newer result; the key's expiry only ever moves later; a lease this run held is released.
--- KEYS[1] tracks hash, KEYS[2] entries hash, KEYS[3] lease
--- ARGV: track, finished_ms, entry_id, entry_json, expire_at_ms, lease_owner ('' for none)
+-- A run whose image digest differs from the one the key's entries ran (a tag pushed again) makes them unservable:
+-- they are dropped before this one is written.
+-- KEYS[1] tracks hash, KEYS[2] entries hash, KEYS[3] lease, KEYS[4] image digest of the entries
+-- ARGV: track, finished_ms, entry_id, entry_json, expire_at_ms, lease_owner ('' for none), image digest ('' unknown)
 local field = 't:' .. ARGV[1]
 local f = tonumber(ARGV[2])
 local id = ARGV[3]
+local digest = ARGV[7]
 local replaced = 0
+local dropped = 0
+
+if digest ~= '' then
+  local known = redis.call('GET', KEYS[4])
+  if known and known ~= digest then
+    dropped = redis.call('HLEN', KEYS[2])
+    redis.call('DEL', KEYS[1], KEYS[2])
+  end
+  redis.call('SET', KEYS[4], digest)
+end
 
 local current = redis.call('HGET', KEYS[1], field)
 if not current then
@@ -27,12 +40,14 @@ elseif tonumber(string.match(current, '^(%d+):')) < f then
 end
 
 local expire_at = tonumber(ARGV[5])
-for i = 1, 2 do
-  if redis.call('PEXPIRETIME', KEYS[i]) < expire_at then
-    redis.call('PEXPIREAT', KEYS[i], expire_at)
+local expiring = {KEYS[1], KEYS[2]}
+if digest ~= '' then expiring[3] = KEYS[4] end
+for _, key in ipairs(expiring) do
+  if redis.call('PEXPIRETIME', key) < expire_at then
+    redis.call('PEXPIREAT', key, expire_at)
   end
 end
 if ARGV[6] ~= '' and redis.call('GET', KEYS[3]) == ARGV[6] then
   redis.call('DEL', KEYS[3])
 end
-return replaced
+return {replaced, dropped}
