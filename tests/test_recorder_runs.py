@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from tests.harness.emulated import HANG_GUARD, Cluster, recorded, running, stamped
+from tests.harness.emulated import HANG_GUARD, Cluster, recorded, running, stamped, task_result
 from tests.test_recorder import (
     P7D,
     counter,
@@ -244,3 +244,59 @@ async def test_a_workflow_is_read_at_most_once_per_interval(cluster: Cluster) ->
     await reader.get(ns, name)
     assert reader.reads == 2
     assert await reader.get(ns, "no-such-workflow") is None  # deleted: None, not an error
+
+
+async def test_an_entry_whose_artifact_another_run_wrote_over_is_invalidated(
+    cluster: Cluster, store: CacheStore
+) -> None:
+    """A workflow re-created under the same name has the same pod names, so Argo's default key
+    `{{workflow.name}}/{{pod.name}}` repeats: its run (here with other inputs, so another cache key) writes over the
+    object the first run's entry points at. The entry must not be served any more."""
+    ns = namespace()
+    first = workflow_pods("v3.7.18", ns, name="train")["fetch"]
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(first)
+        await cluster.finish_pod(first)
+        await cluster.report(first, declared_outputs(first))
+        await recorded(store, expected_key(first))
+        # The workflow is deleted (its pods and task results go with it) and created again under its name.
+        await cluster.delete_pod(first)
+        await cluster.kube.delete(resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns,
+                                                first["metadata"]["annotations"]["workflows.argoproj.io/node-id"]))
+        again = with_args(workflow_pods("v3.7.18", ns, name="train")["fetch"], "fetch --lr 0.2")
+        again["metadata"]["ownerReferences"][0]["uid"] = "uid-of-the-re-created-workflow"
+        assert again["metadata"]["name"] == first["metadata"]["name"]  # same pod name: same artifact key
+        assert expected_key(again) != expected_key(first)
+        await cluster.create_pod(again)
+        await cluster.finish_pod(again)
+        await cluster.report(again, declared_outputs(again))
+        await recorded(store, expected_key(again))
+        async with asyncio.timeout(HANG_GUARD):
+            while await store.tracks(expected_key(first)):  # noqa: ASYNC110 - the recorder invalidates it
+                await asyncio.sleep(0.02)
+        assert counter(recorder, "wfboost_recorder_keys_invalidated_total", reason="location_overwritten") == 1
+    assert await store.tracks(expected_key(again))  # the run that wrote last is the one recorded
+
+
+async def test_a_replays_restored_task_result_does_not_invalidate_the_entry_it_replayed(
+    cluster: Cluster, store: CacheStore
+) -> None:
+    ns = namespace()
+    first = workflow_pods("v3.7.18", ns)["fetch"]
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(first)
+        await cluster.finish_pod(first)
+        await cluster.report(first, declared_outputs(first))
+        tracks = await recorded(store, expected_key(first))
+        (entry,) = tracks.values()
+        replay = copy.deepcopy(workflow_pods("v3.7.18", ns, name="second")["fetch"])
+        replay["metadata"]["labels"][CACHE_HIT] = "true"
+        await cluster.create_pod(replay)
+        await cluster.finish_pod(replay)
+        restored = {"parameters": entry["parameters"], "artifacts": entry["artifacts"]}
+        result = stamped(task_result(replay, restored))
+        result["metadata"]["annotations"] = {"wfboost.io/replayed": "true"}  # as the webhook leaves it
+        await cluster.store_task_result(result, replay)
+        await asyncio.sleep(0.3)
+        await recorder.housekeeping_pass()
+    assert await store.tracks(expected_key(first)) == tracks

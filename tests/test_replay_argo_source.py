@@ -113,6 +113,7 @@ def test_a_hit_uploads_nothing_and_its_task_result_points_at_the_cached_artifact
     assert [p["name"] for p in raw["outputs"]["parameters"]] == ["rows", MARKER_PARAMETER]
 
     stored = memo_webhook.api.admit("workflowtaskresults", raw).object
+    assert stored["metadata"]["annotations"]["wfboost.io/replayed"] == "true"  # the cache's objects, not this run's
     outputs = stored["outputs"]
     assert outputs["parameters"] == raw["outputs"]["parameters"][:1]  # as Argo reported them, marker gone
     assert outputs["parameters"][0]["value"] == "42"

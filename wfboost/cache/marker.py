@@ -29,6 +29,9 @@ MARKER_PARAMETER = "wfboost-replay"
 # A path no container writes: the wait container then reports the default, which is the marker.
 MARKER_PATH = "/var/run/wfboost/replay-marker-never-written"
 MARKER_VERSION = 1
+# On a task result whose marker was swapped for the cached artifacts: it reports the cache's objects, which this run
+# did not write (the recorder's check for overwritten objects leaves it alone).
+REPLAYED_ANNOTATION = "wfboost.io/replayed"
 # Cached artifacts are shared by every run that replays them: the consumer's artifact GC must never delete them.
 NEVER_COLLECT = {"strategy": "Never"}
 

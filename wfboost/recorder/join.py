@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from wfboost.argo import names
-from wfboost.argo.artifacts import ArtifactLocationError, has_location, relocate
+from wfboost.argo.artifacts import ArtifactLocationError, get_key, has_location, relocate
 from wfboost.argo.pods import ArgoStep, owner_workflow_uid
 from wfboost.argo.workflow_status import (
     ARTIFACT_GC_NEVER,
@@ -34,7 +34,7 @@ from wfboost.argo.workflow_status import (
 )
 from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry, OutputParameter, Producer
-from wfboost.cache.marker import BadMarker, read_marker
+from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, read_marker
 from wfboost.policy import EffectiveMemoize
 from wfboost.policy.controls import CACHE_HIT
 
@@ -83,6 +83,8 @@ class TaskOutputs:
     phase: str
     workflow_uid: str = ""  # its owner reference (taskresult.go createTaskResult)
     created: str = ""  # metadata.creationTimestamp: a task result is created by the run that reports into it
+    uid: str = ""  # metadata.uid: one object per run (deleted with the workflow's completion or by `argo retry`)
+    replayed: bool = False  # its outputs are the cache's, put back by wfboost: not this run's own
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,8 @@ def task_outputs(task_result: Mapping[str, Any]) -> TaskOutputs | None:
         phase=phase,
         workflow_uid=owner_workflow_uid(task_result),
         created=str(meta.get("creationTimestamp") or ""),
+        uid=str(meta.get("uid") or ""),
+        replayed=(meta.get("annotations") or {}).get(REPLAYED_ANNOTATION) == "true",
     )
 
 
@@ -281,7 +285,7 @@ def join(
         marker = read_marker(result.outputs)
     except BadMarker:
         return Refused("cache_hit", "the task result carries a malformed replay marker")
-    if marker is not None:
+    if marker is not None or result.replayed:
         return Refused("cache_hit", "a replayed step's task result")
     if exit_.exit_code != 0:
         return Refused("failed", f"main exited {exit_.exit_code}")
@@ -368,6 +372,19 @@ def collected_artifacts(workflow: Mapping[str, Any], artifacts: Sequence[Mapping
         if strategy not in ("", ARTIFACT_GC_NEVER):
             doomed.append(f"{artifact.get('name')} ({strategy})")
     return doomed
+
+
+def artifact_keys(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The keys a run's artifacts live at (drivers without keys, git and raw, have none)."""
+    keys = []
+    for artifact in artifacts:
+        try:
+            key = get_key(artifact)
+        except ArtifactLocationError:
+            continue
+        if key:
+            keys.append(key)
+    return keys
 
 
 def parse_time(text: str) -> datetime | None:

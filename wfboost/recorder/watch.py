@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from wfboost.argo import names
 from wfboost.argo.pods import NotAnArgoStep, is_argo_step_pod, parse_pod
 from wfboost.cache.eligibility import Skip, retention
-from wfboost.cache.marker import BadMarker, restored_outputs
+from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, restored_outputs
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeApiError, KubeClient, KubeError, resource_path
 from wfboost.kube.informer import Informer, WatchSettings
@@ -41,6 +41,7 @@ from wfboost.recorder.join import (
     PendingStep,
     Refused,
     TaskOutputs,
+    artifact_keys,
     belongs_to,
     join,
     main_exit,
@@ -189,6 +190,7 @@ class Recorder:
             return
         if await self._restore_task_result(task_result, outputs):
             return  # a replayed step's: its outputs are the cache's own, never recorded again
+        await self._invalidate_overwritten(task_result, outputs)
         ident = _step_id(task_result, (task_result.get("metadata") or {}).get("name"))
         known = self.table.get(ident)
         if known is not None and known.done is not None and known.step is not None and belongs_to(
@@ -200,6 +202,29 @@ class Recorder:
         state = self.table.touch(ident, self.clock())
         state.outputs = outputs
         await self._try_record(ident, state)
+
+    async def _invalidate_overwritten(self, task_result: dict[str, Any], outputs: TaskOutputs) -> None:
+        """Any run, in any namespace, that reports an artifact at a key some entry points at has written over that
+        object (Argo's default key `{{workflow.name}}/{{pod.name}}` repeats when a workflow is re-created under the
+        same name, and an explicit `s3.key` repeats by design): those entries would replay another run's data, so
+        they are invalidated at once. Replays report the cache's own objects and are left alone."""
+        if outputs.replayed or not outputs.uid:
+            return
+        keys = artifact_keys([a for a in outputs.outputs.get("artifacts") or [] if isinstance(a, dict)])
+        if not keys:
+            return
+        try:
+            doomed = await self.store.overwritten(outputs.uid, keys)
+            if doomed:
+                await self.store.invalidate_keys(doomed)
+        except (RedisError, OSError) as exc:
+            self.metrics.errors.labels(kind="store").inc()
+            log.warning("task result %s: checking for overwritten entries failed: %s", _name(task_result), exc)
+            return
+        if doomed:
+            self.metrics.invalidated.labels(reason="location_overwritten").inc(len(doomed))
+            log.info("task result %s wrote over the artifacts of %d cache key(s): invalidated", _name(task_result),
+                     len(doomed))
 
     # --- replays whose outputs the webhook could not put back ----------------------------------------------------
 
@@ -216,6 +241,11 @@ class Recorder:
         meta = task_result.get("metadata") or {}
         path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", meta.get("namespace"), meta.get("name"))
         ops: list[dict[str, Any]] = [{"op": "replace", "path": "/outputs", "value": restored}]
+        if meta.get("annotations"):
+            ops.append({"op": "add", "path": "/metadata/annotations/" + REPLAYED_ANNOTATION.replace("/", "~1"),
+                        "value": "true"})
+        else:
+            ops.append({"op": "add", "path": "/metadata/annotations", "value": {REPLAYED_ANNOTATION: "true"}})
         if meta.get("resourceVersion"):
             ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
         try:
@@ -331,6 +361,13 @@ class Recorder:
             self.metrics.errors.labels(kind="store").inc()
             log.warning("%s/%s: writing the entry failed (will retry): %s", ident[0], ident[1], exc)
             return
+        try:
+            await self.store.remember_locations(
+                joined["key"], state.outputs.uid, artifact_keys(joined["artifacts"]), retention=retention(self.policy())
+            )
+        except (RedisError, OSError) as exc:  # the entry stands; only the overwrite check loses sight of it
+            self.metrics.errors.labels(kind="store").inc()
+            log.warning("%s/%s: indexing the entry's artifact locations failed: %s", ident[0], ident[1], exc)
         state.done, state.write_failed, state.outputs = "recorded", False, None
         self.metrics.recorded.labels(result="new" if moved else "unchanged").inc()
         if moved:

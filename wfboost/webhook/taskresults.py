@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 
-from wfboost.cache.marker import BadMarker, restored_outputs
+from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, restored_outputs
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
+from wfboost.webhook.replay import metadata_ops
 
 log = logging.getLogger(__name__)
 
@@ -38,5 +39,6 @@ async def admit_taskresult(request: AdmissionRequest, ctx: AdmissionContext) -> 
         return Decision(outcome="bad_marker")
     if restored is None:
         return UNCHANGED
-    op: PatchOp = {"op": "replace", "path": "/outputs", "value": restored}
-    return Decision([op], "replay_restored")
+    ops: list[PatchOp] = [{"op": "replace", "path": "/outputs", "value": restored}]
+    ops.extend(metadata_ops(result, labels={}, annotations={REPLAYED_ANNOTATION: "true"}))
+    return Decision(ops, "replay_restored")
