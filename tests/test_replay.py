@@ -270,3 +270,17 @@ def test_a_replay_downloads_and_uploads_nothing(layout: str) -> None:
                 assert template["script"] == original["script"]
                 seen += 1
     assert seen >= 1
+
+
+def test_a_volume_another_container_uses_as_a_block_device_is_kept() -> None:
+    """Dropping it would make the API server refuse the pod (a volumeDevice whose volume is gone)."""
+    step = parse_pod(pods_by_template("v3.7.18")["train"])
+    pod = copy.deepcopy(dict(step.pod))
+    pod["spec"]["volumes"].append({"name": "scratch", "persistentVolumeClaim": {"claimName": "raw-disk"}})
+    sidecar = {"name": "disk-helper", "image": "busybox@sha256:" + "d" * 64,
+               "volumeDevices": [{"name": "scratch", "devicePath": "/dev/xvdb"}]}
+    pod["spec"]["containers"].append(sidecar)
+    step = ArgoStep(**{**step.__dict__, "pod": pod})
+    patched_pod = patched(step, replay_plan(step, entry_for(step, {"metrics": "{}"})))
+    assert "scratch" in {v["name"] for v in patched_pod["spec"]["volumes"]}
+    validate_object(patched_pod)
