@@ -156,7 +156,7 @@ async def test_a_pod_replaced_before_it_ran_is_recorded_under_its_replacements_k
 
 async def test_a_stopped_step_is_never_served(parts: Any, tmp_path: Path) -> None:
     """Defect 6: `argo stop` marks the node Failed; a main that exits 0 on SIGTERM leaves a Succeeded pod."""
-    webhook, cluster, store, recorder = parts
+    webhook, cluster, _, recorder = parts
     ns = f"def-{uuid.uuid4().hex[:8]}"
     cluster.controller_marks_nodes = False
     stopped = await run(webhook, cluster, train_pod(ns, "stopme", "uid-1", "0.1"), "partial", tmp_path)
