@@ -17,12 +17,13 @@ from typing import Any, cast
 from wfboost.argo.pods import NotAnArgoStep, parse_pod
 from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry
+from wfboost.cache.errors import CacheError
 from wfboost.cache.keys import KeyMaterial, cache_key, key_material
 from wfboost.cache.store import CacheStore, now_ms
 from wfboost.policy import CACHE_SEED, Policy, format_duration
 
 
-class AdminError(ValueError):
+class AdminError(CacheError, ValueError):
     """An input the command cannot use; the message is one line for the user."""
 
 

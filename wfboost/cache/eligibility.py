@@ -19,6 +19,7 @@ from typing import Any
 
 from wfboost.argo import names
 from wfboost.argo.pods import ArgoStep
+from wfboost.cache.errors import CacheError
 from wfboost.cache.inputs import unseen_input
 from wfboost.cache.keys import KeyMaterial, cache_key, key_material
 from wfboost.cache.keyspace import DEFAULT_RETENTION
@@ -29,7 +30,7 @@ _OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
 _MEMOIZABLE_KINDS = ("container", "script")
 
 
-class BadControl(ValueError):
+class BadControl(CacheError, ValueError):
     """A per-step control has a value we cannot use; the step is left alone and the pod says why."""
 
 

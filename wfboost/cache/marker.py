@@ -24,6 +24,8 @@ from typing import Any, TypedDict
 
 import orjson
 
+from wfboost.cache.errors import CacheError
+
 # The parameter's name. A template that declares it itself is never replayed (it could not be told apart).
 MARKER_PARAMETER = "wfboost-replay"
 # A path no container writes: the wait container then reports the default, which is the marker.
@@ -43,7 +45,7 @@ class ReplayMarker(TypedDict):
     artifacts: list[dict[str, Any]]  # the cached artifacts, as the task result must report them
 
 
-class BadMarker(ValueError):
+class BadMarker(CacheError, ValueError):
     """A marker parameter whose value is not one wfboost wrote; the task result is left as it is."""
 
 
