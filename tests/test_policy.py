@@ -328,7 +328,7 @@ def test_all_errors_are_reported_at_once_sorted_by_field() -> None:
         "memoize.shareAcrossNamespaces",
         "shrink.compressionLevel",
     ]
-    assert str(PolicyError(messages)).startswith("invalid policy: latch.leaseTTL: expected a string, got 5; ")
+    assert str(PolicyError(messages)).startswith("latch.leaseTTL: expected a string, got 5; ")
 
 
 @pytest.mark.parametrize(

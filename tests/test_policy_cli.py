@@ -74,3 +74,26 @@ def test_show_of_a_bad_policy_is_refused_with_each_problem(capsys: pytest.Captur
         "  memoize.maxStaleness: expected a string, got 7",
         "  memoize.namespaces: expected a list, got 'Team'",
     ]
+
+
+def test_the_configmap_that_carries_the_policy_is_read_like_the_mounted_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    manifest = {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "wfboost-policy"},
+        "data": {"policy.yaml": HEADER + "features: {memoize: true}\nmemoize: {maxStaleness: P1M}\n"},
+    }
+    carried = tmp_path / "cm.yaml"
+    carried.write_text(yaml.safe_dump(manifest))
+    code, _, err = run(capsys, "policy", "validate", str(carried))
+    assert code == 1 and err.startswith(f"{carried}: memoize.maxStaleness: 'P1M' is not an ISO-8601 duration")
+
+    manifest["data"] = {"other.yaml": HEADER}
+    carried.write_text(yaml.safe_dump(manifest))
+    code, _, err = run(capsys, "policy", "validate", str(carried))
+    assert (code, err) == (1, f"{carried}: a ConfigMap without a data key 'policy.yaml' (the key the webhook mounts)\n")
+
+    manifest["data"] = {"policy.yaml": HEADER + "features: {memoize: true}\n"}
+    carried.write_text(yaml.safe_dump(manifest))
+    code, out, _ = run(capsys, "policy", "show", "--policy", str(carried))
+    assert code == 0 and yaml.safe_load(out)["features"]["memoize"] is True

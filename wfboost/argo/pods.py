@@ -109,17 +109,20 @@ def owner_workflow_uid(obj: Mapping[str, Any]) -> str:
 
 
 def is_argo_step_pod(pod: Mapping[str, Any]) -> bool:
-    meta = pod.get("metadata") or {}
-    return names.LABEL_WORKFLOW in (meta.get("labels") or {}) and names.ANNOTATION_NODE_ID in (
-        meta.get("annotations") or {}
-    )
+    meta = pod.get("metadata")
+    if not isinstance(meta, Mapping):
+        return False
+    labels, annotations = meta.get("labels"), meta.get("annotations")
+    return (isinstance(labels, Mapping) and names.LABEL_WORKFLOW in labels
+            and isinstance(annotations, Mapping) and names.ANNOTATION_NODE_ID in annotations)
 
 
 def parse_pod(pod: Mapping[str, Any], namespace: str | None = None) -> ArgoStep:
     """Parse a pod as the Argo controller sent it; raises NotAnArgoStep with the reason otherwise."""
-    meta = pod.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
+    meta = _object(pod.get("metadata"), "metadata")
+    labels = _object(meta.get("labels"), "metadata.labels")
+    annotations = _object(meta.get("annotations"), "metadata.annotations")
+    _object(pod.get("spec"), "spec")
     if names.LABEL_WORKFLOW not in labels:
         raise NotAnArgoStep(f"no {names.LABEL_WORKFLOW} label")
     if names.ANNOTATION_NODE_ID not in annotations:
@@ -211,6 +214,14 @@ def _runs_argoexec(user_command: list[Any]) -> bool:
     return len(user_command) >= 2 and str(user_command[0]).rsplit("/", 1)[-1] == "argoexec" and str(
         user_command[1]
     ) in ("resource", "data")
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise NotAnArgoStep(f"{where} is a {type(value).__name__}, not an object")
+    return value
 
 
 def _env(container: Mapping[str, Any], name: str) -> str | None:

@@ -249,6 +249,8 @@ def pod_from_document(doc: Mapping[str, Any], source: str) -> tuple[dict[str, An
         return obj, request.get("namespace")
     if doc.get("kind") not in (None, "Pod"):
         raise AdminError(f"{source}: a {doc.get('kind')} is not a pod")
+    if not isinstance(doc.get("metadata") or {}, Mapping):
+        raise AdminError(f"{source}: metadata is a {type(doc.get('metadata')).__name__}, not an object")
     return dict(doc), None
 
 

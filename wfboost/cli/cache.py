@@ -37,8 +37,10 @@ from wfboost.cache.admin import (
 )
 from wfboost.cache.redis_client import redact
 from wfboost.cache.store import CacheStore
+from wfboost.cli.inputs import InputError, read_text
 from wfboost.cli.options import add_policy_option, add_redis_option
-from wfboost.policy import DurationError, Policy, PolicyError, format_duration, load_policy, parse_duration
+from wfboost.cli.policy_file import read_policy
+from wfboost.policy import DurationError, Policy, PolicyError, format_duration, parse_duration
 from wfboost.structs.documents import DocumentError, parse_documents
 
 
@@ -237,17 +239,17 @@ def _explain(args: argparse.Namespace) -> int:
         if args.files.count("-") > 1:
             raise AdminError("only one FILE can be '-' (stdin)")
         policy = _policy(args.policy)
-        configmaps = [doc for path in args.configmap for doc in parse_documents(_read(path), path)]
+        configmaps = [doc for path in args.configmap for doc in parse_documents(read_text(path), path)]
         explanations = []
         for path in args.files:
-            docs = parse_documents(_read(path), "stdin" if path == "-" else path)
-            pod, namespace = pod_from_document(docs[0], path)
+            docs = parse_documents(read_text(path), "stdin" if path == "-" else path)
+            pod, namespace = pod_from_document(docs[0], "stdin" if path == "-" else path)
             name = str((pod.get("metadata") or {}).get("name") or "")
             explanations.append(explain_pod(
                 pod, policy, namespace=namespace or args.namespace,
                 configmap_data=configmap_data_for(name, configmaps), source="stdin" if path == "-" else path,
             ))
-    except (AdminError, DocumentError) as exc:
+    except (AdminError, DocumentError, InputError) as exc:
         return _fail("explain", str(exc))
     except OSError as exc:
         return _fail("explain", f"{exc.filename}: {exc.strerror or exc}")
@@ -260,19 +262,10 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _policy(path: str | None) -> Policy:
-    if not path:
-        return Policy.default()
     try:
-        return load_policy(_read(path))
+        return read_policy(path)
     except PolicyError as exc:
         raise AdminError(f"policy {path} is invalid: {exc}") from None
-
-
-def _read(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
 
 
 def _render_explanation(e: Explanation) -> str:

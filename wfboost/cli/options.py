@@ -20,12 +20,14 @@ def add_redis_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_policy_option(parser: argparse.ArgumentParser) -> None:
-    """The policy file, as the webhook reads it."""
+def add_policy_option(parser: argparse.ArgumentParser, *, mounted: bool = False) -> None:
+    """The policy file: as the webhook and recorder read it from their volume (`mounted`), or, for the offline
+    commands, also the ConfigMap manifest that carries it."""
+    what = "policy YAML file" if mounted else "policy YAML file, or a ConfigMap carrying it as key policy.yaml"
     parser.add_argument(
         "--policy",
         default=env_default("WFBOOST_POLICY"),
-        help="policy YAML file (env WFBOOST_POLICY); without it, the built-in default policy (every feature off)",
+        help=f"{what} (env WFBOOST_POLICY); without it, the built-in default policy (every feature off)",
     )
 
 

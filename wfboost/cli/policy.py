@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 import yaml
 
+from wfboost.cli.inputs import InputError
 from wfboost.cli.options import add_policy_option
+from wfboost.cli.policy_file import policy_text, read_policy
 from wfboost.policy import Policy, PolicyError, dump_policy, format_duration, load_policy, policy_schema
 
 
@@ -47,24 +49,14 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
-
-
 def _validate(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         name = "stdin" if path == "-" else path
         try:
-            load_policy(_read(path))
-        except OSError as exc:
-            print(f"{name}: {exc.strerror or exc}", file=sys.stderr)
-            status = 1
-        except UnicodeDecodeError as exc:
-            print(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+            load_policy(policy_text(path))
+        except InputError as exc:
+            print(exc, file=sys.stderr)
             status = 1
         except PolicyError as exc:
             for message in exc.messages:
@@ -77,10 +69,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     try:
-        policy = load_policy(_read(args.policy)) if args.policy else Policy.default()
+        policy = read_policy(args.policy)
         labels = _labels(args.label)
-    except OSError as exc:
-        print(f"wfboost policy show: {args.policy}: {exc.strerror or exc}", file=sys.stderr)
+    except InputError as exc:
+        print(f"wfboost policy show: {exc}", file=sys.stderr)
         return 1
     except PolicyError as exc:
         print(f"wfboost policy show: {args.policy} is invalid:", file=sys.stderr)

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a Workflow is read at most this often, however many of its steps finish (default %(default)s)",
     )
     add_redis_option(p)
-    add_policy_option(p)
+    add_policy_option(p, mounted=True)
     p.set_defaults(handler=run)
 
 

@@ -9,14 +9,15 @@ from typing import Any
 
 import orjson
 
+from wfboost.cli.inputs import InputError, read_text
 from wfboost.cli.options import add_policy_option, add_redis_option
-from wfboost.policy import Policy
+from wfboost.cli.policy_file import read_policy
+from wfboost.policy import Policy, PolicyError
 from wfboost.structs.documents import DocumentError, parse_documents
 from wfboost.webhook.errors import ReviewInputError
 from wfboost.webhook.review import (
     Reviewed,
     offline_admission,
-    policy_from_file,
     review_all,
 )
 
@@ -41,18 +42,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.file == "-":
-            text, source = sys.stdin.read(), "stdin"
-        else:
-            with open(args.file, encoding="utf-8") as handle:
-                text, source = handle.read(), args.file
+        text, source = read_text(args.file), "stdin" if args.file == "-" else args.file
         docs = parse_documents(text, source)
-        policy = policy_from_file(args.policy)
+        try:
+            policy = read_policy(args.policy)
+        except PolicyError as exc:
+            raise ReviewInputError(f"policy {args.policy} is invalid: {exc}") from None
         results = asyncio.run(_review(docs, policy, args))
     except OSError as exc:
         print(f"wfboost review: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except (ReviewInputError, DocumentError) as exc:
+    except (ReviewInputError, DocumentError, InputError) as exc:
         print(f"wfboost review: {exc}", file=sys.stderr)
         return 1
     for result in results:

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "service account is used",
     )
     add_redis_option(p)
-    add_policy_option(p)
+    add_policy_option(p, mounted=True)
     p.set_defaults(handler=run)
 
 

@@ -16,4 +16,4 @@ class PolicyError(ValueError):
 
     def __init__(self, messages: Iterable[str]) -> None:
         self.messages: tuple[str, ...] = tuple(messages) or ("the policy is invalid",)
-        super().__init__("invalid policy: " + "; ".join(self.messages))
+        super().__init__("; ".join(self.messages))

@@ -6,9 +6,12 @@ counters and `/metrics` shows exactly this server's numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from wfboost.webhook.failopen import FailOpen
 
@@ -46,21 +49,35 @@ class Metrics:
         self.policy_valid = Gauge(
             "wfboost_policy_valid", "1 when the last policy file read was valid, 0 when it was rejected", registry=r
         )
-        self.policy_reload_errors = Gauge(
-            "wfboost_policy_reload_errors", "Policy files rejected since start (the last good one stays)", registry=r
-        )
         self.tls_not_after = Gauge(
             "wfboost_tls_certificate_not_after_seconds",
             "Expiry of the serving certificate (Unix time)",
             registry=r,
         )
-        self.tls_reloads = Gauge(
-            "wfboost_tls_reloads", "Serving certificate reloads since start", registry=r
-        )
-        self.tls_reload_errors = Gauge(
-            "wfboost_tls_reload_errors", "Certificate files that could not be loaded (old ones kept)", registry=r
-        )
+        # Counted by the watcher and the reloader themselves; exported as counters when scraped.
+        self.reload_counts = ReloadCounters()
+        r.register(self.reload_counts)
         self.memo = MemoMetrics(r)
+
+
+@dataclass(eq=False)  # a registry keeps collectors in a dict: by identity
+class ReloadCounters(Collector):
+    """Counters that the policy watcher and the certificate reloader keep (plain ints there), as Prometheus counters.
+    Unset sources read as zero, so the series exist from the start."""
+
+    policy_errors: Callable[[], int] = lambda: 0
+    tls_reloads: Callable[[], int] = lambda: 0
+    tls_errors: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, value in (
+            ("wfboost_policy_reload_errors", "Policy files rejected since start (the last good one stays)",
+             self.policy_errors()),
+            ("wfboost_tls_reloads", "Serving certificate reloads since start", self.tls_reloads()),
+            ("wfboost_tls_reload_errors", "Certificate files that could not be loaded (old ones kept)",
+             self.tls_errors()),
+        ):
+            yield CounterMetricFamily(name, doc, value=float(value))
 
 
 @dataclass

@@ -15,13 +15,13 @@ import orjson
 
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
-from wfboost.policy import Policy, PolicyError, load_policy
+from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionReview
 from wfboost.webhook.admission import Admission, Outcome, budget_for, verify_patch
 from wfboost.webhook.errors import BadReview, ReviewInputError
 from wfboost.webhook.metrics import Metrics
 from wfboost.webhook.routes import ROUTE_BY_KIND, ROUTES
-from wfboost.webhook.wire import decode_patch, parse_review, review_for_object
+from wfboost.webhook.wire import check_object_shape, decode_patch, parse_review, review_for_object
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ def as_review(doc: dict[str, Any], namespace: str | None) -> tuple[str, Admissio
         kind = str(doc.get("kind") or "")
         if not kind or not doc.get("apiVersion"):
             raise ReviewInputError("object has no apiVersion/kind; cannot tell which route would see it")
+        try:
+            check_object_shape(doc, str(doc.get("kind")))
+        except BadReview as exc:
+            raise ReviewInputError(str(exc)) from None
         review = review_for_object(doc, namespace=namespace)
     route = ROUTE_BY_KIND.get(kind)
     if route is None:
@@ -50,18 +54,6 @@ def as_review(doc: dict[str, Any], namespace: str | None) -> tuple[str, Admissio
             f"kind {kind!r} is not admitted by wfboost (it admits {', '.join(sorted(ROUTE_BY_KIND))})"
         )
     return route, review
-
-
-def policy_from_file(path: str | None) -> Policy:
-    if not path:
-        return Policy.default()
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return load_policy(handle.read())
-    except OSError as exc:
-        raise ReviewInputError(f"policy {path}: {exc.strerror or exc}") from None
-    except PolicyError as exc:
-        raise ReviewInputError(f"policy {path} is invalid: {exc}") from None
 
 
 @contextlib.asynccontextmanager

@@ -104,10 +104,10 @@ class WebhookServer:
     def _wire_status_metrics(self) -> None:
         tls, policy, m = self.tls, self.policy, self.metrics
         m.policy_valid.set_function(lambda: 0.0 if policy.last_error else 1.0)
-        m.policy_reload_errors.set_function(lambda: float(policy.errors))
         m.tls_not_after.set_function(lambda: tls.not_after.timestamp() if tls.not_after else 0.0)
-        m.tls_reloads.set_function(lambda: float(tls.reloads))
-        m.tls_reload_errors.set_function(lambda: float(tls.reload_errors))
+        m.reload_counts.policy_errors = lambda: policy.errors
+        m.reload_counts.tls_reloads = lambda: tls.reloads
+        m.reload_counts.tls_errors = lambda: tls.reload_errors
 
     async def missing(self) -> Sequence[str]:
         """What the server still lacks before it is ready to admit (empty: ready)."""

@@ -58,12 +58,30 @@ def parse_review(body: bytes) -> AdmissionReview:
         value = request.get(field)
         if value is not None and not isinstance(value, dict):
             raise BadReview(f"request.{field} must be an object or null, not a JSON {type(value).__name__}")
+        if isinstance(value, dict):
+            check_object_shape(value, f"request.{field}")
     for field in ("namespace", "name"):
         if request.get(field) is not None and not isinstance(request.get(field), str):
             raise BadReview(f"request.{field} must be a string")
     if request.get("dryRun") is not None and not isinstance(request.get("dryRun"), bool):
         raise BadReview("request.dryRun must be a boolean")
     return cast(AdmissionReview, data)
+
+
+def check_object_shape(obj: dict[str, Any], where: str) -> None:
+    """The few shapes every Kubernetes object has (the API server decodes into them before any webhook runs), so
+    that handlers need not guard each access: `metadata` and its maps are objects, `spec` and `status` too."""
+    meta = obj.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise BadReview(f"{where}.metadata must be an object, not a JSON {type(meta).__name__}")
+    for field in ("labels", "annotations"):
+        value = (meta or {}).get(field)
+        if value is not None and not isinstance(value, dict):
+            raise BadReview(f"{where}.metadata.{field} must be an object, not a JSON {type(value).__name__}")
+    for field in ("spec", "status"):
+        value = obj.get(field)
+        if value is not None and not isinstance(value, dict):
+            raise BadReview(f"{where}.{field} must be an object, not a JSON {type(value).__name__}")
 
 
 def build_response(
