@@ -149,8 +149,17 @@ def test_the_namespace_and_the_service_account_token_are_not_unseen_inputs() -> 
             {"name": "kube-api-access-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
              "readOnly": True})
     assert isinstance(verdict(pod), Candidate)
-    # Shared across namespaces, the namespace is no longer in the key: reading it is an unseen input.
+    # Shared across namespaces, the namespace is no longer in the key: reading it in env is an unseen input, but
+    # the token projection's copy is how a client finds the API server, not data.
     shared = trusting(share_across_namespaces=True)
+    found = verdict(pod, shared)
+    assert isinstance(found, Skip) and found.reason == "reads_pod_field" and "env NS" in found.detail
+    for container in pod["spec"]["containers"]:
+        container["env"] = [e for e in container.get("env") or [] if e["name"] != "NS"]
+    assert isinstance(verdict(pod, shared), Candidate)
+    # A projection that carries more than the token's own shape is checked source by source.
+    sources = pod["spec"]["volumes"][-1]["projected"]["sources"]
+    sources.append({"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}})
     found = verdict(pod, shared)
     assert isinstance(found, Skip) and found.reason == "reads_pod_field"
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.argo_source.taskresult import executor_template
 from tests.argo_source.taskresult import task_result as argo_task_result
 from tests.conftest import StartWebhook, Webhook, corpus_dir
 from tests.harness.emulated import Cluster, recorded, running, task_result
@@ -33,27 +34,34 @@ POLICY = ("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: tr
           "memoize: {namespaces: [cycle-*], trustImageTags: true}\n")
 
 
+UPSTREAM_RUN = "wfboost-run-" + "0123456789abcdef" * 2
+
+
 def step_pods(workflow: dict[str, Any], name: str, namespace: str, layout: str) -> dict[str, dict[str, Any]]:
     """The pods of `workflow` run as `name`, by step (node name without the workflow name)."""
     wf = copy.deepcopy(workflow)
     wf["metadata"] = {**{k: v for k, v in wf["metadata"].items() if k != "generateName"}, "name": name,
                       "namespace": namespace}
-    # Upstream steps reported the same outputs in both runs (as they do when they hit): a step's inputs are equal.
+    # Upstream steps reported the same outputs in both runs (as they do when they hit): a step's inputs are equal,
+    # and lie where a memoized run wrote them once.
     upstream = {"fetch": {"parameters": {"rows": "1024"},
-                          "artifacts": {"raw": {"name": "raw", "s3": {"key": "cached/raw.tgz"}}}}}
+                          "artifacts": {"raw": {"name": "raw", "s3": {"key": f"cached/{UPSTREAM_RUN}/raw.tgz"}}}}}
     expansion = expand_workflow(wf, outputs=upstream)
     built, _ = expansion.build_pods(layout=layout_by_name(layout), config=QUICK_START_CONFIG)
     return {b.node_name.split(".", 1)[1].split("(")[0].lstrip("[0123456789]"): b.pod for b in built}
 
 
 def outputs_for(pod: dict[str, Any], run: str) -> dict[str, Any]:
-    """What the step's real run produced: values naming the run (so a replay of another run's values shows)."""
+    """What the step's real run produced: values naming the run (so a replay of another run's values shows), its
+    artifacts where the executor uploads them, under the archive key of the template it reads from the admitted
+    pod (executor.go saveArtifactFromFile)."""
     step = parse_pod(pod)
     declared = (step.template or {}).get("outputs") or {}
+    archive_key = executor_template(pod)["archiveLocation"]["s3"]["key"]
     outputs: dict[str, Any] = {
         "parameters": [{"name": p["name"], "value": f"{p['name']} from {run}\nline two ✓"}
                        for p in declared.get("parameters") or [] if (p.get("valueFrom") or {}).get("path")],
-        "artifacts": [{"name": a["name"], "path": a.get("path"), "s3": {"key": f"{run}/{step.pod_name}/{a['name']}"}}
+        "artifacts": [{"name": a["name"], "path": a.get("path"), "s3": {"key": f"{archive_key}/{a['name']}.tgz"}}
                       for a in declared.get("artifacts") or []],
         "exitCode": "0",
     }
@@ -71,7 +79,7 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
     assert annotations["wfboost.io/cache-outcome"] == "miss: no_entry", annotations
     await cluster.create_pod(missed.object)
     await cluster.finish_pod(missed.object)
-    produced = outputs_for(first, "first")
+    produced = outputs_for(missed.object, "first")
     reported = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", task_result(first, produced))
     await cluster.store_task_result(reported.object, missed.object)
     tracks = await recorded(store, annotations["wfboost.io/cache-key"])
@@ -107,12 +115,11 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
     # parameters and the replay marker, no artifact; the webhook puts the recorded artifacts back.
     version = layout.removesuffix("-initless")
     reported_hit = argo_task_result(version, hit.object, {"parameters": files, "stdout": stdout})
-    logs = [a for a in reported_hit["outputs"].get("artifacts", []) if a["name"] == "main-logs"]
-    assert reported_hit["outputs"].get("artifacts", []) == logs  # only Argo's own archived logs of the replay
+    assert "artifacts" not in reported_hit["outputs"]  # nothing uploaded, not even the replay's logs
     restored = await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", reported_hit)
     assert restored.object["outputs"].get("artifacts", []) == [
         {**artifact, "artifactGC": {"strategy": "Never"}} for artifact in entry["artifacts"]
-    ] + logs
+    ]
     assert [p["name"] for p in restored.object["outputs"].get("parameters", [])] == [
         p["name"] for p in produced["parameters"]
     ]

@@ -101,7 +101,8 @@ async def test_a_workflow_re_created_under_its_name_is_replayed_and_the_cache_st
     key = first["pod"]["metadata"]["annotations"]["wfboost.io/cache-key"]
     (entry,) = (await recorded(store, key)).values()
     model = entry["artifacts"][0]
-    assert model["s3"]["key"] == f"train/{first['pod']['metadata']['name']}/model.tgz"
+    run_id = first["pod"]["metadata"]["annotations"]["wfboost.io/run"]
+    assert model["s3"]["key"] == f"train/{first['pod']['metadata']['name']}/wfboost-run-{run_id}/model.tgz"
     await delete_workflow(cluster, first)
 
     again = await run(webhook, cluster, train_pod(ns, "train", "uid-2", "0.1"), "unused", tmp_path)
@@ -116,26 +117,49 @@ async def test_a_workflow_re_created_under_its_name_is_replayed_and_the_cache_st
     assert outcome(third) == "hit"
 
 
-async def test_a_run_with_other_inputs_that_writes_over_an_entrys_object_ends_that_entry(
-    parts: Any, tmp_path: Path
-) -> None:
-    """Defect 1's class: the same default key written by a real run of other inputs (lr=0.2 after lr=0.1, the
-    workflow re-created under its name) overwrites the lr=0.1 entry's model; that entry must not be served."""
+async def test_a_run_with_other_inputs_never_writes_where_an_entry_points(parts: Any, tmp_path: Path) -> None:
+    """Defect 1's class: a real run of other inputs (lr=0.2 after lr=0.1, the workflow re-created under its name)
+    would upload to the same default key `{{workflow.name}}/{{pod.name}}` and overwrite the lr=0.1 entry's model.
+    Each run uploads under its own segment instead: the lr=0.1 entry keeps pointing at lr=0.1's model."""
     webhook, cluster, store, _ = parts
     ns = f"def-{uuid.uuid4().hex[:8]}"
     first = await run(webhook, cluster, train_pod(ns, "train", "uid-1", "0.1"), "0.91", tmp_path)
     key_01 = first["pod"]["metadata"]["annotations"]["wfboost.io/cache-key"]
-    await recorded(store, key_01)
+    (entry_01,) = (await recorded(store, key_01)).values()
     await delete_workflow(cluster, first)
     other = await run(webhook, cluster, train_pod(ns, "train", "uid-2", "0.2"), "0.87", tmp_path)
     assert outcome(other) == "miss: no_entry"
-    await recorded(store, other["pod"]["metadata"]["annotations"]["wfboost.io/cache-key"])
-    async with asyncio.timeout(30):
-        while await store.tracks(key_01):  # noqa: ASYNC110 - the recorder invalidates it
-            await asyncio.sleep(0.02)
+    (entry_02,) = (await recorded(store, other["pod"]["metadata"]["annotations"]["wfboost.io/cache-key"])).values()
+    assert entry_02["artifacts"][0]["s3"]["key"] != entry_01["artifacts"][0]["s3"]["key"]
     await delete_workflow(cluster, other)
-    back = await run(webhook, cluster, train_pod(ns, "train", "uid-3", "0.1"), "0.91", tmp_path)
-    assert outcome(back) == "miss: no_entry"  # never the lr=0.2 model under the lr=0.1 key
+    back = await run(webhook, cluster, train_pod(ns, "train", "uid-3", "0.1"), "unused", tmp_path)
+    assert outcome(back) == "hit"
+    model = next(a for a in back["task_result"]["outputs"]["artifacts"] if a["name"] == "model")
+    assert model["s3"] == entry_01["artifacts"][0]["s3"]  # lr=0.1's own model, which nothing wrote over
+
+
+async def test_a_consumer_of_a_re_created_workflow_is_keyed_by_what_it_reads(parts: Any, tmp_path: Path) -> None:
+    """The review's reproduction: `pipe` runs train(lr=0.1) -> evaluate, both recorded; re-created as `pipe` with
+    lr=0.5, train runs for real and its new model must not be read by a replay of evaluate's lr=0.1 score."""
+    webhook, cluster, store, _ = parts
+    ns = f"def-{uuid.uuid4().hex[:8]}"
+    scores = []
+    for uid, lr, score in (("uid-1", "0.1", "0.91"), ("uid-2", "0.5", "0.42")):
+        trained = await run(webhook, cluster, train_pod(ns, "pipe", uid, lr), "unused", tmp_path)
+        await recorded(store, trained["pod"]["metadata"]["annotations"]["wfboost.io/cache-key"])
+        model = next(a for a in trained["task_result"]["outputs"]["artifacts"] if a["name"] == "model")
+        evaluate = {**TRAIN, "name": "evaluate", "inputs": {"artifacts": [{"name": "model", "path": "/tmp/in"}]},
+                    "outputs": {"parameters": [{"name": "score", "valueFrom": {"path": "/tmp/score"}}]}}
+        pod = controller_pod(VERSION, "pipe", uid, ns, evaluate, "pipe[1].evaluate", input_artifacts={
+            "model": {"name": "model", "path": "/tmp/in", "s3": model["s3"]}},
+            config=ControllerConfig(artifact_repository=MINIO)).pod
+        evaluated = await run(webhook, cluster, copy.deepcopy(pod), score, tmp_path)
+        scores.append((outcome(evaluated), next(
+            p["value"] for p in evaluated["task_result"]["outputs"]["parameters"] if p["name"] == "score")))
+        await recorded(store, evaluated["pod"]["metadata"]["annotations"]["wfboost.io/cache-key"])
+        await delete_workflow(cluster, trained)
+        await delete_workflow(cluster, evaluated)
+    assert scores == [("miss: no_entry", "0.91"), ("miss: no_entry", "0.42")]
 
 
 async def test_a_pod_replaced_before_it_ran_is_recorded_under_its_replacements_key(
@@ -180,8 +204,9 @@ async def test_the_same_key_only_input_in_two_repositories_is_two_keys(parts: An
     other_bucket = {"s3": {**MINIO["s3"], "bucket": "other-team"}}
     keys = []
     for repository in (MINIO, other_bucket):
+        written = "datasets/wfboost-run-" + "0123456789abcdef" * 2 + "/in.csv"  # written once by a memoized run
         pod = controller_pod(VERSION, "reader", "uid-r", ns, {**reader, "inputs": {"artifacts": [
-            {"name": "data", "path": "/data/in.csv", "s3": {"key": "datasets/current.csv"}}]}}, "reader[0].read",
+            {"name": "data", "path": "/data/in.csv", "s3": {"key": written}}]}}, "reader[0].read",
             config=ControllerConfig(artifact_repository=repository)).pod
         answered = await asyncio.to_thread(webhook.api.admit, "pods", pod)
         keys.append(answered.object["metadata"]["annotations"]["wfboost.io/cache-key"])

@@ -1,4 +1,4 @@
-"""Cache key v2: the documented test vectors, and properties over pods that differ in one field."""
+"""Cache key v3: the documented test vectors, and properties over pods that differ in one field."""
 
 from __future__ import annotations
 
@@ -34,17 +34,17 @@ WITH_ENV["containers"][0]["env"] = [
     {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
 ]
 VECTORS = {
-    "minimal": (MINIMAL, "461dbd6d16505afb8462a3b42c06cbf5d9bb39bf3743a0b5606aac4413b18ab8"),
-    "shared": ({**MINIMAL, "namespace": None}, "19596783f5c9f3c08b8a0930b0495171aa8e68aeb442e1e424b9b3c1f894c6b0"),
+    "minimal": (MINIMAL, "44f420cfa6316965dde92868583a0d17351ab5b9e957434bfa52a19e268508d5"),
+    "shared": ({**MINIMAL, "namespace": None}, "40c23fb9666d2fbd142f651c15b4d14d8c16f410c5c2d48fda5c3df474256ccb"),
     "seeded": (
         {**MINIMAL, "seed": "2026-11 rebuild"},
-        "6b6f0ab6f49f75004e26edad7f5de53564ac704db5b4845e39ce31f636e50898",
+        "82f70f89ed2ead08346b09e3a74086331c79d78358ffe63f03b13ed7fdc8a3b9",
     ),
-    "env": (WITH_ENV, "5c69275e31c5d9e5860c6acf154e2538652434721fdd1080d7dfd446de5b01e5"),
+    "env": (WITH_ENV, "dc90e3f1bc8d650072688b862445680678a6fbc0e5354c35f6926687e03fc713"),
 }
 POD_VECTORS = {
-    "fetch": "a8cb7e32c909b37fd90f14c63e292d42a7684b3d4ddb85440251d2b9d0462101",
-    "features": "7b3df8dcad9c0cb56311e49e1a0de2bfa48dc78e8b66533d63dec364a30681d1",
+    "fetch": "a02d2c78c861bfe8fb8c00e1349216b1aa6ae91c1a57e67008a0a76f3980433f",
+    "features": "f17850ba5a316576a27a0c51a75aa37dd153260ac401f8d7d7d5dfcf5587a18e",
 }
 
 
@@ -204,15 +204,25 @@ def test_the_key_is_shared_across_namespaces_only_when_asked() -> None:
     )
 
 
-def test_the_steps_own_init_containers_and_sidecars_are_part_of_the_key() -> None:
-    step = parse_pod(copy.deepcopy(BASE))
-    for field, value in (
-        ("initContainers", [{"name": "clone", "image": "alpine/git", "args": ["clone", "--branch", "v2", "repo"]}]),
-        ("sidecars", [{"name": "db", "image": "postgres:16"}]),
+def test_every_container_beside_main_is_part_of_the_key_as_the_pod_runs_it() -> None:
+    """Init containers and sidecars, the template's or added by podSpecPatch or another webhook, run on a hit too
+    and may fetch what main reads: keyed as the pod has them, with their volumes' sources."""
+    for field, container in (
+        ("initContainers", {"name": "clone", "image": "alpine/git", "args": ["clone", "--branch", "v2", "repo"]}),
+        ("containers", {"name": "vault-agent", "image": "hashicorp/vault:1.17", "args": ["agent"]}),
     ):
-        template = {**dict(step.template or {}), field: value}
-        changed = type(step)(**{**step.__dict__, "template": template})
-        assert cache_key(key_material(changed)) != BASE_KEY, field
+        pod = copy.deepcopy(BASE)
+        pod["spec"].setdefault(field, []).append(container)
+        assert cache_key(key_material(parse_pod(pod))) != BASE_KEY, field
+    keys = set()
+    for configmap in ("settings-a", "settings-b"):
+        pod = copy.deepcopy(BASE)
+        pod["spec"]["volumes"].append({"name": "settings", "configMap": {"name": configmap}})
+        pod["spec"]["containers"].append(
+            {"name": "helper", "image": "busybox:1.36", "volumeMounts": [{"name": "settings", "mountPath": "/s"}]}
+        )
+        keys.add(cache_key(key_material(parse_pod(pod))))
+    assert len(keys) == 2  # the same volume name from two ConfigMaps: two keys
 
 
 def test_a_user_variable_named_like_argos_is_kept() -> None:

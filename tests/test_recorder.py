@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonpatch
 import pytest
 import yaml
 from hypothesis import given
@@ -51,6 +52,7 @@ from wfboost.policy.controls import CACHE_HIT
 from wfboost.recorder.join import MainExit, PendingStep, TaskOutputs, join
 from wfboost.recorder.pending import PendingTable
 from wfboost.recorder.watch import Recorder, RecorderSettings
+from wfboost.webhook.runs import write_once_ops
 from wfboost_dev.argosim.layouts import LAYOUTS, V3_7
 from wfboost_dev.argosim.pods import build_pod
 from wfboost_dev.demo.plan import plan_workflow
@@ -78,19 +80,38 @@ def namespace() -> str:
     return f"team-{uuid.uuid4().hex[:10]}"
 
 
-def workflow_pods(layout: str, ns: str, *, name: str | None = None) -> dict[str, dict[str, Any]]:
+def workflow_pods(
+    layout: str, ns: str, *, name: str | None = None, admitted: bool = True
+) -> dict[str, dict[str, Any]]:
     """The demo pipeline's pods, by template: fetch-data (container; a parameter and an artifact), build-features
-    (script; an artifact), train (three, by learning rate), report."""
+    (script; an artifact), train (three, by learning rate), report. `admitted`: as the webhook lets a memoizable
+    miss through (its run named, its uploads under its own segment: webhook/runs.py), which is what the recorder
+    finds in a cluster where wfboost is installed."""
     workflow = yaml.safe_load(default_workflow_text())
     if name is not None:
         workflow["metadata"] = {**workflow["metadata"], "name": name}
         workflow["metadata"].pop("generateName", None)
-    plan = plan_workflow(workflow, layout, namespace=ns)
+    run = "wfboost-run-" + uuid.uuid4().hex  # upstream outputs where a memoized run wrote them once
+    upstream = {step: {"artifacts": {name: {"name": name, "s3": {"key": f"up/{run}/{name}.tgz"}}}}
+                for step, name in (("fetch", "raw"), ("features", "features"))}
+    plan = plan_workflow(workflow, layout, namespace=ns, outputs=upstream)
     pods: dict[str, dict[str, Any]] = {}
     for built in plan.pods:
         template = built.step.rsplit(".", 1)[-1]
-        pods.setdefault(template, built.pod)
+        pods.setdefault(template, as_admitted(built.pod) if admitted else built.pod)
     return pods
+
+
+def as_admitted(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The pod after the webhook's miss patch: `wfboost.io/run` and, with output artifacts, the archive key under
+    the run's segment in every copy of the executor's template."""
+    step = parse_pod(pod)
+    if configmap is not None:
+        step = step.with_offloaded(configmap["data"])
+    run_id = uuid.uuid4().hex
+    ops = [*write_once_ops(step, run_id),
+           {"op": "add", "path": "/metadata/annotations/wfboost.io~1run", "value": run_id}]
+    return jsonpatch.apply_patch(pod, ops)  # type: ignore[no-any-return]
 
 
 def expected_key(pod: dict[str, Any], configmap: dict[str, Any] | None = None) -> str:
@@ -108,8 +129,9 @@ def declared_outputs(pod: dict[str, Any], configmap: dict[str, Any] | None = Non
         step = step.with_offloaded(configmap["data"])
     declared = (step.template or {}).get("outputs") or {}
     parameters = [{"name": p["name"], "value": f"value of {p['name']}"} for p in declared.get("parameters") or []]
+    archive_key = ((step.template or {}).get("archiveLocation") or {}).get("s3", {}).get("key", "")
     artifacts = [
-        {"name": a["name"], "path": a.get("path"), "s3": {"key": f"{step.workflow}/{step.pod_name}/{a['name']}.tgz"}}
+        {"name": a["name"], "path": a.get("path"), "s3": {"key": f"{archive_key}/{a['name']}.tgz"}}
         for a in declared.get("artifacts") or []
     ]
     return {"parameters": parameters, "artifacts": artifacts, "exitCode": "0"}
@@ -444,8 +466,10 @@ PENDING = PendingStep(
     archive_location={"s3": {"endpoint": "minio:9000", "bucket": "b", "key": "wf/wf-a-1"}},
     producer={"namespace": "team-a", "workflow": "wf", "workflow_uid": "u", "node_id": "wf-1", "node_name": "wf.a",
               "pod": "wf-a-1"},
+    run_id="0123456789abcdef" * 2,
 )
-GOOD_OUTPUTS = {"parameters": [{"name": "rows", "value": "3"}], "artifacts": [{"name": "raw", "s3": {"key": "k"}}]}
+GOOD_OUTPUTS = {"parameters": [{"name": "rows", "value": "3"}],
+                "artifacts": [{"name": "raw", "s3": {"key": f"wf/wf-a-1/wfboost-run-{PENDING.run_id}/raw.tgz"}}]}
 
 
 @given(exit_code=st.integers(min_value=-255, max_value=255), phase=st.sampled_from(["", "Succeeded", "Failed"]),
@@ -481,7 +505,7 @@ async def test_the_recorded_key_is_the_one_the_webhook_annotates(
     from wfboost.webhook.review import offline_admission, review_all
 
     ns = namespace()
-    pod = workflow_pods("v4.1.2", ns)["fetch"]
+    pod = workflow_pods("v4.1.2", ns, admitted=False)["fetch"]
     async with offline_admission(policy(), valkey.url) as admission:
         [reviewed] = await review_all([pod], admission)
     assert reviewed.patched_object is not None
@@ -489,7 +513,7 @@ async def test_the_recorded_key_is_the_one_the_webhook_annotates(
     async with running(cluster, store, policy):
         await cluster.create_pod(reviewed.patched_object)
         await cluster.finish_pod(reviewed.patched_object)
-        await cluster.report(reviewed.patched_object, declared_outputs(pod))
+        await cluster.report(reviewed.patched_object, declared_outputs(reviewed.patched_object))
         assert list(await recorded(store, annotated)) == [str(P7D)]
 
 
@@ -632,3 +656,30 @@ async def test_a_pod_changed_after_admission_is_counted(cluster: Cluster, store:
         await cluster.report(pod, declared_outputs(pod))
         await recorded(store, expected_key(pod))  # recorded under the recomputed key
         assert counter(recorder, "wfboost_recorder_key_mismatches_total") == 1.0
+
+
+def test_a_deletion_after_main_finished_is_pod_gc_not_a_stop() -> None:
+    from wfboost.recorder.join import stopped
+
+    finished = MainExit(0, "2026-03-04T05:00:10Z", IMAGE_ID)
+
+    def pod(deletion: str, grace: int) -> dict[str, Any]:
+        return {"metadata": {"deletionTimestamp": deletion, "deletionGracePeriodSeconds": grace}, "status": {}}
+
+    assert stopped(pod("2026-03-04T05:00:41Z", 30), finished) is None  # asked at :11, after main finished
+    assert stopped(pod("2026-03-04T05:00:11Z", 0), finished) is None  # a force delete after the end
+    refused = stopped(pod("2026-03-04T05:00:40Z", 30), finished)  # asked at :10, the second main finished in
+    assert refused is not None and refused.reason == "pod_deleted"
+    assert stopped({"metadata": {}, "status": {"conditions": [
+        {"type": "DisruptionTarget", "status": "False"}]}}, finished) is None
+
+
+def test_a_task_result_is_this_runs_only_when_created_after_its_pod() -> None:
+    from wfboost.recorder.join import belongs_to
+
+    for created, ours in (("2026-03-04T05:00:01Z", True), ("2026-03-04T05:00:00Z", False),
+                          ("2026-03-04T04:59:59Z", False)):
+        outputs = TaskOutputs(GOOD_OUTPUTS, "", workflow_uid="u", created=created)
+        assert belongs_to(outputs, PENDING) is ours, created  # the pod was created at 05:00:00
+    assert not belongs_to(TaskOutputs(GOOD_OUTPUTS, "", workflow_uid="other", created="2026-03-05T00:00:00Z"),
+                          PENDING)

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from tests.harness.emulated import HANG_GUARD, Cluster, recorded, running, stamped, task_result
+from tests.harness.emulated import (
+    FINISHED_AT,
+    HANG_GUARD,
+    Cluster,
+    recorded,
+    running,
+    stamped,
+    task_result,
+    terminated_status,
+)
 from tests.test_recorder import (
     P7D,
     counter,
@@ -246,36 +256,88 @@ async def test_a_workflow_is_read_at_most_once_per_interval(cluster: Cluster) ->
     assert await reader.get(ns, "no-such-workflow") is None  # deleted: None, not an error
 
 
-async def test_an_entry_whose_artifact_another_run_wrote_over_is_invalidated(
-    cluster: Cluster, store: CacheStore
-) -> None:
+async def test_runs_of_one_pod_name_upload_to_places_of_their_own(cluster: Cluster, store: CacheStore) -> None:
     """A workflow re-created under the same name has the same pod names, so Argo's default key
-    `{{workflow.name}}/{{pod.name}}` repeats: its run (here with other inputs, so another cache key) writes over the
-    object the first run's entry points at. The entry must not be served any more."""
+    `{{workflow.name}}/{{pod.name}}` repeats: a run with other inputs would write over the object the first run's
+    entry points at. Admitted by the webhook, each run uploads under its own segment: both entries stand, each
+    pointing at its own run's object."""
     ns = namespace()
     first = workflow_pods("v3.7.18", ns, name="train")["fetch"]
-    async with running(cluster, store, policy) as recorder:
+    async with running(cluster, store, policy):
         await cluster.create_pod(first)
         await cluster.finish_pod(first)
         await cluster.report(first, declared_outputs(first))
-        await recorded(store, expected_key(first))
-        # The workflow is deleted (its pods and task results go with it) and created again under its name.
+        (entry_1,) = (await recorded(store, expected_key(first))).values()
         await cluster.delete_pod(first)
         await cluster.kube.delete(resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns,
                                                 first["metadata"]["annotations"]["workflows.argoproj.io/node-id"]))
         again = with_args(workflow_pods("v3.7.18", ns, name="train")["fetch"], "fetch --lr 0.2")
         again["metadata"]["ownerReferences"][0]["uid"] = "uid-of-the-re-created-workflow"
-        assert again["metadata"]["name"] == first["metadata"]["name"]  # same pod name: same artifact key
-        assert expected_key(again) != expected_key(first)
+        assert again["metadata"]["name"] == first["metadata"]["name"]  # same pod name
         await cluster.create_pod(again)
         await cluster.finish_pod(again)
         await cluster.report(again, declared_outputs(again))
-        await recorded(store, expected_key(again))
+        (entry_2,) = (await recorded(store, expected_key(again))).values()
+    assert entry_1["artifacts"][0]["s3"]["key"] != entry_2["artifacts"][0]["s3"]["key"]
+    assert await store.tracks(expected_key(first))  # nothing wrote over the first run's object
+
+
+async def test_artifacts_not_under_the_runs_own_key_are_never_recorded(cluster: Cluster, store: CacheStore) -> None:
+    """A pod the webhook did not admit (it was unreachable, or the template would not fit) uploads to Argo's own
+    key, which the next run of a same-named workflow writes again; and a task result whose artifacts lie under
+    another run's segment is another run's. Neither is recorded; a parameter-only step needs no segment."""
+    ns = namespace()
+    unadmitted = workflow_pods("v3.7.18", ns, name="plain", admitted=False)
+    other = workflow_pods("v3.7.18", ns, name="other")["fetch"]
+    foreign = workflow_pods("v3.7.18", ns, name="foreign")["fetch"]
+    async with running(cluster, store, policy) as recorder:
+        for pod, outputs in ((unadmitted["fetch"], declared_outputs(unadmitted["fetch"])),
+                             (foreign, declared_outputs(other))):
+            await cluster.create_pod(pod)
+            await cluster.finish_pod(pod)
+            await cluster.report(pod, outputs)
         async with asyncio.timeout(HANG_GUARD):
-            while await store.tracks(expected_key(first)):  # noqa: ASYNC110 - the recorder invalidates it
+            while counter(recorder, "wfboost_recorder_steps_skipped_total", reason="not_write_once") < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-        assert counter(recorder, "wfboost_recorder_keys_invalidated_total", reason="location_overwritten") == 1
-    assert await store.tracks(expected_key(again))  # the run that wrote last is the one recorded
+        report = unadmitted["report"]  # no output artifacts: recorded without being admitted
+        await cluster.create_pod(report)
+        await cluster.finish_pod(report)
+        await cluster.report(report, declared_outputs(report))
+        await recorded(store, expected_key(report))
+    assert await store.tracks(expected_key(unadmitted["fetch"])) == {}
+    assert await store.tracks(expected_key(foreign)) == {}
+
+
+async def test_a_pod_stopped_by_its_deletion_or_a_disruption_is_not_recorded(
+    cluster: Cluster, store: CacheStore
+) -> None:
+    """Deleting a pod (a drain, the eviction API, preemption) sends SIGTERM; Argo's wait then reports what there is
+    and the controller, seeing only the pod's phase, marks the node Succeeded. Three traces tell such a run apart:
+    its deletion was requested before main finished, a DisruptionTarget condition, an executor's message."""
+    ns = namespace()
+    pods = workflow_pods("v3.7.18", ns)
+    asked = datetime.fromisoformat(FINISHED_AT.replace("Z", "+00:00")) - timedelta(seconds=10)  # before main ended
+    deleted = {"deletionTimestamp": (asked + timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "deletionGracePeriodSeconds": 30}
+    disrupted = [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]
+    async with running(cluster, store, policy) as recorder:
+        for step, change, reason in (("fetch", {"metadata": deleted}, "pod_deleted"),
+                                     ("features", {"conditions": disrupted}, "pod_disrupted")):
+            pod = pods[step]
+            await cluster.create_pod(pod)
+            await cluster.finish_pod(pod, **change)  # main finished after the deletion was asked for
+            await cluster.report(pod, declared_outputs(pod))
+            await skipped(recorder, reason)
+        errored = pods["report"]
+        await cluster.create_pod(errored)
+        status = terminated_status()
+        status["containerStatuses"][0] = {"name": "wait", "state": {"terminated": {
+            "exitCode": 0, "message": "Step exceeded its deadline", "finishedAt": FINISHED_AT}}}
+        await cluster.kube.patch(resource_path("", "v1", "pods", ns, errored["metadata"]["name"]), {"status": status})
+        await cluster.report(errored, declared_outputs(errored))
+        await skipped(recorder, "executor_error")
+    for step in ("fetch", "features", "report"):
+        assert await store.tracks(expected_key(pods[step])) == {}
 
 
 async def test_a_replays_restored_task_result_does_not_invalidate_the_entry_it_replayed(

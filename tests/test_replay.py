@@ -78,7 +78,8 @@ def test_a_hit_pod_keeps_argo_and_drops_the_rest(layout: str) -> None:
     assert main["image"] == REPLAY.image and "args" not in main
     assert main["securityContext"] == RESTRICTED_SECURITY_CONTEXT
     assert main["resources"] == REPLAY.resources.as_kubernetes()  # the GPU limit is gone with the old resources
-    assert "nodeSelector" not in pod["spec"] and "affinity" not in pod["spec"]
+    for scheduling in ("nodeSelector", "affinity", "runtimeClassName"):  # what earlier admission plugins enforced
+        assert pod["spec"].get(scheduling) == step.pod["spec"].get(scheduling)
     assert pod["spec"].get("tolerations") == step.pod["spec"].get("tolerations")
     argo_env = [e for e in step.main["env"] if e["name"].startswith("ARGO_") and e["name"] != "ARGO_TEMPLATE"]
     assert [e for e in main["env"] if e["name"].startswith("ARGO_") and e["name"] != "ARGO_TEMPLATE"] == argo_env
@@ -210,13 +211,15 @@ def test_an_optional_artifact_the_first_run_did_not_make_is_not_made() -> None:
     assert "/data/raw.parquet" not in plan.mount_points
 
 
-def test_scheduling_keeps_the_platform() -> None:
+def test_scheduling_stays_as_it_was() -> None:
+    """A RuntimeClass or a namespace's node restriction reaches the pod as a node selector before any webhook runs;
+    a replay that dropped it could land on a node without the pod's runtime handler and never start."""
     step = parse_pod(pods_by_template("v3.7.18")["train"])
     pod = copy.deepcopy(dict(step.pod))
     pod["spec"]["nodeSelector"] = {"accelerator": "nvidia-l4", "kubernetes.io/arch": "arm64"}
     step = ArgoStep(**{**step.__dict__, "pod": pod})
     patched_pod = patched(step, replay_plan(step, entry_for(step, {"metrics": "{}"})))
-    assert patched_pod["spec"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    assert patched_pod["spec"]["nodeSelector"] == {"accelerator": "nvidia-l4", "kubernetes.io/arch": "arm64"}
 
 
 @pytest.mark.parametrize(

@@ -34,12 +34,46 @@ def _aux(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     raise ValueError("no wait or supervisor container: resource/data pods report through argoexec in main")
 
 
+def kubelet_expand(text: str, defined: Mapping[str, str]) -> str:
+    """An env value as the process sees it: Kubernetes' third_party/forked/golang/expansion Expand, which the
+    kubelet applies to env values (`$$` is a `$`, `$(NAME)` the value of an env var defined before it, anything
+    else as written)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            if text[i + 1] == "$":
+                out.append("$")
+                i += 2
+                continue
+            if text[i + 1] == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2 : end]
+                    out.append(defined.get(name, text[i : end + 1]))
+                    i = end + 1
+                    continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def _expanded_env(container: Mapping[str, Any], name: str) -> str | None:
+    defined: dict[str, str] = {}
+    for e in container.get("env") or []:
+        value = kubelet_expand(str(e.get("value", "")), defined)
+        if e.get("name") == name:
+            return value
+        defined[str(e.get("name"))] = value
+    return None
+
+
 def executor_template(pod: Mapping[str, Any], configmap: Mapping[str, Any] | None = None) -> Json:
-    """The template the executor works from (initExecutor / Init)."""
-    raw = env_value(_aux(pod), argo.ENV_TEMPLATE)
+    """The template the executor works from (initExecutor / Init), as its process reads the env var."""
+    raw = _expanded_env(_aux(pod), argo.ENV_TEMPLATE)
     if raw is None:  # "wait container reads template from the file written by init container"
         init = next(c for c in pod["spec"].get("initContainers") or [] if c["name"] == argo.INIT)
-        raw = env_value(init, argo.ENV_TEMPLATE)
+        raw = _expanded_env(init, argo.ENV_TEMPLATE)
     if raw == argo.TEMPLATE_OFFLOADED:  # read from /argo/config/ARGO_TEMPLATE, the ConfigMap volume
         if configmap is None:
             raise ValueError("the template is offloaded: pass the ConfigMap")

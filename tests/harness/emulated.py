@@ -71,11 +71,19 @@ def task_result(pod: dict[str, Any], outputs: dict[str, Any], *, complete: bool 
     }
 
 
-def stamped(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object as the API server stores it: with a uid and a creation time (kept when the test chose them)."""
+def stamped(obj: dict[str, Any], after: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The object as the API server stores it: with a uid and a creation time (kept when the test chose them).
+
+    `after`: the pod whose wait container writes this task result. A real pod takes seconds from its creation to
+    its wait container's first write (scheduling, pulling, the init container), and creation times have whole
+    seconds: the task result is stamped at least a second after the pod, as it would be."""
     meta = obj.setdefault("metadata", {})
     meta.setdefault("uid", str(uuid.uuid4()))
-    meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    when = datetime.now(UTC)
+    pod_created = ((after or {}).get("metadata") or {}).get("creationTimestamp")
+    if pod_created:
+        when = max(when, datetime.fromisoformat(pod_created.replace("Z", "+00:00")) + timedelta(seconds=1))
+    meta.setdefault("creationTimestamp", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return obj
 
 
@@ -104,10 +112,20 @@ class Cluster:
             self._succeeded.add((pod["metadata"]["namespace"], node_id(pod)))
             await self._controller(pod)
 
-    async def finish_pod(self, pod: dict[str, Any], exit_code: int = 0, **status: Any) -> None:
+    async def finish_pod(
+        self, pod: dict[str, Any], exit_code: int = 0, *, metadata: dict[str, Any] | None = None,
+        conditions: list[dict[str, Any]] | None = None, **status: Any,
+    ) -> None:
+        """The kubelet's final status write; `metadata` (a deletionTimestamp, say) and pod `conditions` in the same
+        write (kmock removes a pod as soon as it has a deletionTimestamp, so the two must come together)."""
         meta = pod["metadata"]
         path = resource_path("", "v1", "pods", meta["namespace"], meta["name"])
-        await self.kube.patch(path, {"status": terminated_status(exit_code, **status)})
+        body: dict[str, Any] = {"status": terminated_status(exit_code, **status)}
+        if conditions is not None:
+            body["status"]["conditions"] = conditions
+        if metadata is not None:
+            body["metadata"] = metadata
+        await self.kube.patch(path, body)
         if exit_code == 0:
             self._succeeded.add((meta["namespace"], node_id(pod)))
             await self._controller(pod)
@@ -167,7 +185,7 @@ class Cluster:
         ns = pod["metadata"]["namespace"]
         await self.ensure_workflow(pod)  # the controller created the workflow before any of its pods
         path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns)
-        await self.kube.create(path, stamped(task_result(pod, outputs, complete=complete)))
+        await self.kube.create(path, stamped(task_result(pod, outputs, complete=complete), after=pod))
         if complete:
             self._reported.add((ns, node_id(pod)))
             await self._controller(pod)
@@ -176,7 +194,7 @@ class Cluster:
         """A task result as the webhook answered it, stored as the API server stores it (then the controller acts)."""
         ns = task_result["metadata"]["namespace"]
         path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns)
-        await self.kube.create(path, stamped(task_result))
+        await self.kube.create(path, stamped(task_result, after=pod))
         labels = task_result["metadata"].get("labels") or {}
         if labels.get(names.LABEL_REPORT_OUTPUTS_COMPLETED) == "true":
             self._reported.add((ns, node_id(pod)))

@@ -20,7 +20,7 @@ from typing import Any
 from wfboost.argo import names
 from wfboost.argo.pods import ArgoStep
 from wfboost.cache.errors import CacheError
-from wfboost.cache.inputs import unseen_input
+from wfboost.cache.inputs import publishing_artifact, unpinned_artifact, unseen_input
 from wfboost.cache.keys import KeyMaterial, cache_key, key_material
 from wfboost.cache.keyspace import DEFAULT_RETENTION
 from wfboost.policy import CACHE, CACHE_SEED, MAX_STALENESS, DurationError, EffectiveMemoize, Policy, parse_duration
@@ -111,9 +111,12 @@ def skip(step: ArgoStep, settings: EffectiveMemoize, controls: StepControls) -> 
     reason = _kind_reason(step, settings, controls)
     if reason is not None:
         return Skip(reason, SKIP_DETAILS.get(reason, f"not a memoizable step ({reason})"))
-    unseen = unseen_input(step.pod, settings)
-    if unseen is not None:
-        return Skip(*unseen)
+    template = step.template or {}
+    for found in (
+        unseen_input(step.pod, settings), unpinned_artifact(template, settings), publishing_artifact(template)
+    ):
+        if found is not None:
+            return Skip(*found)
     return None
 
 

@@ -13,12 +13,17 @@ and volumes are not the step's inputs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from wfboost.argo import names
+from wfboost.argo.artifacts import ArtifactLocationError, driver_of, get_key
+from wfboost.cache.runs import written_once
 from wfboost.policy import EffectiveMemoize
 
+# A git revision that names one commit (SHA-1 or SHA-256 object name), not a branch or tag that can move.
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # Volume sources whose content lives and dies with the pod.
 _POD_LOCAL = frozenset({"emptyDir"})
 # The token projection the ServiceAccount admission plugin adds to every pod: credentials, not data.
@@ -29,6 +34,9 @@ def unseen_input(step_pod: Mapping[str, Any], settings: EffectiveMemoize) -> tup
     """(reason, detail) for the first input of the pod's user containers the key cannot see; None when there is
     none the policy does not trust."""
     spec = step_pod.get("spec") or {}
+    shared = [field for field in ("hostNetwork", "hostPID", "hostIPC") if spec.get(field) is True]
+    if shared:
+        return "host_namespace", f"{', '.join(shared)}: the step can read the node's own state"
     volumes = {str(v.get("name")): v for v in spec.get("volumes") or [] if isinstance(v, Mapping)}
     for container in _user_containers(spec):
         found = _container_inputs(container, volumes, settings)
@@ -36,6 +44,74 @@ def unseen_input(step_pod: Mapping[str, Any], settings: EffectiveMemoize) -> tup
             reason, detail = found
             return reason, f"{container.get('name')}: {detail}"
     return None
+
+
+def unpinned_artifact(template: Mapping[str, Any], settings: EffectiveMemoize) -> tuple[str, str] | None:
+    """(reason, detail) for the first input artifact whose location can hold other content than the run the key
+    was made from saw; None when each is pinned.
+
+    Argo's artifact locations name a place (bucket and key, URL, git branch), never a version of what is there
+    (none of `S3Artifact`, `GCSArtifact`, `HTTPArtifact`… has a version field in
+    pkg/apis/workflow/v1alpha1/workflow_types.go), so the key can hold only the place. Pinned by content: `raw`
+    (the content is the artifact), git at a full commit id, and any key under a `wfboost-run-<id>` segment, where
+    a memoized run wrote once (cache/runs.py): that is how a step's outputs reach the steps after it.
+    """
+    if settings.trust_artifact_locations:
+        return None
+    for artifact in (template.get("inputs") or {}).get("artifacts") or []:
+        if isinstance(artifact, Mapping):
+            found = _artifact_input(artifact)
+            if found is not None:
+                return "reads_mutable_artifact", f"input artifact {artifact.get('name')}: {found}"
+    return None
+
+
+def publishing_artifact(template: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) for the first output artifact uploaded to a place of its own choosing (an explicit key or
+    location): a publication that something outside the workflow may read, which a replay would not make, and a
+    place that the next run writes again. Artifacts without a key go under the run's own archive key."""
+    for artifact in (template.get("outputs") or {}).get("artifacts") or []:
+        if not isinstance(artifact, Mapping):
+            continue
+        try:
+            driver = driver_of(artifact)
+            key = get_key(artifact) if driver not in (None, "git", "raw") else ""
+        except ArtifactLocationError:
+            key = ""
+        if driver in ("git", "raw") or key:
+            where = f"key {key}" if key else driver
+            return "publishes_artifact", (
+                f"output artifact {artifact.get('name')} is uploaded to {where}, a place of its own that a replay "
+                "would not write and the next run writes again"
+            )
+    return None
+
+
+def _artifact_input(artifact: Mapping[str, Any]) -> str | None:
+    try:
+        driver = driver_of(artifact)
+    except ArtifactLocationError as exc:
+        return str(exc)
+    if driver is None or driver == "raw":
+        return None  # nothing to fetch (an optional input left out), or the content itself
+    if driver == "git":
+        git = artifact.get("git") or {}
+        revision = str(git.get("revision") or "")
+        if _COMMIT.fullmatch(revision.lower()):
+            return None
+        at = f"revision {revision}" if revision else "its default branch"
+        return f"git {git.get('repo')} at {at}, which can move: pin a commit id, or set memoize.trustArtifactLocations"
+    try:
+        key = get_key(artifact)
+    except ArtifactLocationError as exc:
+        return str(exc)
+    if written_once(key):
+        return None
+    return (
+        f"{driver} key {key} can hold other content later (Argo's locations have no version): artifacts written by "
+        "memoized steps are pinned; for others set memoize.trustArtifactLocations, or mark the step "
+        "wfboost.io/cache: \"false\""
+    )
 
 
 def _user_containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -162,6 +238,8 @@ def _downward(items: Any, settings: EffectiveMemoize) -> tuple[str, str] | None:
 
 
 def _projected(sources: Any, settings: EffectiveMemoize) -> tuple[str, str] | None:
+    if _is_token_projection(sources):
+        return None
     for source in sources or []:
         if not isinstance(source, Mapping):
             continue
@@ -176,3 +254,32 @@ def _projected(sources: Any, settings: EffectiveMemoize) -> tuple[str, str] | No
             if found is not None:
                 return found
     return None  # serviceAccountToken, clusterTrustBundle: credentials, not data
+
+
+def _is_token_projection(sources: Any) -> bool:
+    """The `kube-api-access-*` volume the ServiceAccount admission plugin adds to every pod (plugin/pkg/admission/
+    serviceaccount TokenVolumeSource): a token, the cluster's CA bundle and the namespace, which are how a client
+    reaches the API server, not data a step computes from. Only that exact shape: a projection that adds anything
+    else is checked source by source."""
+    kinds: list[str] = []
+    for source in sources or []:
+        if not isinstance(source, Mapping) or len(source) != 1:
+            return False
+        kind, body = next(iter(source.items()))
+        if not _token_projection_part(kind, body or {}):
+            return False
+        kinds.append(kind)
+    return "serviceAccountToken" in kinds
+
+
+def _token_projection_part(kind: str, body: Mapping[str, Any]) -> bool:
+    if kind == "serviceAccountToken":
+        return True
+    if kind == "configMap":
+        return body.get("name") == _TOKEN_CONFIGMAP
+    if kind == "downwardAPI":
+        return all(
+            isinstance(item, Mapping) and (item.get("fieldRef") or {}).get("fieldPath") == "metadata.namespace"
+            for item in body.get("items") or []
+        )
+    return False

@@ -1,4 +1,4 @@
-"""Cache key v2: what a step's result is a function of, made canonical and hashed.
+"""Cache key v3: what a step's result is a function of, made canonical and hashed.
 
 The key is the sha256 of the RFC 8785 canonical JSON of `key_material(step, …)`. Everything that can change what the
 main container computes goes in; everything that varies from run to run of the same computation stays out (pod and
@@ -18,7 +18,7 @@ from wfboost.argo import names
 from wfboost.argo.artifacts import ArtifactLocationError, relocate
 from wfboost.argo.pods import ArgoStep
 
-KEY_SCHEMA = "wfboost.io/cache-key/v2"
+KEY_SCHEMA = "wfboost.io/cache-key/v3"
 
 # Env that Argo sets per run or per container (ARGO_*), and trace context: never part of what a step computes.
 _VOLATILE_ENV_PREFIXES = ("ARGO_",)
@@ -57,6 +57,16 @@ def key_material(step: ArgoStep, *, share_across_namespaces: bool = False, seed:
     if step.template_kind != "containerSet":
         user_containers = [(step.main_index, step.main)]
     containers = [_container(step, i, c, volumes, _declared_env(template)) for i, c in user_containers]
+    beside = {
+        field: sorted(
+            (_container(step, -1, c, volumes, _declared_env_of(template, field, str(c.get("name"))))
+             for i, c in enumerate(pod_spec.get(field) or [])
+             if isinstance(c, Mapping) and c.get("name") not in names.EXECUTOR_CONTAINERS
+             and not (field == "containers" and (i == step.main_index or step.template_kind == "containerSet"))),
+            key=lambda c: str(c.get("name")),
+        )
+        for field in ("initContainers", "containers")
+    }
     script = (template.get("script") or {}).get("source")
     inputs = template.get("inputs") or {}
     outputs = template.get("outputs") or {}
@@ -64,10 +74,11 @@ def key_material(step: ArgoStep, *, share_across_namespaces: bool = False, seed:
         "schema": KEY_SCHEMA,
         "namespace": None if share_across_namespaces else step.namespace,
         "containers": containers,
-        # The step's own init containers and sidecars run beside main (they may fetch what main reads): as the
-        # template declares them, parameters substituted.
-        "initContainers": list(template.get("initContainers") or []),
-        "sidecars": list(template.get("sidecars") or []),
+        # Every other container of the pod runs beside main and may fetch or make what main reads: the template's
+        # init containers and sidecars, and any that `podSpecPatch` or another webhook added. As the pod runs them
+        # (volumes resolved to their sources), not as a template declares them.
+        "initContainers": beside["initContainers"],
+        "sidecars": beside["containers"],
         "script": script if isinstance(script, str) else None,
         "inputArtifacts": sorted(
             (_input_artifact(a, template.get("archiveLocation")) for a in inputs.get("artifacts") or []
@@ -133,7 +144,7 @@ def _container(
         source = _without(volume, frozenset({"name"}))
         mounts.append({**_without(mount, frozenset({"name"})), "volume": source})
     return {
-        "name": container.get("name") if step.template_kind == "containerSet" else None,
+        "name": container.get("name") if step.template_kind == "containerSet" or index < 0 else None,
         "image": container.get("image"),
         "command": command,
         "args": args,
@@ -158,6 +169,15 @@ def _volatile_env(name: str, declared: frozenset[str]) -> bool:
 def _declared_env(template: Mapping[str, Any]) -> frozenset[str]:
     body = template.get("container") or template.get("script") or {}
     return frozenset(str(e.get("name")) for e in body.get("env") or [] if isinstance(e, Mapping))
+
+
+def _declared_env_of(template: Mapping[str, Any], field: str, name: str) -> frozenset[str]:
+    """The env names a template declares for one of its init containers or sidecars."""
+    declared = template.get("initContainers" if field == "initContainers" else "sidecars") or []
+    for container in declared:
+        if isinstance(container, Mapping) and container.get("name") == name:
+            return frozenset(str(e.get("name")) for e in container.get("env") or [] if isinstance(e, Mapping))
+    return frozenset()
 
 
 def _is_emissary_wrapped(container: Mapping[str, Any]) -> bool:

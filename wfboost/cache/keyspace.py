@@ -14,11 +14,6 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
   attempt's `(N)`) that were served a hit from K. A later pod of such a node (a retry attempt, `argo retry`) ran
   after a replay that failed: it runs for real. Written by the lookup itself on a hit (no second round trip);
   seven days after the last hit.
-- `wfb:v1:loc:<sha256 of an artifact key>` (set): `<cache key> <task result uid>` for each entry whose artifacts
-  live at that key, written with the entry. When another run (another task result) reports an artifact at that key,
-  it has overwritten the object (a deterministic `{{workflow.name}}/{{pod.name}}` key, an explicit `s3.key`): those
-  entries are invalidated. Keyed by the artifact's key alone, whatever the bucket: a collision only invalidates
-  more. Kept as long as entries are.
 - `wfb:v1:idx:keys` (zset): every cache key, scored by its newest finish time (ms). Members leave on purge or
   invalidation.
 - `wfb:v1:stats` (hash): counters `recorded`, `bytes`, `invalidated`, `purged`. Forever.
@@ -29,7 +24,6 @@ the entries themselves always say where they came from. `wfboost cache ls/invali
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import timedelta
 from typing import Final
@@ -71,10 +65,6 @@ def node_identity(namespace: str, workflow_uid: str, node_name: str) -> str:
     """A step's node across its retries: a retry attempt `x(2)` is the node `x` again, and `argo retry` re-creates a
     node under its own name (docs/memoization.md)."""
     return f"{namespace}/{workflow_uid}/{_RETRY_ATTEMPT.sub('', node_name)}"
-
-
-def location_key(artifact_key: str) -> str:
-    return f"{PREFIX}loc:{hashlib.sha256(artifact_key.encode()).hexdigest()}"
 
 
 def index_all() -> str:

@@ -1,7 +1,7 @@
 """The replay marker: how a replayed step's own task result says where its artifacts are.
 
-A replayed pod must never upload anything (an upload to a deterministic key, `{{workflow.name}}/{{pod.name}}` or an
-explicit `s3.key`, would overwrite the very object the cache entry points at), so the hit patch takes the output
+A replayed pod must never upload anything (an upload would put the replay's files where Argo's default key or an
+explicit `s3.key` points, beside or over the objects entries point at), so the hit patch takes the output
 artifacts out of the template Argo's executor reads, and adds one output parameter instead: this marker, whose
 `valueFrom.default` carries the cached artifacts. Argo's wait container reports it like any parameter (the file at
 its path never exists, so the default is used: executor.go `SaveParameters`), which puts it in the step's
@@ -32,7 +32,7 @@ MARKER_PARAMETER = "wfboost-replay"
 MARKER_PATH = "/var/run/wfboost/replay-marker-never-written"
 MARKER_VERSION = 1
 # On a task result whose marker was swapped for the cached artifacts: it reports the cache's objects, which this run
-# did not write (the recorder's check for overwritten objects leaves it alone).
+# did not write (the recorder never records it).
 REPLAYED_ANNOTATION = "wfboost.io/replayed"
 # Cached artifacts are shared by every run that replays them: the consumer's artifact GC must never delete them.
 NEVER_COLLECT = {"strategy": "Never"}

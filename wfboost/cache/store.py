@@ -132,29 +132,6 @@ class CacheStore:
             await self.redis.hincrby(ks.stats_key(), "bytes", len(body))
         return bool(replaced)
 
-    async def remember_locations(
-        self, key: str, writer: str, artifact_keys: Iterable[str], *, retention: timedelta
-    ) -> None:
-        """Index the artifact keys an entry of `key` points at, as written by `writer` (its task result's uid)."""
-        seconds = int(retention.total_seconds())
-        for artifact_key in artifact_keys:
-            name = ks.location_key(artifact_key)
-            await self.redis.sadd(name, f"{key} {writer}")
-            await self.redis.expire(name, seconds)
-
-    async def overwritten(self, writer: str, artifact_keys: Iterable[str]) -> set[str]:
-        """The cache keys whose entries point at one of these artifact keys, written by another run than `writer`:
-        that run has overwritten their objects. Their index members are removed."""
-        found: set[str] = set()
-        for artifact_key in artifact_keys:
-            name = ks.location_key(artifact_key)
-            for member in await self.redis.smembers(name):
-                cache_key, _, by = _text(member).partition(" ")
-                if by != writer:
-                    found.add(cache_key)
-                    await self.redis.srem(name, member)
-        return found
-
     # --- reading, for the CLI -------------------------------------------------------------------------------
 
     async def tracks(self, key: str) -> dict[str, CacheEntry]:

@@ -176,6 +176,11 @@ class MemoizeSettings:
         "trustReadOnlyVolumes", default=False,
         doc="What a step reads from a read-only persistent volume (PVC, NFS, hostPath, CSI…) never changes.",
     )
+    trust_artifact_locations: bool = setting(
+        "trustArtifactLocations", default=False,
+        doc="An input artifact's location (bucket and key, URL, git branch) never holds other content; without it"
+        " only artifacts pinned by content (raw, git at a commit) or written once by a memoized run are.",
+    )
     replay: ReplaySettings = setting("replay", default_factory=ReplaySettings, doc="The container that replays hits.")
 
 
@@ -253,6 +258,9 @@ class MemoizeOverride:
     trust_read_only_volumes: bool | None = setting(
         "trustReadOnlyVolumes", default=None, doc="Replaces memoize.trustReadOnlyVolumes."
     )
+    trust_artifact_locations: bool | None = setting(
+        "trustArtifactLocations", default=None, doc="Replaces memoize.trustArtifactLocations."
+    )
 
 
 @dataclass(frozen=True)
@@ -299,7 +307,7 @@ class NamespaceOverride:
 # The memoize fields an override may replace, by their dataclass name (MemoizeOverride has each, optional).
 _OVERRIDABLE_MEMOIZE = (
     "max_staleness", "max_staleness_limit", "allow_writable_volumes", "opt_in", "trust_image_tags",
-    "trust_config_maps_and_secrets", "trust_read_only_volumes",
+    "trust_config_maps_and_secrets", "trust_read_only_volumes", "trust_artifact_locations",
 )
 
 
@@ -317,6 +325,7 @@ class EffectiveMemoize:
     trust_image_tags: bool = False
     trust_config_maps_and_secrets: bool = False
     trust_read_only_volumes: bool = False
+    trust_artifact_locations: bool = False
 
     def staleness(self, requested: timedelta | None) -> timedelta:
         """The staleness a step gets: its own `wfboost.io/max-staleness` or the default, clamped by the limit.

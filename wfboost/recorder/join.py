@@ -35,6 +35,7 @@ from wfboost.argo.workflow_status import (
 from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry, OutputParameter, Producer
 from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, read_marker
+from wfboost.cache.runs import RUN_ANNOTATION, is_run_id, written_by
 from wfboost.policy import EffectiveMemoize
 from wfboost.policy.controls import CACHE_HIT
 
@@ -64,6 +65,7 @@ class PendingStep:
     declared_artifacts: tuple[str, ...]  # the non-optional ones: a run without them failed
     archive_location: Mapping[str, Any] | None  # the step's artifact repository, as the executor resolves keys
     producer: Producer
+    run_id: str = ""  # wfboost.io/run, set at admission: the run's artifacts lie under its segment (cache/runs.py)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize) -> PendingStep | Sk
     )
     meta = step.pod.get("metadata") or {}
     archive = template.get("archiveLocation")
+    run_id = str((meta.get("annotations") or {}).get(RUN_ANNOTATION) or "")
     return PendingStep(
         namespace=step.namespace,
         node_id=step.node_id,
@@ -142,6 +145,7 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize) -> PendingStep | Sk
         declared_parameters=parameters,
         declared_artifacts=artifacts,
         archive_location=archive if isinstance(archive, Mapping) else None,
+        run_id=run_id if is_run_id(run_id) else "",
         producer={
             "namespace": step.namespace,
             "workflow": step.workflow,
@@ -176,12 +180,18 @@ def run_of(pod: Mapping[str, Any]) -> tuple[str, str]:
 
 def belongs_to(outputs: TaskOutputs, step: PendingStep) -> bool:
     """The task result was written by this step's run: the same workflow (a re-created workflow has another uid;
-    its task results are other objects), and created no earlier than the pod (a task result is created by the wait
-    container of the run that reports into it; one older than the pod is an earlier run's)."""
+    its task results are other objects), and created after the pod, strictly.
+
+    A run's wait container creates its task result, or patches the one an earlier run of the node left
+    (taskresult.go upsertTaskResult: create, then patch on AlreadyExists), which keeps that run's creation time. An
+    earlier run's task result was created while its pod lived, so no later than this pod's creation; in the same
+    second it would pass a `>=` (the times have whole seconds), so the comparison is strict: a run whose task
+    result is created in its pod's first second loses its entry, never takes another's. Artifacts are paired
+    exactly besides: they lie under the run's own segment (`join`)."""
     if outputs.workflow_uid and step.workflow_uid and outputs.workflow_uid != step.workflow_uid:
         return False
     if outputs.created and step.pod_created:
-        return _time(outputs.created) >= _time(step.pod_created)
+        return _time(outputs.created) > _time(step.pod_created)
     return True
 
 
@@ -202,6 +212,44 @@ def main_exit(pod: Mapping[str, Any], container: str) -> MainExit | None:
             finished_at=str(terminated.get("finishedAt") or ""),
             image_id=str(status.get("imageID") or ""),
         )
+    return None
+
+
+def stopped(pod: Mapping[str, Any], exit_: MainExit) -> Refused | None:
+    """Why a run that ended with every container at 0 was nevertheless stopped, or None.
+
+    Deleting a pod (`kubectl delete`, a drain, the eviction API, preemption) sends SIGTERM, and Argo's wait
+    container takes that as the end of the step: it captures outputs at once, falling back to parameters' defaults
+    and leaving out optional artifacts (executor.go Wait treats context.Canceled as success; postmain.go PostMain),
+    while the controller, which sees only the pod's phase, marks the node Succeeded (operator.go assessNodeStatus).
+    A main that traps SIGTERM and exits 0 is then indistinguishable from a finished one, except here: the deletion
+    was requested (deletionTimestamp minus the grace period) before main finished, or the pod has a
+    DisruptionTarget condition, or the executor wrote a termination message (it writes one only for an error or
+    an exceeded deadline: executor.go monitorDeadline and HandleError)."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == "DisruptionTarget" and str(
+            condition.get("status")
+        ) == "True":
+            return Refused("pod_disrupted", f"the pod was disrupted ({condition.get('reason') or 'no reason'})")
+    deleted = parse_time(str(meta.get("deletionTimestamp") or ""))
+    finished = parse_time(exit_.finished_at)
+    if deleted is not None:
+        try:
+            grace = int(meta.get("deletionGracePeriodSeconds") or 0)
+        except (TypeError, ValueError):
+            grace = 0
+        requested = deleted.timestamp() - grace
+        if finished is None or finished.timestamp() >= requested:
+            return Refused("pod_deleted", "the pod's deletion was requested before main finished: it was stopped")
+    executors = (names.CONTAINER_WAIT, names.CONTAINER_SUPERVISOR)
+    for container in status.get("containerStatuses") or []:
+        if isinstance(container, Mapping) and container.get("name") in executors:
+            terminated = (container.get("state") or {}).get("terminated")
+            message = str(terminated.get("message") or "").strip() if isinstance(terminated, Mapping) else ""
+            if message:
+                return Refused("executor_error", f"Argo's {container.get('name')} container reported: {message}")
     return None
 
 
@@ -315,6 +363,9 @@ def join(
         if name not in have:
             return Refused("missing_output", f"output artifact {name!r} was not reported")
     outputs_of_step = [a for a in produced if str(a.get("name")) not in LOG_ARTIFACTS]
+    not_own = not_written_by_run(outputs_of_step, step.run_id)
+    if not_own is not None:
+        return not_own
     located = locate_artifacts(outputs_of_step, step.archive_location)
     if isinstance(located, Refused):
         return located
@@ -374,17 +425,20 @@ def collected_artifacts(workflow: Mapping[str, Any], artifacts: Sequence[Mapping
     return doomed
 
 
-def artifact_keys(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The keys a run's artifacts live at (drivers without keys, git and raw, have none)."""
-    keys = []
+def not_written_by_run(artifacts: Sequence[Mapping[str, Any]], run_id: str) -> Refused | None:
+    """Why the run's artifacts are not its own to cache, or None: each must lie under the run's own segment
+    (cache/runs.py), or the next run of a same-named workflow writes other content to the same place and this entry
+    would replay it. That also pairs artifacts with their run exactly, whatever task result carried them."""
     for artifact in artifacts:
         try:
             key = get_key(artifact)
         except ArtifactLocationError:
-            continue
-        if key:
-            keys.append(key)
-    return keys
+            key = ""
+        if not written_by(key, run_id):
+            why = "the webhook did not admit this run" if not run_id else "it is not under this run's own key"
+            return Refused("not_write_once", f"artifact {artifact.get('name')!r} at {key or 'no key'}: {why}, so "
+                           "another run can write over it")
+    return None
 
 
 def parse_time(text: str) -> datetime | None:

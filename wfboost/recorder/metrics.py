@@ -59,13 +59,6 @@ class RecorderMetrics:
             ["object"],
             registry=r,
         )
-        self.invalidated = Counter(
-            "wfboost_recorder_keys_invalidated",
-            "Cache keys whose entries the recorder invalidated, by reason (location_overwritten: another run wrote an"
-            " artifact where an entry's artifact was)",
-            ["reason"],
-            registry=r,
-        )
         self.purged = Counter("wfboost_recorder_purged", "Stale tracks removed by the background purge", registry=r)
         self.key_mismatches = Counter(
             "wfboost_recorder_key_mismatches",

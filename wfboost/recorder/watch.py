@@ -41,7 +41,6 @@ from wfboost.recorder.join import (
     PendingStep,
     Refused,
     TaskOutputs,
-    artifact_keys,
     belongs_to,
     join,
     main_exit,
@@ -50,6 +49,7 @@ from wfboost.recorder.join import (
     pod_skip_reason,
     prepare_step,
     run_of,
+    stopped,
     task_outputs,
 )
 from wfboost.recorder.metrics import RecorderMetrics
@@ -181,6 +181,11 @@ class Recorder:
         if succeeded is False:
             self._give_up(state, "failed")
             return
+        interrupted = stopped(pod, exit_)
+        if interrupted is not None:
+            log.info("%s/%s not recorded: %s", ident[0], ident[1], interrupted.detail)
+            self._give_up(state, interrupted.reason)
+            return
         state.pod_succeeded = bool(succeeded)
         await self._try_record(ident, state)
 
@@ -190,7 +195,6 @@ class Recorder:
             return
         if await self._restore_task_result(task_result, outputs):
             return  # a replayed step's: its outputs are the cache's own, never recorded again
-        await self._invalidate_overwritten(task_result, outputs)
         ident = _step_id(task_result, (task_result.get("metadata") or {}).get("name"))
         known = self.table.get(ident)
         if known is not None and known.done is not None and known.step is not None and belongs_to(
@@ -202,29 +206,6 @@ class Recorder:
         state = self.table.touch(ident, self.clock())
         state.outputs = outputs
         await self._try_record(ident, state)
-
-    async def _invalidate_overwritten(self, task_result: dict[str, Any], outputs: TaskOutputs) -> None:
-        """Any run, in any namespace, that reports an artifact at a key some entry points at has written over that
-        object (Argo's default key `{{workflow.name}}/{{pod.name}}` repeats when a workflow is re-created under the
-        same name, and an explicit `s3.key` repeats by design): those entries would replay another run's data, so
-        they are invalidated at once. Replays report the cache's own objects and are left alone."""
-        if outputs.replayed or not outputs.uid:
-            return
-        keys = artifact_keys([a for a in outputs.outputs.get("artifacts") or [] if isinstance(a, dict)])
-        if not keys:
-            return
-        try:
-            doomed = await self.store.overwritten(outputs.uid, keys)
-            if doomed:
-                await self.store.invalidate_keys(doomed)
-        except (RedisError, OSError) as exc:
-            self.metrics.errors.labels(kind="store").inc()
-            log.warning("task result %s: checking for overwritten entries failed: %s", _name(task_result), exc)
-            return
-        if doomed:
-            self.metrics.invalidated.labels(reason="location_overwritten").inc(len(doomed))
-            log.info("task result %s wrote over the artifacts of %d cache key(s): invalidated", _name(task_result),
-                     len(doomed))
 
     # --- replays whose outputs the webhook could not put back ----------------------------------------------------
 
@@ -361,13 +342,6 @@ class Recorder:
             self.metrics.errors.labels(kind="store").inc()
             log.warning("%s/%s: writing the entry failed (will retry): %s", ident[0], ident[1], exc)
             return
-        try:
-            await self.store.remember_locations(
-                joined["key"], state.outputs.uid, artifact_keys(joined["artifacts"]), retention=retention(self.policy())
-            )
-        except (RedisError, OSError) as exc:  # the entry stands; only the overwrite check loses sight of it
-            self.metrics.errors.labels(kind="store").inc()
-            log.warning("%s/%s: indexing the entry's artifact locations failed: %s", ident[0], ident[1], exc)
         state.done, state.write_failed, state.outputs = "recorded", False, None
         self.metrics.recorded.labels(result="new" if moved else "unchanged").inc()
         if moved:

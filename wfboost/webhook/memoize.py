@@ -2,8 +2,8 @@
 
 `decide` takes what is known once the store has answered (the parsed step, how the step is memoized, the lookup's
 answer) and says hit, miss or skipped, with the reason; `patch_for` turns that into JSON Patch operations on the pod
-as received: a replay for a hit (replay.py), annotations saying what happened and why otherwise, so a user sees it
-in `kubectl describe pod`.
+as received: a replay for a hit (replay.py), a run of its own for a miss (its uploads under its own key, runs.py),
+and annotations saying what happened and why, so a user sees it in `kubectl describe pod`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import orjson
 from wfboost.argo.pods import ArgoStep
 from wfboost.cache.eligibility import Candidate, Skip
 from wfboost.cache.entries import CacheEntry
+from wfboost.cache.runs import RUN_ANNOTATION
 from wfboost.cache.store import Lookup, Verdict
 from wfboost.policy import ReplaySettings
 from wfboost.policy.controls import CACHE_HIT, CACHE_KEY, CACHE_OUTCOME, CACHE_SOURCE
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.replay import NotReplayable, ReplayPlan, hit_patch, metadata_ops, replay_plan
+from wfboost.webhook.runs import write_once_ops
 
 MemoVerdict = Literal["hit", "miss", "skipped"]
 
@@ -72,13 +74,18 @@ def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None) -
     return MemoDecision("hit", "", key=key, entry=found.entry, plan=plan)
 
 
-def patch_for(step: ArgoStep, decision: MemoDecision, replay: ReplaySettings) -> list[PatchOp]:
-    """The operations that carry the decision out on the pod as received."""
+def patch_for(step: ArgoStep, decision: MemoDecision, replay: ReplaySettings, *, run_id: str) -> list[PatchOp]:
+    """The operations that carry the decision out on the pod as received; `run_id` (cache/runs.py) names a miss's
+    run."""
     if decision.verdict != "hit" or decision.entry is None or decision.plan is None:
         annotations = {CACHE_OUTCOME: decision.annotation}
+        ops: list[PatchOp] = []
         if decision.key:
             annotations[CACHE_KEY] = decision.key
-        return metadata_ops(step.pod, labels={}, annotations=annotations)
+        if decision.verdict == "miss":
+            annotations[RUN_ANNOTATION] = run_id
+            ops = write_once_ops(step, run_id)
+        return [*ops, *metadata_ops(step.pod, labels={}, annotations=annotations)]
     entry = decision.entry
     producer = entry["producer"]
     source = {

@@ -13,6 +13,7 @@ from typing import Any
 from wfboost.argo.pods import ArgoStep, NotAContainerStep, NotAnArgoStep, is_argo_step_pod, parse_pod
 from wfboost.cache.eligibility import Candidate, assess
 from wfboost.cache.keyspace import node_identity
+from wfboost.cache.runs import new_run_id
 from wfboost.cache.store import Lookup
 from wfboost.kube import KubeClient, KubeError, resource_path
 from wfboost.policy.controls import CACHE_OUTCOME
@@ -43,7 +44,7 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     decision = decide(step, assessment, found)
     ctx.metrics.memo.decisions.labels(decision=decision.verdict, reason=decision.reason).inc()
     ctx.metrics.memo.replayed_bytes.inc(decision.replayed_bytes)
-    return Decision(patch_for(step, decision, settings.replay), decision.outcome)
+    return Decision(patch_for(step, decision, settings.replay, run_id=new_run_id()), decision.outcome)
 
 
 async def read_step(pod: dict[str, Any], namespace: str, kube: KubeClient | None) -> ArgoStep | None:

@@ -5,14 +5,18 @@ Only the main container changes, plus the template Argo's executor reads:
 - main: everything up to and including emissary's `--` stays (drop it and the pod hangs, argo-workflows #7406); what
   follows becomes a POSIX-shell replay that writes each cached output parameter to its declared path and prints the
   cached stdout. Emissary then copies the outputs as usual and Argo's wait container reports them. The container
-  runs a small busybox image with a Pod Security "restricted" securityContext; output directories are emptyDirs so
-  a non-root user can write them.
-- the executor's template (`ARGO_TEMPLATE` on the containers that carry it: every container at 3.5, `init` from 3.6,
-  `supervisor` in 4.1's init-less layout; inlined when the controller had offloaded it to a ConfigMap): without the
-  input artifacts (nothing is downloaded) and without the output artifacts (nothing is archived or uploaded, so a
-  deterministic upload key can never overwrite the cached object), plus one output parameter, the replay marker
-  (wfboost.cache.marker), that carries the cached artifacts into the step's own task result, where they are put
-  back.
+  runs a small busybox image (its own numeric non-root user) with a Pod Security "restricted" securityContext;
+  output directories are emptyDirs so that user can write them.
+- the executor's template (every copy of `ARGO_TEMPLATE`, executor_template.py): without the input artifacts
+  (nothing is downloaded), without the output artifacts and with `archiveLogs` off (nothing is archived or
+  uploaded, so no upload can overwrite the cached object, and a replay whose task result nobody restores reports no
+  artifact at all, which holds its node: operator.go assessNodeStatus, from 3.6.11/3.7.2), plus one output
+  parameter, the replay marker (wfboost.cache.marker), that carries the cached artifacts into the step's own task
+  result, where they are put back.
+
+Everything else stays, scheduling included: nodeSelector and affinity also carry what admission plugins that ran
+before this webhook enforce (a RuntimeClass's node selector, a namespace's node restriction), and a replay on a
+node without the pod's runtime handler would never start.
 
 Values travel in env vars, split into chunks under Linux's 128 KiB limit per env string (MAX_ARG_STRLEN). The
 kubelet expands `$(NAME)` and turns `$$` into `$` in env values, command and args: every `$` we write is doubled so
@@ -23,32 +27,37 @@ as a miss.
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from wfboost.argo import names
+from wfboost.argo.artifacts import LOCATION_FIELDS, ArtifactLocationError, location_of
 from wfboost.argo.pods import ArgoStep
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.marker import MARKER_PARAMETER, marker_parameter
 from wfboost.policy import ReplaySettings
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.errors import WebhookError
+from wfboost.webhook.executor_template import (
+    EnvSlot,
+    TemplateTooLarge,
+    kubelet_literal,
+    rewritten_values,
+    value_ops,
+)
 
 ENV_PREFIX = "WFBOOST_"
 # Characters of a value per env chunk: at most 60,000 bytes of UTF-8 (or 30,000 after `$` doubling), well under the
 # 131,072-byte limit per env string.
 CHUNK = 15_000
-MAX_PAYLOAD = 512 * 1024  # bytes of replayed values per pod; more would weigh on etcd: replay refused (miss)
-# One env string, "ARGO_TEMPLATE=" and its value with the terminating NUL, must stay within MAX_ARG_STRLEN (128 KiB)
-# or the container cannot start (E2BIG); the controller offloads at this size for the same reason.
-MAX_ENV_VALUE = 131072 - len("ARGO_TEMPLATE=") - 1
-REPLAY_UID = 65532
-PLATFORM_LABELS = frozenset(
-    {"kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
-)
+# Bytes a replay adds to the pod (values as the kubelet reads them, `$` doubled, and every copy of the executor's
+# template): more would weigh on etcd and could push the pod past the API server's request limit: a miss.
+MAX_PAYLOAD = 512 * 1024
+# Directories an output parameter's emptyDir must not cover: the replay's shell and the executor live there.
+_SYSTEM_PATHS = ("/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/dev", "/proc", "/sys", "/var/run/argo",
+                 "/argo-bin", "/var/run/wfboost")
 
 # The replay program. Reads WFBOOST_PARAM_<i>_PATH + WFBOOST_PARAM_<i>_<j> (value chunks) and WFBOOST_STDOUT_<j>;
 # busybox/dash/bash compatible (no arrays, no `local`). Each value is followed by one newline:
@@ -75,12 +84,12 @@ if [ "${WFBOOST_STDOUT_0+set}" = set ]; then
 fi
 """
 
+# No runAsUser: the image runs as its own numeric non-root user, and platforms that assign users from a range
+# (OpenShift's restricted SCCs) refuse a fixed one.
 RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
     "runAsNonRoot": True,
-    "runAsUser": REPLAY_UID,
-    "runAsGroup": REPLAY_UID,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 
@@ -102,7 +111,8 @@ class ReplayPlan:
     env: list[dict[str, str]]  # the replay program's values
     mount_points: list[str]  # emptyDirs for output parameter directories
     marker: dict[str, Any]  # the output parameter that carries the cached artifacts (wfboost.cache.marker)
-    payload: int  # bytes of replayed values
+    payload: int  # bytes the replay adds to the pod
+    templates: dict[EnvSlot, str]  # every copy of the executor's template, rewritten
 
 
 def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
@@ -133,12 +143,9 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
             raise NotReplayable("value_has_nul", name)  # an env var cannot carry it
         _check_path(str(path), user_mounts, input_paths)
         parent = posixpath.dirname(posixpath.normpath(str(path)))
-        if parent == "/":
-            raise NotReplayable("output_at_root", str(path))
         points.append(parent)
-        env.append({"name": f"{ENV_PREFIX}PARAM_{index}_PATH", "value": kubelet_literal(str(path))})
+        env.append({"name": f"{ENV_PREFIX}PARAM_{index}_PATH", "value": str(path)})
         env.extend(_chunks(f"{ENV_PREFIX}PARAM_{index}", cached[name]))
-        payload += len(cached[name].encode())
         index += 1
     recorded = {str(a.get("name")): a for a in entry["artifacts"]}
     artifacts = []
@@ -148,22 +155,35 @@ def replay_plan(step: ArgoStep, entry: CacheEntry) -> ReplayPlan:
             if artifact.get("optional"):
                 continue  # the first run did not produce it: the replay must not either
             raise NotReplayable("entry_missing_artifact", name)
-        artifacts.append(recorded[name])
+        artifacts.append(_as_declared(artifact, recorded[name]))
     if step.include_script_output:
         if "result" not in entry:
             raise NotReplayable("entry_missing_stdout")
         if "\x00" in entry["result"]:
             raise NotReplayable("value_has_nul", "stdout")
         env.extend(_chunks(f"{ENV_PREFIX}STDOUT", entry["result"]))
-        payload += len(entry["result"].encode())
     marker = marker_parameter(entry["key"], entry["entry_id"], artifacts)
-    payload += len(marker["valueFrom"]["default"])
+    try:
+        templates = rewritten_values(step, lambda t: executor_template(t, marker))
+    except TemplateTooLarge as exc:
+        raise NotReplayable("template_too_large", str(exc)) from None
+    payload = sum(len(e["value"].encode()) for e in env) + sum(len(v.encode()) for v in templates.values())
     if payload > MAX_PAYLOAD:
-        raise NotReplayable("outputs_too_large")
-    plan = ReplayPlan(env=env, mount_points=_outermost(points), marker=marker, payload=payload)
-    if len(executor_template_text(template, plan).encode()) > MAX_ENV_VALUE:
-        raise NotReplayable("template_too_large", "the executor's template would not fit in ARGO_TEMPLATE")
-    return plan
+        raise NotReplayable("outputs_too_large", f"the replay would add {payload} bytes to the pod")
+    return ReplayPlan(
+        env=env, mount_points=_outermost(points), marker=marker, payload=payload, templates=templates
+    )
+
+
+def _as_declared(declared: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The artifact as this template declares it (name, path, globalName, archive, mode…) at the cached object's
+    location: the producer's own `globalName` would publish the artifact under a workflow output this step does not
+    name (operator.go addArtifactToGlobalScope overwrites a global output of that name)."""
+    try:
+        location = location_of(recorded)
+    except ArtifactLocationError as exc:
+        raise NotReplayable("entry_artifact_unreadable", f"{declared.get('name')}: {exc}") from None
+    return {**{k: v for k, v in declared.items() if k not in LOCATION_FIELDS}, **location}
 
 
 def hit_patch(
@@ -176,9 +196,11 @@ def hit_patch(
     volumes = [{"name": f"{_REPLAY_VOLUME}{i}", "emptyDir": {}} for i in range(len(plan.mount_points))]
     mounts = [m for m in main.get("volumeMounts") or [] if m.get("name") in _KEPT_MOUNTS]
     mounts += [{"name": v["name"], "mountPath": p} for v, p in zip(volumes, plan.mount_points, strict=True)]
+    main_slot = ("containers", step.main_index)
     argo_env = [
-        _executor_env(e, step, plan) if e.get("name") == names.ENV_TEMPLATE else e
-        for e in main.get("env") or []
+        {"name": names.ENV_TEMPLATE, "value": plan.templates[(*main_slot, position)]}
+        if e.get("name") == names.ENV_TEMPLATE else e
+        for position, e in enumerate(main.get("env") or [])
         if str(e.get("name", "")).startswith("ARGO_") and e.get("name") != names.ENV_CONTAINER_ARGS_FILE
     ]
     container: dict[str, Any] = {
@@ -211,71 +233,26 @@ def hit_patch(
         ops.append({"op": "replace", "path": "/spec/volumes", "value": new_volumes})
     else:
         ops.append({"op": "add", "path": "/spec/volumes", "value": new_volumes})
-    # Scheduling constraints chose accelerator nodes; the replay needs none. `remove` of an absent path fails the
-    # request, so only what is there is removed. The OS and architecture stay: the init and wait containers (and
-    # any sidecar) still run and must land where their images run.
-    if "affinity" in pod_spec:
-        ops.append({"op": "remove", "path": "/spec/affinity"})
-    if "nodeSelector" in pod_spec:
-        kept_selector = {k: v for k, v in (pod_spec["nodeSelector"] or {}).items() if k in PLATFORM_LABELS}
-        if kept_selector:
-            ops.append({"op": "replace", "path": "/spec/nodeSelector", "value": kept_selector})
-        else:
-            ops.append({"op": "remove", "path": "/spec/nodeSelector"})
-    ops.extend(_executor_template_ops(step, plan))
+    ops.extend(value_ops(plan.templates, skip_container=main_slot))
     ops.extend(metadata_ops(step.pod, labels=labels, annotations=annotations))
     return ops
 
 
-def executor_template(template: Mapping[str, Any], plan: ReplayPlan) -> dict[str, Any]:
+def executor_template(template: Mapping[str, Any], marker: Mapping[str, Any]) -> dict[str, Any]:
     """The template Argo's executor works from on a hit: no input artifacts to download, no output artifacts to
-    archive or upload, and the replay marker among the output parameters."""
+    archive or upload, no logs to archive, and the replay marker among the output parameters."""
     view = dict(template)
     inputs = view.get("inputs")
     if isinstance(inputs, Mapping) and "artifacts" in inputs:
         view["inputs"] = {k: v for k, v in inputs.items() if k != "artifacts"}
     outputs = dict(view.get("outputs") or {})
     outputs.pop("artifacts", None)
-    outputs["parameters"] = [*(outputs.get("parameters") or []), plan.marker]
+    outputs["parameters"] = [*(outputs.get("parameters") or []), dict(marker)]
     view["outputs"] = outputs
+    archive = view.get("archiveLocation")
+    if isinstance(archive, Mapping):
+        view["archiveLocation"] = {**archive, "archiveLogs": False}
     return view
-
-
-def executor_template_text(template: Mapping[str, Any], plan: ReplayPlan) -> str:
-    """As JSON, for the env var. String values keep every `$` as Argo wrote them, so the kubelet's expansion treats
-    them as it treated the original; the marker is base64 and carries none."""
-    return json.dumps(executor_template(template, plan), separators=(",", ":"), ensure_ascii=False)
-
-
-def _executor_env(env: Mapping[str, Any], step: ArgoStep, plan: ReplayPlan) -> dict[str, Any]:
-    """An ARGO_TEMPLATE entry rewritten for the replay. The controller's own JSON of this container is the base (at
-    3.5 every container carries it); an offloaded one (3.6+) is inlined from the ConfigMap's copy, which the step
-    already holds, so that the executor never reads the original from the ConfigMap mount."""
-    value = env.get("value")
-    template: Any = None
-    if value not in (None, names.TEMPLATE_OFFLOADED):
-        try:
-            template = json.loads(str(value))
-        except ValueError:
-            template = None
-    if not isinstance(template, Mapping):
-        template = step.template or {}
-    return {"name": names.ENV_TEMPLATE, "value": executor_template_text(template, plan)}
-
-
-def _executor_template_ops(step: ArgoStep, plan: ReplayPlan) -> list[PatchOp]:
-    """Rewrite ARGO_TEMPLATE on every container but main (replaced whole) that carries it."""
-    ops: list[PatchOp] = []
-    spec = step.pod.get("spec") or {}
-    for field in ("initContainers", "containers"):
-        for index, container in enumerate(spec.get(field) or []):
-            if field == "containers" and index == step.main_index:
-                continue
-            for position, env in enumerate(container.get("env") or []):
-                if env.get("name") == names.ENV_TEMPLATE:
-                    path = f"/spec/{field}/{index}/env/{position}/value"
-                    ops.append({"op": "replace", "path": path, "value": _executor_env(env, step, plan)["value"]})
-    return ops
 
 
 def metadata_ops(pod: Mapping[str, Any], *, labels: Mapping[str, str], annotations: Mapping[str, str]) -> list[PatchOp]:
@@ -299,11 +276,6 @@ def _chunks(prefix: str, value: str) -> list[dict[str, str]]:
     return [{"name": f"{prefix}_{j}", "value": kubelet_literal(piece)} for j, piece in enumerate(pieces)]
 
 
-def kubelet_literal(text: str) -> str:
-    """`text` such that the kubelet's `$(VAR)` expansion hands it over unchanged (`$$` is its escape for `$`)."""
-    return text.replace("$", "$$")
-
-
 def from_kubelet_literal(text: str) -> str:
     """The inverse of `kubelet_literal`, for readers of a replayed pod (the demo, `wfboost review` users)."""
     return text.replace("$$", "$")
@@ -320,7 +292,15 @@ def _check_path(path: str, user_mounts: Sequence[str], input_paths: set[Any]) ->
     replayed. Relative paths resolve against the step's working directory, which the replay does not keep."""
     if not path.startswith("/"):
         raise NotReplayable("relative_output_path", str(path))
+    if "$" in path:
+        # The kubelet expanded `$(NAME)` and `$$` in the executor's copy of the path but would not in an inlined
+        # one: the replay and the wait container could disagree on where the file is.
+        raise NotReplayable("output_path_has_dollar", str(path))
     normal = posixpath.normpath(path)
+    parent = posixpath.dirname(normal)
+    if any(_within(system, parent) or _within(parent, system) for system in _SYSTEM_PATHS) or parent == "/":
+        raise NotReplayable("output_in_system_directory", f"{path}: an emptyDir at {parent} would hide what the "
+                            "replay needs there")
     for mount in user_mounts:
         if _within(normal, mount):
             raise NotReplayable("output_on_volume", str(path))

@@ -139,9 +139,12 @@ class Player:
                 "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now, "startedAt": now}},
             }],
         }})
-        executor = executor_template(pod, configmap).get("outputs") or {}
+        template = executor_template(pod, configmap)
+        executor = template.get("outputs") or {}
+        # executor.go saveArtifactFromFile: a key-only output goes to path.Join(archive key, file name).
+        archive_key = ((template.get("archiveLocation") or {}).get("s3") or {}).get("key") or f"{step.workflow}/{name}"
         uploaded = [
-            {"name": a["name"], "path": a.get("path", ""), "s3": {"key": f"{step.workflow}/{name}/{a['name']}.tgz"}}
+            {"name": a["name"], "path": a.get("path", ""), "s3": {"key": f"{archive_key}/{a['name']}.tgz"}}
             for a in executor.get("artifacts") or []
         ]
         reported = []
@@ -209,6 +212,8 @@ def executor_template(pod: dict[str, Any], configmap: dict[str, Any] | None) -> 
                 break
     if found is None or found == "offloaded":
         found = ((configmap or {}).get("data") or {}).get("ARGO_TEMPLATE", "{}")
+    else:
+        found = from_kubelet_literal(found)  # the kubelet's `$$` -> `$` on env values (the demo has no `$(VAR)`)
     template = json.loads(found)
     return template if isinstance(template, dict) else {}
 
