@@ -218,7 +218,8 @@ def test_requests_without_limits_keep_the_default_limits() -> None:
 
 def test_example_policy_in_deploy_loads_and_means_what_its_comments_say() -> None:
     policy = load_policy((ROOT / "deploy" / "policy.example.yaml").read_text(), own_namespace="wfboost")
-    assert policy.features == Features(memoize=True)
+    assert policy.features == Features(memoize=True, compress_status=True)
+    assert policy.compress_status_in("ml-team") and policy.shrink.status_threshold_bytes == 65536
     assert not policy.namespace_in_scope("wfboost")
     assert not policy.namespace_in_scope("argo")
     assert not policy.namespace_in_scope("monitoring-eu")
@@ -342,7 +343,7 @@ def test_all_errors_are_reported_at_once_sorted_by_field() -> None:
             "overrides: [{namespaces: [a], memoise: {}}]",
             "overrides[0].memoise: unknown field (did you mean 'memoize'?)",
         ),
-        ("shrink: {zstd: 3}", "shrink.zstd: unknown field; known fields here: compressionLevel, objectThresholdBytes,"),
+        ("shrink: {zstd: 3}", "shrink.zstd: unknown field; known fields here: compressionLevel, controllerVersion,"),
     ],
 )
 def test_unknown_fields_are_rejected_with_a_suggestion_when_close(body: str, expected: str) -> None:

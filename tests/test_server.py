@@ -83,10 +83,13 @@ def test_bad_bodies_get_a_4xx_with_a_message(webhook: Webhook) -> None:
     assert metric(webhook, "wfboost_admission_requests_total", route="pods", outcome="bad_request") == 2.0
 
 
-def test_a_body_over_4_mib_gets_413(webhook: Webhook) -> None:
-    review = review_for_object({**POD, "metadata": {**POD["metadata"], "annotations": {"x": "a" * (4 << 20)}}})
+def test_a_body_over_8_mib_gets_413(webhook: Webhook) -> None:
+    """8 MiB: an UPDATE of a Workflow at the API server's 3 MiB request limit carries it twice (object, oldObject)."""
+    big = {**POD, "metadata": {**POD["metadata"], "annotations": {"x": "a" * (3 << 20)}}}
+    assert webhook.api.admit("pods", big, operation="UPDATE", old_object=big).patch == []
+    review = review_for_object({**POD, "metadata": {**POD["metadata"], "annotations": {"x": "a" * (8 << 20)}}})
     answer = webhook.api.request("POST", "/mutate/pods", orjson.dumps(review))
-    assert answer.status == 413 and b"exceeds the 4194304-byte limit" in answer.body
+    assert answer.status == 413 and b"exceeds the 8388608-byte limit" in answer.body
     assert webhook.api.request("GET", "/healthz").status == 200
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "MemoizeSettings",
     "NamespaceOverride",
     "NamespaceScope",
+    "NodeCompression",
     "Policy",
     "ReplayResources",
     "ReplaySettings",
@@ -53,6 +54,8 @@ ALWAYS_EXCLUDED_NAMESPACES: frozenset[str] = frozenset({"kube-system"})
 DEFAULT_REPLAY_IMAGE = "ghcr.io/wfboost/replay:0.1.0"
 
 ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
+# How `status.compressedNodes` is written (wfboost.argo.workflow_status.compressed_nodes).
+NodeCompression = Literal["gzip", "zstd"]
 
 
 class ResourceRequirementsBody(TypedDict, total=False):
@@ -91,6 +94,10 @@ class Features:
     shrink_workflows: bool = setting(
         "shrinkWorkflows", default=False, doc="Move bulky values of Workflows to the side store (not built yet).",
         unbuilt="shrinking Workflows is not built yet; leave it off",
+    )
+    compress_status: bool = setting(
+        "compressStatus", default=False,
+        doc="Store large `status.nodes` as `status.compressedNodes`, in the controller's own format.",
     )
     shrink_task_results: bool = setting(
         "shrinkTaskResults", default=False,
@@ -204,7 +211,7 @@ class LatchSettings:
 
 @dataclass(frozen=True)
 class ShrinkSettings:
-    """The `shrink:` section, read by both shrink features (workflows and task results)."""
+    """The `shrink:` section: status compression (built) and the two features that move values out (not built)."""
 
     value_threshold_bytes: int = setting(
         "valueThresholdBytes", default=4096, schema={"minimum": 1},
@@ -217,6 +224,20 @@ class ShrinkSettings:
     compression_level: int = setting(
         "compressionLevel", default=3, schema={"minimum": 1, "maximum": 19},
         doc="zstd level for values compressed at rest (1 fastest … 19 smallest).",
+    )
+    status_threshold_bytes: int = setting(
+        "statusThresholdBytes", default=65536, schema={"minimum": 1024},
+        doc="`status.nodes` at least this long (as JSON) is stored compressed, when `compressStatus` is on.",
+    )
+    status_compression: NodeCompression = setting(
+        "statusCompression", default="gzip",
+        doc="`gzip` (every Argo controller reads it) or `zstd` (needs `controllerVersion` 4.1 or later).",
+    )
+    controller_version: str | None = setting(
+        "controllerVersion", default=None, nullable=True, schema={
+            "pattern": r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?$", "x-expected": "an Argo version such as 4.1 or v4.1.2"
+        },
+        doc="The oldest Argo controller version the webhook serves (e.g. `4.1`), for formats only newer ones read.",
     )
 
 
@@ -360,7 +381,9 @@ class Policy:
     features: Features = setting("features", default_factory=Features, doc="One switch per feature; all off.")
     memoize: MemoizeSettings = setting("memoize", default_factory=MemoizeSettings, doc="Memoization defaults.")
     latch: LatchSettings = setting("latch", default_factory=LatchSettings, doc="Latching defaults (not built yet).")
-    shrink: ShrinkSettings = setting("shrink", default_factory=ShrinkSettings, doc="Shrinking defaults (not built).")
+    shrink: ShrinkSettings = setting(
+        "shrink", default_factory=ShrinkSettings, doc="Compressed status; moving values out (not built)."
+    )
     side_store: SideStoreSettings = setting("sideStore", default_factory=SideStoreSettings, doc="The side store.")
     overrides: tuple[NamespaceOverride, ...] = setting(
         "overrides", default=(),
@@ -445,6 +468,10 @@ class Policy:
     def shrink_workflows_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
         """True when Workflows in this namespace may have bulky values moved out."""
         return self.features.shrink_workflows and self.namespace_in_scope(namespace, labels)
+
+    def compress_status_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
+        """True when Workflows in this namespace get large node statuses stored compressed."""
+        return self.features.compress_status and self.namespace_in_scope(namespace, labels)
 
     def shrink_task_results_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
         """True when WorkflowTaskResults in this namespace may have bulky values moved out."""

@@ -12,10 +12,11 @@ loader can never disagree on what a valid duration is.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from jsonschema import Draft202012Validator, FormatChecker
 
@@ -139,6 +140,25 @@ def _replay_resource_rules(document: Mapping[str, Any]) -> Iterator[str]:
             yield f"{where}: {requests[name]} is more than the limit {limits[name]}"
 
 
+# The first Argo controller that reads zstd in status.compressedNodes (util/file/fileutil.go DecompressContent: v4.0.10
+# reads gzip only, v4.1.0 tells zstd by its magic).
+ZSTD_READERS_FROM: Final = (4, 1)
+
+
+def _status_compression_rules(document: Mapping[str, Any]) -> Iterator[str]:
+    """zstd-compressed node statuses are unreadable to controllers before v4.1: they would lose every node."""
+    shrink = document.get("shrink")
+    if not isinstance(shrink, Mapping) or shrink.get("statusCompression") != "zstd":
+        return
+    version = shrink.get("controllerVersion")
+    parts = re.match(r"^v?([0-9]+)\.([0-9]+)", version) if isinstance(version, str) else None
+    if parts is None or (int(parts[1]), int(parts[2])) < ZSTD_READERS_FROM:
+        yield (
+            "shrink.statusCompression: zstd is read only by Argo controllers from v4.1 on; set "
+            "shrink.controllerVersion to the oldest controller version you run (4.1 or later), or use gzip"
+        )
+
+
 def _unbuilt_features(document: Mapping[str, Any]) -> Iterator[str]:
     """A switch for a feature that does not exist yet would be a promise the webhook cannot keep."""
     features = document.get("features")
@@ -156,5 +176,6 @@ def validate_document(document: object) -> list[str]:
     if isinstance(document, Mapping):
         messages.extend(_lease_rules(document))
         messages.extend(_replay_resource_rules(document))
+        messages.extend(_status_compression_rules(document))
         messages.extend(_unbuilt_features(document))
     return sorted(messages)

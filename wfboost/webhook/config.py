@@ -7,7 +7,9 @@ from pathlib import Path
 
 from wfboost.kube import KubeConfig
 
-MAX_BODY_BYTES = 4 * 1024 * 1024  # the API server refuses bodies over 3 MiB; anything larger is not from it
+# The API server refuses request bodies over 3 MiB, and an UPDATE's AdmissionReview carries the object and the old
+# object: up to twice that, plus the review around them. Anything larger is not from it.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ class Metrics:
         self.reload_counts = ReloadCounters()
         r.register(self.reload_counts)
         self.memo = MemoMetrics(r)
+        self.shrink = ShrinkMetrics(r)
 
 
 @dataclass(eq=False)  # a registry keeps collectors in a dict: by identity
@@ -103,3 +104,20 @@ class MemoMetrics:
         self.replayed_bytes = Counter(
             "wfboost_memo_replayed_bytes", "Bytes of cached outputs put into replayed pods", registry=r
         )
+
+
+@dataclass
+class ShrinkMetrics:
+    """What shrinking saved. Outcomes (compressed, small, offloaded…) are in `wfboost_admission_requests`."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        self.bytes_saved = Counter(
+            "wfboost_shrink_saved_bytes",
+            "Bytes by which admitted objects were made smaller, by what was shrunk (status: node statuses stored "
+            "compressed)",
+            ["what"],
+            registry=self.registry,
+        )
+        self.bytes_saved.labels(what="status")

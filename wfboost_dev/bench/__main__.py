@@ -2,7 +2,8 @@
 
 The baseline is a bare aiohttp HTTPS server on the same machine that answers every AdmissionReview with a constant
 "allowed" (what any webhook costs: TLS, HTTP, JSON). wfboost is then measured passing pods through, missing (one
-Redis lookup, pod annotated) and hitting (lookup + replay patch, verified before it is sent). Run: `make bench`.
+Redis lookup, pod annotated) and hitting (lookup + replay patch, verified before it is sent), and a Workflow UPDATE
+whose node statuses it stores compressed; then status compression beside Go's default gzip level. Run: `make bench`.
 """
 
 from __future__ import annotations
@@ -28,15 +29,22 @@ from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore
 from wfboost.tls.certs import write_local_material
 from wfboost.tls.reloader import CertificateReloader
-from wfboost.webhook.config import WebhookConfig
+from wfboost.webhook.config import MAX_BODY_BYTES, WebhookConfig
 from wfboost.webhook.server import WebhookServer
+from wfboost_dev.argosim.status import kubeflow_run_nodes
+from wfboost_dev.bench.status import report as status_report
 from wfboost_dev.demo.apiserver import ApiServerClient
 from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.processes import free_port, start_redis
 from wfboost_dev.demo.runner import default_workflow_text
 
 REQUESTS = 400
-POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [bench]}\n"
+WORKFLOW_REQUESTS = 40  # each carries a multi-megabyte Workflow twice (object and oldObject)
+WORKFLOW_TASKS = 1000
+POLICY = (
+    "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true, compressStatus: true}\n"
+    "memoize: {namespaces: [bench]}\n"
+)
 
 
 class Serving:
@@ -72,16 +80,16 @@ def baseline_app() -> web.Application:
                   "response": {"uid": review["request"]["uid"], "allowed": True}}
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    app = web.Application(client_max_size=4 << 20)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/mutate/{route}", allow)
     return app
 
 
-def measure(send: Callable[[], Any]) -> list[float]:
-    for _ in range(20):  # warm up connections' code paths, scripts loaded in Redis
+def measure(send: Callable[[], Any], requests: int = REQUESTS) -> list[float]:
+    for _ in range(min(20, requests)):  # warm up connections' code paths, scripts loaded in Redis
         send()
     samples = []
-    for _ in range(REQUESTS):
+    for _ in range(requests):
         started = time.perf_counter()
         send()
         samples.append(time.perf_counter() - started)
@@ -112,6 +120,14 @@ def main() -> int:
             base = Serving(baseline_app(), reloader, port)
             client = ApiServerClient(port, root / "ca.crt")
             baseline = measure(lambda: client.admit("pods", miss_pod))
+            running_workflow = workflow_with_status(WORKFLOW_TASKS)
+            workflow_bytes = len(orjson.dumps(running_workflow))
+
+            def update(client: ApiServerClient) -> Callable[[], Any]:
+                return lambda: client.admit("workflows", running_workflow, operation="UPDATE",
+                                            old_object=running_workflow)
+
+            workflow_baseline = measure(update(client), WORKFLOW_REQUESTS)
             base.stop()
 
             settings = WebhookConfig(host="127.0.0.1", port=0, cert_dir=root, policy_path=root / "policy.yaml",
@@ -129,6 +145,10 @@ def main() -> int:
                 running = Serving(server.build_app(), server.tls, port)
                 client = ApiServerClient(port, root / "ca.crt")
                 results[name] = measure(lambda client=client, pod=pod: client.admit("pods", pod))  # type: ignore[misc]
+                if config is settings:
+                    stored = client.admit("workflows", running_workflow, operation="UPDATE",
+                                          old_object=running_workflow).object
+                    workflow_results = measure(update(client), WORKFLOW_REQUESTS)
                 running.stop()
         finally:
             redis.stop()
@@ -138,7 +158,26 @@ def main() -> int:
     print(row("baseline: bare HTTPS allow", baseline, base_p50))
     for name, samples in results.items():
         print(row(name, samples, base_p50))
+    print()
+    stored_bytes = len(orjson.dumps(stored))
+    print(f"a controller's UPDATE of a Workflow with the status of a {WORKFLOW_TASKS}-task Kubeflow run "
+          f"({workflow_bytes / 2**20:.2f} MiB, stored as {stored_bytes / 2**20:.2f} MiB), {WORKFLOW_REQUESTS} requests")
+    print(f"{'':<34} {'p50':>11} {'p99':>11} {'p50 vs baseline':>16}")
+    workflow_base_p50 = statistics.median(workflow_baseline)
+    print(row("baseline: bare HTTPS allow", workflow_baseline, workflow_base_p50))
+    print(row("wfboost, status compressed", workflow_results, workflow_base_p50))
+    print()
+    print("\n".join(status_report()))
     return 0
+
+
+def workflow_with_status(tasks: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": "pipeline-train-x7k2p", "namespace": "bench"},
+        "spec": {"entrypoint": "entrypoint", "templates": [{"name": "entrypoint", "dag": {"tasks": []}}]},
+        "status": {"phase": "Running", "nodes": kubeflow_run_nodes(tasks)},
+    }
 
 
 def record_hit(url: str, pod: dict[str, Any]) -> None:
