@@ -56,7 +56,7 @@ def test_webhook_paths_are_served_and_fail_open() -> None:
     assert set(workflows["rules"][0]["operations"]) == {"CREATE", "UPDATE"}
     assert workflows["timeoutSeconds"] <= 5  # on the controller's hot path
     assert workflows["sideEffects"] == "None"  # no Redis, no side store, no API call
-    assert {"key": "wfboost.io/compress-status", "operator": "In", "values": ["true"]} in (
+    assert {"key": "wfboost.io/shrink", "operator": "In", "values": ["true"]} in (
         workflows["namespaceSelector"]["matchExpressions"]
     )
 

@@ -645,17 +645,23 @@ def test_the_recorder_command_needs_redis(capsys: pytest.CaptureFixture[str], mo
     )
 
 
-async def test_a_pod_changed_after_admission_is_counted(cluster: Cluster, store: CacheStore) -> None:
-    """The annotation is never trusted: the key is recomputed, and a disagreement is counted and logged."""
+async def test_a_pod_changed_after_admission_is_not_recorded(cluster: Cluster, store: CacheStore) -> None:
+    """The annotation is never trusted as the key; a recomputed key that differs from it means the pod ran otherwise
+    than admitted (a later webhook added or changed a container), so nothing is recorded under either key."""
     ns = namespace()
-    pod = copy.deepcopy(workflow_pods("v3.7.18", ns)["fetch"])
+    pods = workflow_pods("v3.7.18", ns)
+    pod = copy.deepcopy(pods["fetch"])
     pod["metadata"]["annotations"]["wfboost.io/cache-key"] = "0" * 64  # what admission saw was another pod
+    sentinel = pods["features"]  # recorded after the pod's events: everything before was handled
     async with running(cluster, store, policy) as recorder:
-        await cluster.create_pod(pod)
-        await cluster.finish_pod(pod)
-        await cluster.report(pod, declared_outputs(pod))
-        await recorded(store, expected_key(pod))  # recorded under the recomputed key
+        for step in (pod, sentinel):
+            await cluster.create_pod(step)
+            await cluster.finish_pod(step)
+            await cluster.report(step, declared_outputs(step))
+        await recorded(store, expected_key(sentinel))
+        assert await store.tracks(expected_key(pod)) == {} and await store.tracks("0" * 64) == {}
         assert counter(recorder, "wfboost_recorder_key_mismatches_total") == 1.0
+        assert counter(recorder, "wfboost_recorder_steps_skipped_total", reason="changed_after_admission") == 1
 
 
 def test_a_deletion_after_main_finished_is_pod_gc_not_a_stop() -> None:

@@ -19,6 +19,7 @@ from tests.conftest import StartWebhook
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.kube import KubeConfig
+from wfboost.webhook.runs import write_once_ops
 from wfboost_dev.argosim.layouts import V3_5, V3_7, ArgoLayout
 from wfboost_dev.argosim.pods import build_pod
 
@@ -67,6 +68,36 @@ async def test_an_offloaded_template_is_read_from_its_configmap(
     annotations = answered.object["metadata"]["annotations"]
     assert annotations["wfboost.io/cache-key"] == expected
     assert annotations["wfboost.io/cache-outcome"] == "miss: no_entry"
+
+
+async def test_an_offloaded_template_with_output_artifacts_is_not_made_write_once(
+    kmock: Any, start_webhook: StartWebhook, valkey: Any, tmp_path: Path
+) -> None:
+    """Inlining a template Argo moved to its ConfigMap would make the executor's template differ from what the
+    recorder keys (every `$` doubled) and copy up to 128 KiB into each executor container: the miss is admitted
+    without the write-once segment, so its artifacts are never recorded (docs/memoization.md)."""
+    workflow = big_workflow()
+    script = workflow["spec"]["templates"][0]
+    script["outputs"]["artifacts"] = [{"name": "model", "path": "/tmp/model"}]
+    script["archiveLocation"] = {"s3": {"bucket": "models", "endpoint": "minio:9000", "key": "big/run"}}
+    # Go's JSON writes each `&` as \u0026: Argo offloads this template (over 128 KiB as Go encodes it), while the
+    # compact form wfboost would inline fits in one env string.
+    script["script"]["source"] = "echo $HOME && " * 8000
+    inline = build_pod(workflow, "script", "big.script", layout=V3_5)
+    assert inline.configmap is None and write_once_ops(parse_pod(inline.pod), "a" * 32)  # inline: made write-once
+    pod_built = build_pod(workflow, "script", "big.script", layout=V3_7)
+    pod, configmap = pod_built.pod, pod_built.configmap
+    assert configmap is not None
+    kmock.objects["v1/configmaps", "ml", configmap["metadata"]["name"]] = configmap
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    kube = KubeConfig.from_url(str(kmock.url))
+    webhook = start_webhook(settings={"policy_path": policy, "redis_url": valkey.url, "kube_config": kube})
+    answered = await asyncio.to_thread(webhook.api.admit, "pods", pod)
+    annotations = answered.object["metadata"]["annotations"]
+    assert annotations["wfboost.io/cache-outcome"] == "miss: no_entry"
+    assert not [op for op in answered.patch if "/env/" in op["path"]]  # every ARGO_TEMPLATE left as Argo wrote it
+    assert "wfboost-run-" not in json.dumps(answered.object)
 
 
 async def test_an_offloaded_template_without_api_access_fails_open(

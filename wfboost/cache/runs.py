@@ -23,7 +23,11 @@ import secrets
 RUN_ANNOTATION = "wfboost.io/run"
 SEGMENT_PREFIX = "wfboost-run-"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
-_SEGMENT = re.compile(rf"(?:^|/){re.escape(SEGMENT_PREFIX)}([0-9a-f]{{32}})(?:/|$)")
+# Lookarounds, so that two adjacent segments both count (the slash between them belongs to neither match).
+_SEGMENT = re.compile(rf"(?:^|(?<=/)){re.escape(SEGMENT_PREFIX)}([0-9a-f]{{32}})(?=/|$)")
+# What could make a key's text name another object than it reads: parent steps, percent-escapes (a URL's `%2F`),
+# backslashes. A key with any of them is never taken as written once.
+_AMBIGUOUS = re.compile(r"(?:^|/)\.\.(?:/|$)|%|\\")
 
 
 def new_run_id() -> str:
@@ -44,9 +48,14 @@ def run_key(archive_key: str, run_id: str) -> str:
 
 def written_by(key: str, run_id: str) -> bool:
     """Whether an artifact at `key` was uploaded under the run's own segment."""
-    return bool(run_id) and run_id in _SEGMENT.findall(key)
+    return bool(run_id) and not _AMBIGUOUS.search(key) and run_id in _SEGMENT.findall(key)
 
 
 def written_once(key: str) -> bool:
-    """Whether `key` lies under some run's own segment: an object no later run writes again."""
-    return _SEGMENT.search(key) is not None
+    """Whether `key` lies under some run's own segment: an object no later run writes again.
+
+    A claim made by the key's text: the id is random and only the webhook hands it out, so no run of a memoized
+    step writes there again; a step of any kind that copies another run's segment into a key of its own on purpose
+    is not something a key can rule out (docs/memoization.md, "What wfboost cannot see").
+    """
+    return not _AMBIGUOUS.search(key) and _SEGMENT.search(key) is not None

@@ -169,7 +169,9 @@ class Recorder:
             if prepared is None:
                 return  # transient (the ConfigMap could not be read): the next event or relist tries again
             state.step = prepared
-            self._check_admitted_key(pod, prepared)
+            if self._changed_after_admission(pod, prepared):
+                self._give_up(state, "changed_after_admission")
+                return
         exit_ = main_exit(pod, state.step.main_container)
         if exit_ is None:
             return
@@ -349,15 +351,18 @@ class Recorder:
         log.info("recorded %s/%s (%s) as %s on track %ss", ident[0], step.producer["node_name"],
                  step.producer["pod"], joined["key"][:16], joined["staleness_s"])
 
-    def _check_admitted_key(self, pod: dict[str, Any], step: PendingStep) -> None:
-        """The key is always recomputed, never taken from the pod; the webhook's annotation only serves to notice
-        when the two disagree, which means the pod changed after admission and its entries can never be hit."""
+    def _changed_after_admission(self, pod: dict[str, Any], step: PendingStep) -> bool:
+        """The key is always recomputed, never taken from the pod; the webhook's annotation serves to notice when
+        the two disagree. Then the pod ran otherwise than wfboost admitted it (a later mutating webhook added a
+        container, or changed one): its result is not a function of the key a lookup computes, so it is not
+        recorded."""
         annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(CACHE_KEY)
-        if annotated and annotated != step.key:
-            self.metrics.key_mismatches.inc()
-            log.warning("pod %s: key %s recomputed, %s annotated at admission: the pod changed after wfboost admitted"
-                        " it (another mutating webhook?); its entry will not be found", _pod_name(pod),
-                        step.key[:16], annotated[:16])
+        if not annotated or annotated == step.key:
+            return False
+        self.metrics.key_mismatches.inc()
+        log.warning("pod %s not recorded: key %s recomputed, %s annotated at admission: the pod changed after "
+                    "wfboost admitted it (another mutating webhook?)", _pod_name(pod), step.key[:16], annotated[:16])
+        return True
 
     def _give_up(self, state: StepState, reason: str) -> None:
         state.done, state.outputs = reason, None

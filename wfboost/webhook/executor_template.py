@@ -64,10 +64,20 @@ def rewritten_values(step: ArgoStep, transform: Transform) -> dict[EnvSlot, str]
     return values
 
 
+def offloaded(step: ArgoStep) -> bool:
+    """Whether some executor container reads the template from Argo's ConfigMap instead of its env."""
+    spec = step.pod.get("spec") or {}
+    return any(
+        spec[field][index]["env"][position].get("value") in (None, names.TEMPLATE_OFFLOADED)
+        for field, index, position in template_slots(step)
+    )
+
+
 def value_ops(values: Mapping[EnvSlot, str], *, skip_container: tuple[str, int] | None = None) -> list[PatchOp]:
-    """`replace` operations that put the values in place (a container replaced whole is skipped)."""
+    """Operations that put the values in place (a container replaced whole is skipped). `add`, which replaces an
+    existing member and creates a missing one: an env entry may lack `value` (a `replace` there fails the pod)."""
     return [
-        {"op": "replace", "path": f"/spec/{field}/{index}/env/{position}/value", "value": value}
+        {"op": "add", "path": f"/spec/{field}/{index}/env/{position}/value", "value": value}
         for (field, index, position), value in values.items()
         if (field, index) != skip_container
     ]

@@ -1,7 +1,9 @@
-"""Workflows: large node statuses stored compressed, in the controller's own format (wfboost.shrink.status).
+"""Workflows: large node statuses stored compressed, in the controller's own format (wfboost.shrink.status), and a
+warning at CREATE for a Workflow that Argo 4's schema will refuse (wfboost.argo.schema_limits).
 
 Moving bulky spec values to the side store is not built yet; until then only `status` is ever changed, and only
-where the policy's `compressStatus` switch is on.
+where the policy's `compressStatus` switch is on. The warning is given whatever the policy says: it changes nothing,
+and it is the one place a user learns why the API server is about to refuse the Workflow and what to do.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from wfboost.argo.schema_limits import schema_limits_exceeded
 from wfboost.shrink.status import compress_status, status_nodes_json
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
@@ -17,15 +20,37 @@ log = logging.getLogger(__name__)
 
 KINDS = frozenset({("argoproj.io", "Workflow")})
 
+# Warnings past the first few add nothing a user can act on; the API server caps their total size too.
+MAX_WARNINGS = 5
+
 # Below this, compressing in the event loop is cheaper than handing the work to a thread.
 _INLINE_BYTES = 256 * 1024
 
 
 async def admit_workflow(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
+    workflow = request.get("object") or {}
+    warnings = schema_warnings(workflow, ctx) if request.get("operation") == "CREATE" else []
+    decision = await _compressed(request, workflow, ctx)
+    if warnings:
+        return Decision(decision.patch, decision.outcome if decision.patch else "schema_limit_warned", warnings)
+    return decision
+
+
+def schema_warnings(workflow: dict[str, object], ctx: AdmissionContext) -> list[str]:
+    """Argo 4's schema limits, unless the policy says every controller is 3.x (whose minimal CRDs have none).
+
+    Only at CREATE: the controller's status UPDATEs would repeat the warning into its log at every write.
+    """
+    version = ctx.policy.shrink.controller_version
+    if version is not None and version.lstrip("v").split(".")[0] in ("1", "2", "3"):
+        return []
+    return [limit.warning() for limit in schema_limits_exceeded(workflow.get("spec"))[:MAX_WARNINGS]]
+
+
+async def _compressed(request: AdmissionRequest, workflow: dict[str, object], ctx: AdmissionContext) -> Decision:
     namespace = request.get("namespace") or ""
     if not ctx.policy.compress_status_in(namespace, ctx.namespace_labels):
         return UNCHANGED
-    workflow = request.get("object") or {}
     settings = ctx.policy.shrink
     chosen = status_nodes_json(workflow, settings.status_threshold_bytes)
     if isinstance(chosen, str):
