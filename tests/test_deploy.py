@@ -40,8 +40,10 @@ def test_kustomization_lists_every_manifest() -> None:
 
 def test_webhook_paths_are_served_and_fail_open() -> None:
     config = next(doc for _, doc in documents() if doc["kind"] == "MutatingWebhookConfiguration")
+    assert config["webhooks"][0]["name"] == "restore.wfboost.io"  # first: memoization keys the restored pod
     for webhook in config["webhooks"]:
-        assert webhook["failurePolicy"] == "Ignore"
+        # the one exception: a pod must never start with a reference in place of its value
+        assert webhook["failurePolicy"] == ("Fail" if webhook["name"] == "restore.wfboost.io" else "Ignore")
         assert webhook["sideEffects"] in ("None", "NoneOnDryRun")  # never a write on a dry run
         assert 1 <= webhook["timeoutSeconds"] <= 30
         path = webhook["clientConfig"]["service"]["path"]
@@ -55,7 +57,12 @@ def test_webhook_paths_are_served_and_fail_open() -> None:
     assert workflows["rules"][0]["resources"] == ["workflows"]  # no status subresource: status comes in UPDATEs
     assert set(workflows["rules"][0]["operations"]) == {"CREATE", "UPDATE"}
     assert workflows["timeoutSeconds"] <= 5  # on the controller's hot path
-    assert workflows["sideEffects"] == "None"  # no Redis, no side store, no API call
+    assert workflows["sideEffects"] == "NoneOnDryRun"  # the side store is written at CREATE, never on a dry run
+    restore = config["webhooks"][0]
+    assert restore["objectSelector"]["matchExpressions"] == [
+        {"key": "wfboost.io/restore", "operator": "In", "values": ["true"]}
+    ]
+    assert restore["rules"][0]["operations"] == ["CREATE"] and restore["sideEffects"] == "None"
     assert {"key": "wfboost.io/shrink", "operator": "In", "values": ["true"]} in (
         workflows["namespaceSelector"]["matchExpressions"]
     )

@@ -247,7 +247,6 @@ def test_example_policy_in_deploy_loads_and_means_what_its_comments_say() -> Non
         ("memoize: {maxStalenessLimit: 7}", "memoize.maxStalenessLimit: expected a string or null, got 7"),
         ("features: {latch: 1}", "features.latch: expected true or false, got 1"),
         ("features: {latch: true}", "features.latch: latching is not built yet; leave it off"),
-        ("features: {shrinkWorkflows: true}", "features.shrinkWorkflows: shrinking Workflows is not built yet"),
         ("features: {shrinkTaskResults: true}", "features.shrinkTaskResults: shrinking task results is not built"),
         (
             "memoize: {namespaceSelector: {matchLabels: {a: 1}}}",

@@ -42,6 +42,9 @@ class View:
     def is_live(self, uid: str) -> bool:
         return uid in self.uids
 
+    def holder_of(self, namespace: str, digest: str) -> str | None:
+        return None
+
 
 def test_verdict_rules() -> None:
     now = 10_000.0
@@ -270,3 +273,27 @@ async def test_live_view_relists_after_410(kmock: Any) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def test_a_live_workflows_text_holds_the_values_moved_out_of_it() -> None:
+    """A Workflow created with generateName has no uid when its values are stored: its text is what holds them."""
+    from wfboost.kube import WatchEvent
+    from wfboost.shrink.refs import reference_for
+    from wfboost.sidestore.live_workflows import LiveWorkflows
+
+    value = "{" + '"executorLabel": "exec-train", ' * 400 + "}"
+    ref = reference_for(value)
+    workflow = {"metadata": {"name": "pipeline-x7k2p", "namespace": "ml", "uid": "u-1", "resourceVersion": "5"},
+                "spec": {"arguments": {"parameters": [{"name": "components-abc", "value": ref.text}]}}}
+    live = LiveWorkflows()
+    live.replace([workflow], "5")
+    now, old = 10_000.0, 0.0
+    kept = retention_of(old, [], live, now, GRACE, namespace="ml", digest=ref.digest)
+    assert kept.keep and "ml/pipeline-x7k2p" in kept.reason
+    assert not retention_of(old, [], live, now, GRACE, namespace="other", digest=ref.digest).keep  # per namespace
+    event: WatchEvent = {"type": "DELETED", "object": workflow}
+    live.apply(event)
+    assert not retention_of(old, [], live, now, GRACE, namespace="ml", digest=ref.digest).keep
+    again: WatchEvent = {"type": "ADDED", "object": {**workflow, "metadata": {**workflow["metadata"], "uid": "u-2"}}}
+    live.apply(again)  # `argo resubmit`: a new Workflow with the same references
+    assert retention_of(old, [], live, now, GRACE, namespace="ml", digest=ref.digest).keep

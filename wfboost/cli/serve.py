@@ -43,6 +43,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "service account is used",
     )
     add_redis_option(p)
+    p.add_argument(
+        "--sidestore-url",
+        default=env_default("WFBOOST_SIDESTORE_URL"),
+        help="the side store (https://…), for shrinking Workflows; env WFBOOST_SIDESTORE_URL",
+    )
+    p.add_argument(
+        "--sidestore-token-file",
+        type=Path,
+        default=env_default("WFBOOST_SIDESTORE_TOKEN_FILE"),
+        help="file holding the webhook's bearer token for the side store (a mounted Secret; re-read on change)",
+    )
+    p.add_argument(
+        "--sidestore-ca",
+        type=Path,
+        default=env_default("WFBOOST_SIDESTORE_CA"),
+        help="CA bundle that signed the side store's certificate",
+    )
     add_policy_option(p, mounted=True)
     p.set_defaults(handler=run)
 
@@ -71,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         webhook_timeout=args.webhook_timeout,
         reload_interval=args.reload_interval,
         kube_config=kube_config(args.kubeconfig),
+        sidestore_url=args.sidestore_url,
+        sidestore_token_file=args.sidestore_token_file,
+        sidestore_ca_file=args.sidestore_ca,
     )
     try:
         asyncio.run(serve(config))

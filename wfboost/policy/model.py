@@ -92,8 +92,8 @@ class Features:
         unbuilt="latching is not built yet; leave it off",
     )
     shrink_workflows: bool = setting(
-        "shrinkWorkflows", default=False, doc="Move bulky values of Workflows to the side store (not built yet).",
-        unbuilt="shrinking Workflows is not built yet; leave it off",
+        "shrinkWorkflows", default=False,
+        doc="At Workflow CREATE, move bulky arguments that only reach containers to the side store.",
     )
     compress_status: bool = setting(
         "compressStatus", default=False,
@@ -223,7 +223,7 @@ class ShrinkSettings:
     )
     compression_level: int = setting(
         "compressionLevel", default=3, schema={"minimum": 1, "maximum": 19},
-        doc="zstd level for values compressed at rest (1 fastest … 19 smallest).",
+        doc="zstd level for values compressed at rest (1 fastest … 19 smallest); not read yet.",
     )
     status_threshold_bytes: int = setting(
         "statusThresholdBytes", default=65536, schema={"minimum": 1024},
@@ -246,7 +246,8 @@ class SideStoreSettings:
     """The `sideStore:` section: where moved-out values go."""
 
     url: str | None = setting(
-        "url", default=None, nullable=True, schema={"$ref": "#/$defs/url"}, doc="The side store service."
+        "url", default=None, nullable=True, schema={"$ref": "#/$defs/url"},
+        doc="Not read: the webhook takes the side store from `wfboost serve --sidestore-url`.",
     )
     namespace_quota_bytes: int | None = setting(
         "namespaceQuotaBytes", default=10 * 1024**3, nullable=True, schema={"minimum": 0},

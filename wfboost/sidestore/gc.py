@@ -30,6 +30,8 @@ class WorkflowView(Protocol):
 
     def is_live(self, uid: str) -> bool: ...
 
+    def holder_of(self, namespace: str, digest: str) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class Retention:
@@ -37,8 +39,26 @@ class Retention:
     reason: str
 
 
-def retention_of(touched: float, refs: Sequence[RefRecord], live: WorkflowView, now: float, grace: float) -> Retention:
-    """Keep a blob while any reference holds it or it is younger than the grace; otherwise it is an orphan."""
+def retention_of(
+    touched: float,
+    refs: Sequence[RefRecord],
+    live: WorkflowView,
+    now: float,
+    grace: float,
+    *,
+    namespace: str = "",
+    digest: str = "",
+) -> Retention:
+    """Keep a blob while a live Workflow holds its reference (wfboost.shrink.refs) in its text, any recorded
+    reference holds it, or it is younger than the grace; otherwise it is an orphan.
+
+    A Workflow's own text is what holds the values moved out of it: a Workflow created with `generateName` has no
+    name or uid when its values are stored, and one created again from it (`argo resubmit`, a CronWorkflow's next
+    run) holds the same references without any admission-time bookkeeping.
+    """
+    holder = live.holder_of(namespace, digest) if digest else None
+    if holder is not None:
+        return Retention(True, f"live Workflow {holder} holds its reference")
     for ref in refs:
         if ref.kind == "workflow":
             if live.is_live(ref.target):
@@ -111,7 +131,9 @@ class Sweeper:
                 await pipe.unwatch()
                 return None
             refs = [RefRecord.decode(k.decode(), v) for k, v in (await pipe.hgetall(refs_key)).items()]
-            decided = retention_of(float(record[b"touched"]), refs, self.live, now, grace)
+            decided = retention_of(
+                float(record[b"touched"]), refs, self.live, now, grace, namespace=namespace, digest=digest
+            )
             size = int(record[b"size"])
             if decided.keep:
                 await pipe.unwatch()

@@ -1,4 +1,5 @@
-"""Which Workflows exist right now, kept current by a list + watch of argoproj.io/v1alpha1 workflows.
+"""Which Workflows exist right now, and which side-store values their text references, kept current by a list +
+watch of argoproj.io/v1alpha1 workflows.
 
 The sweeper may delete a workflow's blobs only when this view is trustworthy: `synced` is True only after a
 complete list and while the watch that follows it is unbroken. Any failure (transport error, 410 Gone) clears it
@@ -12,7 +13,10 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
+import orjson
+
 from wfboost.kube import KubeClient, KubeError, WatchEvent, WatchExpired, resource_path
+from wfboost.shrink.refs import references_in
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +29,47 @@ class LiveWorkflows:
         self.synced = False
         self.resource_version: str | None = None
         self.relists = 0
+        self._held_by: dict[str, frozenset[tuple[str, str]]] = {}  # uid -> (namespace, digest) it references
+        self._holders: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, digest) -> uid -> "ns/name"
 
     def is_live(self, uid: str) -> bool:
         return uid in self.uids
 
+    def holder_of(self, namespace: str, digest: str) -> str | None:
+        """A live Workflow whose text holds the reference to this blob (its "namespace/name"), if any."""
+        holders = self._holders.get((namespace, digest))
+        return next(iter(holders.values())) if holders else None
+
     def replace(self, items: Iterable[dict[str, object]], resource_version: str | None) -> None:
+        items = list(items)
         self.uids = {uid for item in items if (uid := _uid(item))}
+        self._held_by, self._holders = {}, {}
+        for item in items:
+            self._hold(item)
         self.resource_version = resource_version
         self.synced = True
+
+    def _hold(self, obj: dict[str, object]) -> None:
+        uid = _uid(obj)
+        if not uid:
+            return
+        self._release(uid)
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        assert isinstance(metadata, dict)
+        namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+        held = frozenset((namespace, ref.digest) for ref in references_in(orjson.dumps(obj).decode()))
+        if held:
+            self._held_by[uid] = held
+            for key in held:
+                self._holders.setdefault(key, {})[uid] = f"{namespace}/{name}"
+
+    def _release(self, uid: str) -> None:
+        for key in self._held_by.pop(uid, frozenset()):
+            holders = self._holders.get(key)
+            if holders is not None:
+                holders.pop(uid, None)
+                if not holders:
+                    del self._holders[key]
 
     def apply(self, event: WatchEvent) -> None:
         obj = event["object"]
@@ -42,8 +79,10 @@ class LiveWorkflows:
         uid = _uid(obj)
         if event["type"] in ("ADDED", "MODIFIED") and uid:
             self.uids.add(uid)
+            self._hold(obj)
         elif event["type"] == "DELETED" and uid:
             self.uids.discard(uid)
+            self._release(uid)
 
     async def run(self, kube: KubeClient, *, watch_seconds: int = 300, retry_seconds: float = 5.0) -> None:
         """List, then watch from the list's resourceVersion, forever; relist after 410 or any failure."""

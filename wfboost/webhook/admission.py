@@ -1,9 +1,14 @@
-"""The admission pipeline: one AdmissionReview in, one allowing answer out, never an error.
+"""The admission pipeline: one AdmissionReview in, one answer out, never an error.
 
 Shared by the HTTPS server and `wfboost review`, so what a user sees offline is what the cluster gets. Each admitted
 kind has a handler `(request, context) -> Decision`; this module owns everything around it: scope, the deadline,
 turning any failure into "allow, no patch" (failopen.py), and checking that a patch applies to the exact object
 received before it is sent (a patch that does not apply fails the request even under failurePolicy Ignore).
+
+One route is the exception: restoring the values of a shrunk Workflow's pods (`fail_closed`). A pod there must never
+start with a reference in place of its value, so any failure denies it with 429, which Argo's controller treats as
+transient (the node stays Pending with the message, and the pod is created again later), and policy scope does not
+apply (a pod that holds references gets them back wherever it is).
 """
 
 from __future__ import annotations
@@ -23,12 +28,20 @@ from wfboost.kube import KubeClient
 from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionRequest, AdmissionReview
 from wfboost.structs.patch import PatchOp
-from wfboost.webhook.errors import PatchDoesNotApply, StoreNotConfigured
+from wfboost.webhook.errors import PatchDoesNotApply, SideStoreNotConfigured, StoreNotConfigured
 from wfboost.webhook.failopen import FailOpen, classify
 from wfboost.webhook.metrics import Metrics
-from wfboost.webhook.wire import build_response
+from wfboost.webhook.wire import build_denial, build_response
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Denial:
+    """A refusal: only on the fail-closed route, for a pod whose values cannot be restored."""
+
+    code: int  # 429: transient, the controller creates the pod again later; 400: it never can be
+    message: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class Decision:
     patch: Sequence[PatchOp] = ()
     outcome: str = "unchanged"
     warnings: Sequence[str] = ()
+    denial: Denial | None = None
 
 
 UNCHANGED = Decision()
@@ -65,6 +79,11 @@ class AdmissionContext:
             raise StoreNotConfigured("memoization is on but no Redis URL is configured (--redis-url)")
         return self.store
 
+    def require_sidestore(self) -> SideStoreClient:
+        if self.sidestore is None:
+            raise SideStoreNotConfigured("shrinkWorkflows is on but no side store is configured (--sidestore-url)")
+        return self.sidestore
+
 
 Handler = Callable[[AdmissionRequest, AdmissionContext], Awaitable[Decision]]
 
@@ -76,6 +95,7 @@ class Route:
     name: str  # URL path segment: /mutate/<name>
     kinds: frozenset[tuple[str, str]]  # (group, kind) accepted on this route
     handler: Handler
+    fail_closed: bool = False  # failures deny (429) instead of allowing; policy scope does not apply
 
 
 @dataclass(frozen=True)
@@ -114,7 +134,7 @@ class Admission:
             "namespace", ""
         )
         labels = self.namespace_labels(namespace)
-        if not policy.namespace_in_scope(namespace, labels):
+        if not route.fail_closed and not policy.namespace_in_scope(namespace, labels):
             return Outcome(build_response(review), "out_of_scope")
         if request["operation"] == "DELETE" or request.get("object") is None:
             return Outcome(build_response(review), "unchanged")
@@ -138,8 +158,22 @@ class Admission:
             if decision.patch:
                 verify_patch(request.get("object"), decision.patch)
         except Exception as exc:
+            if route.fail_closed:
+                return self._fail_closed(review, exc)
             return self._fail_open(review, exc)
+        if decision.denial is not None:
+            return Outcome(build_denial(review, decision.denial.code, decision.denial.message), decision.outcome)
         return Outcome(build_response(review, decision.patch, decision.warnings), decision.outcome)
+
+    def _fail_closed(self, review: AdmissionReview, exc: BaseException) -> Outcome:
+        reason = classify(exc)
+        request = review["request"]
+        what = f"{request['kind']['kind']} {request.get('namespace', '')}/{request.get('name', '')}"
+        message = f"wfboost could not restore the values this pod needs ({reason.value}: {exc or type(exc).__name__})"
+        log.error("refusing %s for now: %s", what, message, exc_info=exc if reason is FailOpen.HANDLER_ERROR else None)
+        self.metrics.fail_open.labels(reason=reason.value).inc()
+        return Outcome(build_denial(review, 429, message + "; the controller will create it again"), "refused",
+                       fail_open=reason, detail=str(exc))
 
     def _fail_open(self, review: AdmissionReview, exc: BaseException) -> Outcome:
         reason = classify(exc)

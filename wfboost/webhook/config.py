@@ -30,3 +30,8 @@ class WebhookConfig:
     shutdown_timeout: float = 5.0
     # The Kubernetes API, for the rare admission-time read (an offloaded Argo template); None: no access.
     kube_config: KubeConfig | None = None
+    # The side store, for shrinking: values moved at Workflow CREATE, restored at pod CREATE. None: not configured
+    # (shrinking fails open, counted as sidestore_unavailable; pods holding references are refused with 429).
+    sidestore_url: str | None = None
+    sidestore_token_file: Path | None = None  # a bearer token, re-read when it changes (a mounted Secret)
+    sidestore_ca_file: Path | None = None  # the CA that signed the side store's certificate (https://)

@@ -20,6 +20,10 @@ class StoreNotConfigured(WebhookError, ConnectionError):
     """Memoization is on in the policy but no Redis URL was given."""
 
 
+class SideStoreNotConfigured(WebhookError, ConnectionError):
+    """Shrinking is on in the policy but no side store URL was given."""
+
+
 class KubeUnavailable(WebhookError, ConnectionError):
     """The Kubernetes API could not be reached in time (an offloaded Argo template could not be read)."""
 

@@ -13,7 +13,13 @@ import enum
 import redis.exceptions
 
 from wfboost.blobs.client import SideStoreUnavailable
-from wfboost.webhook.errors import KubeUnavailable, PatchDoesNotApply, StoreNotConfigured, UnparseableObject
+from wfboost.webhook.errors import (
+    KubeUnavailable,
+    PatchDoesNotApply,
+    SideStoreNotConfigured,
+    StoreNotConfigured,
+    UnparseableObject,
+)
 
 
 class FailOpen(enum.StrEnum):
@@ -34,7 +40,7 @@ def classify(exc: BaseException) -> FailOpen:
         return FailOpen.DEADLINE
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | StoreNotConfigured):
         return FailOpen.STORE_UNAVAILABLE
-    if isinstance(exc, SideStoreUnavailable):
+    if isinstance(exc, SideStoreUnavailable | SideStoreNotConfigured):
         return FailOpen.SIDESTORE_UNAVAILABLE
     if isinstance(exc, KubeUnavailable):
         return FailOpen.KUBE_UNAVAILABLE

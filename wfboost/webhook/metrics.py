@@ -116,8 +116,14 @@ class ShrinkMetrics:
         self.bytes_saved = Counter(
             "wfboost_shrink_saved_bytes",
             "Bytes by which admitted objects were made smaller, by what was shrunk (status: node statuses stored "
-            "compressed)",
+            "compressed; values: values moved to the side store)",
             ["what"],
             registry=self.registry,
         )
         self.bytes_saved.labels(what="status")
+        self.bytes_saved.labels(what="values")
+        self.values_moved = Counter(
+            "wfboost_shrink_values_moved",
+            "Workflow values moved to the side store at CREATE (each replaced by a reference)",
+            registry=self.registry,
+        )

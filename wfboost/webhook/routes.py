@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from wfboost.webhook import pods, taskresults, workflows
+from wfboost.webhook import pods, restore, taskresults, workflows
 from wfboost.webhook.admission import Route
 
 ROUTES: dict[str, Route] = {
+    "restore": Route("restore", restore.KINDS, restore.admit_restore, fail_closed=True),
     "pods": Route("pods", pods.KINDS, pods.admit_pod),
     "workflows": Route("workflows", workflows.KINDS, workflows.admit_workflow),
     "workflowtaskresults": Route("workflowtaskresults", taskresults.KINDS, taskresults.admit_taskresult),
@@ -13,5 +14,5 @@ ROUTES: dict[str, Route] = {
 
 # Which route reviews an object of a given kind, for `wfboost review` on bare objects.
 ROUTE_BY_KIND: dict[str, str] = {
-    kind: route.name for route in ROUTES.values() for _, kind in route.kinds
+    kind: route.name for route in ROUTES.values() if not route.fail_closed for _, kind in route.kinds
 }

@@ -1,6 +1,6 @@
 """The HTTPS admission server (aiohttp).
 
-Routes: `POST /mutate/{pods,workflows,workflowtaskresults}`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+Routes: `POST /mutate/{restore,pods,workflows,workflowtaskresults}`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 The server holds its parts (certificate and policy reloaders, the Redis store, the Kubernetes client) and opens
 and closes them as an async context manager; the service shell (wfboost.service) runs its sites and its loops.
 
@@ -19,6 +19,7 @@ from types import TracebackType
 import orjson
 from aiohttp import web
 
+from wfboost.blobs.client import SideStoreClient
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeClient
@@ -58,6 +59,7 @@ class WebhookServer:
         policy: PolicyWatcher | None = None,
         store: CacheStore | None = None,
         kube: KubeClient | None = None,
+        sidestore: SideStoreClient | None = None,
     ) -> None:
         c = self.config = config
         self.metrics = metrics or Metrics()
@@ -71,6 +73,15 @@ class WebhookServer:
             assert c.kube_config is not None
             kube = KubeClient(c.kube_config, timeout=KUBE_READ_TIMEOUT, connect_timeout=KUBE_READ_TIMEOUT)
         self.kube = kube
+        self._owns_sidestore = sidestore is None and c.sidestore_url is not None
+        if self._owns_sidestore:
+            assert c.sidestore_url is not None
+            sidestore = SideStoreClient(
+                c.sidestore_url,
+                token_file=c.sidestore_token_file,
+                ca_file=str(c.sidestore_ca_file) if c.sidestore_ca_file else None,
+            )
+        self.sidestore = sidestore
         self.namespaces = NamespaceLabels(kube) if kube is not None else None
         watcher, namespaces = self.policy, self.namespaces
         self.admission = Admission(
@@ -78,6 +89,7 @@ class WebhookServer:
             policy=lambda: watcher.current,
             metrics=self.metrics,
             store=self.store,
+            sidestore=self.sidestore,
             kube=self.kube,
             namespace_labels=namespaces.labels if namespaces is not None else (lambda _: None),
         )
@@ -91,6 +103,8 @@ class WebhookServer:
     async def __aenter__(self) -> WebhookServer:
         if self._owns_kube and self.kube is not None:
             await self.kube.__aenter__()
+        if self._owns_sidestore and self.sidestore is not None:
+            await self.sidestore.__aenter__()
         return self
 
     async def __aexit__(
@@ -100,6 +114,8 @@ class WebhookServer:
             await self.store.redis.aclose()
         if self._owns_kube and self.kube is not None:
             await self.kube.close()
+        if self._owns_sidestore and self.sidestore is not None:
+            await self.sidestore.__aexit__(None, None, None)
 
     def _wire_status_metrics(self) -> None:
         tls, policy, m = self.tls, self.policy, self.metrics

@@ -89,7 +89,8 @@ def build_response(
     patch: Sequence[PatchOp] = (),
     warnings: Sequence[str] = (),
 ) -> AdmissionReview:
-    """An allowing answer, with the patch when there is one. wfboost never denies: see docs/fail-open.md."""
+    """An allowing answer, with the patch when there is one. wfboost denies only pods whose values it cannot
+    restore (`build_denial`): see docs/fail-open.md."""
     request = review.get("request")
     uid = request["uid"] if request else ""
     response: AdmissionResponse = {"uid": uid, "allowed": True}
@@ -98,6 +99,20 @@ def build_response(
         response["patch"] = base64.b64encode(orjson.dumps(list(patch))).decode("ascii")
     if warnings:
         response["warnings"] = list(warnings)
+    return {"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": response}
+
+
+_REASONS = {429: "TooManyRequests", 400: "BadRequest"}
+
+
+def build_denial(review: AdmissionReview, code: int, message: str) -> AdmissionReview:
+    """A refusal, for the one route that may refuse (restoring a shrunk Workflow's pods). The API server answers the
+    controller with `code` and "admission webhook … denied the request: <message>"."""
+    request = review.get("request")
+    uid = request["uid"] if request else ""
+    response: AdmissionResponse = {
+        "uid": uid, "allowed": False, "status": {"code": code, "reason": _REASONS.get(code, ""), "message": message},
+    }
     return {"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": response}
 
 

@@ -1,9 +1,8 @@
-"""Workflows: large node statuses stored compressed, in the controller's own format (wfboost.shrink.status), and a
-warning at CREATE for a Workflow that Argo 4's schema will refuse (wfboost.argo.schema_limits).
-
-Moving bulky spec values to the side store is not built yet; until then only `status` is ever changed, and only
-where the policy's `compressStatus` switch is on. The warning is given whatever the policy says: it changes nothing,
-and it is the one place a user learns why the API server is about to refuse the Workflow and what to do.
+"""Workflows: at CREATE, bulky arguments that only reach containers moved to the side store (wfboost.shrink.workflow,
+where `shrinkWorkflows` is on); at every write, large node statuses stored compressed in the controller's own format
+(wfboost.shrink.status, where `compressStatus` is on); and at CREATE a warning for a Workflow that Argo 4's schema
+will refuse (wfboost.argo.schema_limits). The warning is given whatever the policy says: it changes nothing, and it
+is the one place a user learns why the API server is about to refuse the Workflow and what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import logging
 
 from wfboost.argo.schema_limits import schema_limits_exceeded
 from wfboost.shrink.status import compress_status, status_nodes_json
+from wfboost.shrink.workflow import plan_workflow_shrink
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
 
@@ -29,11 +29,40 @@ _INLINE_BYTES = 256 * 1024
 
 async def admit_workflow(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     workflow = request.get("object") or {}
-    warnings = schema_warnings(workflow, ctx) if request.get("operation") == "CREATE" else []
-    decision = await _compressed(request, workflow, ctx)
-    if warnings:
-        return Decision(decision.patch, decision.outcome if decision.patch else "schema_limit_warned", warnings)
-    return decision
+    create = request.get("operation") == "CREATE"
+    warnings = schema_warnings(workflow, ctx) if create else []
+    decisions = [await _moved(request, workflow, ctx)] if create else []
+    decisions.append(await _compressed(request, workflow, ctx))
+    ops = [op for decision in decisions for op in decision.patch]
+    patched = [decision.outcome for decision in decisions if decision.patch]
+    if patched:
+        outcome = patched[0]
+    elif warnings:
+        outcome = "schema_limit_warned"
+    else:
+        outcome = next((d.outcome for d in decisions if d.outcome != UNCHANGED.outcome), UNCHANGED.outcome)
+    return Decision(ops, outcome, warnings)
+
+
+async def _moved(request: AdmissionRequest, workflow: dict[str, object], ctx: AdmissionContext) -> Decision:
+    """Bulky arguments to the side store (before the answer: a pod may need them as soon as the Workflow exists)."""
+    namespace = request.get("namespace") or ""
+    if not ctx.policy.shrink_workflows_in(namespace, ctx.namespace_labels):
+        return UNCHANGED
+    if ctx.dry_run:
+        return Decision(outcome="dry_run")  # nothing written, so nothing may point at the side store either
+    plan = plan_workflow_shrink(workflow, ctx.policy.shrink)
+    if isinstance(plan, str):
+        return Decision(outcome=plan)
+    client = ctx.require_sidestore()
+    await asyncio.gather(*(client.put(namespace, moved.value.encode()) for moved in plan.moved))
+    ctx.metrics.shrink.values_moved.inc(len(plan.moved))
+    ctx.metrics.shrink.bytes_saved.labels(what="values").inc(max(0, plan.size_before - plan.size_after))
+    log.info(
+        "Workflow %s/%s: %d value(s) moved to the side store, %d -> %d bytes",
+        namespace, request.get("name") or "(generateName)", len(plan.moved), plan.size_before, plan.size_after,
+    )
+    return Decision(plan.ops, "values_moved")
 
 
 def schema_warnings(workflow: dict[str, object], ctx: AdmissionContext) -> list[str]:

@@ -110,23 +110,9 @@ class ApiServerClient:
         api_version: str = "admission.k8s.io/v1",
     ) -> Admitted:
         """Send `obj` for admission on `/mutate/<route>` and return what would be stored."""
-        uid = str(uuid.uuid4())
-        review = review_for_object(
-            obj,
-            operation=operation,
-            old_object=old_object,
-            namespace=namespace,
-            uid=uid,
-            dry_run=dry_run,
-            api_version=api_version,
-        )
-        answer = self.request("POST", f"/mutate/{route}?timeout={self.timeout_seconds}s", orjson.dumps(review))
-        _require(answer.status == 200, f"webhook answered HTTP {answer.status}: {answer.body[:300]!r}")
-        result = answer.json()
-        _require(result.get("apiVersion") == api_version, f"apiVersion not echoed: {result.get('apiVersion')}")
-        _require(result.get("kind") == "AdmissionReview", "kind is not AdmissionReview")
+        result, _uid = self._review(route, obj, operation=operation, old_object=old_object, namespace=namespace,
+                                   dry_run=dry_run, api_version=api_version)
         response = result.get("response") or {}
-        _require(response.get("uid") == uid, "uid not echoed")
         _require(response.get("allowed") is True, f"the request was denied: {response}")
         patch: list[dict[str, Any]] = []
         if "patch" in response:
@@ -143,6 +129,41 @@ class ApiServerClient:
         if self.validate is not None:
             self.validate(stored)
         return Admitted(review=result, patch=patch, sent=obj, object=stored)
+
+    def answer(self, route: str, obj: dict[str, Any], **options: Any) -> dict[str, Any]:
+        """The webhook's `response` as it came, allowed or not (for the one route that may deny)."""
+        result, _ = self._review(route, obj, **options)
+        return dict(result.get("response") or {})
+
+    def _review(
+        self,
+        route: str,
+        obj: dict[str, Any],
+        *,
+        operation: str = "CREATE",
+        old_object: dict[str, Any] | None = None,
+        namespace: str | None = None,
+        dry_run: bool = False,
+        api_version: str = "admission.k8s.io/v1",
+    ) -> tuple[dict[str, Any], str]:
+        """POST the AdmissionReview for `obj` and check the envelope of the answer; (the answer, the request uid)."""
+        uid = str(uuid.uuid4())
+        review = review_for_object(
+            obj,
+            operation=operation,
+            old_object=old_object,
+            namespace=namespace,
+            uid=uid,
+            dry_run=dry_run,
+            api_version=api_version,
+        )
+        answer = self.request("POST", f"/mutate/{route}?timeout={self.timeout_seconds}s", orjson.dumps(review))
+        _require(answer.status == 200, f"webhook answered HTTP {answer.status}: {answer.body[:300]!r}")
+        result: dict[str, Any] = answer.json()
+        _require(result.get("apiVersion") == api_version, f"apiVersion not echoed: {result.get('apiVersion')}")
+        _require(result.get("kind") == "AdmissionReview", "kind is not AdmissionReview")
+        _require((result.get("response") or {}).get("uid") == uid, "uid not echoed")
+        return result, uid
 
 
 def _require(condition: bool, message: str) -> None:

