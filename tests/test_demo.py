@@ -36,8 +36,11 @@ def test_the_demo_misses_records_then_hits_every_step() -> None:
     assert "first run:  6 steps, 6 missed and ran, 6 recorded" in out
     assert "second run: 6 steps, 6 replayed from the cache, 0 ran" in out
     assert "fail-open answers: 0" in out
+    assert "shrinking: a Kubeflow-shaped pipeline of 12 components, 1,986,757 bytes" in out
+    assert "24 values moved to the side store" in out
+    assert "12 of 12 driver pods restored by the webhook, every argument and env value byte for byte" in out
     pids = list(map(int, re.findall(r"pid (\d+)", out)))
-    assert len(pids) == 3  # valkey, webhook, recorder
+    assert len(pids) == 4  # valkey, side store, webhook, recorder
     for pid in pids:
         assert not pid_alive(pid), f"process {pid} left behind"
 
@@ -58,10 +61,10 @@ def test_ctrl_c_stops_everything_it_started() -> None:
     assert proc.stdout is not None
     pids: list[int] = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(pids) < 3:
+    while time.monotonic() < deadline and len(pids) < 4:
         line = proc.stdout.readline()
         pids += [int(p) for p in re.findall(r"pid (\d+)", line)]
-    assert len(pids) == 3, "the demo did not report its Valkey, webhook and recorder processes"
+    assert len(pids) == 4, "the demo did not report its Valkey, side store, webhook and recorder processes"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

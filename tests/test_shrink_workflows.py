@@ -1,20 +1,18 @@
 """Shrinking Workflows end to end: values moved at Workflow CREATE, restored at pod CREATE, through HTTPS admission
 against a real side store (HTTPS, Valkey) — the API server's part played by the harness.
 
-The Kubeflow-shaped Workflow here is written by hand after the structure of KFP v2's compiled output (every
-component and implementation JSON a workflow argument `components-<hash>` / `implementations-<hash>`, passed by a
-DAG task to the `system-container-driver` template, whose container takes them as arguments). Pods are built by the
-development simulator for the original and for the stored Workflow; restoring the second must give the first, byte
-for byte.
+The Kubeflow-shaped Workflow (wfboost_dev/argosim/kubeflow.py) is written by hand after the structure of KFP v2's
+compiled output (every component and implementation JSON a workflow argument `components-<hash>` /
+`implementations-<hash>`, passed by a DAG task to the `system-container-driver` template, whose container takes them
+as arguments). Pods are built by the development simulator for the original and for the stored Workflow; restoring
+the second must give every process the strings of the first, byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from tests.test_server import metric
 from wfboost.shrink.analysis import analyse_workflow_arguments
 from wfboost.shrink.refs import PATTERN, reference_for
 from wfboost.shrink.restore import RestoreRefused, restore_ops
+from wfboost_dev.argosim.kubeflow import kubeflow_shaped
 from wfboost_dev.demo.plan import PodToAdmit, plan_workflow
 
 POLICY = """apiVersion: wfboost.io/v1alpha1
@@ -38,50 +37,6 @@ features: {shrinkWorkflows: true}
 shrink: {valueThresholdBytes: %d, objectThresholdBytes: %d}
 """
 ETCD_LIMIT = 1_572_864  # etcd's default --max-request-bytes
-DRIVER = "ghcr.io/kubeflow/kfp-driver@sha256:" + "d" * 64
-
-
-def component_json(index: int, size: int, rng: random.Random) -> str:
-    """A component spec of about `size` bytes: varied text, as a real one's inputs, outputs and docs are."""
-    words = ["dataset", "model", "metrics", "learning_rate", "epochs", "<b>", "&&", "\"quoted\"", "naïve", "$HOME"]
-    body = " ".join(rng.choice(words) for _ in range(size // 6))
-    return json.dumps({"executorLabel": f"exec-step-{index}", "description": body[:size]}, ensure_ascii=False)
-
-
-def kubeflow_shaped(components: int, size: int, *, seed: int = 0) -> dict[str, Any]:
-    rng = random.Random(seed)
-    arguments, tasks = [], []
-    for index in range(components):
-        digest = hashlib.sha256(f"{seed}-{index}".encode()).hexdigest()
-        arguments.append({"name": f"components-{digest}", "value": component_json(index, size, rng)})
-        arguments.append({"name": f"implementations-{digest}", "value": component_json(index, size, rng)})
-        tasks.append({
-            "name": f"step-{index}-driver", "template": "system-container-driver",
-            "arguments": {"parameters": [
-                {"name": "component", "value": f"{{{{workflow.parameters.components-{digest}}}}}"},
-                {"name": "container", "value": f"{{{{workflow.parameters.implementations-{digest}}}}}"},
-                {"name": "task", "value": json.dumps({"taskInfo": {"name": f"step-{index}"}})},
-            ]},
-        })
-    return {
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-        "metadata": {"generateName": "pipeline-", "namespace": "ml"},
-        "spec": {
-            "entrypoint": "root",
-            "arguments": {"parameters": arguments},
-            "templates": [
-                {"name": "system-container-driver",
-                 "inputs": {"parameters": [{"name": "component"}, {"name": "container"}, {"name": "task"}]},
-                 "metadata": {},
-                 "container": {"image": DRIVER, "command": ["driver"],
-                               "args": ["--component", "{{inputs.parameters.component}}",
-                                        "--container", "{{inputs.parameters.container}}",
-                                        "--task", "{{inputs.parameters.task}}"],
-                               "env": [{"name": "KFP_COMPONENT", "value": "{{inputs.parameters.component}}"}]}},
-                {"name": "root", "dag": {"tasks": tasks}},
-            ],
-        },
-    }
 
 
 @pytest.fixture(scope="module")

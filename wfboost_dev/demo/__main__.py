@@ -1,7 +1,8 @@
 """`python -m wfboost_dev.demo` (what `make run` runs): a workflow run twice through the webhook, locally.
 
-Embedded Valkey, an emulated Kubernetes API, and `wfboost serve` and `wfboost recorder` as real processes; the first
-run misses and is recorded, the second is replayed from the cache.
+Embedded Valkey, an emulated Kubernetes API, and `wfboost serve`, `wfboost recorder` and `wfboost sidestore serve` as
+real processes; the first run misses and is recorded, the second is replayed from the cache; then a Kubeflow-shaped
+pipeline that etcd would refuse is shrunk at CREATE and its pods restored.
 """
 
 from __future__ import annotations

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,11 +26,12 @@ from typing import Any, TextIO
 
 import yaml
 
-from wfboost.tls.certs import write_local_material
+from wfboost.tls.certs import create_ca, create_serving_cert, service_names, write_local_material
 from wfboost_dev.demo.apiserver import ApiServerClient
 from wfboost_dev.demo.cluster import EmulatedCluster
 from wfboost_dev.demo.playback import Player
 from wfboost_dev.demo.processes import RedisProcess, free_port, start_redis
+from wfboost_dev.demo.shrinking import show_shrinking
 
 DEFAULT_WORKFLOW = "churn-model.yaml"
 DEMO_NAMESPACE = "ml-team"
@@ -58,7 +61,7 @@ def load_workflow(path: Path | None) -> tuple[dict[str, Any], str]:
 DEMO_POLICY = """\
 apiVersion: wfboost.io/v1alpha1
 kind: Policy
-features: {memoize: true}
+features: {memoize: true, shrinkWorkflows: true}
 memoize:
   namespaces: [ml-team]
   maxStaleness: P7D
@@ -122,11 +125,15 @@ def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
         write_local_material(tls_dir, workdir / "ca.crt")
         policy = workdir / "policy.yaml"
         policy.write_text(DEMO_POLICY)
+        sidestore_url, token = start_sidestore(procs, workdir, procs.redis, kubeconfig)
+        say(f"sidestore   {sidestore_url} (pid {procs.children[-1].pid}, blobs in the same Valkey, db 1)")
         port = free_port()
         common = ["--redis-url", procs.redis.url, "--policy", str(policy), "--namespace", "wfboost",
                   "--kubeconfig", str(kubeconfig)]
         webhook = procs.spawn(
-            ["serve", "--host", "127.0.0.1", "--port", str(port), "--cert-dir", str(tls_dir), *common],
+            ["serve", "--host", "127.0.0.1", "--port", str(port), "--cert-dir", str(tls_dir), *common,
+             "--sidestore-url", sidestore_url, "--sidestore-token-file", str(token),
+             "--sidestore-ca", str(workdir / "sidestore-ca.crt")],
             workdir / "webhook.log",
         )
         api = ApiServerClient(port, workdir / "ca.crt")
@@ -141,6 +148,43 @@ def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
         yield Started(api, procs.cluster, procs.redis.url)
     finally:
         procs.stop()
+
+
+def start_sidestore(procs: Processes, workdir: Path, redis: RedisProcess, kubeconfig: Path) -> tuple[str, Path]:
+    """`wfboost sidestore serve` on loopback with its own CA, and a token for the webhook."""
+    ca = create_ca()
+    serving = create_serving_cert(ca, service_names("wfboost-sidestore", "wfboost", extra_ips=["127.0.0.1"]))
+    cert_dir = workdir / "sidestore-tls"
+    cert_dir.mkdir()
+    (cert_dir / "tls.crt").write_bytes(serving.cert_pem)
+    (cert_dir / "tls.key").write_bytes(serving.key_pem)
+    (workdir / "sidestore-ca.crt").write_bytes(ca.cert_pem)
+    token = workdir / "sidestore-token"
+    token.write_text(secrets.token_urlsafe(32))
+    clients = workdir / "sidestore-clients.yaml"
+    clients.write_text(yaml.safe_dump({"clients": [{"name": "webhook", "token": token.read_text(),
+                                                    "namespaces": ["*"]}]}))
+    port, status_port = free_port(), free_port()
+    log = workdir / "sidestore.log"
+    child = procs.spawn(
+        ["sidestore", "serve", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(status_port),
+         "--cert-dir", str(cert_dir),
+         "--clients", str(clients), "--redis-url", f"redis://127.0.0.1:{redis.port}/1", "--gc-interval", "0",
+         "--kubeconfig", str(kubeconfig)],
+        log,
+    )
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise DemoError("the side store exited: " + " | ".join(log.read_text().strip().splitlines()[-5:]))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return url, token
+        except OSError:
+            time.sleep(0.1)
+    raise DemoError("the side store did not become ready within 30 s")
 
 
 def wait_ready(api: ApiServerClient, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -177,9 +221,13 @@ def run_demo(workflow_path: Path | None, layout_name: str, out: TextIO, *, pace:
         say(f"first run:  {len(first.steps)} steps, {first.count('miss')} missed and ran, {recorded} recorded")
         say(f"second run: {len(second.steps)} steps, {second.count('hit')} replayed from the cache, "
             f"{len(second.steps) - second.count('hit')} ran")
+        say("")
+        restored = show_shrinking(ready.api, layout_name, DEMO_NAMESPACE, say)
+        say("")
         metrics = ready.api.request("GET", "/metrics").body.decode()
         failed_open = sum(
             float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("wfboost_fail_open_total")
         )
-        say(f"fail-open answers: {failed_open:.0f}; every answer allowed, every patch applied to the object sent")
-    return 0
+        say(f"fail-open answers: {failed_open:.0f}; every patch applied to the object sent, no pod started with a "
+            "reference in place of its value")
+    return 0 if restored else 1
