@@ -102,3 +102,27 @@ def test_redis_url_from_the_environment_and_down_means_unchanged(argo_pod: dict[
     done = run("-", stdin=json.dumps(argo_pod), env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["response"]["allowed"] is True
+
+
+def test_review_says_what_shrinking_would_move(tmp_path: Path) -> None:
+    from wfboost_dev.argosim.kubeflow import kubeflow_shaped
+
+    workflow = kubeflow_shaped(3, 30_000)
+    # the controller evaluates a podSpecPatch: what reaches it stays inline
+    workflow["spec"]["templates"][0]["podSpecPatch"] = '{"containers":[{"name":"main","env":[{"name":"C",'
+    workflow["spec"]["templates"][0]["podSpecPatch"] += '"value":"{{inputs.parameters.component}}"}]}]}'
+
+    path = tmp_path / "wf.json"
+    path.write_bytes(orjson.dumps(workflow))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {shrinkWorkflows: true}\n")
+    done = run("--policy", str(policy), str(path))
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("wfboost review: shrink:")]
+    assert lines[0].startswith("wfboost review: shrink: would move 3 value(s) to the side store, ")
+    assert "implementations-" in lines[0] and "components-" not in lines[0]
+    assert len(lines) == 4 and all(
+        "kept inline: components-" in line and "podSpecPatch: a field the controller evaluates" in line
+        for line in lines[1:]
+    )
+    assert "workflows: fail_open (sidestore_unavailable" in done.stderr  # review itself has no side store

@@ -13,6 +13,7 @@ from wfboost.cli.inputs import InputError, read_text
 from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.cli.policy_file import read_policy
 from wfboost.policy import Policy, PolicyError
+from wfboost.shrink.workflow import plan_workflow_shrink
 from wfboost.structs.documents import DocumentError, parse_documents
 from wfboost.webhook.errors import ReviewInputError
 from wfboost.webhook.review import (
@@ -62,7 +63,26 @@ def run(args: argparse.Namespace) -> int:
         if result.outcome.fail_open:
             note += f" ({result.outcome.fail_open.value}: {result.outcome.detail})"
         print(f"wfboost review: {note}", file=sys.stderr)
+    for doc in docs:
+        for line in _shrink_summary(doc, policy):
+            print(f"wfboost review: {line}", file=sys.stderr)
     return 0
+
+
+def _shrink_summary(doc: dict[str, Any], policy: Policy) -> list[str]:
+    """What shrinking would do to a Workflow at CREATE (review has no side store, so its admission fails open)."""
+    namespace = (doc.get("metadata") or {}).get("namespace") or ""
+    if doc.get("kind") != "Workflow" or not policy.features.shrink_workflows:
+        return []
+    if namespace and not policy.shrink_workflows_in(namespace):
+        return [f"shrink: not in scope for namespace {namespace}"]
+    plan = plan_workflow_shrink(doc, policy.shrink)
+    if isinstance(plan, str):
+        return [f"shrink: nothing would move ({plan.replace('_', ' ')})"]
+    lines = [f"shrink: would move {len(plan.moved)} value(s) to the side store, {plan.size_before:,} -> "
+             f"{plan.size_after:,} bytes: " + ", ".join(m.name for m in plan.moved)]
+    lines += [f"shrink: kept inline: {name}: {reason}" for name, reason in sorted(plan.kept.items())]
+    return lines
 
 
 async def _review(docs: list[dict[str, Any]], policy: Policy, args: argparse.Namespace) -> list[Reviewed]:
