@@ -317,3 +317,79 @@ def test_every_published_workflow_runs_the_same_shrunk_and_restored(folder: str)
             moved += len(plan.moved)
     print(f"{folder}: {compared} workflows compared, {moved} values moved")
     assert compared > 0 and moved > 0, (compared, moved)
+
+
+def _spec_using(extra_args: list[str], **changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "entrypoint": "main",
+        "arguments": {"parameters": [{"name": "big", "value": "x" * 5000}]},
+        "templates": [{"name": "main", "inputs": {"parameters": [{"name": "big"}]},
+                       "container": {"image": "busybox", "args": ["{{inputs.parameters.big}}", *extra_args]}}],
+    }
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "kept_because"),
+    [
+        (_spec_using(["{{workflow.parameters.json}}"]), "hands every argument over at once"),
+        (_spec_using(["{{workflow.parameters}}"]), "hands every argument over at once"),
+        (_spec_using(["{{inputs.parameters}}"]), "hands every input over at once"),
+        (_spec_using(["{{=toJson(inputs)}}"]), "an expression reads values"),
+        (_spec_using(["{{=sprig.toJson(workflow)}}"]), "an expression reads values"),
+        (_spec_using([], templates=[
+            {"name": "main", "steps": [[{"name": "s", "templateRef": {"name": "lib", "template": "t"}}]]}]),
+         "templateRef"),
+        (_spec_using([], arguments={"parameters": [{"name": "big", "value": "x" * 5000, "enum": ["x" * 5000]}]}),
+         "enum"),
+        (_spec_using(["wfboost-ref:v1:3:" + "0" * 64]), "already holds reference text"),
+    ],
+)
+def test_what_reads_every_value_or_cannot_be_seen_keeps_arguments_inline(
+    spec: dict[str, Any], kept_because: str
+) -> None:
+    analysis = analyse_workflow_arguments(spec)
+    assert "big" not in analysis.movable
+    assert kept_because in analysis.kept["big"]
+
+
+def test_a_task_exit_handler_receives_the_workflows_arguments_and_is_marked() -> None:
+    """dag.go: `task.GetExitHook(woc.execWf.Spec.Arguments)`: an exit handler gets the Workflow's arguments."""
+    spec = _spec_using([])
+    spec["templates"].append({"name": "dag", "dag": {"tasks": [{"name": "t", "template": "main", "onExit": "bye"}]}})
+    spec["templates"].append({"name": "bye", "inputs": {"parameters": [{"name": "big"}]},
+                              "container": {"image": "busybox", "args": ["{{inputs.parameters.big}}"]}})
+    assert analyse_workflow_arguments(spec).movable["big"] == {"main", "bye"}
+    spec["templates"][2]["container"]["args"] = ["--when", "ok"]
+    spec["templates"][2]["podSpecPatch"] = "{{inputs.parameters.big}}"
+    assert "podSpecPatch" in analyse_workflow_arguments(spec).kept["big"]
+
+
+def test_a_script_too_big_to_stay_in_its_template_stays_inline() -> None:
+    """Restored into ARGO_TEMPLATE, a 120 kB script makes it pass 128 KiB, where Argo would offload the template
+    to a ConfigMap (workflowpod.go) that restoring cannot reach: the value stays, and Argo offloads it as usual."""
+    from wfboost.policy.model import ShrinkSettings
+    from wfboost.shrink.workflow import plan_workflow_shrink
+
+    source = "print('a')\n" * 10_000
+    workflow = {"metadata": {"name": "w", "namespace": "ml"}, "spec": {
+        "entrypoint": "main", "arguments": {"parameters": [{"name": "src", "value": source}]},
+        "templates": [{"name": "main", "inputs": {"parameters": [{"name": "src"}]},
+                       "script": {"image": "python", "command": ["python"], "source": "{{inputs.parameters.src}}"}}]}}
+    assert plan_workflow_shrink(workflow, ShrinkSettings(object_threshold_bytes=0)) == "nothing_to_move"
+    smaller = "print('a')\n" * 2_000
+    workflow["spec"]["arguments"]["parameters"][0]["value"] = smaller
+    plan = plan_workflow_shrink(workflow, ShrinkSettings(object_threshold_bytes=0))
+    assert not isinstance(plan, str) and [m.name for m in plan.moved] == ["src"]
+
+
+def test_a_pod_with_references_but_no_mark_is_reported(webhook: Webhook) -> None:
+    """The fail-open pod entry cannot refuse it: it says so in the log and in a counter an alert can watch."""
+    pod = pods_of(kubeflow_shaped(1, 100), "v3.7.18")[0].pod
+    pod["spec"]["containers"][1]["args"] = [reference_for("a value").text]
+    assert webhook.api.admit("pods", pod).patch == []
+    assert metric(webhook, "wfboost_shrink_unrestored_pods_total") == 1
+    pod["metadata"]["labels"]["wfboost.io/restore"] = "true"  # marked: the restoring entry has it
+    webhook.api.admit("pods", pod)
+    assert metric(webhook, "wfboost_shrink_unrestored_pods_total") == 1

@@ -45,6 +45,9 @@ class View:
     def holder_of(self, namespace: str, digest: str) -> str | None:
         return None
 
+    def released_at(self, namespace: str, digest: str) -> float | None:
+        return None
+
 
 def test_verdict_rules() -> None:
     now = 10_000.0
@@ -285,7 +288,8 @@ def test_a_live_workflows_text_holds_the_values_moved_out_of_it() -> None:
     ref = reference_for(value)
     workflow = {"metadata": {"name": "pipeline-x7k2p", "namespace": "ml", "uid": "u-1", "resourceVersion": "5"},
                 "spec": {"arguments": {"parameters": [{"name": "components-abc", "value": ref.text}]}}}
-    live = LiveWorkflows()
+    clock = [10_000.0]
+    live = LiveWorkflows(clock=lambda: clock[0])
     live.replace([workflow], "5")
     now, old = 10_000.0, 0.0
     kept = retention_of(old, [], live, now, GRACE, namespace="ml", digest=ref.digest)
@@ -293,7 +297,10 @@ def test_a_live_workflows_text_holds_the_values_moved_out_of_it() -> None:
     assert not retention_of(old, [], live, now, GRACE, namespace="other", digest=ref.digest).keep  # per namespace
     event: WatchEvent = {"type": "DELETED", "object": workflow}
     live.apply(event)
-    assert not retention_of(old, [], live, now, GRACE, namespace="ml", digest=ref.digest).keep
+    # deleted and created again from its own YAML: the values stay for the grace
+    kept = retention_of(old, [], live, now + GRACE / 2, GRACE, namespace="ml", digest=ref.digest)
+    assert kept.keep and "went within the grace period" in kept.reason
+    assert not retention_of(old, [], live, now + GRACE, GRACE, namespace="ml", digest=ref.digest).keep
     again: WatchEvent = {"type": "ADDED", "object": {**workflow, "metadata": {**workflow["metadata"], "uid": "u-2"}}}
     live.apply(again)  # `argo resubmit`: a new Workflow with the same references
     assert retention_of(old, [], live, now, GRACE, namespace="ml", digest=ref.digest).keep

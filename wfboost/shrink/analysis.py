@@ -17,9 +17,11 @@ The Workflow's arguments are also the arguments of its entrypoint and of its exi
 hook): `executeTemplate(…, execWf.Spec.Arguments, …)` and `GetExitHook(execWf.Spec.Arguments)` in
 workflow/controller/operator.go at v3.7.18. Their inputs of the same names are followed like any passed argument.
 
-Anything else keeps the value inline: any other field, a mention in an expression, the whole-map forms
-`{{workflow.parameters}}` / `{{inputs.parameters}}`, an input with `enum` (the controller checks the value against
-it), a template referenced from elsewhere, a `workflowTemplateRef` (the templates are not in this object).
+Anything else keeps the value inline: any other field; an expression (`{{=…}}`, `expression:`) naming `inputs`,
+`workflow` or `parameters`; the whole-map forms `{{workflow.parameters}}`, `{{workflow.parameters.json}}`,
+`{{inputs.parameters}}`; an `enum` on the argument or the input (the controller checks the value against it); any
+`templateRef` or a `workflowTemplateRef` (a template not in this object can read any argument unseen); reference text
+already in the Workflow.
 Pure: it reads the spec only.
 """
 
@@ -55,9 +57,13 @@ def analyse_workflow_arguments(spec: Any) -> Analysis:
         return analysis
     whole = _whole_spec_reason(spec)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
+    enums = {p["name"] for p in parameters if isinstance(p, Mapping) and "enum" in p}
     for name in names:
         if whole:
             analysis.kept[name] = whole
+            continue
+        if name in enums:
+            analysis.kept[name] = "it has an enum the controller checks the value against"
             continue
         receivers: set[str] = set()
         visited: set[tuple[str, str]] = set()
@@ -74,13 +80,25 @@ def analyse_workflow_arguments(spec: Any) -> Analysis:
 
 
 def _argument_receivers(spec: Mapping[str, Any]) -> list[str | None]:
-    """The templates the Workflow's own arguments are passed to; None for one that is not named here."""
+    """The templates the Workflow's own arguments are passed to; None for one that is not named here.
+
+    The entrypoint, and every exit handler: the Workflow's (`onExit`, `hooks.exit`) and each DAG task's and step's
+    (`GetExitHook(execWf.Spec.Arguments)` in workflow/controller/dag.go and steps.go, v3.5.14 to v4.1.2).
+    """
     found: list[str | None] = [spec.get("entrypoint") if isinstance(spec.get("entrypoint"), str) else None]
-    if spec.get("onExit"):
-        found.append(spec["onExit"] if isinstance(spec["onExit"], str) else None)
-    exit_hook = (spec.get("hooks") or {}).get("exit")
-    if isinstance(exit_hook, Mapping):
-        found.append(exit_hook.get("template") if isinstance(exit_hook.get("template"), str) else None)
+    holders: list[Mapping[str, Any]] = [spec]
+    for template in spec.get("templates") or []:
+        if not isinstance(template, Mapping):
+            continue
+        holders.extend(t for t in (template.get("dag") or {}).get("tasks") or [] if isinstance(t, Mapping))
+        holders.extend(s for group in template.get("steps") or [] if isinstance(group, list)
+                       for s in group if isinstance(s, Mapping))
+    for holder in holders:
+        if holder.get("onExit"):
+            found.append(holder["onExit"] if isinstance(holder["onExit"], str) else None)
+        exit_hook = (holder.get("hooks") or {}).get("exit") if isinstance(holder.get("hooks"), Mapping) else None
+        if isinstance(exit_hook, Mapping):
+            found.append(exit_hook.get("template") if isinstance(exit_hook.get("template"), str) else None)
     return found
 
 
@@ -107,15 +125,26 @@ def _received_reason(
     return _uses_reason(spec, templates, f"inputs.parameters.{name}", entry, receivers, visited)
 
 
+# Identifiers through which an expression can read every value at once (`toJson(inputs)`, `workflow.parameters`):
+# util/expr/env/env.go `GetFuncMap` nests the flat keys into these objects.
+_EXPRESSION_READS = re.compile(r"\b(inputs|workflow|parameters)\b")
+
+
 def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
     if spec.get("workflowTemplateRef"):
         return "the templates are in a WorkflowTemplate (workflowTemplateRef), not in this object"
-    for _, text in _strings(spec, ()):
+    for path, text in _strings(spec, ()):
+        if "templateRef" in path:
+            return "a template comes from elsewhere (templateRef): it can read any argument unseen"
+        if "wfboost-ref:" in text:
+            return "the Workflow already holds reference text: restoring its pods would change it"
+        if path and path[-1] == "expression" and _EXPRESSION_READS.search(text):
+            return "an expression field reads values: the controller evaluates it"
         for tag in _TAG.findall(text):
-            if tag.startswith("=") and "parameters" in tag:
-                return "an expression reads parameters: `{{=…}}` is evaluated by the controller"
-            if tag == "workflow.parameters":
-                return "`{{workflow.parameters}}` hands every argument to the controller at once"
+            if tag.startswith("=") and _EXPRESSION_READS.search(tag):
+                return "an expression reads values: `{{=…}}` is evaluated by the controller"
+            if tag in ("workflow.parameters", "workflow.parameters.json"):
+                return f"`{{{{{tag}}}}}` hands every argument over at once, as JSON"
     return None
 
 
@@ -131,6 +160,9 @@ def _uses_reason(
     holder: Mapping[str, Any] = spec if scope is None else templates[scope]
     base: tuple[str | int, ...] = () if scope is None else ("templates", scope)
     for path, text in _strings(holder, base):
+        if scope is not None and any(tag in ("inputs.parameters", "inputs.parameters.json")
+                                     for tag in _TAG.findall(text)):
+            return f"{_dotted(path)}: `{{{{inputs.parameters}}}}` hands every input over at once, as JSON"
         if not _mentions(text, token):
             continue
         reason = _use_reason(path, text, token, spec, templates, receivers, visited)

@@ -27,6 +27,10 @@ RESTORE_LABEL: Final = "wfboost.io/restore"
 # into a container string, would make the pod fail to start; such a value stays inline, where Argo 3.7.10+ can
 # offload the container's arguments to its own ConfigMap.
 MAX_MOVED_BYTES: Final = 120 * 1024
+# A receiving template whose ARGO_TEMPLATE would come near 128 KiB restored (its own JSON, plus the value where it is
+# a script source, which restoring writes back into it) is one Argo may offload to a ConfigMap, where restoring cannot
+# reach: values for it stay inline (workflowpod.go createWorkflowPod offloads past 131072 bytes, v3.6.19 to v4.1.2).
+MAX_RECEIVER_TEMPLATE_BYTES: Final = 100 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,12 @@ def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) 
     plan = WorkflowShrink(kept=dict(analysis.kept), size_before=size)
     receivers: set[str] = set()
     saved = 0
+    templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
     for index, parameter in enumerate(parameters):
         if not isinstance(parameter, Mapping) or parameter.get("name") not in analysis.movable:
             continue
         name, value = parameter["name"], parameter.get("value")
-        why = _why_not_moved(value, settings)
+        why = _why_not_moved(value, settings) or _receiver_too_big(value, analysis.movable[name], templates)
         if why:
             plan.kept[name] = why
             continue
@@ -93,6 +98,18 @@ def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
         return "holds `{{…}}`: the controller substitutes inside it"
     if PATTERN.search(value):
         return "already holds a reference"
+    return None
+
+
+def _receiver_too_big(value: Any, receivers: set[str], templates: Mapping[str, Mapping[str, Any]]) -> str | None:
+    for receiver in sorted(receivers):
+        template = templates.get(receiver) or {}
+        size = len(orjson.dumps(template))
+        if "script" in template and isinstance(value, str):
+            size += len(orjson.dumps(value))
+        if size > MAX_RECEIVER_TEMPLATE_BYTES:
+            return (f"template {receiver} would be {size} bytes restored, near the 128 KiB past which Argo moves it to "
+                    "a ConfigMap that restoring cannot reach")
     return None
 
 

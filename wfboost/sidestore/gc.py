@@ -32,6 +32,8 @@ class WorkflowView(Protocol):
 
     def holder_of(self, namespace: str, digest: str) -> str | None: ...
 
+    def released_at(self, namespace: str, digest: str) -> float | None: ...
+
 
 @dataclass(frozen=True)
 class Retention:
@@ -59,6 +61,9 @@ def retention_of(
     holder = live.holder_of(namespace, digest) if digest else None
     if holder is not None:
         return Retention(True, f"live Workflow {holder} holds its reference")
+    released = live.released_at(namespace, digest) if digest else None
+    if released is not None and now - released < grace:
+        return Retention(True, "the last Workflow holding its reference went within the grace period")
     for ref in refs:
         if ref.kind == "workflow":
             if live.is_live(ref.target):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import orjson
 
@@ -21,16 +22,22 @@ from wfboost.shrink.refs import references_in
 log = logging.getLogger(__name__)
 
 WORKFLOWS = resource_path("argoproj.io", "v1alpha1", "workflows")
+# How long a release time is remembered: far past any grace period.
+_RELEASED_KEPT_SECONDS = 86400.0
 
 
 class LiveWorkflows:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.uids: set[str] = set()
         self.synced = False
         self.resource_version: str | None = None
         self.relists = 0
         self._held_by: dict[str, frozenset[tuple[str, str]]] = {}  # uid -> (namespace, digest) it references
         self._holders: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, digest) -> uid -> "ns/name"
+        # (namespace, digest) -> when its last holder went: a Workflow deleted and created again from its own YAML
+        # (`kubectl get -o yaml`, then delete, then create) must find its values still there.
+        self._released: dict[tuple[str, str], float] = {}
 
     def is_live(self, uid: str) -> bool:
         return uid in self.uids
@@ -40,12 +47,21 @@ class LiveWorkflows:
         holders = self._holders.get((namespace, digest))
         return next(iter(holders.values())) if holders else None
 
+    def released_at(self, namespace: str, digest: str) -> float | None:
+        """When the last live Workflow holding this blob's reference went, if one did and none holds it now."""
+        return None if (namespace, digest) in self._holders else self._released.get((namespace, digest))
+
     def replace(self, items: Iterable[dict[str, object]], resource_version: str | None) -> None:
         items = list(items)
+        before = set(self._holders)
         self.uids = {uid for item in items if (uid := _uid(item))}
         self._held_by, self._holders = {}, {}
         for item in items:
             self._hold(item)
+        now = self.clock()
+        for key in before - set(self._holders):
+            self._released[key] = now
+        self._released = {key: at for key, at in self._released.items() if now - at < _RELEASED_KEPT_SECONDS}
         self.resource_version = resource_version
         self.synced = True
 
@@ -70,6 +86,7 @@ class LiveWorkflows:
                 holders.pop(uid, None)
                 if not holders:
                     del self._holders[key]
+                    self._released[key] = self.clock()
 
     def apply(self, event: WatchEvent) -> None:
         obj = event["object"]

@@ -122,6 +122,11 @@ class ShrinkMetrics:
         )
         self.bytes_saved.labels(what="status")
         self.bytes_saved.labels(what="values")
+        self.unrestored_pods = Counter(
+            "wfboost_shrink_unrestored_pods",
+            "Pods seen holding wfboost references without the restore mark (a gap to report: they run with them)",
+            registry=self.registry,
+        )
         self.values_moved = Counter(
             "wfboost_shrink_values_moved",
             "Workflow values moved to the side store at CREATE (each replaced by a reference)",

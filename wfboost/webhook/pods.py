@@ -7,6 +7,7 @@ touched on CREATE: their spec is immutable afterwards (argo-facts.md).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,10 +18,14 @@ from wfboost.cache.runs import new_run_id
 from wfboost.cache.store import Lookup
 from wfboost.kube import KubeClient, KubeError, resource_path
 from wfboost.policy.controls import CACHE_OUTCOME
+from wfboost.shrink.restore import pod_references
+from wfboost.shrink.workflow import RESTORE_LABEL
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
 from wfboost.webhook.errors import KubeUnavailable, UnparseableObject
 from wfboost.webhook.memoize import decide, patch_for
+
+log = logging.getLogger(__name__)
 
 KINDS = frozenset({("", "Pod")})
 
@@ -31,6 +36,7 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         return UNCHANGED
     if CACHE_OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
         return Decision(outcome="already_decided")  # a reinvocation: deciding again would key the replay itself
+    _notice_unrestored(pod, ctx)
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
     settings = ctx.policy.memoize_settings_for(namespace, ctx.namespace_labels)
     if not settings.enabled:
@@ -45,6 +51,17 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     ctx.metrics.memo.decisions.labels(decision=decision.verdict, reason=decision.reason).inc()
     ctx.metrics.memo.replayed_bytes.inc(decision.replayed_bytes)
     return Decision(patch_for(step, decision, settings.replay, run_id=new_run_id()), decision.outcome)
+
+
+def _notice_unrestored(pod: dict[str, Any], ctx: AdmissionContext) -> None:
+    """A pod holding reference text that was not routed to the restoring entry: a gap in the analysis, or a webhook
+    configuration without restore.wfboost.io. It cannot be refused here (this entry fails open): say it loudly."""
+    if RESTORE_LABEL in ((pod.get("metadata") or {}).get("labels") or {}) or not pod_references(pod):
+        return
+    metadata = pod.get("metadata") or {}
+    log.error("pod %s/%s holds wfboost references but is not marked for restoring; it will run with them",
+              metadata.get("namespace"), metadata.get("name") or metadata.get("generateName"))
+    ctx.metrics.shrink.unrestored_pods.inc()
 
 
 async def read_step(pod: dict[str, Any], namespace: str, kube: KubeClient | None) -> ArgoStep | None:

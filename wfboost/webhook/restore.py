@@ -11,6 +11,7 @@ message.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 
@@ -41,16 +42,21 @@ async def admit_restore(request: AdmissionRequest, ctx: AdmissionContext) -> Dec
                                   "restore references; keep this Workflow's values inline (wfboost.io/shrink off)")
     if ctx.sidestore is None:
         return _refuse(what, 429, "the webhook has no side store configured (--sidestore-url)")
+    ordered = sorted(references, key=lambda r: r.sha256)
+    sidestore = ctx.sidestore
+    fetched = await asyncio.gather(*(sidestore.get(namespace, r.digest) for r in ordered), return_exceptions=True)
     values: dict[Reference, str] = {}
-    for reference in sorted(references, key=lambda r: r.sha256):
-        try:
-            data = await ctx.sidestore.get(namespace, reference.digest)
-        except SideStoreUnavailable as exc:
-            return _refuse(what, 429, f"the side store is unreachable ({exc.message})")
-        except SideStoreClientError as exc:
-            if exc.status == 404:
+    for reference, data in zip(ordered, fetched, strict=True):
+        if isinstance(data, SideStoreUnavailable):
+            return _refuse(what, 429, f"the side store is unreachable ({data.message})")
+        if isinstance(data, SideStoreClientError):
+            if data.status == 404:
                 return _refuse(what, 400, f"{reference.text} is not in the side store for namespace {namespace}")
-            return _refuse(what, 429, f"the side store answered {exc}")
+            if data.status in (401, 403):  # a retry cannot help: say so loudly rather than wait forever
+                return _refuse(what, 400, f"the side store refused the webhook's credentials ({data})")
+            return _refuse(what, 429, f"the side store answered {data}")
+        if isinstance(data, BaseException):
+            raise data
         if len(data) != reference.size or hashlib.sha256(data).hexdigest() != reference.sha256:
             return _refuse(what, 400, f"the side store returned other bytes than {reference.text}")
         try:
