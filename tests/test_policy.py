@@ -57,9 +57,9 @@ def policy_text(body: str) -> str:
 
 
 def all_features(policy: Policy, *, memoize: bool = True) -> Policy:
-    """The policy with every switch on. Files may not turn on features that are not built yet (latching,
-    shrinking), but the model's rules for them are tested already."""
-    return dataclasses.replace(policy, features=Features(memoize, True, True, True))
+    """The policy with every switch on. Files may not turn on features that are not built yet (shrinking task
+    results), but the model's rules for them are tested already."""
+    return dataclasses.replace(policy, features=Features(memoize, True, True, True, True))
 
 
 def errors_of(body: str) -> tuple[str, ...]:
@@ -231,7 +231,7 @@ def test_example_policy_in_deploy_loads_and_means_what_its_comments_say() -> Non
     experimental = {"tier": "experimental"}
     assert policy.memoize_settings_for("data-x", experimental).max_staleness == timedelta(0)
     assert policy.memoize_settings_for("data-x", experimental).staleness(timedelta(days=3)) == timedelta(days=3)
-    assert not policy.latch_settings_for("data-x").enabled  # latching is not built: its switch stays off
+    assert not policy.latch_settings_for("data-x").enabled  # the example leaves latching off
     assert policy.memoize_settings_for("data-x").staleness(timedelta(days=90)) == timedelta(days=30)
 
 
@@ -246,7 +246,6 @@ def test_example_policy_in_deploy_loads_and_means_what_its_comments_say() -> Non
         ("memoize: {maxStaleness: 7}", "memoize.maxStaleness: expected a string, got 7"),
         ("memoize: {maxStalenessLimit: 7}", "memoize.maxStalenessLimit: expected a string or null, got 7"),
         ("features: {latch: 1}", "features.latch: expected true or false, got 1"),
-        ("features: {latch: true}", "features.latch: latching is not built yet; leave it off"),
         ("features: {shrinkTaskResults: true}", "features.shrinkTaskResults: shrinking task results is not built"),
         (
             "memoize: {namespaceSelector: {matchLabels: {a: 1}}}",

@@ -23,7 +23,16 @@ from wfboost.cache.errors import CacheError
 from wfboost.cache.inputs import publishing_artifact, unpinned_artifact, unseen_input
 from wfboost.cache.keys import KeyMaterial, cache_key, key_material
 from wfboost.cache.keyspace import DEFAULT_RETENTION
-from wfboost.policy import CACHE, CACHE_SEED, MAX_STALENESS, DurationError, EffectiveMemoize, Policy, parse_duration
+from wfboost.policy import (
+    CACHE,
+    CACHE_SEED,
+    LATCH,
+    MAX_STALENESS,
+    DurationError,
+    EffectiveMemoize,
+    Policy,
+    parse_duration,
+)
 
 KFP_RUNTIME_ROLE = "pipelines.kubeflow.org/runtime-role"
 _OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
@@ -84,6 +93,7 @@ class StepControls:
     cache: bool | None  # None: not set on the step
     max_staleness: timedelta | None
     seed: str | None
+    latch: bool | None = None  # wfboost.io/latch; None: not set on the step
 
 
 def step_controls(step: ArgoStep) -> StepControls:
@@ -99,10 +109,14 @@ def step_controls(step: ArgoStep) -> StepControls:
             parsed = parse_duration(staleness.strip())
         except DurationError as exc:
             raise BadControl(f"{MAX_STALENESS}: {exc}") from None
+    latch = values.get(LATCH)
+    if latch is not None and latch.strip().lower() not in ("true", "false"):
+        raise BadControl(f"{LATCH} must be \"true\" or \"false\", not {latch!r}")
     return StepControls(
         cache=None if cache is None else cache.strip().lower() == "true",
         max_staleness=parsed,
         seed=values.get(CACHE_SEED),
+        latch=None if latch is None else latch.strip().lower() == "true",
     )
 
 

@@ -7,7 +7,10 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
 - `wfb:v1:{K}:t` (hash): staleness tracks, `t:<seconds>` → `<finished ms>:<entry id>`.
   Expires `retention` after the newest entry finished; older tracks are purged in the background.
 - `wfb:v1:{K}:e` (hash): entries, `<entry id>` → entry JSON; only entries some track points at. Same lifetime.
-- `wfb:v1:{K}:lease` (string): who holds the latch for K (latching). Lives for the lease TTL, renewed by the leader.
+- `wfb:v1:{K}:lease` (string): who holds the latch for K (latching). Lives for the lease TTL, renewed by the recorder
+  while the leader's pod lives, released when it is recorded or fails.
+- `wfb:v1:{K}:waits` (hash): node identity → when that node was first deferred as a follower of K (ms). Lives for
+  `latch.followerWait` plus the lease TTL after the last deferral.
 - `wfb:v1:{K}:digest` (string): the image digest the entries of K ran (main's `imageID`). A real run that reports
   another digest (a tag pushed again) drops the entries before it is recorded. Same lifetime as the tracks.
 - `wfb:v1:{K}:served` (set): the nodes (`node_identity`: namespace, workflow uid, node name without a retry
@@ -51,6 +54,10 @@ def entries_key(cache_key: str) -> str:
 
 def lease_key(cache_key: str) -> str:
     return f"{PREFIX}{{{cache_key}}}:lease"
+
+
+def waits_key(cache_key: str) -> str:
+    return f"{PREFIX}{{{cache_key}}}:waits"
 
 
 def digest_key(cache_key: str) -> str:

@@ -36,6 +36,7 @@ class Verdict(enum.StrEnum):
     RERUN = "rerun"  # the node was served a hit before and came back (a retry): it runs for real
     LEADER = "leader"  # a miss whose caller now holds the lease: it runs the step
     FOLLOWER = "follower"  # a miss while another run of the same key is in flight
+    WAITED = "waited"  # a follower that has waited `latch.followerWait`: it runs for real, without the lease
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Lookup:
     entry: CacheEntry | None = None
     adopted: bool = False  # the entry came from another staleness track
     lease_holder: str = ""  # for followers: who leads
+    waited_ms: int = 0  # for followers, and for hits and leaders that were followers: how long this node has waited
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class CacheStore:
         self._lookup = redis.register_script(_script("lookup.lua"))
         self._record = redis.register_script(_script("record.lua"))
         self._prune = redis.register_script(_script("prune.lua"))
+        self._lease = redis.register_script(_script("lease.lua"))
 
     # --- the admission path: one round trip ---------------------------------------------------------------
 
@@ -84,6 +87,7 @@ class CacheStore:
         adopt: bool = True,
         lease: LeaseRequest | None = None,
         node: str = "",
+        follower_wait: timedelta = timedelta(0),
         at_ms: int | None = None,
     ) -> Lookup:
         """The newest entry no older than `staleness`, preferring the step's own staleness track.
@@ -91,10 +95,11 @@ class CacheStore:
         `adopt` copies an entry found on another track onto the requested one, so that a workflow keeps reusing the
         same result for as long as it accepts it, whatever faster workflows record; it is off for dry runs, which
         write nothing. `node` names the step's node (`node_identity`): a node served a hit before is answered
-        RERUN, and a hit remembers the node.
+        RERUN, and a hit remembers the node. With `lease`, a miss takes the lease (LEADER) or finds it held by
+        another pod (FOLLOWER, until `node` has waited `follower_wait`: WAITED).
         """
         answer = await self._lookup(
-            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key), ks.served_key(key)],
+            keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key), ks.served_key(key), ks.waits_key(key)],
             args=[
                 at_ms if at_ms is not None else now_ms(),
                 int(staleness.total_seconds() * 1000),
@@ -104,12 +109,24 @@ class CacheStore:
                 lease.owner if lease else "",
                 node,
                 int(ks.SERVED_TTL.total_seconds() * 1000),
+                int(follower_wait.total_seconds() * 1000),
             ],
         )
         verdict = Verdict(_text(answer[0]))
         if verdict is Verdict.HIT:
-            return Lookup(verdict, cast(CacheEntry, orjson.loads(answer[1])), adopted=bool(int(answer[2])))
-        return Lookup(verdict, lease_holder=_text(answer[1]))
+            waited = int(answer[3]) if len(answer) > 3 else 0
+            entry = cast(CacheEntry, orjson.loads(answer[1]))
+            return Lookup(verdict, entry, adopted=bool(int(answer[2])), waited_ms=waited)
+        return Lookup(verdict, lease_holder=_text(answer[1]), waited_ms=int(answer[2]))
+
+    async def extend_lease(self, key: str, owner: str, ttl: timedelta) -> bool:
+        """Renew the lease on `key` if `owner` still holds it (the recorder, while the leader's pod lives)."""
+        ttl_ms = int(ttl.total_seconds() * 1000)
+        return bool(await self._lease(keys=[ks.lease_key(key)], args=["extend", owner, ttl_ms]))
+
+    async def release_lease(self, key: str, owner: str) -> bool:
+        """Drop the lease on `key` if `owner` holds it: its run failed or stopped, and the next attempt may lead."""
+        return bool(await self._lease(keys=[ks.lease_key(key)], args=["release", owner, 0]))
 
     # --- the recorder ------------------------------------------------------------------------------------------
 

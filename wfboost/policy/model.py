@@ -88,8 +88,8 @@ class Features:
 
     memoize: bool = setting("memoize", default=False, doc="Memoize steps in the namespaces `memoize` names.")
     latch: bool = setting(
-        "latch", default=False, doc="Identical steps in flight at once run once (not built yet).",
-        unbuilt="latching is not built yet; leave it off",
+        "latch", default=False,
+        doc="Identical steps in flight at once run once: the others are deferred (429) and take the result.",
     )
     shrink_workflows: bool = setting(
         "shrinkWorkflows", default=False,
@@ -381,7 +381,7 @@ class Policy:
     )
     features: Features = setting("features", default_factory=Features, doc="One switch per feature; all off.")
     memoize: MemoizeSettings = setting("memoize", default_factory=MemoizeSettings, doc="Memoization defaults.")
-    latch: LatchSettings = setting("latch", default_factory=LatchSettings, doc="Latching defaults (not built yet).")
+    latch: LatchSettings = setting("latch", default_factory=LatchSettings, doc="Latching defaults.")
     shrink: ShrinkSettings = setting(
         "shrink", default_factory=ShrinkSettings, doc="Compressed status; moving values out (not built)."
     )

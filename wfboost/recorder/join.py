@@ -34,6 +34,7 @@ from wfboost.argo.workflow_status import (
 )
 from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry, OutputParameter, Producer
+from wfboost.cache.leases import owner_of_pod
 from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, read_marker
 from wfboost.cache.runs import RUN_ANNOTATION, is_run_id, written_by
 from wfboost.policy import EffectiveMemoize
@@ -66,6 +67,7 @@ class PendingStep:
     archive_location: Mapping[str, Any] | None  # the step's artifact repository, as the executor resolves keys
     producer: Producer
     run_id: str = ""  # wfboost.io/run, set at admission: the run's artifacts lie under its segment (cache/runs.py)
+    lease_owner: str = ""  # wfboost.io/lease: this pod leads its key's run (latching); '' when it does not
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize) -> PendingStep | Sk
         declared_artifacts=artifacts,
         archive_location=archive if isinstance(archive, Mapping) else None,
         run_id=run_id if is_run_id(run_id) else "",
+        lease_owner=owner_of_pod(step.pod, step),
         producer={
             "namespace": step.namespace,
             "workflow": step.workflow,

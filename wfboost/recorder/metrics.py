@@ -60,6 +60,16 @@ class RecorderMetrics:
             registry=r,
         )
         self.purged = Counter("wfboost_recorder_purged", "Stale tracks removed by the background purge", registry=r)
+        self.leases_released = Counter(
+            "wfboost_recorder_leases_released",
+            "Latching leases the recorder released, by cause (recorded; or why the leader was not: failed, "
+            "pod_deleted, pod_disrupted…)",
+            ["cause"],
+            registry=r,
+        )
+        self.leases_extended = Counter(
+            "wfboost_recorder_leases_extended", "Lease renewals for leaders whose pods still run", registry=r
+        )
         self.key_mismatches = Counter(
             "wfboost_recorder_key_mismatches",
             "Pods whose key, recomputed from the stored pod, differs from the key the webhook annotated at admission:"

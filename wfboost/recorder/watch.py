@@ -98,6 +98,7 @@ class Recorder:
         self.metrics = metrics or RecorderMetrics()
         self.clock = clock
         self.table = PendingTable(ttl=settings.pending_ttl, capacity=settings.max_pending)
+        self._background: set[asyncio.Task[None]] = set()
         self.workflows = WorkflowReader(kube, min_interval=settings.workflow_read_interval, clock=clock)
         watch = settings.watch
         self.namespaces = NamespaceLabels(kube, watch)  # for policies that turn memoization on by namespace label
@@ -119,6 +120,7 @@ class Recorder:
         loops: dict[str, Callable[[], Awaitable[None]]] = {informer.name: informer.run for informer in self.informers}
         loops["namespace-labels"] = self.namespaces.run
         loops["housekeeping"] = self._housekeeping
+        loops["lease-heartbeat"] = self._heartbeat
         if self.settings.purge_interval > 0:
             loops["purge"] = self._purge_loop
         return loops
@@ -336,15 +338,15 @@ class Recorder:
             self._give_up(state, joined.reason)
             return
         try:
-            moved = await self.store.record(
-                joined, retention=retention(self.policy()), lease_owner=f"{ident[0]}/{ident[1]}"
-            )
+            moved = await self.store.record(joined, retention=retention(self.policy()), lease_owner=step.lease_owner)
         except (RedisError, OSError) as exc:
             state.write_failed = True
             self.metrics.errors.labels(kind="store").inc()
             log.warning("%s/%s: writing the entry failed (will retry): %s", ident[0], ident[1], exc)
             return
         state.done, state.write_failed, state.outputs = "recorded", False, None
+        if step.lease_owner:
+            self.metrics.leases_released.labels(cause="recorded").inc()
         self.metrics.recorded.labels(result="new" if moved else "unchanged").inc()
         if moved:
             self.metrics.recorded_bytes.inc(len(orjson.dumps(joined)))
@@ -367,6 +369,48 @@ class Recorder:
     def _give_up(self, state: StepState, reason: str) -> None:
         state.done, state.outputs = reason, None
         self.metrics.skipped.labels(reason=reason).inc()
+        if state.step is not None and state.step.lease_owner:
+            # The leader will not be recorded: the next attempt of a follower may lead (latching).
+            task = asyncio.get_running_loop().create_task(self._release(state.step, reason))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _release(self, step: PendingStep, cause: str) -> None:
+        try:
+            released = await self.store.release_lease(step.key, step.lease_owner)
+        except (RedisError, OSError) as exc:
+            self.metrics.errors.labels(kind="store").inc()
+            log.warning("releasing the lease of %s failed (it expires by itself): %s", step.key[:16], exc)
+            return
+        if released:
+            self.metrics.leases_released.labels(cause=cause).inc()
+            log.info("released the lease of %s held by %s (%s)", step.key[:16], step.producer["pod"], cause)
+
+    async def heartbeat_pass(self) -> None:
+        """Renew the lease of every leader whose pod still runs; release the ones whose pod is gone unrecorded.
+
+        A lease lives `latch.leaseTTL` from its last renewal: the leader's pod never created (refused later in
+        admission, a quota) lets it lapse by itself, and so does a recorder that is down (followers then lead in
+        turn: a repeated run, never a wrong result)."""
+        for _, state in list(self.table.items()):
+            step = state.step
+            if step is None or not step.lease_owner or state.done is not None:
+                continue
+            if state.pod_gone:
+                self._give_up(state, "pod_deleted")
+                continue
+            ttl = self.policy().latch_settings_for(step.namespace, self.namespaces.labels(step.namespace)).lease_ttl
+            try:
+                if await self.store.extend_lease(step.key, step.lease_owner, ttl):
+                    self.metrics.leases_extended.inc()
+            except (RedisError, OSError) as exc:
+                self.metrics.errors.labels(kind="store").inc()
+                log.warning("renewing the lease of %s failed: %s", step.key[:16], exc)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy().latch.heartbeat.total_seconds())
+            await self.heartbeat_pass()
 
     # --- background -------------------------------------------------------------------------------------------
 

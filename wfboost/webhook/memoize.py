@@ -16,6 +16,7 @@ import orjson
 from wfboost.argo.pods import ArgoStep
 from wfboost.cache.eligibility import Candidate, Skip
 from wfboost.cache.entries import CacheEntry
+from wfboost.cache.leases import LEASE_ANNOTATION, describe_owner
 from wfboost.cache.runs import RUN_ANNOTATION
 from wfboost.cache.store import Lookup, Verdict
 from wfboost.policy import ReplaySettings
@@ -24,7 +25,7 @@ from wfboost.structs.patch import PatchOp
 from wfboost.webhook.replay import NotReplayable, ReplayPlan, hit_patch, metadata_ops, replay_plan
 from wfboost.webhook.runs import write_once_ops
 
-MemoVerdict = Literal["hit", "miss", "skipped"]
+MemoVerdict = Literal["hit", "miss", "skipped", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class MemoDecision:
     key: str = ""
     entry: CacheEntry | None = None
     plan: ReplayPlan | None = None
+    lease_owner: str = ""  # a miss that leads its key's run (latching): the lease it holds
+    leader: str = ""  # deferred: who leads
 
     @property
     def outcome(self) -> str:
@@ -55,8 +58,9 @@ class MemoDecision:
         return self.plan.payload if self.plan is not None else 0
 
 
-def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None) -> MemoDecision:
-    """The decision for a step, given how it is memoized and what the store answered (None: not asked)."""
+def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None, *, owner: str = "") -> MemoDecision:
+    """The decision for a step, given how it is memoized and what the store answered (None: not asked); `owner` is
+    the lease this pod asked for, when it asked for one."""
     if isinstance(assessment, Skip):
         return MemoDecision("skipped", assessment.reason, assessment.detail)
     key = assessment.key
@@ -65,6 +69,14 @@ def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None) -
     if found is not None and found.verdict is Verdict.RERUN:
         detail = "this node was replayed before and came back (a retry): it runs for real"
         return MemoDecision("miss", "rerun_after_hit", detail, key=key)
+    if found is not None and found.verdict is Verdict.FOLLOWER:
+        leader = describe_owner(found.lease_holder)
+        return MemoDecision("deferred", "latch_follower", f"waiting for {leader}", key=key, leader=leader)
+    if found is not None and found.verdict is Verdict.WAITED:
+        detail = f"waited {found.waited_ms // 1000} s for {describe_owner(found.lease_holder)}: it runs for real"
+        return MemoDecision("miss", "latch_wait_over", detail, key=key)
+    if found is not None and found.verdict is Verdict.LEADER:
+        return MemoDecision("miss", "no_entry", "it leads: identical steps wait for it", key=key, lease_owner=owner)
     if found is None or found.verdict is not Verdict.HIT or found.entry is None:
         return MemoDecision("miss", "no_entry", key=key)
     try:
@@ -85,6 +97,8 @@ def patch_for(step: ArgoStep, decision: MemoDecision, replay: ReplaySettings, *,
         if decision.verdict == "miss":
             annotations[RUN_ANNOTATION] = run_id
             ops = write_once_ops(step, run_id)
+        if decision.lease_owner:
+            annotations[LEASE_ANNOTATION] = decision.lease_owner
         return [*ops, *metadata_ops(step.pod, labels={}, annotations=annotations)]
     entry = decision.entry
     producer = entry["producer"]

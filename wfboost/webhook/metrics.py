@@ -59,6 +59,7 @@ class Metrics:
         r.register(self.reload_counts)
         self.memo = MemoMetrics(r)
         self.shrink = ShrinkMetrics(r)
+        self.latch = LatchMetrics(r)
 
 
 @dataclass(eq=False)  # a registry keeps collectors in a dict: by identity
@@ -131,4 +132,28 @@ class ShrinkMetrics:
             "wfboost_shrink_values_moved",
             "Workflow values moved to the side store at CREATE (each replaced by a reference)",
             registry=self.registry,
+        )
+
+
+@dataclass
+class LatchMetrics:
+    """Latching at admission: who led, who was deferred, how long followers waited."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.leaders = Counter("wfboost_latch_leaders", "Pods that took a key's lease and run the step", registry=r)
+        self.deferrals = Counter(
+            "wfboost_latch_deferrals", "Pod creations refused with 429 while an identical step runs", registry=r
+        )
+        self.waited_out = Counter(
+            "wfboost_latch_waited_out", "Followers that waited latch.followerWait and then ran for real", registry=r
+        )
+        self.wait_seconds = Histogram(
+            "wfboost_latch_wait_seconds",
+            "From a node's first deferral to its admission as a hit (then=hit) or as the next leader (then=leader)",
+            ["then"],
+            buckets=(1, 2.5, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=r,
         )

@@ -1,8 +1,9 @@
-"""Pods created by the Argo controller: memoization at admission.
+"""Pods created by the Argo controller: memoization and latching at admission.
 
-Parse the Argo pod layout → assess the step (may it be memoized; its key) → ask Redis once → decide (hit, miss or
-skipped, memoize.py) → patch: a replay for a hit (replay.py), annotations saying why otherwise. Pods are only
-touched on CREATE: their spec is immutable afterwards (argo-facts.md).
+Parse the Argo pod layout → assess the step (may it be memoized; its key) → ask Redis once (the entry, or with
+latching the lease) → decide (hit, miss, skipped or deferred, memoize.py) → patch: a replay for a hit (replay.py),
+annotations saying why otherwise; a follower of an identical step in flight is refused with 429, which Argo's
+controller retries (docs/latching.md). Pods are only touched on CREATE: their spec is immutable afterwards.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Any
 from wfboost.argo.pods import ArgoStep, NotAContainerStep, NotAnArgoStep, is_argo_step_pod, parse_pod
 from wfboost.cache.eligibility import Candidate, assess
 from wfboost.cache.keyspace import node_identity
+from wfboost.cache.leases import lease_owner
 from wfboost.cache.runs import new_run_id
-from wfboost.cache.store import Lookup
+from wfboost.cache.store import LeaseRequest, Lookup, Verdict
 from wfboost.kube import KubeClient, KubeError, resource_path
 from wfboost.policy.controls import CACHE_OUTCOME
 from wfboost.shrink.restore import pod_references
 from wfboost.shrink.workflow import RESTORE_LABEL
 from wfboost.structs.admission import AdmissionRequest
-from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
+from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision, Denial
 from wfboost.webhook.errors import KubeUnavailable, UnparseableObject
 from wfboost.webhook.memoize import decide, patch_for
 
@@ -46,11 +48,41 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         ctx.metrics.memo.decisions.labels(decision="skipped", reason="template_resource").inc()
         return Decision(outcome="skipped_template_resource")
     assessment = assess(step, settings)
-    found = await _lookup(ctx, step, assessment) if isinstance(assessment, Candidate) else None
-    decision = decide(step, assessment, found)
+    lease = _lease_for(ctx, step, assessment) if isinstance(assessment, Candidate) else None
+    found = await _lookup(ctx, step, assessment, lease) if isinstance(assessment, Candidate) else None
+    decision = decide(step, assessment, found, owner=lease.owner if lease else "")
     ctx.metrics.memo.decisions.labels(decision=decision.verdict, reason=decision.reason).inc()
     ctx.metrics.memo.replayed_bytes.inc(decision.replayed_bytes)
+    if found is not None:
+        _count_latch(ctx, found)
+    if decision.verdict == "deferred":
+        message = (f"wfboost: an identical step is running ({decision.leader}); this one waits for its result "
+                   "and is created again by the controller")
+        return Decision(outcome=decision.outcome, denial=Denial(429, message))
     return Decision(patch_for(step, decision, settings.replay, run_id=new_run_id()), decision.outcome)
+
+
+def _lease_for(ctx: AdmissionContext, step: ArgoStep, candidate: Candidate) -> LeaseRequest | None:
+    """The lease to ask for: where latching is on, for a step that would take the leader's result (staleness above
+    zero, its own `wfboost.io/latch` not "false"), never on a dry run (which writes nothing)."""
+    latch = ctx.policy.latch_settings_for(step.namespace, ctx.namespace_labels)
+    if not latch.enabled or ctx.dry_run or candidate.controls.latch is False:
+        return None
+    if candidate.staleness.total_seconds() <= 0:
+        return None
+    return LeaseRequest(lease_owner(step), latch.lease_ttl)
+
+
+def _count_latch(ctx: AdmissionContext, found: Lookup) -> None:
+    latch = ctx.metrics.latch
+    if found.verdict is Verdict.LEADER:
+        latch.leaders.inc()
+    elif found.verdict is Verdict.FOLLOWER:
+        latch.deferrals.inc()
+    elif found.verdict is Verdict.WAITED:
+        latch.waited_out.inc()
+    if found.waited_ms and found.verdict in (Verdict.HIT, Verdict.LEADER):
+        latch.wait_seconds.labels(then=found.verdict.value).observe(found.waited_ms / 1000)
 
 
 def _notice_unrestored(pod: dict[str, Any], ctx: AdmissionContext) -> None:
@@ -88,14 +120,18 @@ async def read_step(pod: dict[str, Any], namespace: str, kube: KubeClient | None
         raise UnparseableObject(str(exc)) from None
 
 
-async def _lookup(ctx: AdmissionContext, step: ArgoStep, candidate: Candidate) -> Lookup | None:
+async def _lookup(
+    ctx: AdmissionContext, step: ArgoStep, candidate: Candidate, lease: LeaseRequest | None
+) -> Lookup | None:
     """The store's answer, in one round trip; not asked for a step that never reuses (staleness P0D). Dry runs
-    write nothing (no adoption onto another track, no served node)."""
+    write nothing (no adoption onto another track, no served node, no lease)."""
     if candidate.staleness.total_seconds() <= 0:
         return None
     store = ctx.require_store()
     started = time.perf_counter()
     node = node_identity(step.namespace, step.workflow_uid, step.node_name)
-    found = await store.lookup(candidate.key, staleness=candidate.staleness, adopt=not ctx.dry_run, node=node)
+    wait = ctx.policy.latch_settings_for(step.namespace, ctx.namespace_labels).follower_wait
+    found = await store.lookup(candidate.key, staleness=candidate.staleness, adopt=not ctx.dry_run, node=node,
+                               lease=lease, follower_wait=wait)
     ctx.metrics.memo.lookup_latency.observe(time.perf_counter() - started)
     return found

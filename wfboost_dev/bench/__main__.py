@@ -12,7 +12,6 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -32,6 +31,8 @@ from wfboost.tls.reloader import CertificateReloader
 from wfboost.webhook.config import MAX_BODY_BYTES, WebhookConfig
 from wfboost.webhook.server import WebhookServer
 from wfboost_dev.argosim.status import kubeflow_run_nodes
+from wfboost_dev.bench.latch import measure_latching
+from wfboost_dev.bench.serving import Serving
 from wfboost_dev.bench.status import report as status_report
 from wfboost_dev.demo.apiserver import ApiServerClient
 from wfboost_dev.demo.plan import plan_workflow
@@ -45,32 +46,6 @@ POLICY = (
     "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true, compressStatus: true}\n"
     "memoize: {namespaces: [bench]}\n"
 )
-
-
-class Serving:
-    """An aiohttp app on its own loop in a thread, so the synchronous client measures it from outside."""
-
-    def __init__(self, app: web.Application, reloader: CertificateReloader, port: int):
-        self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(app, access_log=None)
-        self.ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.runner.setup())
-            site = web.TCPSite(self.runner, "127.0.0.1", port, ssl_context=reloader.context)
-            self.loop.run_until_complete(site.start())
-            self.ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        self.ready.wait(30)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
 
 
 def baseline_app() -> web.Application:
@@ -150,6 +125,7 @@ def main() -> int:
                                           old_object=running_workflow).object
                     workflow_results = measure(update(client), WORKFLOW_REQUESTS)
                 running.stop()
+            latch_lines = measure_latching(root, redis.url)
         finally:
             redis.stop()
     base_p50 = statistics.median(baseline)
@@ -168,6 +144,8 @@ def main() -> int:
     print(row("wfboost, status compressed", workflow_results, workflow_base_p50))
     print()
     print("\n".join(status_report()))
+    print()
+    print("\n".join(latch_lines))
     return 0
 
 

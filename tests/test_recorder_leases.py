@@ -1,0 +1,111 @@
+"""The recorder's part in latching: it renews a leader's lease while the leader's pod runs, and releases it when the
+leader will not be recorded (failed, stopped, gone) or once it is. The cluster is kmock's emulator; Valkey is real."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from datetime import timedelta
+from typing import Any
+
+from tests.harness.emulated import HANG_GUARD, Cluster, recorded, running
+from tests.test_recorder import counter, declared_outputs, expected_key, namespace, workflow_pods
+from wfboost.argo.pods import parse_pod
+from wfboost.cache import keyspace
+from wfboost.cache.leases import LEASE_ANNOTATION, lease_owner
+from wfboost.cache.store import CacheStore, LeaseRequest, Verdict
+from wfboost.policy import Policy, load_policy
+
+POLICY = """
+apiVersion: wfboost.io/v1alpha1
+kind: Policy
+features: {memoize: true, latch: true}
+memoize: {namespaces: ["team-*"]}
+latch: {leaseTTL: PT30S, heartbeat: PT10S}
+"""
+
+
+def policy() -> Policy:
+    return load_policy(POLICY)
+
+
+async def as_leader(store: CacheStore, pod: dict[str, Any], ttl: timedelta = timedelta(seconds=30)) -> dict[str, Any]:
+    """The pod as the webhook admits a leader: its lease taken, and named on the pod."""
+    step = parse_pod(pod)
+    owner = lease_owner(step)
+    found = await store.lookup(expected_key(pod), staleness=timedelta(days=7), lease=LeaseRequest(owner, ttl))
+    assert found.verdict is Verdict.LEADER
+    leader = copy.deepcopy(pod)
+    leader["metadata"]["annotations"][LEASE_ANNOTATION] = owner
+    return leader
+
+
+async def lease_of(store: CacheStore, pod: dict[str, Any]) -> tuple[str | None, int]:
+    key = keyspace.lease_key(expected_key(pod))
+    holder = await store.redis.get(key)
+    return (holder.decode() if holder else None), int(await store.redis.pttl(key))
+
+
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(HANG_GUARD):
+        while not await condition():  # noqa: ASYNC110 - polling what the recorder writes from its own tasks
+            await asyncio.sleep(0.02)
+
+
+async def test_a_failed_leader_releases_its_lease(cluster: Cluster, store: CacheStore) -> None:
+    pod = await as_leader(store, workflow_pods("v3.7.18", namespace())["fetch"])
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod, 1)
+        await until(lambda: _released(store, pod))
+        assert counter(recorder, "wfboost_recorder_leases_released_total", cause="failed") == 1
+
+
+async def test_a_recorded_leader_releases_its_lease(cluster: Cluster, store: CacheStore) -> None:
+    pod = await as_leader(store, workflow_pods("v3.7.18", namespace())["fetch"])
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await cluster.report(pod, declared_outputs(pod))
+        await recorded(store, expected_key(pod))
+        assert (await lease_of(store, pod))[0] is None
+        assert counter(recorder, "wfboost_recorder_leases_released_total", cause="recorded") == 1
+
+
+async def test_a_running_leaders_lease_is_renewed(cluster: Cluster, store: CacheStore) -> None:
+    pod = await as_leader(store, workflow_pods("v3.7.18", namespace())["fetch"], ttl=timedelta(seconds=2))
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(pod)
+        await until(lambda: _seen(recorder))
+        await recorder.heartbeat_pass()
+        holder, ttl_ms = await lease_of(store, pod)
+        assert holder == pod["metadata"]["annotations"][LEASE_ANNOTATION] and ttl_ms > 25_000
+        assert counter(recorder, "wfboost_recorder_leases_extended_total") == 1
+
+
+async def test_a_lease_annotation_copied_from_another_pod_is_not_this_pods(cluster: Cluster, store: CacheStore) -> None:
+    """The annotation must name the very pod: a pod that carries another's (copied YAML) leads nothing."""
+    pods = workflow_pods("v3.7.18", namespace())
+    leader = await as_leader(store, pods["fetch"])
+    impostor = copy.deepcopy(pods["fetch"])
+    impostor["metadata"]["name"] += "-copy"
+    impostor["metadata"]["annotations"][LEASE_ANNOTATION] = leader["metadata"]["annotations"][LEASE_ANNOTATION]
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(impostor)
+        await cluster.finish_pod(impostor, 1)
+        await until(lambda: _gave_up(recorder))
+        assert (await lease_of(store, leader))[0] == json.loads(json.dumps(
+            leader["metadata"]["annotations"][LEASE_ANNOTATION]))
+
+
+async def _released(store: CacheStore, pod: dict[str, Any]) -> bool:
+    return (await lease_of(store, pod))[0] is None
+
+
+async def _seen(recorder: Any) -> bool:
+    return any(state.step is not None for _, state in recorder.table.items())
+
+
+async def _gave_up(recorder: Any) -> bool:
+    return counter(recorder, "wfboost_recorder_steps_skipped_total", reason="failed") >= 1
