@@ -220,3 +220,27 @@ def test_the_same_pod_admitted_again_still_leads(
     pod = pod_of("again", seed)
     assert webhook.api.answer("pods", pod)["allowed"]
     assert webhook.api.answer("pods", copy.deepcopy(pod))["allowed"]
+
+
+def test_cache_inflight_lists_leaders_and_who_waits(
+    start_webhook: StartWebhook, tmp_path: Path, valkey: Any, request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from wfboost.cli import main
+
+    seed = request.node.nodeid
+    webhook = latching(start_webhook, tmp_path, valkey)
+    leader = pod_of("lead", seed)
+    assert webhook.api.answer("pods", leader)["allowed"]
+    for name in ("wait-1", "wait-2"):
+        assert webhook.api.answer("pods", pod_of(name, seed))["status"]["code"] == 429
+    key = cache_key(key_material(parse_pod(leader), seed=seed))
+    assert main(["cache", "inflight", "--redis-url", valkey.url, "--json"]) == 0
+    listed = {item["key"]: item for item in json.loads(capsys.readouterr().out)}
+    assert listed[key]["leader"] == lease_owner(parse_pod(leader))
+    assert len(listed[key]["waiting"]) == 2 and 0 < listed[key]["expires_in_s"] <= 30
+    assert main(["cache", "inflight", "--redis-url", valkey.url]) == 0
+    table = capsys.readouterr().out
+    assert f"pod {parse_pod(leader).pod_name} of workflow lead (namespace ml)" in table and "step(s) in flight" in table

@@ -49,6 +49,17 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Inflight:
+    """A key being run now by its leader: the lease's owner, how long until it lapses, and who waits (node →
+    first refusal, ms)."""
+
+    key: str
+    holder: str
+    expires_in_ms: int
+    waiting: dict[str, int]
+
+
+@dataclass(frozen=True)
 class LeaseRequest:
     """Latching: take the lease for the key on a miss, held by `owner` (namespace/node id) for `ttl`."""
 
@@ -179,6 +190,21 @@ class CacheStore:
                 if any(matches(entry) for entry in tracks.values()):
                     found[key] = tracks
         return found
+
+    async def inflight(self) -> list[Inflight]:
+        """Every lease held now (latching), with who holds it and the nodes waiting for it. SCAN, for the CLI."""
+        found: list[Inflight] = []
+        async for raw in self.redis.scan_iter(match=f"{ks.PREFIX}{{*}}:lease", count=500):
+            lease = _text(raw)
+            key = lease[len(ks.PREFIX) + 1 : -len("}:lease")]
+            holder, ttl_ms, waits = await asyncio.gather(
+                self.redis.get(lease), self.redis.pttl(lease), self.redis.hgetall(ks.waits_key(key))
+            )
+            if holder is None:
+                continue  # released between the scan and the read
+            waiting = {_text(node): int(first) for node, first in waits.items()}
+            found.append(Inflight(key, _text(holder), max(0, int(ttl_ms)), waiting))
+        return sorted(found, key=lambda item: item.key)
 
     async def stats(self) -> dict[str, int]:
         raw = await self.redis.hgetall(ks.stats_key())

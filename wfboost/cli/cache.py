@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from wfboost.cache.admin import (
     pod_from_document,
     show_key,
 )
+from wfboost.cache.leases import describe_owner
 from wfboost.cache.redis_client import redact
 from wfboost.cache.store import CacheStore
 from wfboost.cli.inputs import InputError, read_text
@@ -84,7 +86,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(handler=_run(_stats))
 
-    for sub in (ls, show, inv, stats):
+    inflight = commands.add_parser("inflight", help="latching: steps running now, their leaders, who waits for them")
+    inflight.add_argument("--json", action="store_true")
+    inflight.set_defaults(handler=_run(_inflight))
+
+    for sub in (ls, show, inv, stats, inflight):
         add_redis_option(sub)
     add_policy_option(explain)
 
@@ -230,6 +236,21 @@ async def _stats(store: CacheStore, args: argparse.Namespace) -> str:
 
 
 # --- explain (no Redis) --------------------------------------------------------------------------------------
+
+
+async def _inflight(store: CacheStore, args: argparse.Namespace) -> str:
+    leases = await store.inflight()
+    now = int(time.time() * 1000)
+    if args.json:
+        return _json([{"key": i.key, "leader": i.holder, "expires_in_s": i.expires_in_ms / 1000,
+                       "waiting": {node: (now - first) / 1000 for node, first in sorted(i.waiting.items())}}
+                      for i in leases])
+    rows = [("KEY", "LEADER", "LAPSES IN", "WAITING", "LONGEST WAIT")]
+    for i in leases:
+        longest = max((now - first for first in i.waiting.values()), default=0)
+        rows.append((i.key[:16], _short(describe_owner(i.holder), 80), f"{i.expires_in_ms / 1000:.0f}s",
+                     str(len(i.waiting)), f"{longest / 1000:.0f}s" if i.waiting else "-"))
+    return _table(rows) + f"\n{len(leases)} step(s) in flight"
 
 
 def _explain(args: argparse.Namespace) -> int:
