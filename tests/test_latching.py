@@ -140,6 +140,7 @@ def test_when_the_leader_fails_one_follower_leads_and_the_others_wait_for_it(
     second = admit_all(webhook, others)
     leaders = [pod for pod, a in zip(others, second, strict=True) if a["allowed"]]
     assert len(leaders) == 1  # exactly one of the next attempts leads
+    assert metric(webhook, "wfboost_latch_takeovers_total") == 1
     new_leader = parse_pod(leaders[0])
     assert all(f"pod {new_leader.pod_name} " in a["status"]["message"] for a in second if not a["allowed"])
     record(webhook, leaders[0], seed, lease_owner(new_leader))

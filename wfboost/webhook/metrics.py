@@ -147,6 +147,10 @@ class LatchMetrics:
         self.deferrals = Counter(
             "wfboost_latch_deferrals", "Pod creations refused with 429 while an identical step runs", registry=r
         )
+        self.takeovers = Counter(
+            "wfboost_latch_takeovers", "Followers that became the leader after the lease they waited on was released",
+            registry=r,
+        )
         self.waited_out = Counter(
             "wfboost_latch_waited_out", "Followers that waited latch.followerWait and then ran for real", registry=r
         )

@@ -77,6 +77,8 @@ def _count_latch(ctx: AdmissionContext, found: Lookup) -> None:
     latch = ctx.metrics.latch
     if found.verdict is Verdict.LEADER:
         latch.leaders.inc()
+        if found.waited_ms:
+            latch.takeovers.inc()  # it was a follower: the leader it waited for was released
     elif found.verdict is Verdict.FOLLOWER:
         latch.deferrals.inc()
     elif found.verdict is Verdict.WAITED:
