@@ -127,6 +127,8 @@ def test_invalidate_dry_run_then_for_real(populated: str, capsys: pytest.Capture
     _, out, _ = run(capsys, "cache", "show", KEY_A, "--redis-url", populated, "--json")
     assert set(json.loads(out)["tracks"]) == {"86400"}  # the other track of A stays
 
+    code, _, err = run(capsys, "cache", "invalidate", "--redis-url", populated, "--key", KEY_B[:1])
+    assert code == 1 and "--key takes a whole cache key (64 hex digits)" in err  # never a one-character prefix
     code, out, _ = run(capsys, "cache", "invalidate", "--redis-url", populated, "--key", KEY_B)
     assert (code, out.splitlines()[0]) == (0, "removed 1 entry")
     _, out, _ = run(capsys, "cache", "ls", "--redis-url", populated, "--json")

@@ -245,3 +245,29 @@ def test_cache_inflight_lists_leaders_and_who_waits(
     assert main(["cache", "inflight", "--redis-url", valkey.url]) == 0
     table = capsys.readouterr().out
     assert f"pod {parse_pod(leader).pod_name} of workflow lead (namespace ml)" in table and "step(s) in flight" in table
+
+
+def test_a_step_near_its_deadline_never_waits(
+    start_webhook: StartWebhook, tmp_path: Path, valkey: Any, request: pytest.FixtureRequest
+) -> None:
+    """A deferred node stays Pending, and Argo fails a Pending node at its deadline (operator.go
+    checkTemplateTimeout): a step within two minutes of its ARGO_DEADLINE runs at once."""
+    from datetime import UTC, datetime
+
+    seed = request.node.nodeid
+    webhook = latching(start_webhook, tmp_path, valkey)
+    assert webhook.api.answer("pods", pod_of("leader", seed))["allowed"]
+
+    def with_deadline(pod: dict[str, Any], seconds: int) -> dict[str, Any]:
+        when = datetime.fromtimestamp(time.time() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
+        for env in main["env"]:
+            if env["name"] == "ARGO_DEADLINE":
+                env["value"] = when
+        return pod
+
+    hurried = with_deadline(pod_of("hurried", seed), 60)
+    ran = webhook.api.admit("pods", hurried).object
+    assert ran["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "miss: no_entry"
+    patient = with_deadline(pod_of("patient", seed), 3600)
+    assert webhook.api.answer("pods", patient)["status"]["code"] == 429

@@ -109,3 +109,57 @@ async def _seen(recorder: Any) -> bool:
 
 async def _gave_up(recorder: Any) -> bool:
     return counter(recorder, "wfboost_recorder_steps_skipped_total", reason="failed") >= 1
+
+
+async def test_a_leader_garbage_collected_as_it_succeeds_is_still_recorded(cluster: Cluster, store: CacheStore) -> None:
+    """podGC deletes a pod as it completes: a leader whose main succeeded keeps its lease until its record lands."""
+    pod = await as_leader(store, workflow_pods("v3.7.18", namespace())["fetch"])
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await until(lambda: _finished(recorder))
+        await cluster.delete_pod(pod)
+        await until(lambda: _gone(recorder))
+        await recorder.heartbeat_pass()  # gone, but it succeeded: not given up
+        await cluster.report(pod, declared_outputs(pod))
+        await recorded(store, expected_key(pod))
+        assert (await lease_of(store, pod))[0] is None
+        assert counter(recorder, "wfboost_recorder_leases_released_total", cause="recorded") == 1
+
+
+async def test_a_deletion_the_watch_missed_does_not_hold_the_lease(cluster: Cluster, store: CacheStore) -> None:
+    pod = await as_leader(store, workflow_pods("v3.7.18", namespace())["fetch"], ttl=timedelta(seconds=20))
+    async with running(cluster, store, policy) as recorder:
+        await cluster.create_pod(pod)
+        await until(lambda: _seen(recorder))
+        # gone without a DELETED event (lost across a 410; a relist does not report deletions)
+        del cluster.kmock.objects[("v1/pods", pod["metadata"]["namespace"], pod["metadata"]["name"])]
+        await recorder.heartbeat_pass()
+        assert (await lease_of(store, pod))[0] is None
+        assert counter(recorder, "wfboost_recorder_leases_released_total", cause="pod_deleted") == 1
+
+
+def test_the_heartbeat_is_the_shortest_any_namespace_asks_for() -> None:
+    from wfboost.recorder.watch import shortest_heartbeat
+
+    text = POLICY + "overrides:\n  - namespaces: [fast]\n    latch: {leaseTTL: PT5S, heartbeat: PT1S}\n"
+    assert shortest_heartbeat(load_policy(text)) == timedelta(seconds=1)
+    assert shortest_heartbeat(policy()) == timedelta(seconds=10)
+
+
+async def test_a_followers_first_refusal_outlives_the_controllers_requeue(store: CacheStore) -> None:
+    """Argo asks again every 10 s (30 s under load): the time of a node's first refusal must still be there."""
+    key = "e" * 64
+    await store.lookup(key, staleness=timedelta(days=7), lease=LeaseRequest("L", timedelta(seconds=60)))
+    found = await store.lookup(key, staleness=timedelta(days=7), lease=LeaseRequest("F", timedelta(seconds=1)),
+                               node="ns/uid/wf.step", follower_wait=timedelta(seconds=1))
+    assert found.verdict is Verdict.FOLLOWER
+    assert await store.redis.pttl(keyspace.waits_key(key)) > 600_000
+
+
+async def _finished(recorder: Any) -> bool:
+    return any(state.exit is not None for _, state in recorder.table.items())
+
+
+async def _gone(recorder: Any) -> bool:
+    return any(state.pod_gone for _, state in recorder.table.items())

@@ -53,6 +53,11 @@ async def test_ls_stat_gc(
         assert code == 1
         assert captured.err.strip() == f"wfboost sidestore stat: no blob {sha(b'orphan')} in namespace 'team-a'"
 
+        ss.server.live.synced = False  # the view of live Workflows is not in sync: a sweep does nothing
+        code = await asyncio.to_thread(main, ["sidestore", "gc", *common])
+        captured = capsys.readouterr()
+        assert code == 1 and captured.err.startswith("wfboost sidestore gc: nothing was swept: the view of live")
+
 
 def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"https://127.0.0.1:{free_port()}"

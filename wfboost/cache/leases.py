@@ -34,13 +34,17 @@ def owner_of_pod(pod: Mapping[str, Any], step: ArgoStep) -> str:
     return annotated if isinstance(annotated, str) and annotated == lease_owner(step) else ""
 
 
-def describe_owner(owner: str) -> str:
-    """`pod P of workflow W (namespace N), node X` for a follower's refusal; the raw text when it is not ours."""
+def describe_owner(owner: str, viewer: str | None = None) -> str:
+    """`pod P of workflow W (namespace N), node X` for a follower's refusal; the raw text when it is not ours. For a
+    `viewer` in another namespace (entries shared across namespaces), only that it is another namespace's: the
+    refusal lands in the follower's Workflow status, which its own tenant reads."""
     try:
         parsed = orjson.loads(owner)
     except orjson.JSONDecodeError:
         return owner or "another run"
     if not isinstance(parsed, dict):
         return owner
+    if viewer is not None and parsed.get("namespace") != viewer:
+        return "a run in another namespace"
     return (f"pod {parsed.get('pod')} of workflow {parsed.get('workflow')} (namespace {parsed.get('namespace')}), "
             f"node {parsed.get('node')}")

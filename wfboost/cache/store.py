@@ -144,10 +144,15 @@ class CacheStore:
     async def record(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "") -> bool:
         """Write an entry on its track; True when the track moved to it. Safe to repeat (watch replays). A run whose
         image digest differs from the key's entries' drops them first: the tag they were keyed by has moved."""
+        moved, _ = await self.record_run(entry, retention=retention, lease_owner=lease_owner)
+        return moved
+
+    async def record_run(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "") -> tuple[bool, bool]:
+        """`record`, and whether the lease `lease_owner` names was held and is now released (latching)."""
         key = entry["key"]
         body = orjson.dumps(entry)
         expire_at = entry["finished_ms"] + int(retention.total_seconds() * 1000)
-        replaced, dropped = await self._record(
+        replaced, dropped, released = await self._record(
             keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key), ks.digest_key(key)],
             args=[str(entry["staleness_s"]), entry["finished_ms"], entry["entry_id"], body, expire_at, lease_owner,
                   image_digest(entry["image_id"])],
@@ -158,7 +163,7 @@ class CacheStore:
         if replaced:
             await self.redis.hincrby(ks.stats_key(), "recorded", 1)
             await self.redis.hincrby(ks.stats_key(), "bytes", len(body))
-        return bool(replaced)
+        return bool(replaced), bool(released)
 
     # --- reading, for the CLI -------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -206,8 +207,11 @@ async def _invalidate(store: CacheStore, args: argparse.Namespace) -> str:
             raise AdminError("--all cannot be combined with other selections")
         report = await invalidate_all(store, dry_run=args.dry_run)
     else:
-        keys = [await _full_key(store, k) for k in args.key]
-        report = await invalidate(store, keys=keys, selection=selection, dry_run=args.dry_run)
+        for key in args.key:
+            if not re.fullmatch(r"[0-9a-f]{64}", key):
+                raise AdminError(f"--key takes a whole cache key (64 hex digits), not {key!r}; "
+                                 "`wfboost cache show PREFIX` prints the whole key of a prefix")
+        report = await invalidate(store, keys=list(args.key), selection=selection, dry_run=args.dry_run)
     if args.json:
         return _json(report.as_json())
     return _render_invalidation(report)

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = p.add_subparsers(dest="sidestore_command", metavar="SUBCOMMAND", required=True)
 
     s = commands.add_parser("serve", help="run the side store HTTP(S) service")
-    s.add_argument("--host", default=env_default("WFBOOST_HOST", "0.0.0.0"))
+    s.add_argument("--host", default=env_default("WFBOOST_HOST"),
+                   help="listen address (default 0.0.0.0; 127.0.0.1 with --insecure-http)")
     s.add_argument("--port", type=int, default=int(env_default("WFBOOST_SIDESTORE_PORT", "8443") or 8443))
     s.add_argument("--metrics-port", type=int, default=0, help="plain-HTTP /healthz /readyz /metrics (0: none)")
     s.add_argument("--redis-url", default=env_default("WFBOOST_REDIS_URL"), help="metadata (and default backend)")
@@ -77,6 +78,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if not args.redis_url:
         return _fail("serve", "--redis-url (or WFBOOST_REDIS_URL) is required: Redis holds the blob metadata")
     cert_dir: Path | None = args.cert_dir
+    # Plain HTTP carries bearer tokens in the clear: only on loopback unless an address is asked for.
+    args.host = args.host or ("127.0.0.1" if args.insecure_http else "0.0.0.0")
     config = SideStoreConfig(
         redis_url=args.redis_url,
         clients_file=args.clients,
@@ -132,6 +135,8 @@ def run_client(args: argparse.Namespace) -> int:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
         print(_render(args.action, result))
+    if args.action == "gc" and result.get("skipped"):
+        return _fail("gc", f"nothing was swept: {result['skipped']}")
     return 0
 
 

@@ -38,7 +38,7 @@ from wfboost.cache.leases import owner_of_pod
 from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, read_marker
 from wfboost.cache.runs import RUN_ANNOTATION, is_run_id, written_by
 from wfboost.policy import EffectiveMemoize
-from wfboost.policy.controls import CACHE_HIT
+from wfboost.policy.controls import CACHE_HIT, CACHE_KEY
 
 # Argo's own archived container logs: the run's logs, not one of the step's outputs.
 LOG_ARTIFACTS = frozenset({"main-logs"})
@@ -68,6 +68,7 @@ class PendingStep:
     producer: Producer
     run_id: str = ""  # wfboost.io/run, set at admission: the run's artifacts lie under its segment (cache/runs.py)
     lease_owner: str = ""  # wfboost.io/lease: this pod leads its key's run (latching); '' when it does not
+    lease_key: str = ""  # the key the lease was taken on: the one the webhook annotated (it computed it at admission)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def prepare_step(step: ArgoStep, settings: EffectiveMemoize) -> PendingStep | Sk
         archive_location=archive if isinstance(archive, Mapping) else None,
         run_id=run_id if is_run_id(run_id) else "",
         lease_owner=owner_of_pod(step.pod, step),
+        lease_key=str((meta.get("annotations") or {}).get(CACHE_KEY) or assessment.key),
         producer={
             "namespace": step.namespace,
             "workflow": step.workflow,

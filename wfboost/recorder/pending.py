@@ -36,6 +36,7 @@ class StepState:
     recording: bool = False  # a write is in flight (the two watches run concurrently)
     write_failed: bool = False  # the store refused or was unreachable; the housekeeping tick retries
     awaiting_node: bool = False  # the controller has not marked the node yet; the housekeeping tick asks again
+    finished_seen: float = 0.0  # when main's termination was first seen (the recorder's clock): latching's grace
 
     @property
     def ready(self) -> bool:
@@ -51,7 +52,7 @@ class StepState:
         the new run is decided when they are joined)."""
         self.pod, self.pod_created = pod, created
         self.step, self.exit, self.pod_succeeded, self.pod_gone = None, None, False, False
-        self.done, self.write_failed, self.awaiting_node = None, False, False
+        self.done, self.write_failed, self.awaiting_node, self.finished_seen = None, False, False, 0.0
 
 
 @dataclass

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from wfboost.argo import names
 from wfboost.argo.pods import NotAnArgoStep, is_argo_step_pod, parse_pod
 from wfboost.cache.eligibility import Skip, retention
+from wfboost.cache.leases import LEASE_ANNOTATION, owner_of_pod
 from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, restored_outputs
 from wfboost.cache.store import CacheStore
 from wfboost.kube import KubeApiError, KubeClient, KubeError, resource_path
@@ -56,6 +57,17 @@ from wfboost.recorder.metrics import RecorderMetrics
 from wfboost.recorder.pending import PendingTable, StepId, StepState
 from wfboost.recorder.workflows import WorkflowReader
 from wfboost.service.tasks import ServiceTasks
+
+# How long a finished leader's lease is still renewed while its record is pending (task result, node verdict).
+FINISHED_GRACE = 120.0
+
+
+def shortest_heartbeat(policy: Policy) -> timedelta:
+    """The heartbeat the recorder keeps: the shortest any namespace's settings ask for (overrides included)."""
+    beats = [policy.latch.heartbeat]
+    beats += [o.latch.heartbeat for o in policy.overrides if o.latch.heartbeat is not None]
+    beats += [o.latch.lease_ttl / 3 for o in policy.overrides if o.latch.lease_ttl is not None]
+    return max(min(beats), timedelta(milliseconds=100))
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +179,7 @@ class Recorder:
             prepared = reason if reason is not None else await self._prepare(pod, settings)
             if isinstance(prepared, str):
                 self._give_up(state, prepared)
+                self._release_for_pod(pod, prepared)
                 return
             if prepared is None:
                 return  # transient (the ConfigMap could not be read): the next event or relist tries again
@@ -178,6 +191,7 @@ class Recorder:
         if exit_ is None:
             return
         state.exit = exit_
+        state.finished_seen = state.finished_seen or self.clock()
         if exit_.exit_code != 0:
             self._give_up(state, "failed")
             return
@@ -338,14 +352,16 @@ class Recorder:
             self._give_up(state, joined.reason)
             return
         try:
-            moved = await self.store.record(joined, retention=retention(self.policy()), lease_owner=step.lease_owner)
+            moved, released = await self.store.record_run(
+                joined, retention=retention(self.policy()), lease_owner=step.lease_owner
+            )
         except (RedisError, OSError) as exc:
             state.write_failed = True
             self.metrics.errors.labels(kind="store").inc()
             log.warning("%s/%s: writing the entry failed (will retry): %s", ident[0], ident[1], exc)
             return
         state.done, state.write_failed, state.outputs = "recorded", False, None
-        if step.lease_owner:
+        if released:
             self.metrics.leases_released.labels(cause="recorded").inc()
         self.metrics.recorded.labels(result="new" if moved else "unchanged").inc()
         if moved:
@@ -366,50 +382,92 @@ class Recorder:
                     "wfboost admitted it (another mutating webhook?)", _pod_name(pod), step.key[:16], annotated[:16])
         return True
 
-    def _give_up(self, state: StepState, reason: str) -> None:
+    def _give_up(self, state: StepState, reason: str, *, release: bool = True) -> None:
         state.done, state.outputs = reason, None
         self.metrics.skipped.labels(reason=reason).inc()
-        if state.step is not None and state.step.lease_owner:
+        if release and state.step is not None and state.step.lease_owner:
             # The leader will not be recorded: the next attempt of a follower may lead (latching).
             task = asyncio.get_running_loop().create_task(self._release(state.step, reason))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     async def _release(self, step: PendingStep, cause: str) -> None:
+        await self._release_lease(step.lease_key or step.key, step.lease_owner, cause, step.producer["pod"])
+
+    async def _release_lease(self, key: str, owner: str, cause: str, pod: str) -> None:
         try:
-            released = await self.store.release_lease(step.key, step.lease_owner)
+            released = await self.store.release_lease(key, owner)
         except (RedisError, OSError) as exc:
             self.metrics.errors.labels(kind="store").inc()
-            log.warning("releasing the lease of %s failed (it expires by itself): %s", step.key[:16], exc)
+            log.warning("releasing the lease of %s failed (it lapses by itself): %s", key[:16], exc)
             return
         if released:
             self.metrics.leases_released.labels(cause=cause).inc()
-            log.info("released the lease of %s held by %s (%s)", step.key[:16], step.producer["pod"], cause)
+            log.info("released the lease of %s held by %s (%s)", key[:16], pod, cause)
+
+    def _release_for_pod(self, pod: dict[str, Any], cause: str) -> None:
+        """A leader pod given up before it was prepared (a skip reason of the recorder's own): its lease, from the
+        annotations the webhook wrote, when they name this very pod."""
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        owner, key = annotations.get(LEASE_ANNOTATION), annotations.get(CACHE_KEY)
+        if not isinstance(owner, str) or not isinstance(key, str) or not owner or not key:
+            return
+        try:
+            step = parse_pod(pod)
+        except NotAnArgoStep:
+            return
+        if owner_of_pod(pod, step):
+            task = asyncio.get_running_loop().create_task(self._release_lease(key, owner, cause, step.pod_name))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def heartbeat_pass(self) -> None:
-        """Renew the lease of every leader whose pod still runs; release the ones whose pod is gone unrecorded.
+        """Renew the lease of every leader that still runs; let go of the others.
 
-        A lease lives `latch.leaseTTL` from its last renewal: the leader's pod never created (refused later in
-        admission, a quota) lets it lapse by itself, and so does a recorder that is down (followers then lead in
-        turn: a repeated run, never a wrong result)."""
+        - Running, as far as events tell: renewed, after checking that the pod still exists (a deletion the watch
+          missed, across a relist or a 410, must not hold followers for hours): one GET per leader per heartbeat.
+        - Finished (main terminated): renewed for FINISHED_GRACE while its record is pending (the task result and
+          the controller's node verdict come after), then left to lapse.
+        - Gone before it succeeded: released at once.
+
+        A lease lives `latch.leaseTTL` from its last renewal: a leader pod never created lets it lapse by itself,
+        and so does a recorder that is down (followers then lead in turn: a repeated run, never a wrong result)."""
+        now = self.clock()
         for _, state in list(self.table.items()):
             step = state.step
             if step is None or not step.lease_owner or state.done is not None:
                 continue
-            if state.pod_gone:
-                self._give_up(state, "pod_deleted")
+            finished = state.exit is not None
+            gone = state.pod_gone and not (finished and state.exit is not None and state.exit.exit_code == 0)
+            if not gone and finished and now - state.finished_seen > FINISHED_GRACE:
+                continue  # its record is overdue: the lease lapses, a follower may lead
+            if not gone and not finished and not state.pod_gone and await self._pod_missing(step):
+                state.pod_gone = gone = True
+            if gone:
+                self._give_up(state, "pod_deleted", release=False)
+                await self._release(step, "pod_deleted")
                 continue
             ttl = self.policy().latch_settings_for(step.namespace, self.namespaces.labels(step.namespace)).lease_ttl
             try:
-                if await self.store.extend_lease(step.key, step.lease_owner, ttl):
+                if await self.store.extend_lease(step.lease_key or step.key, step.lease_owner, ttl):
                     self.metrics.leases_extended.inc()
             except (RedisError, OSError) as exc:
                 self.metrics.errors.labels(kind="store").inc()
                 log.warning("renewing the lease of %s failed: %s", step.key[:16], exc)
 
+    async def _pod_missing(self, step: PendingStep) -> bool:
+        """True when the API server says the leader's pod no longer exists (unknown counts as there)."""
+        try:
+            await self.kube.get(resource_path("", "v1", "pods", step.namespace, step.producer["pod"]))
+        except KubeApiError as exc:
+            return exc.status == 404
+        except KubeError:
+            return False
+        return False
+
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.policy().latch.heartbeat.total_seconds())
+            await asyncio.sleep(shortest_heartbeat(self.policy()).total_seconds())
             await self.heartbeat_pass()
 
     # --- background -------------------------------------------------------------------------------------------

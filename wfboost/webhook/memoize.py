@@ -70,10 +70,11 @@ def decide(step: ArgoStep, assessment: Skip | Candidate, found: Lookup | None, *
         detail = "this node was replayed before and came back (a retry): it runs for real"
         return MemoDecision("miss", "rerun_after_hit", detail, key=key)
     if found is not None and found.verdict is Verdict.FOLLOWER:
-        leader = describe_owner(found.lease_holder)
+        leader = describe_owner(found.lease_holder, step.namespace)
         return MemoDecision("deferred", "latch_follower", f"waiting for {leader}", key=key, leader=leader)
     if found is not None and found.verdict is Verdict.WAITED:
-        detail = f"waited {found.waited_ms // 1000} s for {describe_owner(found.lease_holder)}: it runs for real"
+        detail = (f"waited {found.waited_ms // 1000} s for {describe_owner(found.lease_holder, step.namespace)}: "
+                  "it runs for real")
         return MemoDecision("miss", "latch_wait_over", detail, key=key)
     if found is not None and found.verdict is Verdict.LEADER:
         return MemoDecision("miss", "no_entry", "it leads: identical steps wait for it", key=key, lease_owner=owner)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wfboost.argo.pods import ArgoStep, NotAContainerStep, NotAnArgoStep, is_argo_step_pod, parse_pod
@@ -30,6 +31,8 @@ from wfboost.webhook.memoize import decide, patch_for
 log = logging.getLogger(__name__)
 
 KINDS = frozenset({("", "Pod")})
+# A follower stops waiting this long before its own deadline, so that it still has time to run.
+DEADLINE_MARGIN = timedelta(minutes=2)
 
 
 async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
@@ -48,9 +51,9 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
         ctx.metrics.memo.decisions.labels(decision="skipped", reason="template_resource").inc()
         return Decision(outcome="skipped_template_resource")
     assessment = assess(step, settings)
-    lease = _lease_for(ctx, step, assessment) if isinstance(assessment, Candidate) else None
-    found = await _lookup(ctx, step, assessment, lease) if isinstance(assessment, Candidate) else None
-    decision = decide(step, assessment, found, owner=lease.owner if lease else "")
+    latch = _latch_for(ctx, step, assessment) if isinstance(assessment, Candidate) else None
+    found = await _lookup(ctx, step, assessment, latch) if isinstance(assessment, Candidate) else None
+    decision = decide(step, assessment, found, owner=latch[0].owner if latch else "")
     ctx.metrics.memo.decisions.labels(decision=decision.verdict, reason=decision.reason).inc()
     ctx.metrics.memo.replayed_bytes.inc(decision.replayed_bytes)
     if found is not None:
@@ -62,15 +65,38 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     return Decision(patch_for(step, decision, settings.replay, run_id=new_run_id()), decision.outcome)
 
 
-def _lease_for(ctx: AdmissionContext, step: ArgoStep, candidate: Candidate) -> LeaseRequest | None:
-    """The lease to ask for: where latching is on, for a step that would take the leader's result (staleness above
-    zero, its own `wfboost.io/latch` not "false"), never on a dry run (which writes nothing)."""
+def _latch_for(ctx: AdmissionContext, step: ArgoStep, candidate: Candidate) -> tuple[LeaseRequest, timedelta] | None:
+    """The lease to ask for and how long this pod may wait as a follower: where latching is on, for a step that
+    would take the leader's result (staleness above zero, its own `wfboost.io/latch` not "false"), never on a dry
+    run (which writes nothing).
+
+    A deferred node stays Pending, and Argo fails a Pending node at its deadline (`ARGO_DEADLINE`: the workflow's
+    and the template's, operator.go checkTemplateTimeout): the wait ends DEADLINE_MARGIN before it, and a step
+    closer than that to its deadline runs at once."""
     latch = ctx.policy.latch_settings_for(step.namespace, ctx.namespace_labels)
     if not latch.enabled or ctx.dry_run or candidate.controls.latch is False:
         return None
     if candidate.staleness.total_seconds() <= 0:
         return None
-    return LeaseRequest(lease_owner(step), latch.lease_ttl)
+    wait = latch.follower_wait
+    deadline = _deadline(step)
+    if deadline is not None:
+        left = deadline - datetime.now(UTC) - DEADLINE_MARGIN
+        if left <= timedelta(0):
+            return None
+        wait = min(wait, left)
+    return LeaseRequest(lease_owner(step), latch.lease_ttl), wait
+
+
+def _deadline(step: ArgoStep) -> datetime | None:
+    text = next((e.get("value") for e in step.main.get("env") or [] if e.get("name") == "ARGO_DEADLINE"), None)
+    if not isinstance(text, str) or text.startswith("0001-"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _count_latch(ctx: AdmissionContext, found: Lookup) -> None:
@@ -123,7 +149,7 @@ async def read_step(pod: dict[str, Any], namespace: str, kube: KubeClient | None
 
 
 async def _lookup(
-    ctx: AdmissionContext, step: ArgoStep, candidate: Candidate, lease: LeaseRequest | None
+    ctx: AdmissionContext, step: ArgoStep, candidate: Candidate, latch: tuple[LeaseRequest, timedelta] | None
 ) -> Lookup | None:
     """The store's answer, in one round trip; not asked for a step that never reuses (staleness P0D). Dry runs
     write nothing (no adoption onto another track, no served node, no lease)."""
@@ -132,7 +158,7 @@ async def _lookup(
     store = ctx.require_store()
     started = time.perf_counter()
     node = node_identity(step.namespace, step.workflow_uid, step.node_name)
-    wait = ctx.policy.latch_settings_for(step.namespace, ctx.namespace_labels).follower_wait
+    lease, wait = latch if latch is not None else (None, timedelta(0))
     found = await store.lookup(candidate.key, staleness=candidate.staleness, adopt=not ctx.dry_run, node=node,
                                lease=lease, follower_wait=wait)
     ctx.metrics.memo.lookup_latency.observe(time.perf_counter() - started)

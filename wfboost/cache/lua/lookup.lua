@@ -77,6 +77,7 @@ if lease_ttl > 0 then
   end
   local holder = redis.call('GET', KEYS[3])
   if holder == owner then
+    redis.call('PEXPIRE', KEYS[3], lease_ttl)
     return {'leader', '', waited()}  -- the same pod admitted again (a create the API server retried)
   end
   if identity ~= '' then
@@ -85,7 +86,9 @@ if lease_ttl > 0 then
       first = now
       redis.call('HSET', KEYS[5], identity, now)
     end
-    redis.call('PEXPIRE', KEYS[5], follower_wait + lease_ttl)
+    -- Kept well past the wait: a follower asks again only at the controller's requeue interval (10 s, 30 s under
+    -- load), and a first-refusal time lost between two asks would restart its wait.
+    redis.call('PEXPIRE', KEYS[5], follower_wait + lease_ttl + 600000)
     if now - tonumber(first) >= follower_wait then
       redis.call('HDEL', KEYS[5], identity)
       return {'waited', holder or '', now - tonumber(first)}  -- waited long enough: it runs for real

@@ -3,6 +3,7 @@
 -- A run whose image digest differs from the one the key's entries ran (a tag pushed again) makes them unservable:
 -- they are dropped before this one is written.
 -- KEYS[1] tracks hash, KEYS[2] entries hash, KEYS[3] lease, KEYS[4] image digest of the entries
+-- Returns {replaced, dropped, released (the lease named was this run's, and is gone)}
 -- ARGV: track, finished_ms, entry_id, entry_json, expire_at_ms, lease_owner ('' for none), image digest ('' unknown)
 local field = 't:' .. ARGV[1]
 local f = tonumber(ARGV[2])
@@ -47,7 +48,9 @@ for _, key in ipairs(expiring) do
     redis.call('PEXPIREAT', key, expire_at)
   end
 end
+local released = 0
 if ARGV[6] ~= '' and redis.call('GET', KEYS[3]) == ARGV[6] then
   redis.call('DEL', KEYS[3])
+  released = 1
 end
-return {replaced, dropped}
+return {replaced, dropped, released}
