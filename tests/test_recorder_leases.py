@@ -78,10 +78,16 @@ async def test_a_running_leaders_lease_is_renewed(cluster: Cluster, store: Cache
     async with running(cluster, store, policy) as recorder:
         await cluster.create_pod(pod)
         await until(lambda: _seen(recorder))
+        follower = await store.lookup(expected_key(pod), staleness=timedelta(days=7), node="ns/uid/other.fetch",
+                                      lease=LeaseRequest("another pod", timedelta(seconds=30)),
+                                      follower_wait=timedelta(hours=1))
+        assert follower.verdict is Verdict.FOLLOWER
         await recorder.heartbeat_pass()
         holder, ttl_ms = await lease_of(store, pod)
         assert holder == pod["metadata"]["annotations"][LEASE_ANNOTATION] and ttl_ms > 25_000
         assert counter(recorder, "wfboost_recorder_leases_extended_total") == 1
+        assert counter(recorder, "wfboost_recorder_latch_followers_waiting") >= 1
+        assert counter(recorder, "wfboost_recorder_latch_leases") >= 1
 
 
 async def test_a_lease_annotation_copied_from_another_pod_is_not_this_pods(cluster: Cluster, store: CacheStore) -> None:

@@ -67,6 +67,15 @@ class RecorderMetrics:
             ["cause"],
             registry=r,
         )
+        self.leases_in_flight = Gauge(
+            "wfboost_recorder_latch_leases", "Latching leases held now (steps running with followers possible)",
+            registry=r,
+        )
+        self.followers_waiting = Gauge(
+            "wfboost_recorder_latch_followers_waiting",
+            "Distinct nodes deferred behind a lease held now (refreshed every heartbeat)",
+            registry=r,
+        )
         self.leases_extended = Counter(
             "wfboost_recorder_leases_extended", "Lease renewals for leaders whose pods still run", registry=r
         )

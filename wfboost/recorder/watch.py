@@ -60,6 +60,8 @@ from wfboost.service.tasks import ServiceTasks
 
 # How long a finished leader's lease is still renewed while its record is pending (task result, node verdict).
 FINISHED_GRACE = 120.0
+# Seconds between counts of leases held and followers waiting (a SCAN of the keyspace).
+INFLIGHT_INTERVAL = 60.0
 
 
 def shortest_heartbeat(policy: Policy) -> timedelta:
@@ -111,6 +113,7 @@ class Recorder:
         self.clock = clock
         self.table = PendingTable(ttl=settings.pending_ttl, capacity=settings.max_pending)
         self._background: set[asyncio.Task[None]] = set()
+        self._inflight_counted = -INFLIGHT_INTERVAL
         self.workflows = WorkflowReader(kube, min_interval=settings.workflow_read_interval, clock=clock)
         watch = settings.watch
         self.namespaces = NamespaceLabels(kube, watch)  # for policies that turn memoization on by namespace label
@@ -433,6 +436,7 @@ class Recorder:
         A lease lives `latch.leaseTTL` from its last renewal: a leader pod never created lets it lapse by itself,
         and so does a recorder that is down (followers then lead in turn: a repeated run, never a wrong result)."""
         now = self.clock()
+        await self._count_inflight()
         for _, state in list(self.table.items()):
             step = state.step
             if step is None or not step.lease_owner or state.done is not None:
@@ -454,6 +458,20 @@ class Recorder:
             except (RedisError, OSError) as exc:
                 self.metrics.errors.labels(kind="store").inc()
                 log.warning("renewing the lease of %s failed: %s", step.key[:16], exc)
+
+    async def _count_inflight(self) -> None:
+        """The leases and waiting followers gauges: a SCAN of the keyspace, so at most once a minute."""
+        if not self.policy().features.latch or self.clock() - self._inflight_counted < INFLIGHT_INTERVAL:
+            return
+        self._inflight_counted = self.clock()
+        try:
+            inflight = await self.store.inflight()
+        except (RedisError, OSError) as exc:
+            self.metrics.errors.labels(kind="store").inc()
+            log.warning("counting leases failed: %s", exc)
+            return
+        self.metrics.leases_in_flight.set(len(inflight))
+        self.metrics.followers_waiting.set(sum(len(item.waiting) for item in inflight))
 
     async def _pod_missing(self, step: PendingStep) -> bool:
         """True when the API server says the leader's pod no longer exists (unknown counts as there)."""
