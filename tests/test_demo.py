@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import corpus_dir
 
@@ -56,8 +59,12 @@ def test_the_demo_replays_a_corpus_workflow() -> None:
     assert "first run:  3 steps" in done.stdout
 
 
-def test_ctrl_c_stops_everything_it_started() -> None:
-    proc = subprocess.Popen([*DEMO, "--pace", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_everything_it_started(stop: signal.Signals, tmp_path: Path) -> None:
+    """Ctrl-C, or SIGTERM (a CI cancel, `kill`); with --keep, the logs stay where the user asked."""
+    keep = tmp_path / "logs"
+    proc = subprocess.Popen([*DEMO, "--pace", "5", "--keep", str(keep)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     pids: list[int] = []
     deadline = time.monotonic() + 60
@@ -65,13 +72,15 @@ def test_ctrl_c_stops_everything_it_started() -> None:
         line = proc.stdout.readline()
         pids += [int(p) for p in re.findall(r"pid (\d+)", line)]
     assert len(pids) == 4, "the demo did not report its Valkey, side store, webhook and recorder processes"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted; everything it started has been stopped" in err
     assert "Traceback" not in err
     for pid in pids:
-        assert not pid_alive(pid), f"process {pid} left behind after Ctrl-C"
+        assert not pid_alive(pid), f"process {pid} left behind after {stop.name}"
+    kept = list(keep.glob("kept-*"))
+    assert len(kept) == 1 and (kept[0] / "webhook.log").exists()
 
 
 def test_a_missing_workflow_file_is_one_clear_line() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 
@@ -139,3 +140,10 @@ def test_not_ready_without_a_valid_policy(start_webhook: StartWebhook, tmp_path:
     assert answer.status == 503 and b"policy not loaded" in answer.body
     assert metric(webhook, "wfboost_policy_valid") == 0.0
     assert webhook.api.admit("pods", POD).patch == []  # still answers, never blocks
+
+
+def test_one_decision_line_per_admission_at_debug_level(webhook: Webhook, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="wfboost.webhook.admission"):
+        webhook.api.admit("pods", POD)
+    lines = [r.getMessage() for r in caplog.records if r.name == "wfboost.webhook.admission"]
+    assert lines == ["CREATE Pod ml/train-1: unchanged (0 patch ops)"]

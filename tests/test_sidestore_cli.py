@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import orjson
@@ -35,6 +36,14 @@ async def test_ls_stat_gc(
         assert await asyncio.to_thread(main, ["sidestore", "ls", *common, "team-a"]) == 0
         out = capsys.readouterr().out
         assert sha(b"kept") in out and sha(b"orphan") in out and "redis" in out
+        # the token itself in the environment, for a shell without a file to point at
+        os.environ["WFBOOST_SIDESTORE_TOKEN"] = TOKENS["admin"]
+        try:
+            by_env = ["--url", ss.url, "--ca-file", str(tls.ca_file)]
+            assert await asyncio.to_thread(main, ["sidestore", "ls", *by_env, "team-a"]) == 0
+            assert sha(b"kept") in capsys.readouterr().out
+        finally:
+            del os.environ["WFBOOST_SIDESTORE_TOKEN"]
 
         assert await asyncio.to_thread(main, ["sidestore", "stat", *common, "team-a", sha(b"kept")]) == 0
         out = capsys.readouterr().out

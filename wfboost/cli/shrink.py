@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -50,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("--sidestore-url", default=env_default("WFBOOST_SIDESTORE_URL"),
                        help="the side store (env WFBOOST_SIDESTORE_URL)")
         p.add_argument("--sidestore-token-file", default=env_default("WFBOOST_SIDESTORE_TOKEN_FILE"),
-                       help="file holding a bearer token for the side store (env WFBOOST_SIDESTORE_TOKEN_FILE)")
+                       help="file holding a bearer token for the side store (env WFBOOST_SIDESTORE_TOKEN_FILE; or "
+                            "the token itself in WFBOOST_SIDESTORE_TOKEN)")
         p.add_argument("--sidestore-ca", default=env_default("WFBOOST_SIDESTORE_CA"),
                        help="CA bundle of the side store's certificate (env WFBOOST_SIDESTORE_CA)")
         p.add_argument("--namespace", "-n", help="the namespace the values belong to (default: the object's own)")
@@ -152,7 +154,8 @@ def _client(args: argparse.Namespace) -> SideStoreClient:
     if not args.sidestore_url:
         raise ShrinkError("--sidestore-url (or WFBOOST_SIDESTORE_URL) is required: the values live there")
     token_file = Path(args.sidestore_token_file) if args.sidestore_token_file else None
-    return SideStoreClient(args.sidestore_url, token_file=token_file, ca_file=args.sidestore_ca)
+    token = None if token_file else os.environ.get("WFBOOST_SIDESTORE_TOKEN") or None
+    return SideStoreClient(args.sidestore_url, token=token, token_file=token_file, ca_file=args.sidestore_ca)
 
 
 def _name(workflow: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -60,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         c = commands.add_parser(name, help=help_text)
         c.add_argument("--url", default=env_default("WFBOOST_SIDESTORE_URL"), help="env WFBOOST_SIDESTORE_URL")
-        c.add_argument("--token-file", default=env_default("WFBOOST_SIDESTORE_TOKEN_FILE"))
+        c.add_argument("--token-file", default=env_default("WFBOOST_SIDESTORE_TOKEN_FILE"),
+                       help="file holding the bearer token (env WFBOOST_SIDESTORE_TOKEN_FILE; or the token itself "
+                            "in WFBOOST_SIDESTORE_TOKEN)")
         c.add_argument("--ca-file", default=env_default("WFBOOST_SIDESTORE_CA"))
         c.add_argument("--json", action="store_true", help="print the service's JSON answer")
         if name in ("ls", "stat"):
@@ -122,7 +125,8 @@ def run_client(args: argparse.Namespace) -> int:
     }
 
     async def go() -> Any:
-        async with SideStoreClient(args.url, token_file=args.token_file, ca_file=args.ca_file) as client:
+        token = None if args.token_file else os.environ.get("WFBOOST_SIDESTORE_TOKEN") or None
+        async with SideStoreClient(args.url, token=token, token_file=args.token_file, ca_file=args.ca_file) as client:
             return await actions[args.action](client, args)
 
     try:

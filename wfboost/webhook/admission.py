@@ -161,6 +161,10 @@ class Admission:
             if route.fail_closed:
                 return self._fail_closed(review, exc)
             return self._fail_open(review, exc)
+        if log.isEnabledFor(logging.DEBUG):  # one decision line per admission, at debug level
+            log.debug("%s %s %s/%s: %s (%d patch ops%s)", request["operation"], kind["kind"], namespace,
+                      request.get("name") or "", decision.outcome, len(decision.patch),
+                      ", refused" if decision.denial is not None else "")
         if decision.denial is not None:
             return Outcome(build_denial(review, decision.denial.code, decision.denial.message), decision.outcome)
         return Outcome(build_response(review, decision.patch, decision.warnings), decision.outcome)

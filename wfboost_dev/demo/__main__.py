@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,14 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--layout", choices=LAYOUT_NAMES, default=DEFAULT_LAYOUT, help="Argo version whose pods to build"
     )
     parser.add_argument("--pace", type=float, default=0.0, help="seconds to wait before each pod, to watch it live")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="keep the processes' logs, certificates and policy in DIR (default: a temporary "
+                             "directory, removed on exit)")
     return parser
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a CI cancel, `kill`) stops the demo as Ctrl-C does: everything it started is stopped."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        return run_demo(args.workflow, args.layout, sys.stdout, pace=args.pace)
+        return run_demo(args.workflow, args.layout, sys.stdout, pace=args.pace, keep=args.keep)
     except (DemoError, NoRedisServer) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

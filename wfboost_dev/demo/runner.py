@@ -144,10 +144,23 @@ def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
         quick = ["--retry-interval", "0.2", "--workflow-read-interval", "0.2"]
         recorder = procs.spawn(["recorder", *quick, *common], workdir / "recorder.log")
         say(f"recorder    watching pods and task results (pid {recorder.pid})")
-        say(f"logs        {workdir}")
+        say(f"logs        {workdir}" + ("" if workdir.name.startswith("kept-") else
+                                               " (removed on exit; --keep DIR keeps them)"))
         yield Started(api, procs.cluster, procs.redis.url)
     finally:
         procs.stop()
+
+
+@contextlib.contextmanager
+def _workdir(keep: Path | None) -> Iterator[str]:
+    """Where the processes write: a temporary directory removed on exit, or `keep` (created, never removed)."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="wfboost-demo-") as tmp:
+            yield tmp
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    kept = Path(tempfile.mkdtemp(prefix="kept-", dir=keep))
+    yield str(kept)
 
 
 def start_sidestore(procs: Processes, workdir: Path, redis: RedisProcess, kubeconfig: Path) -> tuple[str, Path]:
@@ -200,14 +213,16 @@ def wait_ready(api: ApiServerClient, process: subprocess.Popen[bytes], log: Path
     raise DemoError("the webhook did not become ready within 30 s")
 
 
-def run_demo(workflow_path: Path | None, layout_name: str, out: TextIO, *, pace: float = 0.0) -> int:
+def run_demo(
+    workflow_path: Path | None, layout_name: str, out: TextIO, *, pace: float = 0.0, keep: Path | None = None
+) -> int:
     def say(line: str) -> None:
         out.write(line + "\n")
         out.flush()
 
     workflow, source = load_workflow(workflow_path)
     base = str(workflow["metadata"].get("name") or workflow["metadata"].get("generateName") or "wf").rstrip("-")
-    with tempfile.TemporaryDirectory(prefix="wfboost-demo-") as tmp, started(Path(tmp), say) as ready:
+    with _workdir(keep) as tmp, started(Path(tmp), say) as ready:
         player = Player(ready.api, ready.cluster, ready.redis_url, layout_name, DEMO_NAMESPACE, say, pace)
         say(f"workflow    {base} from {source}, pods as Argo {layout_name} builds them, namespace {DEMO_NAMESPACE}")
         say("")
