@@ -245,3 +245,32 @@ def test_every_canonical_json_shown_in_the_doc_hashes_to_its_vector() -> None:
         digest = hashlib.sha256(block.encode()).hexdigest()
         assert digest in {expected for _, expected in VECTORS.values()}
         assert canonical(json.loads(block)).decode() == block  # shown exactly as hashed
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=12),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(st.characters(codec=None), max_size=6), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=8), _json_values, max_size=5))
+def test_the_fast_canonical_form_is_rfc_8785_exactly(value: dict[str, Any]) -> None:
+    """orjson with sorted keys where it is provably the same bytes, the reference implementation otherwise: the two
+    must agree on every value, and refuse the same ones."""
+    import rfc8785
+
+    from wfboost.cache.keys import canonical
+
+    try:
+        expected: bytes | type[Exception] = bytes(rfc8785.dumps(value))
+    except Exception as exc:  # noqa: BLE001 - whatever the reference refuses, ours must refuse too
+        expected = type(exc)
+    if isinstance(expected, bytes):
+        assert canonical(value) == expected
+    else:
+        with pytest.raises(expected):
+            canonical(value)

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, cast
 
+import orjson
 import rfc8785
 
 from wfboost.argo import names
@@ -115,8 +116,43 @@ def _input_artifact(artifact: Mapping[str, Any], archive_location: Any) -> dict[
     return _without(resolved, _INPUT_ARTIFACT_NOISE | {"archiveLogs"})
 
 
+# The integers RFC 8785 serialises exactly (JSON numbers are IEEE doubles); beyond them it refuses.
+_SAFE_INTEGER = 2**53 - 1
+
+
 def canonical(material: KeyMaterial | Mapping[str, Any]) -> bytes:
+    """The material as RFC 8785 canonical JSON (JCS).
+
+    orjson with sorted keys writes exactly the same bytes for what key material holds — objects with ASCII keys
+    (UTF-16 and UTF-8 orders agree on them), strings (both escape `"`, `\\`, the short forms and other control
+    characters as lowercase `\\u00xx`, and leave everything else as UTF-8), booleans, null and safe integers — at a
+    fraction of the reference implementation's cost on the admission path. Anything else (a float, a non-ASCII key,
+    a lone surrogate, a huge integer) goes to the reference implementation, which also raises where JCS has no
+    form. tests/test_keys.py checks the two agree on random values.
+    """
+    if _jcs_as_orjson(material):
+        return orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
     return bytes(rfc8785.dumps(cast(Any, material)))
+
+
+def _jcs_as_orjson(value: Any) -> bool:
+    if isinstance(value, str):
+        return not _has_surrogate(value)
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _jcs_as_orjson(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_jcs_as_orjson(item) for item in value)
+    return False
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    return any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def cache_key(material: KeyMaterial | Mapping[str, Any]) -> str:
