@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -119,6 +120,9 @@ def test_a_hundred_identical_steps_started_together_run_once(
         hit = webhook.api.admit("pods", pod).object
         assert hit["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
         assert hit["metadata"]["labels"]["wfboost.io/cache-hit"] == "true"
+        source = json.loads(hit["metadata"]["annotations"]["wfboost.io/cache-source"])
+        assert source["workflow"] == leader.workflow  # the leader's result, replayed
+        assert "0.91" in json.dumps(hit["spec"]["containers"])  # its recorded output value
     assert metric(webhook, "wfboost_latch_wait_seconds_count", then="hit") == 10
 
 
@@ -242,6 +246,7 @@ def test_cache_inflight_lists_leaders_and_who_waits(
     listed = {item["key"]: item for item in json.loads(capsys.readouterr().out)}
     assert listed[key]["leader"] == lease_owner(parse_pod(leader))
     assert len(listed[key]["waiting"]) == 2 and 0 < listed[key]["expires_in_s"] <= 30
+    assert listed[key]["waiting_workflows"] == ["ml/wait-1", "ml/wait-2"]
     assert main(["cache", "inflight", "--redis-url", valkey.url]) == 0
     table = capsys.readouterr().out
     assert f"pod {parse_pod(leader).pod_name} of workflow lead (namespace ml)" in table and "step(s) in flight" in table

@@ -247,14 +247,28 @@ async def _inflight(store: CacheStore, args: argparse.Namespace) -> str:
     now = int(time.time() * 1000)
     if args.json:
         return _json([{"key": i.key, "leader": i.holder, "expires_in_s": i.expires_in_ms / 1000,
-                       "waiting": {node: (now - first) / 1000 for node, first in sorted(i.waiting.items())}}
+                       "waiting": {node: (now - first) / 1000 for node, first in sorted(i.waiting.items())},
+                       "waiting_workflows": sorted({_waiting_workflow(node) for node in i.waiting})}
                       for i in leases])
-    rows = [("KEY", "LEADER", "LAPSES IN", "WAITING", "LONGEST WAIT")]
+    rows = [("KEY", "LEADER", "LAPSES IN", "WAITING", "LONGEST WAIT", "WAITING WORKFLOWS")]
     for i in leases:
         longest = max((now - first for first in i.waiting.values()), default=0)
+        workflows = ", ".join(sorted({_waiting_workflow(node) for node in i.waiting})) or "-"
         rows.append((i.key[:16], _short(describe_owner(i.holder), 80), f"{i.expires_in_ms / 1000:.0f}s",
-                     str(len(i.waiting)), f"{longest / 1000:.0f}s" if i.waiting else "-"))
+                     str(len(i.waiting)), f"{longest / 1000:.0f}s" if i.waiting else "-", _short(workflows, 80)))
     return _table(rows) + f"\n{len(leases)} step(s) in flight"
+
+
+def _waiting_workflow(node: str) -> str:
+    """`namespace/workflow` of a waiting node's identity (`namespace/workflow-uid/node name`): Argo names a node
+    after its workflow (`wf.step`, `wf[0].step`)."""
+    namespace, _, rest = node.partition("/")
+    name = rest.partition("/")[2]
+    workflow = _NODE_SEPARATOR.split(name, maxsplit=1)[0]
+    return f"{namespace}/{workflow}"
+
+
+_NODE_SEPARATOR = re.compile(r"[.\[(]")
 
 
 def _explain(args: argparse.Namespace) -> int:
