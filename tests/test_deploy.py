@@ -82,3 +82,18 @@ def test_shipped_policies_load() -> None:
     config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and "policy.yaml" in doc["data"])
     load_policy(config["data"]["policy.yaml"])
     load_policy((DEPLOY / "policy.example.yaml").read_text())
+
+
+def test_only_wfboosts_components_reach_redis() -> None:
+    """Whoever can write to Redis can file forged outputs under any key: only the webhook, the recorder and the side
+    store may connect, and the policy selects the Redis pods the Deployment runs."""
+    policies = {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == "NetworkPolicy"}
+    redis = next(doc for _, doc in documents() if doc["kind"] == "Deployment" and "redis" in doc["metadata"]["name"])
+    selected = policies["wfboost-redis"]["spec"]["podSelector"]["matchLabels"]
+    assert selected.items() <= redis["spec"]["template"]["metadata"]["labels"].items()
+    sources = policies["wfboost-redis"]["spec"]["ingress"]
+    assert len(sources) == 1 and len(sources[0]["from"]) == 1
+    components = next(e for e in sources[0]["from"][0]["podSelector"]["matchExpressions"]
+                      if e["key"] == "app.kubernetes.io/component")
+    assert set(components["values"]) == {"webhook", "recorder", "sidestore"}
+    assert "namespaceSelector" not in sources[0]["from"][0]  # this namespace only
