@@ -126,3 +126,36 @@ def test_review_says_what_shrinking_would_move(tmp_path: Path) -> None:
         for line in lines[1:]
     )
     assert "workflows: fail_open (sidestore_unavailable" in done.stderr  # review itself has no side store
+
+
+def test_explain_says_what_would_happen_and_why(argo_pod: dict[str, object], tmp_path: Path) -> None:
+    path = tmp_path / "pod.json"
+    path.write_bytes(orjson.dumps(argo_pod))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\n"
+                      "memoize: {namespaces: [ml-team]}\n")
+    done = run("--explain", "--policy", str(policy), str(path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("document 1 (Pod ml-team/") and "route pods: fail_open" in lines[0]
+    assert "admitted unchanged because store_unavailable" in lines[1]  # memoization on, and no Redis to ask
+    assert "patch: none" in done.stdout
+    assert "wfboost review: document 1 (Pod ml-team/" in done.stderr
+
+
+def test_explain_decodes_the_patch(tmp_path: Path) -> None:
+    from wfboost_dev.argosim.status import kubeflow_run_nodes
+
+    workflow = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                "metadata": {"name": "w", "namespace": "ml"},
+                "spec": {"entrypoint": "m", "templates": [{"name": "m", "container": {"image": "busybox"}}]},
+                "status": {"phase": "Running", "nodes": kubeflow_run_nodes(100)}}
+    path = tmp_path / "wf.json"
+    path.write_bytes(orjson.dumps(workflow))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {compressStatus: true}\n")
+    done = run("--explain", "--policy", str(policy), str(path))
+    assert done.returncode == 0, done.stderr
+    assert "document 1 (Workflow ml/w), route workflows: status_compressed" in done.stdout
+    assert "  patch: 2 operation(s)\n    remove /status/nodes\n    add /status/compressedNodes = \"H4sI" in done.stdout
+    assert "characters)" in done.stdout  # the long value shortened, its length said

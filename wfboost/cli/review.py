@@ -21,6 +21,7 @@ from wfboost.webhook.review import (
     offline_admission,
     review_all,
 )
+from wfboost.webhook.wire import decode_patch
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("file", metavar="FILE", help="input file, or - for stdin")
     p.add_argument("--show-object", action="store_true", help="print the patched object instead of the response")
+    p.add_argument("--explain", action="store_true",
+                   help="say per document what would happen and why, with the patch decoded, instead of the response")
     p.add_argument("--namespace", default=None, help="namespace for bare objects without metadata.namespace")
     add_redis_option(p)
     add_policy_option(p)
@@ -56,10 +59,13 @@ def run(args: argparse.Namespace) -> int:
     except (ReviewInputError, DocumentError, InputError) as exc:
         print(f"wfboost review: {exc}", file=sys.stderr)
         return 1
-    for result in results:
-        shown = result.patched_object if args.show_object else result.outcome.review
-        sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
-        note = f"{result.route}: {result.outcome.outcome}"
+    for index, (doc, result) in enumerate(zip(docs, results, strict=True), 1):
+        if args.explain:
+            sys.stdout.write(_explained(index, doc, result))
+        else:
+            shown = result.patched_object if args.show_object else result.outcome.review
+            sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
+        note = f"{_what(index, doc)}: {result.route}: {result.outcome.outcome}"
         if result.outcome.fail_open:
             note += f" ({result.outcome.fail_open.value}: {result.outcome.detail})"
         print(f"wfboost review: {note}", file=sys.stderr)
@@ -67,6 +73,42 @@ def run(args: argparse.Namespace) -> int:
         for line in _shrink_summary(doc, policy):
             print(f"wfboost review: {line}", file=sys.stderr)
     return 0
+
+
+def _what(index: int, doc: dict[str, Any]) -> str:
+    """`document 2 (Pod ml/train-x)`: which document a line is about."""
+    found: Any = (doc.get("request") or {}).get("object") if doc.get("kind") == "AdmissionReview" else doc
+    obj: dict[str, Any] = found if isinstance(found, dict) else {}
+    metadata: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
+    name = metadata.get("name") or metadata.get("generateName") or "?"
+    return f"document {index} ({obj.get('kind', '?')} {metadata.get('namespace') or '-'}/{name})"
+
+
+def _explained(index: int, doc: dict[str, Any], result: Reviewed) -> str:
+    """What the webhook would do to one document, and why, in words: the outcome, the annotations it sets, the
+    patch decoded (long values shortened), warnings, a refusal."""
+    response: Any = result.outcome.review.get("response") or {}
+    lines = [f"{_what(index, doc)}, route {result.route}: {result.outcome.outcome}"]
+    if result.outcome.fail_open:
+        lines.append(f"  admitted unchanged because {result.outcome.fail_open.value}: {result.outcome.detail}")
+    if response.get("allowed") is False:
+        status = response.get("status") or {}
+        lines.append(f"  refused ({status.get('code')} {status.get('reason')}): {status.get('message')}")
+    annotations = ((result.patched_object or {}).get("metadata") or {}).get("annotations") or {}
+    for key in sorted(k for k in annotations if k.startswith("wfboost.io/")):
+        lines.append(f"  {key}: {_shortened(str(annotations[key]), 160)}")
+    ops = decode_patch(response)
+    lines.append(f"  patch: {len(ops)} operation(s)" if ops else "  patch: none")
+    for op in ops:
+        value = "" if op.get("op") == "remove" else " = " + _shortened(orjson.dumps(op.get("value")).decode(), 100)
+        lines.append(f"    {op.get('op')} {op.get('path')}{value}")
+    for warning in response.get("warnings") or []:
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}… ({len(text)} characters)"
 
 
 def _shrink_summary(doc: dict[str, Any], policy: Policy) -> list[str]:
