@@ -276,3 +276,43 @@ def test_a_step_near_its_deadline_never_waits(
     assert ran["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "miss: no_entry"
     patient = with_deadline(pod_of("patient", seed), 3600)
     assert webhook.api.answer("pods", patient)["status"]["code"] == 429
+
+
+async def test_cache_explain_says_whether_the_step_would_hit_now(
+    valkey: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    """`cache explain POD --redis-url` asks the store what the webhook would, writing nothing."""
+    import asyncio
+
+    from wfboost.cache import redis_client
+    from wfboost.cache.store import CacheStore
+    from wfboost.cli import main
+
+    seed = request.node.nodeid
+    pod = pod_of("explained", seed)
+    path = tmp_path / "pod.json"
+    path.write_text(json.dumps(pod))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY % ("PT30S", "PT1H"))
+    args = ["cache", "explain", str(path), "--policy", str(policy), "--redis-url", valkey.url]
+    assert await asyncio.to_thread(main, args) == 0
+    assert "now:       would miss: no entry younger than P7D" in capsys.readouterr().out
+    step = parse_pod(pod)
+    entry: Any = {
+        "key": cache_key(key_material(step, seed=seed)), "entry_id": "e1", "finished_at": "2026-12-01T10:00:00Z",
+        "finished_ms": int(time.time() * 1000), "staleness_s": 604800, "parameters": [], "artifacts": [],
+        "image": IMAGE, "image_id": "", "recorded_at": "2026-12-01T10:00:00Z",
+        "producer": {"namespace": "ml", "workflow": "earlier", "workflow_uid": "u", "node_id": "n",
+                     "node_name": "earlier.train", "pod": "p"},
+    }
+    client = redis_client.connect(valkey.url)
+    try:
+        await CacheStore(client).record(entry, retention=timedelta(days=1))
+    finally:
+        await client.aclose()
+    assert await asyncio.to_thread(main, args) == 0
+    assert "now:       would hit: the result of ml/earlier node earlier.train" in capsys.readouterr().out
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump_all([pod, pod]))
+    assert await asyncio.to_thread(main, ["cache", "explain", str(two), "--policy", str(policy)]) == 1
+    assert "holds 2 objects; explain takes one pod per file" in capsys.readouterr().err

@@ -91,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inflight.add_argument("--json", action="store_true")
     inflight.set_defaults(handler=_run(_inflight))
 
-    for sub in (ls, show, inv, stats, inflight):
+    for sub in (ls, show, inv, stats, inflight, explain):
         add_redis_option(sub)
     add_policy_option(explain)
 
@@ -239,7 +239,7 @@ async def _stats(store: CacheStore, args: argparse.Namespace) -> str:
     return "\n".join(f"{name + ':':<13}{stats[name]}" for name in names)
 
 
-# --- explain (no Redis) --------------------------------------------------------------------------------------
+# --- explain (Redis only with --redis-url: would the step hit now) -----------------------------------------
 
 
 async def _inflight(store: CacheStore, args: argparse.Namespace) -> str:
@@ -281,8 +281,12 @@ def _explain(args: argparse.Namespace) -> int:
         configmaps = [doc for path in args.configmap for doc in parse_documents(read_text(path), path)]
         explanations = []
         for path in args.files:
-            docs = parse_documents(read_text(path), "stdin" if path == "-" else path)
-            pod, namespace = pod_from_document(docs[0], "stdin" if path == "-" else path)
+            source = "stdin" if path == "-" else path
+            docs = parse_documents(read_text(path), source)
+            if len(docs) > 1:
+                raise AdminError(f"{source} holds {len(docs)} objects; explain takes one pod per file "
+                                 "(two files to compare them)")
+            pod, namespace = pod_from_document(docs[0], source)
             name = str((pod.get("metadata") or {}).get("name") or "")
             explanations.append(explain_pod(
                 pod, policy, namespace=namespace or args.namespace,
@@ -294,10 +298,43 @@ def _explain(args: argparse.Namespace) -> int:
         return _fail("explain", f"{exc.filename}: {exc.strerror or exc}")
     if len(explanations) == 1:
         one = explanations[0]
-        print(_json(one.as_json()) if args.json else _render_explanation(one))
+        found = _lookup_now(one, args.redis_url) if args.redis_url else None
+        if isinstance(found, AdminError):
+            return _fail("explain", str(found))
+        if args.json:
+            print(_json({**one.as_json(), **({"now": found} if found is not None else {})}))
+        else:
+            print(_render_explanation(one) + (f"\nnow:       {found}" if found is not None else ""))
     else:
         print(_render_comparison(*explanations, as_json=args.json))
     return 0
+
+
+def _lookup_now(explained: Explanation, redis_url: str) -> str | AdminError:
+    """Whether the step would hit now: the lookup the webhook makes, writing nothing (no adoption, no lease)."""
+    if not explained.memoized or explained.staleness is None:
+        return "not looked up: the step is not memoized"
+    if explained.staleness.total_seconds() <= 0:
+        return "not looked up: staleness P0D never reuses a result"
+    staleness = explained.staleness
+
+    async def go() -> str:
+        client = redis_client.connect(redis_url, socket_timeout=5.0)
+        try:
+            found = await CacheStore(client).lookup(explained.key, staleness=staleness, adopt=False)
+        finally:
+            await client.aclose()
+        if found.entry is None:
+            return f"would miss: no entry younger than {format_duration(staleness)}"
+        producer = found.entry["producer"]
+        return (f"would hit: the result of {producer['namespace']}/{producer['workflow']} node "
+                f"{producer['node_name']}, finished {found.entry['finished_at']}")
+
+    try:
+        return asyncio.run(go())
+    except (RedisError, RedisClusterException, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return AdminError(f"cannot use Redis at {redact(redis_url)}: {reason}")
 
 
 def _policy(path: str | None) -> Policy:
