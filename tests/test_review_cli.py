@@ -60,9 +60,14 @@ def test_review_from_stdin_of_an_admission_review(argo_pod: dict[str, object]) -
 def test_review_of_a_multi_document_file_answers_each(tmp_path: Path) -> None:
     path = corpus_dir("argo-examples") / "examples__cluster-workflow-template__clustertemplates.yaml"
     done = run(str(path))
-    assert done.returncode == 1  # ClusterWorkflowTemplates are not admitted by wfboost: said plainly
-    assert "kind 'ClusterWorkflowTemplate' is not admitted by wfboost" in done.stderr
+    assert done.returncode == 0, done.stderr  # each template reviewed as the Workflow `argo submit --from` creates
+    documents = yaml.safe_load_all(path.read_text())
+    count = sum(1 for d in documents if isinstance(d, dict))
+    assert done.stderr.count("(reviewed as the Workflow it creates)") == count
     assert "Traceback" not in done.stderr
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    done = run("-", stdin=json.dumps(secret))
+    assert done.returncode == 1 and "kind 'Secret' is not admitted by wfboost" in done.stderr
     two = tmp_path / "two.yaml"
     wf = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "a"}, "spec": {}}
     two.write_text(yaml.safe_dump_all([wf, {**wf, "metadata": {"name": "b"}}]))
@@ -159,3 +164,25 @@ def test_explain_decodes_the_patch(tmp_path: Path) -> None:
     assert "document 1 (Workflow ml/w), route workflows: status_compressed" in done.stdout
     assert "  patch: 2 operation(s)\n    remove /status/nodes\n    add /status/compressedNodes = \"H4sI" in done.stdout
     assert "characters)" in done.stdout  # the long value shortened, its length said
+
+
+def test_a_cron_workflow_is_reviewed_as_the_workflow_it_creates(tmp_path: Path) -> None:
+    """The cron controller copies `workflowSpec` into each Workflow it creates: that Workflow is what the webhook
+    would see, so that is what is reviewed (here: an Argo 4 schema-limit warning)."""
+    tasks = [{"name": f"t{i}", "template": "m"} for i in range(201)]
+    cron = {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
+            "metadata": {"name": "nightly", "namespace": "ml"},
+            "spec": {"schedules": ["0 1 * * *"], "workflowSpec": {"entrypoint": "d", "templates": [
+                {"name": "m", "container": {"image": "busybox"}}, {"name": "d", "dag": {"tasks": tasks}}]}}}
+    path = tmp_path / "cron.yaml"
+    path.write_text(yaml.safe_dump(cron))
+    done = run("--explain", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "document 1 (CronWorkflow ml/nightly)" in done.stdout
+    assert "warning: Argo 4's Workflow schema allows at most 200 items in spec.templates[1].dag.tasks" in done.stdout
+    assert "(reviewed as the Workflow it creates)" in done.stderr
+    template = {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate", "metadata": {"name": "t"},
+                "spec": {"entrypoint": "m", "templates": [{"name": "m", "container": {"image": "busybox"}}]}}
+    done = run("-", "--namespace", "ml", stdin=json.dumps(template))
+    assert done.returncode == 0, done.stderr
+    assert "workflows: unchanged (reviewed as the Workflow it creates)" in done.stderr

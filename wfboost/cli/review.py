@@ -17,6 +17,7 @@ from wfboost.shrink.workflow import plan_workflow_shrink
 from wfboost.structs.documents import DocumentError, parse_documents
 from wfboost.webhook.errors import ReviewInputError
 from wfboost.webhook.review import (
+    CREATES_WORKFLOWS,
     Reviewed,
     offline_admission,
     review_all,
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             shown = result.patched_object if args.show_object else result.outcome.review
             sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
         note = f"{_what(index, doc)}: {result.route}: {result.outcome.outcome}"
+        if doc.get("kind") in CREATES_WORKFLOWS:
+            note += " (reviewed as the Workflow it creates)"
         if result.outcome.fail_open:
             note += f" ({result.outcome.fail_open.value}: {result.outcome.detail})"
         print(f"wfboost review: {note}", file=sys.stderr)

@@ -31,8 +31,39 @@ class Reviewed:
     patched_object: dict[str, Any] | None
 
 
+# Kinds wfboost does not admit but that create Workflows it does: reviewed as the Workflow they create.
+CREATES_WORKFLOWS = frozenset({"CronWorkflow", "WorkflowTemplate", "ClusterWorkflowTemplate"})
+
+
+def workflow_created_by(doc: dict[str, Any]) -> dict[str, Any]:
+    """The Workflow a CronWorkflow creates at each run (its `workflowSpec`, as the cron controller copies it:
+    workflow/cron ConvertCronWorkflowToWorkflow), or the one `argo submit --from` creates from a (Cluster)
+    WorkflowTemplate (a `workflowTemplateRef`: the controller merges the template when it runs it)."""
+    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    assert isinstance(metadata, dict)
+    name = str(metadata.get("name") or "workflow")
+    created: dict[str, Any] = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"generateName": f"{name}-", **({"namespace": metadata["namespace"]}
+                                                     if metadata.get("namespace") else {})},
+    }
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    assert isinstance(spec, dict)
+    if doc.get("kind") == "CronWorkflow":
+        created["spec"] = spec.get("workflowSpec") if isinstance(spec.get("workflowSpec"), dict) else {}
+    else:
+        reference: dict[str, Any] = {"name": name}
+        if doc.get("kind") == "ClusterWorkflowTemplate":
+            reference["clusterScope"] = True
+        created["spec"] = {"workflowTemplateRef": reference}
+    return created
+
+
 def as_review(doc: dict[str, Any], namespace: str | None) -> tuple[str, AdmissionReview]:
-    """The route and AdmissionReview for a document: reviews are taken as they are, objects wrapped as CREATE."""
+    """The route and AdmissionReview for a document: reviews are taken as they are, objects wrapped as CREATE;
+    a CronWorkflow or WorkflowTemplate as the Workflow it creates."""
+    if doc.get("kind") in CREATES_WORKFLOWS:
+        doc = workflow_created_by(doc)
     if doc.get("kind") == "AdmissionReview":
         try:
             review = parse_review(orjson.dumps(doc))
