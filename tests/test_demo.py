@@ -71,7 +71,10 @@ def test_ctrl_c_or_sigterm_stops_everything_it_started(stop: signal.Signals, tmp
     while time.monotonic() < deadline and len(pids) < 4:
         line = proc.stdout.readline()
         pids += [int(p) for p in re.findall(r"pid (\d+)", line)]
-    assert len(pids) == 4, "the demo did not report its Valkey, side store, webhook and recorder processes"
+    if len(pids) < 4:
+        proc.kill()
+        _, err = proc.communicate(timeout=60)
+        raise AssertionError(f"the demo did not report its Valkey, side store, webhook and recorder processes: {err}")
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

@@ -22,7 +22,7 @@ apiVersion: wfboost.io/v1alpha1
 kind: Policy
 features: {memoize: true, latch: true}
 memoize: {namespaces: ["team-*"]}
-latch: {leaseTTL: PT30S, heartbeat: PT10S}
+latch: {leaseTTL: PT300S, heartbeat: PT10S}
 """
 
 
@@ -30,7 +30,7 @@ def policy() -> Policy:
     return load_policy(POLICY)
 
 
-async def as_leader(store: CacheStore, pod: dict[str, Any], ttl: timedelta = timedelta(seconds=30)) -> dict[str, Any]:
+async def as_leader(store: CacheStore, pod: dict[str, Any], ttl: timedelta = timedelta(seconds=300)) -> dict[str, Any]:
     """The pod as the webhook admits a leader: its lease taken, and named on the pod."""
     step = parse_pod(pod)
     owner = lease_owner(step)

@@ -18,6 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports (asked for together, so that no two calls hand out the same one)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port(below: int = 65536) -> int:
     """A free loopback port (below `below`: cluster nodes also listen on port + 10000)."""
     for _ in range(200):

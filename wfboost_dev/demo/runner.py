@@ -30,7 +30,7 @@ from wfboost.tls.certs import create_ca, create_serving_cert, service_names, wri
 from wfboost_dev.demo.apiserver import ApiServerClient
 from wfboost_dev.demo.cluster import EmulatedCluster
 from wfboost_dev.demo.playback import Player
-from wfboost_dev.demo.processes import RedisProcess, free_port, start_redis
+from wfboost_dev.demo.processes import RedisProcess, free_port, free_ports, start_redis
 from wfboost_dev.demo.shrinking import show_shrinking
 
 DEFAULT_WORKFLOW = "churn-model.yaml"
@@ -177,7 +177,7 @@ def start_sidestore(procs: Processes, workdir: Path, redis: RedisProcess, kubeco
     clients = workdir / "sidestore-clients.yaml"
     clients.write_text(yaml.safe_dump({"clients": [{"name": "webhook", "token": token.read_text(),
                                                     "namespaces": ["*"]}]}))
-    port, status_port = free_port(), free_port()
+    port, status_port = free_ports(2)
     log = workdir / "sidestore.log"
     child = procs.spawn(
         ["sidestore", "serve", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(status_port),
