@@ -53,12 +53,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     ls = commands.add_parser("ls", help="cache keys, newest first")
     _filters(ls)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(handler=_run(_ls))
 
     show = commands.add_parser("show", help="every track and entry of one key")
-    show.add_argument("key")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("key", help="a cache key, or any prefix of one that is unambiguous (`ls` shows 16 characters)")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(handler=_run(_show))
 
     explain = commands.add_parser(
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     explain.add_argument("--configmap", action="append", default=[], metavar="FILE",
                          help="the offload ConfigMap of a pod whose ARGO_TEMPLATE or args say 'offloaded'")
     explain.add_argument("--namespace", default=None, help="namespace for a pod without metadata.namespace")
-    explain.add_argument("--json", action="store_true")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
     explain.set_defaults(handler=_explain)
 
     inv = commands.add_parser("invalidate", help="remove entries (all given filters must match)")
@@ -80,15 +80,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inv.add_argument("--older-than", default=None, metavar="DURATION", help="entries finished longer ago, e.g. P7D")
     inv.add_argument("--all", action="store_true", help="every entry")
     inv.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
-    inv.add_argument("--json", action="store_true")
+    inv.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inv.set_defaults(handler=_run(_invalidate))
 
     stats = commands.add_parser("stats", help="counters: keys, entries recorded, bytes, invalidated, purged")
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(handler=_run(_stats))
 
     inflight = commands.add_parser("inflight", help="latching: steps running now, their leaders, who waits for them")
-    inflight.add_argument("--json", action="store_true")
+    inflight.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inflight.set_defaults(handler=_run(_inflight))
 
     for sub in (ls, show, inv, stats, inflight, explain):

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("serve", help="run the HTTPS admission server")
     p.add_argument("--host", default=env_default("WFBOOST_HOST", "0.0.0.0"), help="listen address")
-    p.add_argument("--port", type=int, default=int(env_default("WFBOOST_PORT", "8443") or 8443))
+    p.add_argument("--port", type=int, default=int(env_default("WFBOOST_PORT", "8443") or 8443),
+                   help="HTTPS port for admission (env WFBOOST_PORT)")
     p.add_argument(
         "--cert-dir",
         type=Path,

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s = commands.add_parser("serve", help="run the side store HTTP(S) service")
     s.add_argument("--host", default=env_default("WFBOOST_HOST"),
                    help="listen address (default 0.0.0.0; 127.0.0.1 with --insecure-http)")
-    s.add_argument("--port", type=int, default=int(env_default("WFBOOST_SIDESTORE_PORT", "8443") or 8443))
+    s.add_argument("--port", type=int, default=int(env_default("WFBOOST_SIDESTORE_PORT", "8443") or 8443),
+                   help="HTTPS port (env WFBOOST_SIDESTORE_PORT)")
     s.add_argument("--metrics-port", type=int, default=0, help="plain-HTTP /healthz /readyz /metrics (0: none)")
     s.add_argument("--redis-url", default=env_default("WFBOOST_REDIS_URL"), help="metadata (and default backend)")
     s.add_argument("--backend", default="redis", help="redis | file:///path | s3://bucket?endpoint=…")
@@ -46,12 +47,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--clients", type=Path, default=Path(clients), help="clients file (tokens → namespaces)")
     s.add_argument("--policy", default=env_default("WFBOOST_POLICY"), help="policy file (quotas)")
     s.add_argument("--kube-url", default=None, help="API server URL (default: in-cluster or kubeconfig)")
-    s.add_argument("--kubeconfig", default=None)
+    s.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig for the list+watch of Workflows (default: in-cluster)")
     s.add_argument("--gc-interval", type=float, default=300.0, help="seconds between sweeps (0: only on request)")
     grace = StoreSettings.grace_seconds
     s.add_argument("--grace", type=float, default=grace, help="seconds an unreferenced blob is kept")
-    s.add_argument("--upload-ttl", type=float, default=StoreSettings.upload_ttl_seconds)
-    s.add_argument("--zstd-level", type=int, default=StoreSettings.level)
+    s.add_argument("--upload-ttl", type=float, default=StoreSettings.upload_ttl_seconds,
+                   help="seconds an unfinished multipart upload is kept")
+    s.add_argument("--zstd-level", type=int, default=StoreSettings.level, help="compression level of blobs at rest")
     s.set_defaults(handler=run_serve)
 
     for name, help_text in (
@@ -64,14 +67,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         c.add_argument("--token-file", default=env_default("WFBOOST_SIDESTORE_TOKEN_FILE"),
                        help="file holding the bearer token (env WFBOOST_SIDESTORE_TOKEN_FILE; or the token itself "
                             "in WFBOOST_SIDESTORE_TOKEN)")
-        c.add_argument("--ca-file", default=env_default("WFBOOST_SIDESTORE_CA"))
+        c.add_argument("--ca-file", default=env_default("WFBOOST_SIDESTORE_CA"),
+                       help="CA bundle of the service's certificate (env WFBOOST_SIDESTORE_CA)")
         c.add_argument("--json", action="store_true", help="print the service's JSON answer")
         if name in ("ls", "stat"):
-            c.add_argument("namespace")
+            c.add_argument("namespace", help="the namespace whose blobs")
         if name == "stat":
-            c.add_argument("digest")
+            c.add_argument("digest", help="the blob's digest (sha256:…)")
         if name == "ls":
-            c.add_argument("--limit", type=int, default=1000)
+            c.add_argument("--limit", type=int, default=1000, help="at most this many blobs")
         if name == "gc":
             c.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
         c.set_defaults(handler=run_client, action=name)
