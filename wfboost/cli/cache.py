@@ -139,8 +139,7 @@ def _run(action: Callable[[CacheStore, argparse.Namespace], Awaitable[str]]) -> 
         except AdminError as exc:
             return _fail(name, str(exc))
         except (RedisError, RedisClusterException, OSError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return _fail(name, f"cannot use Redis at {redact(args.redis_url)}: {reason}")
+            return _fail(name, _redis_problem(args.redis_url, exc))
         except ValueError as exc:  # a malformed URL
             return _fail(name, f"Redis URL {redact(args.redis_url)}: {exc}")
         if output:
@@ -333,8 +332,13 @@ def _lookup_now(explained: Explanation, redis_url: str) -> str | AdminError:
     try:
         return asyncio.run(go())
     except (RedisError, RedisClusterException, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return AdminError(f"cannot use Redis at {redact(redis_url)}: {reason}")
+        return AdminError(_redis_problem(redis_url, exc))
+
+
+def _redis_problem(url: str, exc: BaseException) -> str:
+    """One line: which Redis (credentials redacted) and the first line of what went wrong."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"cannot use Redis at {redact(url)}: {reason}"
 
 
 def _policy(path: str | None) -> Policy:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import sys
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from wfboost.cli.options import env_default
 from wfboost.cli.policy_file import read_policy
 from wfboost.policy import Policy, PolicyError
 from wfboost.shrink.inverse import object_references, restored_workflow
-from wfboost.shrink.refs import Reference
+from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
 from wfboost.shrink.status import compress_status, status_nodes_json
 from wfboost.shrink.workflow import plan_workflow_shrink
 from wfboost.structs.documents import DocumentError, parse_documents
@@ -145,9 +144,10 @@ async def _fetched(client: SideStoreClient, namespace: str, reference: Reference
         if exc.status == 404:
             raise ShrinkError(f"{reference.text} is not in the side store for namespace {namespace}") from None
         raise
-    if len(data) != reference.size or hashlib.sha256(data).hexdigest() != reference.sha256:
-        raise ShrinkError(f"the side store returned other bytes than {reference.text}")
-    return data.decode()
+    try:
+        return value_of(reference, data)
+    except ReferenceMismatch as exc:
+        raise ShrinkError(str(exc)) from None
 
 
 def _client(args: argparse.Namespace) -> SideStoreClient:

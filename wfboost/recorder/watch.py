@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -390,9 +390,13 @@ class Recorder:
         self.metrics.skipped.labels(reason=reason).inc()
         if release and state.step is not None and state.step.lease_owner:
             # The leader will not be recorded: the next attempt of a follower may lead (latching).
-            task = asyncio.get_running_loop().create_task(self._release(state.step, reason))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._release(state.step, reason))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` without waiting for it, keeping a reference so the task is not collected half-way."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _release(self, step: PendingStep, cause: str) -> None:
         await self._release_lease(step.lease_key or step.key, step.lease_owner, cause, step.producer["pod"])
@@ -420,9 +424,7 @@ class Recorder:
         except NotAnArgoStep:
             return
         if owner_of_pod(pod, step):
-            task = asyncio.get_running_loop().create_task(self._release_lease(key, owner, cause, step.pod_name))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._release_lease(key, owner, cause, step.pod_name))
 
     async def heartbeat_pass(self) -> None:
         """Renew the lease of every leader that still runs; let go of the others.
@@ -441,16 +443,15 @@ class Recorder:
             step = state.step
             if step is None or not step.lease_owner or state.done is not None:
                 continue
-            finished = state.exit is not None
-            gone = state.pod_gone and not (finished and state.exit is not None and state.exit.exit_code == 0)
-            if not gone and finished and now - state.finished_seen > FINISHED_GRACE:
-                continue  # its record is overdue: the lease lapses, a follower may lead
-            if not gone and not finished and not state.pod_gone and await self._pod_missing(step):
-                state.pod_gone = gone = True
-            if gone:
+            succeeded = state.exit is not None and state.exit.exit_code == 0
+            if state.exit is None and not state.pod_gone:
+                state.pod_gone = await self._pod_missing(step)
+            if state.pod_gone and not succeeded:
                 self._give_up(state, "pod_deleted", release=False)
                 await self._release(step, "pod_deleted")
                 continue
+            if state.exit is not None and now - state.finished_seen > FINISHED_GRACE:
+                continue  # its record is overdue: the lease lapses, a follower may lead
             ttl = self.policy().latch_settings_for(step.namespace, self.namespaces.labels(step.namespace)).lease_ttl
             try:
                 if await self.store.extend_lease(step.lease_key or step.key, step.lease_owner, ttl):

@@ -32,6 +32,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wfboost.shrink.refs import MARK
+
 __all__ = ["Analysis", "analyse_workflow_arguments"]
 
 # Argo's simple tags allow spaces inside the braces (`{{ inputs.parameters.x }}`).
@@ -136,7 +138,7 @@ def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
     for path, text in _strings(spec, ()):
         if "templateRef" in path:
             return "a template comes from elsewhere (templateRef): it can read any argument unseen"
-        if "wfboost-ref:" in text:
+        if MARK in text:
             return "the Workflow already holds reference text: restoring its pods would change it"
         if path and path[-1] == "expression" and _EXPRESSION_READS.search(text):
             return "an expression field reads values: the controller evaluates it"

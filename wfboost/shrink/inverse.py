@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from wfboost.argo.workflow_status import node_statuses
-from wfboost.shrink.refs import Reference, references_in, replace_references
+from wfboost.shrink.refs import MARK, Reference, references_in, replace_references
 from wfboost.shrink.workflow import RESTORE_LABEL
 
 __all__ = ["object_references", "restored_workflow"]
@@ -42,7 +42,7 @@ def restored_workflow(workflow: Mapping[str, Any], values: Mapping[Reference, st
 
 def _replaced(node: Any, values: Mapping[Reference, str]) -> Any:
     if isinstance(node, str):
-        return replace_references(node, values) if "wfboost-ref:" in node else node
+        return replace_references(node, values) if MARK in node else node
     if isinstance(node, dict):
         return {key: _replaced(value, values) for key, value in node.items()}
     if isinstance(node, list):

@@ -16,9 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["PATTERN", "Reference", "reference_for", "references_in", "replace_references"]
+__all__ = [
+    "MARK", "PATTERN", "Reference", "ReferenceMismatch", "reference_for", "references_in", "replace_references",
+    "value_of",
+]
 
-PREFIX: Final = "wfboost-ref:v1:"
+# What every reference starts with, whatever its version: text holding it may hold a reference.
+MARK: Final = "wfboost-ref:"
+PREFIX: Final = MARK + "v1:"
 PATTERN: Final = re.compile(r"wfboost-ref:v1:([0-9]{1,12}):([0-9a-f]{64})")
 
 
@@ -40,6 +45,21 @@ class Reference:
 def reference_for(value: str) -> Reference:
     data = value.encode()
     return Reference(len(data), hashlib.sha256(data).hexdigest())
+
+
+class ReferenceMismatch(ValueError):
+    """Bytes that are not the value a reference names; the message says which reference."""
+
+
+def value_of(reference: Reference, data: bytes) -> str:
+    """The value `data` holds, once checked against the reference's size and digest (what the side store returned
+    for it); ReferenceMismatch otherwise."""
+    if len(data) != reference.size or hashlib.sha256(data).hexdigest() != reference.sha256:
+        raise ReferenceMismatch(f"the side store returned other bytes than {reference.text}")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ReferenceMismatch(f"{reference.text} does not hold text") from None
 
 
 def references_in(text: str) -> set[Reference]:

@@ -79,10 +79,8 @@ def offloaded_slots(pod: Mapping[str, Any]) -> list[str]:
 def restore_ops(pod: Mapping[str, Any], values: Mapping[Reference, str]) -> list[PatchOp]:
     """The operations that put every value back; RestoreRefused when one cannot be."""
     slots = [slot for slot in _slots(pod) if references_in(slot.text)]
-    covered = set()
     ops: list[PatchOp] = []
     for slot in slots:
-        covered |= references_in(slot.text)
         if slot.env_name == names.ENV_TEMPLATE:
             restored = _restored_template(slot, values)
             if restored == slot.text:
@@ -96,8 +94,7 @@ def restore_ops(pod: Mapping[str, Any], values: Mapping[Reference, str]) -> list
                                  f"limit on one {what}")
         ops.append({"op": "replace", "path": slot.path, "value": restored})
     _check_totals(pod, ops)
-    stray = pod_references(pod) - covered
-    if stray or _outside_slots(pod):
+    if _outside_slots(pod):
         raise RestoreRefused("the pod holds a wfboost reference outside its containers' arguments, commands and env "
                              "values, where it cannot be restored")
     return ops

@@ -172,7 +172,7 @@ class Admission:
     def _fail_closed(self, review: AdmissionReview, exc: BaseException) -> Outcome:
         reason = classify(exc)
         request = review["request"]
-        what = f"{request['kind']['kind']} {request.get('namespace', '')}/{request.get('name', '')}"
+        what = _described(request)
         message = f"wfboost could not restore the values this pod needs ({reason.value}: {exc or type(exc).__name__})"
         log.error("refusing %s for now: %s", what, message, exc_info=exc if reason is FailOpen.HANDLER_ERROR else None)
         self.metrics.fail_open.labels(reason=reason.value).inc()
@@ -182,13 +182,17 @@ class Admission:
     def _fail_open(self, review: AdmissionReview, exc: BaseException) -> Outcome:
         reason = classify(exc)
         request = review["request"]
-        what = f"{request['kind']['kind']} {request.get('namespace', '')}/{request.get('name', '')}"
+        what = _described(request)
         if reason in (FailOpen.HANDLER_ERROR, FailOpen.PATCH_INVALID):
             log.error("admitting %s unchanged (%s): %s", what, reason.value, exc, exc_info=exc)
         else:
             log.warning("admitting %s unchanged (%s): %s", what, reason.value, exc or type(exc).__name__)
         self.metrics.fail_open.labels(reason=reason.value).inc()
         return Outcome(build_response(review), "fail_open", fail_open=reason, detail=str(exc))
+
+
+def _described(request: AdmissionRequest) -> str:
+    return f"{request['kind']['kind']} {request.get('namespace', '')}/{request.get('name', '')}"
 
 
 def verify_patch(obj: Any, patch: Sequence[PatchOp]) -> dict[str, Any]:

@@ -12,11 +12,10 @@ message.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 
 from wfboost.blobs.client import SideStoreClientError, SideStoreUnavailable
-from wfboost.shrink.refs import Reference
+from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
 from wfboost.shrink.restore import RestoreRefused, offloaded_slots, pod_references, restore_ops
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision, Denial
@@ -57,12 +56,10 @@ async def admit_restore(request: AdmissionRequest, ctx: AdmissionContext) -> Dec
             return _refuse(what, 429, f"the side store answered {data}")
         if isinstance(data, BaseException):
             raise data
-        if len(data) != reference.size or hashlib.sha256(data).hexdigest() != reference.sha256:
-            return _refuse(what, 400, f"the side store returned other bytes than {reference.text}")
         try:
-            values[reference] = data.decode()
-        except UnicodeDecodeError:
-            return _refuse(what, 400, f"{reference.text} does not hold text")
+            values[reference] = value_of(reference, data)
+        except ReferenceMismatch as exc:
+            return _refuse(what, 400, str(exc))
     try:
         ops = restore_ops(pod, values)
     except RestoreRefused as exc:
