@@ -316,3 +316,27 @@ async def test_cache_explain_says_whether_the_step_would_hit_now(
     two.write_text(yaml.safe_dump_all([pod, pod]))
     assert await asyncio.to_thread(main, ["cache", "explain", str(two), "--policy", str(policy)]) == 1
     assert "holds 2 objects; explain takes one pod per file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("version", "initless"), [("v3.5.14", False), ("v3.7.18", False), ("v4.1.2", True)])
+def test_latching_on_pods_built_from_argos_source(
+    version: str, initless: bool, start_webhook: StartWebhook, tmp_path: Path, valkey: Any,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The same step in two workflows, pods built from Argo's controller source (tests/argo_source, independent of
+    wfboost's own model): one leads, the other is deferred naming it, and the leader's record makes it a hit."""
+    from tests.argo_source.pods import ControllerConfig, controller_pod
+
+    seed = request.node.nodeid
+    template = step_workflow("x", seed)["spec"]["templates"][0]
+    built = [controller_pod(version, f"wf-{i}", f"uid-{i}", "ml", template, f"wf-{i}", config=ControllerConfig(
+        initless=initless)) for i in range(2)]
+    webhook = latching(start_webhook, tmp_path, valkey)
+    leader = webhook.api.admit("pods", built[0].pod).object
+    assert leader["metadata"]["annotations"][LEASE_ANNOTATION] == lease_owner(parse_pod(built[0].pod))
+    refused = webhook.api.answer("pods", built[1].pod)
+    assert refused["status"]["code"] == 429
+    assert f"pod {built[0].pod_name} of workflow wf-0" in refused["status"]["message"]
+    record(webhook, built[0].pod, seed, lease_owner(parse_pod(built[0].pod)))
+    hit = webhook.api.admit("pods", built[1].pod).object
+    assert hit["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
