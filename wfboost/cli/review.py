@@ -126,7 +126,10 @@ def _shrink_summary(doc: dict[str, Any], policy: Policy) -> list[str]:
         return [f"shrink: nothing would move ({plan.replace('_', ' ')})"]
     lines = [f"shrink: would move {len(plan.moved)} value(s) to the side store, {plan.size_before:,} -> "
              f"{plan.size_after:,} bytes: " + ", ".join(m.name for m in plan.moved)]
+    lines += [f"shrink: argument table for {t.template}: {t.calls} call(s) pass {', '.join(t.inputs)} as one row, "
+              f"{t.saved:,} bytes saved" for t in plan.tables]
     lines += [f"shrink: kept inline: {name}: {reason}" for name, reason in sorted(plan.kept.items())]
+    lines += [f"shrink: no argument table for {name}: {reason}" for name, reason in sorted(plan.untabled.items())]
     return lines
 
 

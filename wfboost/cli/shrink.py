@@ -31,6 +31,7 @@ from wfboost.policy import Policy, PolicyError
 from wfboost.shrink.inverse import object_references, restored_workflow
 from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
 from wfboost.shrink.status import compress_status, status_nodes_json
+from wfboost.shrink.tables import TableError
 from wfboost.shrink.workflow import plan_workflow_shrink
 from wfboost.structs.documents import DocumentError, parse_documents
 
@@ -110,12 +111,17 @@ async def _shrink(
         shrunk = jsonpatch.JsonPatch(compress_status(chosen, settings.status_compression).ops).apply(shrunk)
     before, after = len(orjson.dumps(workflow)), len(orjson.dumps(shrunk))
     moved = [] if isinstance(plan, str) else plan.moved
-    if moved and not args.dry_run:  # stored first: the object printed must never point at values that are not
-        async with _client(args) as client:
-            await asyncio.gather(*(client.put(namespace, m.value.encode()) for m in moved))
+    tables = [] if isinstance(plan, str) else plan.tables
+    if (moved or tables) and not args.dry_run:  # stored first: the object printed must never point at values that
+        async with _client(args) as client:  # are not
+            await asyncio.gather(*(client.put(namespace, m.value.encode()) for m in moved),
+                                 *(client.put(namespace, t.data) for t in tables))
     what = f"Workflow {namespace}/{_name(workflow)}"
     status_note = ", status.nodes compressed" if isinstance(chosen, bytes) else ""
-    print(f"{what}: {before:,} -> {after:,} bytes ({len(moved)} value(s) moved{status_note})", file=sys.stderr)
+    table_note = "".join(f", {t.calls} call(s) of {t.template} in an argument table ({', '.join(t.inputs)})"
+                         for t in tables)
+    print(f"{what}: {before:,} -> {after:,} bytes ({len(moved)} value(s) moved{table_note}{status_note})",
+          file=sys.stderr)
     if isinstance(plan, str) and plan not in ("workflow_small",):
         print(f"{what}: no value moved ({plan.replace('_', ' ')})", file=sys.stderr)
     elif not isinstance(plan, str):
@@ -131,7 +137,10 @@ async def _restore(workflow: dict[str, Any], namespace: str, args: argparse.Name
         async with _client(args) as client:
             for reference in sorted(references, key=lambda r: r.sha256):
                 values[reference] = await _fetched(client, namespace, reference)
-    restored = restored_workflow(workflow, values)
+    try:
+        restored = restored_workflow(workflow, values)
+    except TableError as exc:
+        raise ShrinkError(str(exc)) from None
     print(f"Workflow {namespace}/{_name(workflow)}: {len(orjson.dumps(workflow)):,} -> "
           f"{len(orjson.dumps(restored)):,} bytes ({len(references)} value(s) restored)", file=sys.stderr)
     return restored

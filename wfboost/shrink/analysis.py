@@ -28,13 +28,15 @@ Pure: it reads the spec only.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from wfboost.shrink.refs import MARK
 
-__all__ = ["Analysis", "analyse_workflow_arguments"]
+__all__ = ["Analysis", "analyse_workflow_arguments", "go_quotes_as_json", "only_dollar_tags", "uses_reason",
+           "whole_spec_reason"]
 
 # Argo's simple tags allow spaces inside the braces (`{{ inputs.parameters.x }}`).
 _TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -49,6 +51,22 @@ class Analysis:
     kept: dict[str, str] = field(default_factory=dict)  # argument name -> reason
 
 
+# Strings that can mention a parameter at all (every token is `workflow.parameters.…` or `inputs.parameters.…`),
+# found once per spec and grouped by the template they lie in (None: all of them). A 2,000-task Workflow has over a
+# million strings and a few thousand of these: each argument's check reads only these.
+_Index = dict[str | None, list[tuple[tuple[str | int, ...], str]]]
+
+
+def _index(spec: Mapping[str, Any]) -> _Index:
+    index: _Index = {None: []}
+    for path, text in _strings(spec, ()):
+        if "parameters" in text:
+            index[None].append((path, text))
+            if len(path) >= 2 and path[0] == "templates" and isinstance(path[1], str):
+                index.setdefault(path[1], []).append((path, text))
+    return index
+
+
 def analyse_workflow_arguments(spec: Any) -> Analysis:
     analysis = Analysis()
     if not isinstance(spec, Mapping):
@@ -60,6 +78,7 @@ def analyse_workflow_arguments(spec: Any) -> Analysis:
     whole = _whole_spec_reason(spec)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
     enums = {p["name"] for p in parameters if isinstance(p, Mapping) and "enum" in p}
+    index = _index(spec) if not whole else {}
     for name in names:
         if whole:
             analysis.kept[name] = whole
@@ -69,11 +88,11 @@ def analyse_workflow_arguments(spec: Any) -> Analysis:
             continue
         receivers: set[str] = set()
         visited: set[tuple[str, str]] = set()
-        reason = _uses_reason(spec, templates, f"workflow.parameters.{name}", None, receivers, visited)
+        reason = _uses_reason(spec, templates, f"workflow.parameters.{name}", None, receivers, visited, index)
         for entry in _argument_receivers(spec):
             if reason is not None:
                 break
-            reason = _received_reason(spec, templates, entry, name, receivers, visited)
+            reason = _received_reason(spec, templates, entry, name, receivers, visited, index)
         if reason is None:
             analysis.movable[name] = receivers
         else:
@@ -111,6 +130,7 @@ def _received_reason(
     name: str,
     receivers: set[str],
     visited: set[tuple[str, str]],
+    index: _Index,
 ) -> str | None:
     if entry is None or entry not in templates:
         return f"the Workflow's arguments go to a template not defined in this object ({entry or 'unnamed'})"
@@ -124,12 +144,26 @@ def _received_reason(
     if (entry, name) in visited:
         return None
     visited.add((entry, name))
-    return _uses_reason(spec, templates, f"inputs.parameters.{name}", entry, receivers, visited)
+    return _uses_reason(spec, templates, f"inputs.parameters.{name}", entry, receivers, visited, index)
 
 
 # Identifiers through which an expression can read every value at once (`toJson(inputs)`, `workflow.parameters`):
 # util/expr/env/env.go `GetFuncMap` nests the flat keys into these objects.
 _EXPRESSION_READS = re.compile(r"\b(inputs|workflow|parameters)\b")
+
+
+def uses_reason(spec: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]], token: str,
+                scope: str) -> str | None:
+    """None when every mention of `token` in template `scope` is a container string or a simple pass-through (the
+    same test as for a workflow argument; wfboost.shrink.bundling uses it for one template's inputs)."""
+    return _uses_reason(spec, templates, token, scope, set(), set(), {scope: [
+        (path, text) for path, text in _strings(templates[scope], ("templates", scope)) if "parameters" in text]})
+
+
+def whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
+    """Why nothing in this spec may move at all (it refers to templates elsewhere, it already holds references, an
+    expression reads values), or None."""
+    return _whole_spec_reason(spec)
 
 
 def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
@@ -157,17 +191,16 @@ def _uses_reason(
     scope: str | None,
     receivers: set[str],
     visited: set[tuple[str, str]],
+    index: _Index,
 ) -> str | None:
     """None when every mention of `token` (in the whole spec, or in template `scope`) is a recognised use."""
-    holder: Mapping[str, Any] = spec if scope is None else templates[scope]
-    base: tuple[str | int, ...] = () if scope is None else ("templates", scope)
-    for path, text in _strings(holder, base):
+    for path, text in index.get(scope, ()):
         if scope is not None and any(tag in ("inputs.parameters", "inputs.parameters.json")
                                      for tag in _TAG.findall(text)):
             return f"{_dotted(path)}: `{{{{inputs.parameters}}}}` hands every input over at once, as JSON"
         if not _mentions(text, token):
             continue
-        reason = _use_reason(path, text, token, spec, templates, receivers, visited)
+        reason = _use_reason(path, text, token, spec, templates, receivers, visited, index)
         if reason is not None:
             return reason
     return None
@@ -181,6 +214,7 @@ def _use_reason(
     templates: Mapping[str, Mapping[str, Any]],
     receivers: set[str],
     visited: set[tuple[str, str]],
+    index: _Index,
 ) -> str | None:
     where = _dotted(path)
     if any(not _is_simple(tag, token) for tag in _TAG.findall(text) if _mentions(tag, token)) or _bare(text, token):
@@ -213,7 +247,7 @@ def _use_reason(
     if (target, argument) in visited:
         return None
     visited.add((target, argument))
-    return _uses_reason(spec, templates, f"inputs.parameters.{argument}", target, receivers, visited)
+    return _uses_reason(spec, templates, f"inputs.parameters.{argument}", target, receivers, visited, index)
 
 
 def _container_string(rest: tuple[str | int, ...]) -> bool:
@@ -300,3 +334,42 @@ def _dotted(path: tuple[str | int, ...]) -> str:
         else:
             parts.append(("." if parts else "") + part)
     return "spec." + "".join(parts) if parts else "spec"
+
+
+def only_dollar_tags(value: str) -> bool:
+    """Every `{{…}}` in `value` is closed, holds no other `{{`, and starts with `$` (Kubeflow's own placeholders,
+    `{{$}}`, `{{$.inputs.parameters['x']}}`): tags no Argo substitution resolves, so the value reaches a container
+    byte for byte. From Argo's source, v3.5.14 to v4.1.2: util/template NewTemplate scans `{{` to the next `}}`;
+    kind.go parseTag makes only `=` an expression; simpleReplace looks the trimmed tag up among variable names, none
+    of which starts with `$`, and writes an unresolved tag back as it was; validate.go resolveAllVariables ignores
+    tags outside its known prefixes. Not in loops: operator.go processItem refuses any unresolved tag, so a looped
+    task carrying such a value fails, and moving the value would make it run."""
+    position = 0
+    while (start := value.find("{{", position)) >= 0:
+        end = value.find("}}", start + 2)
+        if end < 0:
+            return False
+        tag = value[start + 2:end]
+        if "{{" in tag or not tag.strip().startswith("$"):
+            return False
+        position = end + 2
+    return True
+
+
+_JSON_CONTROLS = frozenset("\b\t\n\f\r")
+
+
+def go_quotes_as_json(value: str) -> bool:
+    """Argo substitutes a value into a template's JSON with Go's strconv.Quote (util/template simple_template.go);
+    the escapes it writes for C0 controls other than \\b \\t \\n \\f \\r, for DEL and for a non-printable
+    character past U+FFFF are not JSON, and the substitution then fails ("cannot finish template replacement because
+    the result was invalid JSON"). A value that makes it fail inline must not be made to work by moving it."""
+    for char in value:
+        code = ord(char)
+        if (code < 0x20 and char not in _JSON_CONTROLS) or code == 0x7F:
+            return False
+        if code > 0xFFFF and unicodedata.category(char)[0] not in "LMNPS":
+            return False
+        if 0xD800 <= code <= 0xDFFF:
+            return False
+    return True

@@ -2,7 +2,10 @@
 
 The inverse of what the webhook (and `wfboost shrink`) does to a Workflow: every reference in the object's strings is
 replaced by its value, the `wfboost.io/restore` label shrinking put on templates is taken off (with the `labels` map
-it may have created, when that is left empty), and `status.compressedNodes` becomes `status.nodes` again. The result
+it may have created, when that is left empty), each call that passes a row of an argument table gets its own
+parameters back and each tabled template its original (both kept in the table, wfboost.shrink.tables), and
+`status.compressedNodes` becomes `status.nodes` again. The nodes of a tabled template's pods that ran keep, in the
+status, the `wfboost-args` input the controller saw. The result
 is the original as every consumer reads it (a template's `metadata: {}` that shrinking had to create stays). Pure:
 the caller fetches the values.
 """
@@ -15,7 +18,9 @@ from typing import Any
 import orjson
 
 from wfboost.argo.workflow_status import node_statuses
-from wfboost.shrink.refs import MARK, Reference, references_in, replace_references
+from wfboost.shrink.bundling import BUNDLE_INPUT
+from wfboost.shrink.refs import MARK, ROW_PATTERN, Reference, references_in, replace_references
+from wfboost.shrink.tables import ArgumentTable, TableError, parse_table
 from wfboost.shrink.workflow import RESTORE_LABEL
 
 __all__ = ["object_references", "restored_workflow"]
@@ -26,8 +31,13 @@ def object_references(obj: Mapping[str, Any]) -> set[Reference]:
 
 
 def restored_workflow(workflow: Mapping[str, Any], values: Mapping[Reference, str]) -> dict[str, Any]:
-    """The Workflow with every value back; KeyError for a reference without a value."""
-    restored: dict[str, Any] = _replaced(orjson.loads(orjson.dumps(workflow)), values)
+    """The Workflow with every value back (a table's value is its JSON); KeyError for a reference without a value,
+    TableError for a table that does not hold what a call names."""
+    restored: dict[str, Any] = orjson.loads(orjson.dumps(workflow))
+    tables = {reference: parse_table(reference, text) for reference, text in values.items() if reference.table}
+    if tables and isinstance(restored.get("spec"), dict):
+        _untabled(restored["spec"], tables)
+    restored = _replaced(restored, values)
     for template in (restored.get("spec") or {}).get("templates") or []:
         metadata = template.get("metadata") if isinstance(template, dict) else None
         labels = metadata.get("labels") if isinstance(metadata, dict) else None
@@ -38,6 +48,41 @@ def restored_workflow(workflow: Mapping[str, Any], values: Mapping[Reference, st
         status["nodes"] = _replaced(node_statuses(restored), values)
         del status["compressedNodes"]
     return restored
+
+
+def _untabled(spec: dict[str, Any], tables: Mapping[Reference, ArgumentTable]) -> None:
+    """Calls given their parameters back from their rows, and tabled templates their originals."""
+    originals: dict[str, dict[str, Any]] = {}
+    for template in spec.get("templates") or []:
+        if not isinstance(template, dict):
+            continue
+        calls = [t for t in (template.get("dag") or {}).get("tasks") or []]
+        calls += [s for group in template.get("steps") or [] if isinstance(group, list) for s in group]
+        for call in calls:
+            arguments = call.get("arguments") if isinstance(call, dict) else None
+            parameters = arguments.get("parameters") if isinstance(arguments, dict) else None
+            row = next((p for p in parameters or [] if isinstance(p, dict) and p.get("name") == BUNDLE_INPUT), None)
+            match = ROW_PATTERN.fullmatch(str(row.get("value"))) if row is not None else None
+            if match is None:
+                continue
+            assert isinstance(arguments, dict) and isinstance(parameters, list)
+            reference = Reference(int(match[1]), match[2], table=True)
+            table = tables[reference]
+            number = int(match[3])
+            if not 0 <= number < len(table["rows"]):
+                raise TableError(f"{reference.text} has no row {number}")
+            rebuilt = [p for p in parameters if p is not row]
+            for position, parameter, index in sorted(table["rows"][number]["removed"], key=lambda r: int(r[0])):
+                rebuilt.insert(int(position), {**parameter, "value": table["strings"][int(index)]})
+            if rebuilt:
+                arguments["parameters"] = rebuilt
+            else:
+                del arguments["parameters"]
+                if not arguments:
+                    del call["arguments"]
+            originals[table["template"]] = table["original"]
+    spec["templates"] = [originals.get(str(t.get("name")), t) if isinstance(t, dict) else t
+                         for t in spec.get("templates") or []]
 
 
 def _replaced(node: Any, values: Mapping[Reference, str]) -> Any:

@@ -5,6 +5,11 @@ every encoding a value passes through leaves alone (JSON, YAML, Argo's `{{…}}`
 reference reaches a pod spelled exactly as it was written, wherever the controller substituted it. A person reading
 `kubectl get -o yaml` sees that the value was moved, how big it is and which blob holds it.
 
+`wfboost-ref:table-v1:<size>:<sha256>` names an argument table (wfboost.shrink.tables): one blob holding the
+static arguments of every call of one template. A call carries `…#<row>`, and the template's strings
+`…#<row>[<input>]` where the input's value was: the cell of that row and input. The `#` and brackets delimit the
+row and the input name (a parameter name never holds `]`), so the cell is found however the text goes on.
+
 Restoring is text replacement by the value itself (wfboost.shrink.restore says where).
 """
 
@@ -17,24 +22,30 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
-    "MARK", "PATTERN", "Reference", "ReferenceMismatch", "reference_for", "references_in", "replace_references",
-    "value_of",
+    "CELL_PATTERN", "MARK", "PATTERN", "ROW_PATTERN", "TABLE_PATTERN", "TABLE_PREFIX", "Reference", "ReferenceMismatch",
+    "reference_for", "references_in", "replace_references", "table_reference_for", "value_of",
 ]
 
 # What every reference starts with, whatever its version: text holding it may hold a reference.
 MARK: Final = "wfboost-ref:"
 PREFIX: Final = MARK + "v1:"
 PATTERN: Final = re.compile(r"wfboost-ref:v1:([0-9]{1,12}):([0-9a-f]{64})")
+TABLE_PREFIX: Final = MARK + "table-v1:"
+TABLE_PATTERN: Final = re.compile(r"wfboost-ref:table-v1:([0-9]{1,12}):([0-9a-f]{64})")
+# A row of a table, as a call passes it; a cell, as it lands in a pod's strings.
+ROW_PATTERN: Final = re.compile(TABLE_PATTERN.pattern + r"#([0-9]{1,9})")
+CELL_PATTERN: Final = re.compile(ROW_PATTERN.pattern + r"\[([-A-Za-z0-9_]{1,253})\]")
 
 
 @dataclass(frozen=True)
 class Reference:
     size: int
     sha256: str
+    table: bool = False  # an argument table rather than a value
 
     @property
     def text(self) -> str:
-        return f"{PREFIX}{self.size}:{self.sha256}"
+        return f"{TABLE_PREFIX if self.table else PREFIX}{self.size}:{self.sha256}"
 
     @property
     def digest(self) -> str:
@@ -45,6 +56,10 @@ class Reference:
 def reference_for(value: str) -> Reference:
     data = value.encode()
     return Reference(len(data), hashlib.sha256(data).hexdigest())
+
+
+def table_reference_for(data: bytes) -> Reference:
+    return Reference(len(data), hashlib.sha256(data).hexdigest(), table=True)
 
 
 class ReferenceMismatch(ValueError):
@@ -63,7 +78,11 @@ def value_of(reference: Reference, data: bytes) -> str:
 
 
 def references_in(text: str) -> set[Reference]:
-    return {Reference(int(size), sha) for size, sha in PATTERN.findall(text)}
+    """Every reference in `text`: values and argument tables (which the side store's GC must hold alike)."""
+    found = {Reference(int(size), sha) for size, sha in PATTERN.findall(text)}
+    if TABLE_PREFIX in text:
+        found |= {Reference(int(size), sha, table=True) for size, sha in TABLE_PATTERN.findall(text)}
+    return found
 
 
 def replace_references(text: str, values: Mapping[Reference, str]) -> str:

@@ -29,7 +29,8 @@ from typing import Any, Final
 import orjson
 
 from wfboost.argo import names
-from wfboost.shrink.refs import Reference, references_in, replace_references
+from wfboost.shrink.refs import TABLE_PREFIX, Reference, references_in, replace_references
+from wfboost.shrink.tables import ArgumentTable, TableError, replace_cells
 from wfboost.structs.patch import PatchOp
 
 __all__ = ["MAX_ARG_STRLEN", "RestoreRefused", "offloaded_slots", "pod_references", "restore_ops"]
@@ -76,17 +77,25 @@ def offloaded_slots(pod: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def restore_ops(pod: Mapping[str, Any], values: Mapping[Reference, str]) -> list[PatchOp]:
-    """The operations that put every value back; RestoreRefused when one cannot be."""
+def restore_ops(
+    pod: Mapping[str, Any], values: Mapping[Reference, str], tables: Mapping[Reference, ArgumentTable] | None = None
+) -> list[PatchOp]:
+    """The operations that put every value (and every cell of an argument table) back; RestoreRefused when one
+    cannot be."""
     slots = [slot for slot in _slots(pod) if references_in(slot.text)]
     ops: list[PatchOp] = []
     for slot in slots:
-        if slot.env_name == names.ENV_TEMPLATE:
-            restored = _restored_template(slot, values)
-            if restored == slot.text:
-                continue
-        else:
-            restored = replace_references(slot.text, values)
+        try:
+            if slot.env_name == names.ENV_TEMPLATE:
+                restored = _restored_template(slot, values, tables or {})
+                if restored == slot.text:
+                    continue
+            else:
+                restored = _restored_text(slot.text, values, tables or {})
+                if references_in(restored):  # e.g. a table's row outside a cell: nothing says which value it is
+                    raise RestoreRefused(f"{slot.where} holds a wfboost reference that names no value")
+        except TableError as exc:
+            raise RestoreRefused(f"{slot.where}: {exc}") from None
         size = len(restored.encode()) + 1 + (len(slot.env_name.encode()) + 1 if slot.env_name is not None else 0)
         if size > MAX_ARG_STRLEN:
             what = "environment string" if slot.env_name is not None else "argument"
@@ -118,7 +127,14 @@ def _check_totals(pod: Mapping[str, Any], ops: list[PatchOp]) -> None:
                                      f"environment restored, over the {MAX_ARGV_TOTAL} bytes exec accepts")
 
 
-def _restored_template(slot: _Slot, values: Mapping[Reference, str]) -> str:
+def _restored_text(text: str, values: Mapping[Reference, str], tables: Mapping[Reference, ArgumentTable]) -> str:
+    """Cells first: a cell's text begins with its table's reference, which is not a value of its own. A row (a
+    table reference with its row but no input) is left as it is: it is the `wfboost-args` input itself, seen only in
+    ARGO_TEMPLATE's inputs, which nothing in the pod reads."""
+    return replace_references(replace_cells(text, tables) if TABLE_PREFIX in text else text, values)
+
+
+def _restored_template(slot: _Slot, values: Mapping[Reference, str], tables: Mapping[Reference, ArgumentTable]) -> str:
     """ARGO_TEMPLATE with its script source restored, written back with Go's HTML-safe escaping."""
     try:
         template = json.loads(slot.text)
@@ -129,7 +145,7 @@ def _restored_template(slot: _Slot, values: Mapping[Reference, str]) -> str:
     if not isinstance(source, str) or not references_in(source):
         return slot.text
     assert isinstance(script, dict)
-    script["source"] = replace_references(source, values)
+    script["source"] = _restored_text(source, values, tables)
     text = json.dumps(template, ensure_ascii=False, separators=(",", ":"))
     return "".join(_GO_HTML.get(char, char) for char in text) if _GO_HTML_CHARS.search(text) else text
 

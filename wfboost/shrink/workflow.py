@@ -3,8 +3,9 @@
 Which arguments may move is `analysis.analyse_workflow_arguments`; this module decides which of those are worth it
 (policy thresholds) and builds the patch: one `replace` per moved value, and on every template whose pods can
 receive one, the label `wfboost.io/restore: "true"` in the template's `metadata` (Argo copies a template's metadata
-labels onto its pods), which routes those pods to the restoring webhook entry (`failurePolicy: Fail`). Pure: the
-caller stores the values in the side store before it answers.
+labels onto its pods), which routes those pods to the restoring webhook entry (`failurePolicy: Fail`). Templates
+called many times with static arguments get an argument table (wfboost.shrink.bundling), planned on the object as
+sent like the rest. Pure: the caller stores the values and tables in the side store before it answers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, Final
 import orjson
 
 from wfboost.policy.model import ShrinkSettings
-from wfboost.shrink.analysis import analyse_workflow_arguments
+from wfboost.shrink.analysis import analyse_workflow_arguments, go_quotes_as_json
+from wfboost.shrink.bundling import TablePlan, plan_argument_tables
 from wfboost.shrink.refs import PATTERN, Reference, reference_for
 from wfboost.structs.patch import PatchOp
 
@@ -45,6 +47,8 @@ class WorkflowShrink:
     ops: list[PatchOp] = field(default_factory=list)
     moved: list[MovedValue] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)  # argument name -> why it stays inline
+    tables: list[TablePlan] = field(default_factory=list)
+    untabled: dict[str, str] = field(default_factory=dict)  # called template -> why it has no argument table
     size_before: int = 0
     size_after: int = 0
 
@@ -57,15 +61,17 @@ def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) 
     size = len(orjson.dumps(workflow))
     if size < settings.object_threshold_bytes:
         return "workflow_small"
-    parameters = (spec.get("arguments") or {}).get("parameters")
-    if not isinstance(parameters, list) or not parameters:
-        return "no_arguments"
-    analysis = analyse_workflow_arguments(spec)
-    plan = WorkflowShrink(kept=dict(analysis.kept), size_before=size)
+    tables = plan_argument_tables(spec, min_saved=settings.value_threshold_bytes, max_cell=MAX_MOVED_BYTES,
+                                  max_template=MAX_RECEIVER_TEMPLATE_BYTES, labels={RESTORE_LABEL: "true"})
+    plan = WorkflowShrink(tables=tables.tables, untabled=tables.kept, size_before=size)
+    tabled = {table.template for table in tables.tables}
     receivers: set[str] = set()
-    saved = 0
+    saved = sum(table.saved for table in tables.tables)
+    parameters = (spec.get("arguments") or {}).get("parameters")
+    analysis = analyse_workflow_arguments(spec)
+    plan.kept = dict(analysis.kept)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
-    for index, parameter in enumerate(parameters):
+    for index, parameter in enumerate(parameters if isinstance(parameters, list) else []):
         if not isinstance(parameter, Mapping) or parameter.get("name") not in analysis.movable:
             continue
         name, value = parameter["name"], parameter.get("value")
@@ -79,10 +85,12 @@ def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) 
         plan.ops.append({"op": "replace", "path": f"/spec/arguments/parameters/{index}/value", "value": reference.text})
         receivers |= analysis.movable[name]
         saved += len(orjson.dumps(value)) - len(orjson.dumps(reference.text))
-    if not plan.moved:
+    if not plan.moved and not plan.tables:
         return "nothing_to_move"
-    plan.ops.extend(_label_ops(spec, receivers))
-    plan.size_after = size - saved + sum(len(orjson.dumps(op)) for op in plan.ops[len(plan.moved):])
+    labels = _label_ops(spec, receivers - tabled)
+    plan.ops.extend(labels)
+    plan.ops.extend(op for table in plan.tables for op in table.ops)
+    plan.size_after = size - saved + sum(len(orjson.dumps(op)) for op in labels)
     return plan
 
 
@@ -98,6 +106,9 @@ def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
         return "holds `{{…}}`: the controller substitutes inside it"
     if PATTERN.search(value):
         return "already holds a reference"
+    if not go_quotes_as_json(value):
+        return ("holds a character Argo's substitution cannot write as JSON (inline its pods fail; moved they "
+                "would not)")
     return None
 
 

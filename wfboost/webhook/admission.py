@@ -31,6 +31,7 @@ from wfboost.structs.patch import PatchOp
 from wfboost.webhook.errors import PatchDoesNotApply, SideStoreNotConfigured, StoreNotConfigured
 from wfboost.webhook.failopen import FailOpen, classify
 from wfboost.webhook.metrics import Metrics
+from wfboost.webhook.table_cache import TableCache
 from wfboost.webhook.wire import build_denial, build_response
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class AdmissionContext:
     sidestore: SideStoreClient | None = None
     kube: KubeClient | None = None  # for the rare reads (an offloaded Argo template)
     namespace_labels: Mapping[str, str] | None = None  # None when unknown: label-gated policy rules do not match
+    tables: TableCache = field(default_factory=TableCache)  # argument tables already fetched, for restoring
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
@@ -119,6 +121,7 @@ class Admission:
     sidestore: SideStoreClient | None = None
     kube: KubeClient | None = None
     namespace_labels: Callable[[str], Mapping[str, str] | None] = field(default=lambda namespace: None)
+    tables: TableCache = field(default_factory=TableCache)
 
     async def admit(self, route_name: str, review: AdmissionReview, budget: float) -> Outcome:
         """Decide within `budget` seconds; whatever happens, the result allows the request."""
@@ -149,6 +152,7 @@ class Admission:
             kube=self.kube,
             metrics=self.metrics,
             namespace_labels=labels,
+            tables=self.tables,
         )
         try:
             async with asyncio.timeout(budget):

@@ -17,6 +17,7 @@ import logging
 from wfboost.blobs.client import SideStoreClientError, SideStoreUnavailable
 from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
 from wfboost.shrink.restore import RestoreRefused, offloaded_slots, pod_references, restore_ops
+from wfboost.shrink.tables import ArgumentTable, TableError, parse_table
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision, Denial
 
@@ -41,7 +42,12 @@ async def admit_restore(request: AdmissionRequest, ctx: AdmissionContext) -> Dec
                                   "restore references; keep this Workflow's values inline (wfboost.io/shrink off)")
     if ctx.sidestore is None:
         return _refuse(what, 429, "the webhook has no side store configured (--sidestore-url)")
-    ordered = sorted(references, key=lambda r: r.sha256)
+    tables: dict[Reference, ArgumentTable] = {}
+    for reference in references:
+        cached = ctx.tables.get(namespace, reference) if reference.table else None
+        if cached is not None:
+            tables[reference] = cached
+    ordered = sorted(references - tables.keys(), key=lambda r: r.sha256)
     sidestore = ctx.sidestore
     fetched = await asyncio.gather(*(sidestore.get(namespace, r.digest) for r in ordered), return_exceptions=True)
     values: dict[Reference, str] = {}
@@ -57,11 +63,16 @@ async def admit_restore(request: AdmissionRequest, ctx: AdmissionContext) -> Dec
         if isinstance(data, BaseException):
             raise data
         try:
-            values[reference] = value_of(reference, data)
-        except ReferenceMismatch as exc:
+            text = value_of(reference, data)
+            if reference.table:
+                tables[reference] = parse_table(reference, text)
+                ctx.tables.put(namespace, reference, tables[reference])
+            else:
+                values[reference] = text
+        except (ReferenceMismatch, TableError) as exc:
             return _refuse(what, 400, str(exc))
     try:
-        ops = restore_ops(pod, values)
+        ops = restore_ops(pod, values, tables)
     except RestoreRefused as exc:
         return _refuse(what, 429 if exc.transient else 400, str(exc))
     return Decision(ops, "restored")

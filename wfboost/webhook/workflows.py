@@ -55,12 +55,14 @@ async def _moved(request: AdmissionRequest, workflow: dict[str, object], ctx: Ad
     if isinstance(plan, str):
         return Decision(outcome=plan)
     client = ctx.require_sidestore()
-    await asyncio.gather(*(client.put(namespace, moved.value.encode()) for moved in plan.moved))
-    ctx.metrics.shrink.values_moved.inc(len(plan.moved))
+    await asyncio.gather(*(client.put(namespace, moved.value.encode()) for moved in plan.moved),
+                         *(client.put(namespace, table.data) for table in plan.tables))
+    ctx.metrics.shrink.values_moved.inc(len(plan.moved) + sum(table.calls * len(table.inputs) for table in plan.tables))
     ctx.metrics.shrink.bytes_saved.labels(what="values").inc(max(0, plan.size_before - plan.size_after))
     log.info(
-        "Workflow %s/%s: %d value(s) moved to the side store, %d -> %d bytes",
-        namespace, request.get("name") or "(generateName)", len(plan.moved), plan.size_before, plan.size_after,
+        "Workflow %s/%s: %d value(s) and %d argument table(s) moved to the side store, %d -> %d bytes",
+        namespace, request.get("name") or "(generateName)", len(plan.moved), len(plan.tables), plan.size_before,
+        plan.size_after,
     )
     return Decision(plan.ops, "values_moved")
 
