@@ -62,7 +62,7 @@ def test_webhook_paths_are_served_and_fail_open() -> None:
     assert restore["objectSelector"]["matchExpressions"] == [
         {"key": "wfboost.io/restore", "operator": "In", "values": ["true"]}
     ]
-    assert restore["rules"][0]["operations"] == ["CREATE"] and restore["sideEffects"] == "None"
+    assert restore["rules"][0]["operations"] == ["CREATE"] and restore["sideEffects"] == "NoneOnDryRun"
     assert {"key": "wfboost.io/shrink", "operator": "In", "values": ["true"]} in (
         workflows["namespaceSelector"]["matchExpressions"]
     )

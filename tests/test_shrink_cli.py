@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore
-from tests.test_shrink_workflows import kubeflow_shaped
+from tests.test_shrink_workflows import kubeflow_shaped, without_empty_metadata
 from wfboost.shrink.refs import PATTERN
 
 API_SERVER_LIMIT = 3_145_728  # bodies over this never reach a webhook
@@ -100,3 +100,32 @@ async def test_shrinking_needs_the_side_store_only_when_something_moves(tmp_path
         "metadata": {"name": "w", "namespace": "ml"}}))
     assert code == 1
     assert err == "wfboost shrink: --sidestore-url (or WFBOOST_SIDESTORE_URL) is required: the values live there\n"
+
+
+async def test_a_2000_task_kubeflow_pipeline_is_shrunk_with_tables_and_restored_exactly(
+    valkey: Any, tls: SideStoreTls, tmp_path: Path
+) -> None:
+    from wfboost_dev.argosim.kubeflow import kubeflow_compiled
+
+    workflow = kubeflow_compiled(2000)
+    workflow["metadata"]["name"] = "big-pipeline"
+    source = tmp_path / "big.json"
+    source.write_bytes(orjson.dumps(workflow))
+    assert source.stat().st_size > API_SERVER_LIMIT
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {shrinkWorkflows: true}\n"
+                      "shrink: {controllerVersion: '4.1'}\n")
+    token = tmp_path / "token"
+    token.write_text(TOKENS["admin"])
+    async with run_sidestore(valkey, tls, tmp_path) as sidestore:
+        store = ["--sidestore-url", sidestore.url, "--sidestore-token-file", str(token),
+                 "--sidestore-ca", str(tls.ca_file)]
+        code, out, err = await wfboost("shrink", str(source), "--policy", str(policy), *store)
+        assert code == 0, err
+        shrunk = orjson.loads(out)
+        size = len(orjson.dumps(shrunk))
+        assert size < 1_572_864 and f"{source.stat().st_size:,} -> {size:,} bytes (1 value(s) moved, 2000 call(s) of " \
+            "system-container-driver in an argument table" in err, err
+        code, out, err = await wfboost("restore", "-", "-o", "json", *store, stdin=orjson.dumps(shrunk))
+        assert code == 0, err
+        assert without_empty_metadata(orjson.loads(out)) == without_empty_metadata(workflow)

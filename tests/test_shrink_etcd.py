@@ -15,12 +15,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import orjson
 import pytest
 
 from tests.conftest import StartWebhook
-from tests.sidestore_fixtures import SideStoreTls, make_tls, run_sidestore
-from tests.test_shrink_workflows import kubeflow_shaped, pods_of, shrinking_webhook, what_containers_run
+from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore
+from tests.test_shrink_workflows import (
+    kubeflow_shaped,
+    pods_of,
+    shrinking_webhook,
+    what_containers_run,
+    without_empty_metadata,
+)
+from wfboost.kube import KubeConfig
+from wfboost.policy.model import ShrinkSettings
+from wfboost.shrink.inverse import restored_workflow
+from wfboost.shrink.workflow import plan_workflow_shrink
+from wfboost_dev.argosim.kubeflow import kubeflow_compiled
 from wfboost_dev.demo.processes import free_port
 
 
@@ -111,3 +123,62 @@ async def test_a_workflow_etcd_refuses_is_stored_once_shrunk_and_its_pods_get_th
         for original, planned in zip(originals, pods_of(from_etcd, "v3.7.18"), strict=True):
             restored = (await asyncio.to_thread(webhook.api.admit, "restore", planned.pod)).object
             assert what_containers_run(restored, None) == what_containers_run(original.pod, original.configmap)
+
+
+@pytest.mark.slow
+async def test_a_kubeflow_pipeline_of_1100_tasks_is_refused_raw_stored_shrunk_and_its_pods_get_every_value(
+    etcd: Etcd, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, kmock: Any,
+    capsys: Any,
+) -> None:
+    """Written from Kubeflow's compiler (kubeflow_compiled): argument tables, driver copies per component kind, and
+    the root DAG's spec (380 kB) restored through Argo's own offload ConfigMap (controllerVersion 3.7.10)."""
+    kmock.resources["v1/configmaps"] = {}
+    workflow = kubeflow_compiled(1100)
+    workflow["metadata"]["name"] = "pipeline-x7k2p"
+    key = "/registry/argoproj.io/workflows/ml/pipeline-x7k2p"
+    raw = orjson.dumps(workflow)
+    assert 1_572_864 < len(raw) < 2_097_152
+    status, answer = etcd.put(key, raw)
+    assert status == 400 and answer["error"] == "etcdserver: request is too large", answer
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {shrinkWorkflows: true}\n"
+                      "shrink: {controllerVersion: '3.7.10'}\n")
+    token = tmp_path / "token"
+    token.write_text(TOKENS["admin"])
+    async with run_sidestore(valkey, tls, tmp_path) as sidestore:
+        webhook = start_webhook(settings={"policy_path": policy, "sidestore_url": sidestore.url,
+                                          "sidestore_token_file": token, "sidestore_ca_file": tls.ca_file,
+                                          "kube_config": KubeConfig.from_url(str(kmock.url))})
+        stored = (await asyncio.to_thread(webhook.api.admit, "workflows", workflow)).object
+        shrunk = orjson.dumps(stored)
+        status, answer = etcd.put(key, shrunk)
+        assert status == 200, answer
+        with capsys.disabled():
+            print(f"\nKubeflow pipeline of 1,100 tasks: {len(raw)} bytes refused by etcd; {len(shrunk)} bytes stored")
+        from_etcd = orjson.loads(etcd.get(key))
+        offloaded = 0
+        for original, planned in zip(pods_of(workflow, "v3.7.18"), pods_of(from_etcd, "v3.7.18"), strict=True):
+            restored = (await asyncio.to_thread(webhook.api.admit, "restore", planned.pod)).object
+            name = planned.pod["metadata"]["name"]
+            configmap = next((o for k, o in kmock.objects.items() if "configmaps" in str(k[0]) and k[2] == name), None)
+            offloaded += configmap is not None
+            assert what_containers_run(restored, configmap) == what_containers_run(original.pod, original.configmap)
+        assert offloaded == 1  # the root driver
+
+
+def test_a_kubeflow_pipeline_of_2000_tasks_shrunk_client_side_fits_in_etcd(etcd: Etcd) -> None:
+    """3.4 MB: over the API server's 3 MiB request limit, so `wfboost shrink` (the same plan) shrinks it first."""
+    workflow = kubeflow_compiled(2000)
+    key = "/registry/argoproj.io/workflows/ml/big-pipeline-2000"
+    raw = orjson.dumps(workflow)
+    assert len(raw) > 3 * 1024 * 1024
+    assert etcd.put(key, raw)[0] != 200
+    plan = plan_workflow_shrink(workflow, ShrinkSettings(controller_version="3.7.10"))
+    assert not isinstance(plan, str)
+    stored = jsonpatch.JsonPatch(plan.ops).apply(orjson.loads(raw))
+    status, answer = etcd.put(key, orjson.dumps(stored))
+    assert status == 200, answer
+    assert len(orjson.dumps(stored)) < 0.85 * 1_572_864
+    values = {m.reference: m.value for m in plan.moved} | {t.reference: t.data.decode() for t in plan.tables}
+    assert without_empty_metadata(restored_workflow(orjson.loads(etcd.get(key)), values)) == without_empty_metadata(
+        workflow)

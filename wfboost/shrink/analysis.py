@@ -35,8 +35,8 @@ from typing import Any
 
 from wfboost.shrink.refs import MARK
 
-__all__ = ["Analysis", "analyse_workflow_arguments", "go_quotes_as_json", "only_dollar_tags", "uses_reason",
-           "whole_spec_reason"]
+__all__ = ["Analysis", "analyse_workflow_arguments", "go_quotes_as_json", "mentions", "only_dollar_tags",
+           "uses_reason", "whole_spec_reason"]
 
 # Argo's simple tags allow spaces inside the braces (`{{ inputs.parameters.x }}`).
 _TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -176,6 +176,11 @@ def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
             return "the Workflow already holds reference text: restoring its pods would change it"
         if path and path[-1] == "expression" and _EXPRESSION_READS.search(text):
             return "an expression field reads values: the controller evaluates it"
+        if path[:1] not in (("templates",), ("arguments",)) and any(
+                tag.strip().startswith("inputs.") for tag in _TAG.findall(text)):
+            # spec.podSpecPatch, podMetadata, volumes, scheduling fields: the controller substitutes each pod's
+            # template inputs into them (workflowpod.go processPodSpecPatch and substitutePodParams, v3.5.14 to v4.1.2)
+            return f"{_dotted(path)} reads template inputs: the controller substitutes them into every pod"
         for tag in _TAG.findall(text):
             if tag.startswith("=") and _EXPRESSION_READS.search(tag):
                 return "an expression reads values: `{{=…}}` is evaluated by the controller"
@@ -303,6 +308,10 @@ def _strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str
     elif isinstance(node, list):
         for index, item in enumerate(node):
             yield from _strings(item, (*path, index))
+
+
+def mentions(text: str, token: str) -> bool:
+    return _mentions(text, token)
 
 
 def _mentions(text: str, token: str) -> bool:

@@ -5,7 +5,7 @@ replaced by its value, the `wfboost.io/restore` label shrinking put on templates
 it may have created, when that is left empty), each call that passes a row of an argument table gets its own
 parameters back and each tabled template its original (both kept in the table, wfboost.shrink.tables), and
 `status.compressedNodes` becomes `status.nodes` again. The nodes of a tabled template's pods that ran keep, in the
-status, the `wfboost-args` input the controller saw. The result
+status, the `wfboost-row` input the controller saw. The result
 is the original as every consumer reads it (a template's `metadata: {}` that shrinking had to create stays). Pure:
 the caller fetches the values.
 """
@@ -19,7 +19,7 @@ import orjson
 
 from wfboost.argo.workflow_status import node_statuses
 from wfboost.shrink.bundling import BUNDLE_INPUT
-from wfboost.shrink.refs import MARK, ROW_PATTERN, Reference, references_in, replace_references
+from wfboost.shrink.refs import MARK, TABLE_PATTERN, Reference, references_in, replace_references
 from wfboost.shrink.tables import ArgumentTable, TableError, parse_table
 from wfboost.shrink.workflow import RESTORE_LABEL
 
@@ -51,8 +51,11 @@ def restored_workflow(workflow: Mapping[str, Any], values: Mapping[Reference, st
 
 
 def _untabled(spec: dict[str, Any], tables: Mapping[Reference, ArgumentTable]) -> None:
-    """Calls given their parameters back from their rows, and tabled templates their originals."""
+    """Calls given their parameters back from their rows (the table named in the template each calls), tabled
+    templates their originals, and the copies made for other workflow arguments taken away."""
+    by_name = {t.get("name"): t for t in spec.get("templates") or [] if isinstance(t, dict)}
     originals: dict[str, dict[str, Any]] = {}
+    copies: set[str] = set()
     for template in spec.get("templates") or []:
         if not isinstance(template, dict):
             continue
@@ -62,27 +65,32 @@ def _untabled(spec: dict[str, Any], tables: Mapping[Reference, ArgumentTable]) -
             arguments = call.get("arguments") if isinstance(call, dict) else None
             parameters = arguments.get("parameters") if isinstance(arguments, dict) else None
             row = next((p for p in parameters or [] if isinstance(p, dict) and p.get("name") == BUNDLE_INPUT), None)
-            match = ROW_PATTERN.fullmatch(str(row.get("value"))) if row is not None else None
-            if match is None:
+            target = by_name.get(call.get("template")) if row is not None else None
+            match = TABLE_PATTERN.search(orjson.dumps(target).decode()) if target is not None else None
+            if match is None or not str(row.get("value")).isdigit():  # type: ignore[union-attr]
                 continue
-            assert isinstance(arguments, dict) and isinstance(parameters, list)
+            assert isinstance(arguments, dict) and isinstance(parameters, list) and row is not None
             reference = Reference(int(match[1]), match[2], table=True)
             table = tables[reference]
-            number = int(match[3])
+            number = int(row["value"])
             if not 0 <= number < len(table["rows"]):
                 raise TableError(f"{reference.text} has no row {number}")
             rebuilt = [p for p in parameters if p is not row]
             for position, parameter, index in sorted(table["rows"][number]["removed"], key=lambda r: int(r[0])):
                 rebuilt.insert(int(position), {**parameter, "value": table["strings"][int(index)]})
-            if rebuilt:
+            call["template"] = table["template"]
+            form = table["rows"][number].get("form", 2)
+            if rebuilt or form == 2:
                 arguments["parameters"] = rebuilt
             else:
                 del arguments["parameters"]
-                if not arguments:
+                if form == 0 and not arguments:
                     del call["arguments"]
             originals[table["template"]] = table["original"]
+            copies.update(table["copies"])
     spec["templates"] = [originals.get(str(t.get("name")), t) if isinstance(t, dict) else t
-                         for t in spec.get("templates") or []]
+                         for t in spec.get("templates") or []
+                         if not (isinstance(t, dict) and t.get("name") in copies)]
 
 
 def _replaced(node: Any, values: Mapping[Reference, str]) -> Any:

@@ -6,9 +6,10 @@ reference reaches a pod spelled exactly as it was written, wherever the controll
 `kubectl get -o yaml` sees that the value was moved, how big it is and which blob holds it.
 
 `wfboost-ref:table-v1:<size>:<sha256>` names an argument table (wfboost.shrink.tables): one blob holding the
-static arguments of every call of one template. A call carries `…#<row>`, and the template's strings
-`…#<row>[<input>]` where the input's value was: the cell of that row and input. The `#` and brackets delimit the
-row and the input name (a parameter name never holds `]`), so the cell is found however the text goes on.
+static arguments of every call of one template. The template's strings hold
+`…#{{inputs.parameters.wfboost-row}}[<input>]` where the input's value was, and each call its row number, so a
+pod holds `…#<row>[<input>]`: the cell of that row and input. The `#` and brackets delimit the row and the input
+name (a parameter name never holds `]`), so the cell is found however the text goes on.
 
 Restoring is text replacement by the value itself (wfboost.shrink.restore says where).
 """

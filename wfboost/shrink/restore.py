@@ -29,11 +29,20 @@ from typing import Any, Final
 import orjson
 
 from wfboost.argo import names
+from wfboost.argo.offload import ARGS_FILE, MAX_ENV_VAR_LEN, MOUNT_PATH, args_configmap, go_json_strings
 from wfboost.shrink.refs import TABLE_PREFIX, Reference, references_in, replace_references
 from wfboost.shrink.tables import ArgumentTable, TableError, replace_cells
 from wfboost.structs.patch import PatchOp
 
-__all__ = ["MAX_ARG_STRLEN", "RestoreRefused", "offloaded_slots", "pod_references", "restore_ops"]
+__all__ = [
+    "MAX_ARG_STRLEN",
+    "RestoreRefused",
+    "Restored",
+    "offloaded_slots",
+    "pod_references",
+    "restore_ops",
+    "restore_pod",
+]
 
 # Linux's limit on one argv or environment string, its terminating NUL included (32 pages of 4 KiB).
 MAX_ARG_STRLEN: Final = 131072
@@ -77,46 +86,125 @@ def offloaded_slots(pod: Mapping[str, Any]) -> list[str]:
     return found
 
 
+@dataclass(frozen=True)
+class Restored:
+    ops: list[PatchOp]
+    configmap: dict[str, Any] | None = None  # to create before the pod: its arguments, offloaded as Argo would
+
+
 def restore_ops(
     pod: Mapping[str, Any], values: Mapping[Reference, str], tables: Mapping[Reference, ArgumentTable] | None = None
 ) -> list[PatchOp]:
     """The operations that put every value (and every cell of an argument table) back; RestoreRefused when one
-    cannot be."""
-    slots = [slot for slot in _slots(pod) if references_in(slot.text)]
-    ops: list[PatchOp] = []
-    for slot in slots:
+    cannot be (here, an argument over Linux's limit: see `restore_pod` for Argo's offload)."""
+    return restore_pod(pod, values, tables).ops
+
+
+def restore_pod(
+    pod: Mapping[str, Any],
+    values: Mapping[Reference, str],
+    tables: Mapping[Reference, ArgumentTable] | None = None,
+    *,
+    offload_args: bool = False,
+) -> Restored:
+    """What puts every value back. With `offload_args` (every controller offloads long arguments, wfboost.argo.offload),
+    a main container whose restored arguments pass Argo's limit gets them the controller's way: in a ConfigMap
+    named after the pod, which the caller creates first."""
+    restored: list[tuple[_Slot, str]] = []
+    for slot in (slot for slot in _slots(pod) if references_in(slot.text)):
         try:
             if slot.env_name == names.ENV_TEMPLATE:
-                restored = _restored_template(slot, values, tables or {})
-                if restored == slot.text:
+                text = _restored_template(slot, values, tables or {})
+                if text == slot.text:
                     continue
             else:
-                restored = _restored_text(slot.text, values, tables or {})
-                if references_in(restored):  # e.g. a table's row outside a cell: nothing says which value it is
+                text = _restored_text(slot.text, values, tables or {})
+                if references_in(text):  # e.g. a table's row outside a cell: nothing says which value it is
                     raise RestoreRefused(f"{slot.where} holds a wfboost reference that names no value")
         except TableError as exc:
             raise RestoreRefused(f"{slot.where}: {exc}") from None
-        size = len(restored.encode()) + 1 + (len(slot.env_name.encode()) + 1 if slot.env_name is not None else 0)
+        restored.append((slot, text))
+    offloaded = _offloaded_container(pod, restored) if offload_args else None
+    ops: list[PatchOp] = []
+    for slot, text in restored:
+        if offloaded is not None and slot.path.startswith(f"/spec/containers/{offloaded[0]}/args/"):
+            continue
+        size = len(text.encode()) + 1 + (len(slot.env_name.encode()) + 1 if slot.env_name is not None else 0)
         if size > MAX_ARG_STRLEN:
             what = "environment string" if slot.env_name is not None else "argument"
             raise RestoreRefused(f"{slot.where} would be {size} bytes restored, over Linux's {MAX_ARG_STRLEN}-byte "
                                  f"limit on one {what}")
-        ops.append({"op": "replace", "path": slot.path, "value": restored})
-    _check_totals(pod, ops)
+        ops.append({"op": "replace", "path": slot.path, "value": text})
+    _check_totals(pod, ops, skip=offloaded[0] if offloaded else None)
     if _outside_slots(pod):
         raise RestoreRefused("the pod holds a wfboost reference outside its containers' arguments, commands and env "
                              "values, where it cannot be restored")
+    if offloaded is None:
+        return Restored(ops)
+    index, args_json = offloaded
+    configmap = args_configmap(pod, args_json)
+    if configmap is None:
+        raise RestoreRefused("its arguments need Argo's offload ConfigMap, and the pod lacks the name, Workflow label "
+                             "or controlling owner to make it")
+    if len(args_json.encode()) > MAX_CONFIGMAP_BYTES:
+        raise RestoreRefused(f"its arguments would be {len(args_json.encode())} bytes, over what one ConfigMap holds")
+    return Restored(ops + _offload_ops(pod, index), configmap)
+
+
+# A ConfigMap's data is at most 1 MiB (k8s.io/api core/v1 ConfigMap); room is left for its metadata.
+MAX_CONFIGMAP_BYTES: Final = 1024 * 1024 - 16 * 1024
+
+
+def _offloaded_container(pod: Mapping[str, Any], restored: list[tuple[_Slot, str]]) -> tuple[int, str] | None:
+    """(index, arguments as Go's JSON) of the first main container whose restored arguments pass MaxEnvVarLen, as
+    the controller picks it (createWorkflowPod: Argo's own sidecars skipped, first one over the limit)."""
+    replaced = {slot.path: text for slot, text in restored}
+    for index, container in enumerate((pod.get("spec") or {}).get("containers") or []):
+        name = str(container.get("name"))
+        if name in (names.CONTAINER_WAIT, names.CONTAINER_SUPERVISOR) or name.startswith("artifact-plugin-"):
+            continue
+        args = container.get("args")
+        if not isinstance(args, list):
+            continue
+        current = [replaced.get(f"/spec/containers/{index}/args/{i}", a) for i, a in enumerate(args)]
+        if not any(f"/spec/containers/{index}/args/{i}" in replaced for i in range(len(args))):
+            continue  # not changed by restoring: the controller already decided about it
+        encoded = go_json_strings([str(a) for a in current])
+        if len(encoded.encode()) > MAX_ENV_VAR_LEN:
+            return index, encoded
+    return None
+
+
+def _offload_ops(pod: Mapping[str, Any], index: int) -> list[PatchOp]:
+    """The container's arguments cleared, the file's env and mount added, the ConfigMap's volume added: what
+    createWorkflowPod does to the pod."""
+    container = pod["spec"]["containers"][index]
+    base = f"/spec/containers/{index}"
+    env = {"name": names.ENV_CONTAINER_ARGS_FILE, "value": ARGS_FILE}
+    mount = {"name": names.VOLUME_ENV_CONFIG, "mountPath": MOUNT_PATH}
+    volume = {"name": names.VOLUME_ENV_CONFIG, "configMap": {"name": pod["metadata"]["name"]}}
+    ops: list[PatchOp] = [{"op": "remove", "path": f"{base}/args"}]
+    ops.append({"op": "add", "path": f"{base}/env/-", "value": env} if isinstance(container.get("env"), list)
+               else {"op": "add", "path": f"{base}/env", "value": [env]})
+    ops.append({"op": "add", "path": f"{base}/volumeMounts/-", "value": mount}
+               if isinstance(container.get("volumeMounts"), list)
+               else {"op": "add", "path": f"{base}/volumeMounts", "value": [mount]})
+    ops.append({"op": "add", "path": "/spec/volumes/-", "value": volume} if isinstance(pod["spec"].get("volumes"), list)
+               else {"op": "add", "path": "/spec/volumes", "value": [volume]})
     return ops
 
 
-def _check_totals(pod: Mapping[str, Any], ops: list[PatchOp]) -> None:
-    """Every container's argv and environment together within what exec accepts, with the values restored."""
+def _check_totals(pod: Mapping[str, Any], ops: list[PatchOp], *, skip: int | None = None) -> None:
+    """Every container's argv and environment together within what exec accepts, with the values restored (the
+    arguments of a container whose arguments are offloaded are read from a file, not passed to exec)."""
     replaced = {op["path"]: op.get("value") for op in ops}
     spec = pod.get("spec") or {}
     for field in _CONTAINER_FIELDS:
         for index, container in enumerate(spec.get(field) or []):
             total = 0
             for key in ("command", "args"):
+                if key == "args" and field == "containers" and index == skip:
+                    continue
                 for position, text in enumerate(container.get(key) or []):
                     total += len(str(replaced.get(f"/spec/{field}/{index}/{key}/{position}", text)).encode()) + 1
             for position, env in enumerate(container.get("env") or []):
@@ -128,9 +216,9 @@ def _check_totals(pod: Mapping[str, Any], ops: list[PatchOp]) -> None:
 
 
 def _restored_text(text: str, values: Mapping[Reference, str], tables: Mapping[Reference, ArgumentTable]) -> str:
-    """Cells first: a cell's text begins with its table's reference, which is not a value of its own. A row (a
-    table reference with its row but no input) is left as it is: it is the `wfboost-args` input itself, seen only in
-    ARGO_TEMPLATE's inputs, which nothing in the pod reads."""
+    """Cells first: a cell's text begins with its table's reference, which is not a value of its own. A table
+    reference outside a cell is left as it is here (the caller refuses it outside ARGO_TEMPLATE, where the template's
+    `wfboost-row` input names it and nothing in the pod reads it)."""
     return replace_references(replace_cells(text, tables) if TABLE_PREFIX in text else text, values)
 
 

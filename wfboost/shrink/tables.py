@@ -7,8 +7,10 @@ A table is JSON (UTF-8, stored in the side store under its sha256 like any value
      "inputs": ["<input>", …],          # the inputs the table carries, in the template's order
      "strings": ["…", …],               # every distinct string the rows use, once
      "rows": [{"cells": [<index into strings, one per input>],
-               "removed": [[<position in the call's parameters>, {<the parameter without "value">}, <index>]]}],
-     "original": {<the template as it was>}}
+               "removed": [[<position in the call's parameters>, {<the parameter without "value">}, <index>]],
+               "form": 0|1|2}],                # the call had no `arguments`, `arguments` only, or `parameters`
+     "original": {<the template as it was>},
+     "copies": ["<template>-2", …]}      # copies made for calls passing other workflow arguments (bundling.py)
 
 `cells` are the values the controller would have substituted for each input (a `{{workflow.parameters.X}}`
 argument already resolved); `removed` and `original` are what the call and the template looked like, so that
@@ -33,6 +35,7 @@ FORMAT: Final = "wfboost.io/argument-table/v1"
 class TableRow(TypedDict):
     cells: list[int]
     removed: list[list[Any]]  # [position, the parameter without its value, index of its value in strings]
+    form: int  # the call had 0: no `arguments`, 1: `arguments` without `parameters`, 2: a `parameters` list
 
 
 class ArgumentTable(TypedDict):
@@ -42,6 +45,7 @@ class ArgumentTable(TypedDict):
     strings: list[str]
     rows: list[TableRow]
     original: dict[str, Any]
+    copies: list[str]
 
 
 class TableError(ValueError):
@@ -61,7 +65,8 @@ def parse_table(reference: Reference, text: str) -> ArgumentTable:
     if not (isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
             and isinstance(strings, list) and all(isinstance(s, str) for s in strings)
             and isinstance(rows, list) and isinstance(table.get("template"), str)
-            and isinstance(table.get("original"), dict)):
+            and isinstance(table.get("original"), dict)
+            and isinstance(table.setdefault("copies", []), list)):
         raise TableError(f"{reference.text}: a table needs template, inputs, strings, rows and original")
     for row in rows:
         cells = row.get("cells") if isinstance(row, dict) else None

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import orjson
 
+from wfboost.argo.offload import offloads_container_args
 from wfboost.policy.model import ShrinkSettings
 from wfboost.shrink.analysis import analyse_workflow_arguments, go_quotes_as_json
 from wfboost.shrink.bundling import TablePlan, plan_argument_tables
@@ -33,6 +34,9 @@ MAX_MOVED_BYTES: Final = 120 * 1024
 # a script source, which restoring writes back into it) is one Argo may offload to a ConfigMap, where restoring cannot
 # reach: values for it stay inline (workflowpod.go createWorkflowPod offloads past 131072 bytes, v3.6.19 to v4.1.2).
 MAX_RECEIVER_TEMPLATE_BYTES: Final = 100 * 1024
+# Longer values move only where Argo offloads arguments (wfboost.argo.offload), and at most this much: the ConfigMap
+# that carries them holds 1 MiB in all.
+MAX_OFFLOADED_BYTES: Final = 900 * 1024
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,11 @@ def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
     size = len(value.encode())
     if size < settings.value_threshold_bytes:
         return f"{size} bytes, under shrink.valueThresholdBytes"
-    if size > MAX_MOVED_BYTES:
-        return f"{size} bytes: restored into one container string it would pass Linux's 128 KiB per-string limit"
+    if size > MAX_OFFLOADED_BYTES or (size > MAX_MOVED_BYTES
+                                      and not offloads_container_args(settings.controller_version)):
+        return (f"{size} bytes: restored into one container string it would pass Linux's 128 KiB per-string limit"
+                + ("" if size > MAX_OFFLOADED_BYTES else
+                   " (Argo's offload of long arguments needs shrink.controllerVersion 3.7.10, 4.0.1 or later)"))
     if "{{" in value:
         return "holds `{{…}}`: the controller substitutes inside it"
     if PATTERN.search(value):
@@ -113,6 +120,8 @@ def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
 
 
 def _receiver_too_big(value: Any, receivers: set[str], templates: Mapping[str, Mapping[str, Any]]) -> str | None:
+    if isinstance(value, str) and len(value.encode()) > MAX_MOVED_BYTES:
+        return _offload_reason(receivers, templates)
     for receiver in sorted(receivers):
         template = templates.get(receiver) or {}
         size = len(orjson.dumps(template))
@@ -121,6 +130,20 @@ def _receiver_too_big(value: Any, receivers: set[str], templates: Mapping[str, M
         if size > MAX_RECEIVER_TEMPLATE_BYTES:
             return (f"template {receiver} would be {size} bytes restored, near the 128 KiB past which Argo moves it to "
                     "a ConfigMap that restoring cannot reach")
+    return None
+
+
+def _offload_reason(receivers: set[str], templates: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """A value over 128 KiB may move only where it can land in a main container's arguments alone, which Argo (and
+    restoring) offloads to a ConfigMap: not in a script source, a command or an env value, which no one offloads."""
+    for receiver in sorted(receivers):
+        template = templates.get(receiver) or {}
+        container = template.get("container")
+        if not isinstance(container, Mapping) or "script" in template:
+            return f"over 128 KiB, and template {receiver} is not a container template whose arguments Argo offloads"
+        others = orjson.dumps([container.get("command"), container.get("env")]).decode()
+        if "parameters." in others:
+            return f"over 128 KiB, and template {receiver}'s command or env may take it, which Argo never offloads"
     return None
 
 

@@ -7,16 +7,23 @@ Argo's controller treats as transient (`errorsutil.IsTransientErr` in util/error
 Pending with the message and the pod is created again), and 400 when it never can (a value gone from the side
 store, a restored string over Linux's limit, a reference where it cannot be restored), which fails the node with the
 message.
+
+A value over Linux's 128 KiB per-string limit reaches its container the way Argo 3.7.10+ passes long arguments (the
+policy's `shrink.controllerVersion` says the controllers do): in a ConfigMap named after the pod, which this webhook
+creates before answering (wfboost.argo.offload). A dry run creates nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
+from wfboost.argo.offload import offloads_container_args
 from wfboost.blobs.client import SideStoreClientError, SideStoreUnavailable
+from wfboost.kube import KubeApiError, KubeError, resource_path
 from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
-from wfboost.shrink.restore import RestoreRefused, offloaded_slots, pod_references, restore_ops
+from wfboost.shrink.restore import RestoreRefused, offloaded_slots, pod_references, restore_pod
 from wfboost.shrink.tables import ArgumentTable, TableError, parse_table
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision, Denial
@@ -72,10 +79,39 @@ async def admit_restore(request: AdmissionRequest, ctx: AdmissionContext) -> Dec
         except (ReferenceMismatch, TableError) as exc:
             return _refuse(what, 400, str(exc))
     try:
-        ops = restore_ops(pod, values, tables)
+        restored = restore_pod(pod, values, tables,
+                               offload_args=offloads_container_args(ctx.policy.shrink.controller_version))
     except RestoreRefused as exc:
         return _refuse(what, 429 if exc.transient else 400, str(exc))
-    return Decision(ops, "restored")
+    if restored.configmap is not None and not ctx.dry_run:  # a dry run writes nothing (sideEffects: NoneOnDryRun)
+        refusal = await _create_configmap(restored.configmap, namespace, ctx)
+        if refusal is not None:
+            return _refuse(what, *refusal)
+        return Decision(restored.ops, "restored_offloaded")
+    return Decision(restored.ops, "restored")
+
+
+async def _create_configmap(configmap: dict[str, Any], namespace: str, ctx: AdmissionContext) -> tuple[int, str] | None:
+    """The ConfigMap Argo would have made for the pod's arguments, made first; one the same name already holds is
+    accepted only with the same arguments (the controller re-creating a pod after a refusal finds the first)."""
+    name = configmap["metadata"]["name"]
+    if ctx.kube is None:
+        return 429, "its arguments go in a ConfigMap, and the webhook has no Kubernetes API access"
+    try:
+        await ctx.kube.create(resource_path("", "v1", "configmaps", namespace), configmap)
+        return None
+    except KubeApiError as exc:
+        if exc.status != 409:
+            return (429 if exc.status >= 500 or exc.status == 429 else 400), f"creating ConfigMap {name}: {exc}"
+    except KubeError as exc:
+        return 429, f"creating ConfigMap {name}: {exc}"
+    try:
+        existing = await ctx.kube.get(resource_path("", "v1", "configmaps", namespace, name))
+    except KubeError as exc:
+        return 429, f"reading ConfigMap {name}: {exc}"
+    if (existing.get("data") or {}) != configmap["data"]:
+        return 400, f"ConfigMap {namespace}/{name} exists and holds other arguments"
+    return None
 
 
 def _refuse(what: str, code: int, reason: str) -> Decision:

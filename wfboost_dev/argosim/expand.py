@@ -491,6 +491,16 @@ class _Expander:
         artifacts = {str(a.get("name")): dict(a) for a in args.get("artifacts") or [] if isinstance(a, Mapping)}
         return params, artifacts, notes
 
+    def boundary_copy(self, boundary: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """One copy per boundary template, shared by the invocations under it (read only): a copy per pod made
+        expanding a DAG of n tasks cost n copies of n tasks."""
+        if boundary is None:
+            return None
+        copies: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = self.__dict__.setdefault("_boundaries", {})
+        if id(boundary) not in copies:
+            copies[id(boundary)] = (boundary, copy.deepcopy(dict(boundary)))
+        return copies[id(boundary)][1]
+
     def pod_node(
         self,
         node_name: str,
@@ -532,7 +542,7 @@ class _Expander:
                 pod_name=pname,
                 include_script_output=include,
                 on_exit=on_exit,
-                boundary_template=copy.deepcopy(dict(boundary)) if boundary is not None else None,
+                boundary_template=self.boundary_copy(boundary),
                 local_params={k: v for k, v in local_params.items() if k != "retries"},
                 global_params=globals_,
                 retry_attempt=0,
