@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore
-from tests.test_shrink_workflows import kubeflow_shaped, without_empty_metadata
+from tests.test_shrink_workflows import kubeflow_shaped, shrinking_policy, without_empty_metadata
 from wfboost.shrink.refs import PATTERN
 
 API_SERVER_LIMIT = 3_145_728  # bodies over this never reach a webhook
@@ -112,11 +112,7 @@ async def test_a_2000_task_kubeflow_pipeline_is_shrunk_with_tables_and_restored_
     source = tmp_path / "big.json"
     source.write_bytes(orjson.dumps(workflow))
     assert source.stat().st_size > API_SERVER_LIMIT
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {shrinkWorkflows: true}\n"
-                      "shrink: {controllerVersion: '4.1'}\n")
-    token = tmp_path / "token"
-    token.write_text(TOKENS["admin"])
+    policy, token = shrinking_policy(tmp_path, controller_version="4.1")
     async with run_sidestore(valkey, tls, tmp_path) as sidestore:
         store = ["--sidestore-url", sidestore.url, "--sidestore-token-file", str(token),
                  "--sidestore-ca", str(tls.ca_file)]

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from tests.conftest import StartWebhook
-from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore
+from tests.sidestore_fixtures import SideStoreTls, make_tls, run_sidestore
 from tests.test_shrink_workflows import (
     kubeflow_shaped,
     pods_of,
@@ -28,7 +28,6 @@ from tests.test_shrink_workflows import (
     what_containers_run,
     without_empty_metadata,
 )
-from wfboost.kube import KubeConfig
 from wfboost.policy.model import ShrinkSettings
 from wfboost.shrink.inverse import restored_workflow
 from wfboost.shrink.workflow import plan_workflow_shrink
@@ -140,15 +139,9 @@ async def test_a_kubeflow_pipeline_of_1100_tasks_is_refused_raw_stored_shrunk_an
     assert 1_572_864 < len(raw) < 2_097_152
     status, answer = etcd.put(key, raw)
     assert status == 400 and answer["error"] == "etcdserver: request is too large", answer
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {shrinkWorkflows: true}\n"
-                      "shrink: {controllerVersion: '3.7.10'}\n")
-    token = tmp_path / "token"
-    token.write_text(TOKENS["admin"])
     async with run_sidestore(valkey, tls, tmp_path) as sidestore:
-        webhook = start_webhook(settings={"policy_path": policy, "sidestore_url": sidestore.url,
-                                          "sidestore_token_file": token, "sidestore_ca_file": tls.ca_file,
-                                          "kube_config": KubeConfig.from_url(str(kmock.url))})
+        webhook = shrinking_webhook(start_webhook, tmp_path, sidestore.url, tls, controller_version="3.7.10",
+                                    kube_url=str(kmock.url))
         stored = (await asyncio.to_thread(webhook.api.admit, "workflows", workflow)).object
         shrunk = orjson.dumps(stored)
         status, answer = etcd.put(key, shrunk)

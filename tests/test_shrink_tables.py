@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import StartWebhook
-from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore
+from tests.sidestore_fixtures import SideStoreTls, make_tls, run_sidestore
 from tests.test_shrink_workflows import (
     ETCD_LIMIT,
     pods_of,
@@ -29,7 +29,6 @@ from tests.test_shrink_workflows import (
     what_containers_run,
     without_empty_metadata,
 )
-from wfboost.kube import KubeConfig
 from wfboost.policy.model import ShrinkSettings
 from wfboost.shrink.bundling import BUNDLE_INPUT, plan_argument_tables
 from wfboost.shrink.inverse import restored_workflow
@@ -397,15 +396,9 @@ async def test_the_webhook_makes_the_arguments_configmap_once_and_never_on_a_dry
     kmock.resources["v1/configmaps"] = {}
     workflow = kubeflow_compiled(420)
     workflow["metadata"]["name"] = "pipeline-x7k2p"
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {shrinkWorkflows: true}\n"
-                      "shrink: {controllerVersion: '3.7.10'}\n")
-    token = tmp_path / "token"
-    token.write_text(TOKENS["admin"])
     async with run_sidestore(valkey, tls, tmp_path) as sidestore:
-        webhook = start_webhook(settings={"policy_path": policy, "sidestore_url": sidestore.url,
-                                          "sidestore_token_file": token, "sidestore_ca_file": tls.ca_file,
-                                          "kube_config": KubeConfig.from_url(str(kmock.url))})
+        webhook = shrinking_webhook(start_webhook, tmp_path, sidestore.url, tls, controller_version="3.7.10",
+                                    kube_url=str(kmock.url))
         stored = (await asyncio.to_thread(webhook.api.admit, "workflows", workflow)).object
         [(before, after)] = [(b, a) for b, a in zip(pods_of(workflow, "v3.7.18"), pods_of(stored, "v3.7.18"),
                                                     strict=True) if b.configmap is not None]
@@ -472,3 +465,60 @@ def test_a_table_is_never_made_where_argo_would_read_the_inputs_otherwise(change
     plan = plan_argument_tables(workflow["spec"], min_saved=1, max_cell=10**6, max_template=10**6, labels={})
     assert not [t for t in plan.tables if "a" in t.inputs]
     assert why in plan.kept.get("work", "the whole Workflow"), plan.kept
+
+
+def test_a_value_ending_in_a_brace_is_never_carried_routed_or_moved() -> None:
+    """Inline, `a{` followed by `{{inputs.parameters.d}}` in one string is rescanned as `{{{inputs…`: a tag Argo
+    reads differently; so such a value stays where the controller sees it."""
+    workflow = _small(_literal_calls())
+    for call in workflow["spec"]["templates"][1]["dag"]["tasks"]:
+        call["arguments"]["parameters"][0]["value"] = "x" * 300 + "{"
+    plan = plan_argument_tables(workflow["spec"], min_saved=1, max_cell=10**6, max_template=10**6, labels={})
+    assert all("a" not in t.inputs for t in plan.tables)
+    workflow["spec"]["arguments"] = {"parameters": [{"name": "g", "value": "y" * 300 + "{"}]}
+    for call in workflow["spec"]["templates"][1]["dag"]["tasks"]:
+        call["arguments"]["parameters"][0]["value"] = "{{workflow.parameters.g}}"
+    plan = plan_argument_tables(workflow["spec"], min_saved=1, max_cell=10**6, max_template=10**6, labels={})
+    assert all("a" not in t.inputs for t in plan.tables)
+    from wfboost.shrink.workflow import _why_not_moved
+
+    assert "ends with `{`" in str(_why_not_moved("y" * 300 + "{", LOWEST))  # nor moved as a workflow argument
+
+
+def test_copies_of_every_template_together_stay_within_argo_4s_200_templates() -> None:
+    arguments, templates, tasks = [], [], []
+    for template in ("w1", "w2"):
+        templates.append({"name": template, "inputs": {"parameters": [{"name": "a"}]},
+                          "container": {"image": "busybox", "args": ["{{inputs.parameters.a}}"]}})
+        for group in range(100):
+            name = f"{template}-argument-{group:03d}-" + "n" * 60
+            arguments.append({"name": name, "value": "v"})
+            tasks += [{"name": f"{template}-{group}-{i}", "template": template,
+                       "arguments": {"parameters": [{"name": "a", "value": f"{{{{workflow.parameters.{name}}}}}"}]}}
+                      for i in range(8)]
+    spec = {"entrypoint": "main", "arguments": {"parameters": arguments},
+            "templates": [*templates, {"name": "main", "dag": {"tasks": tasks}}]}
+    plan = plan_argument_tables(spec, min_saved=1, max_cell=10**6, max_template=10**6, labels={})
+    added = sum(1 for t in plan.tables for op in t.ops if op["path"] == "/spec/templates/-")
+    assert added > 0 and len(spec["templates"]) + added <= 200
+    # the first template's copies take the budget; the second, with nothing but workflow arguments, is left alone
+    assert [t.template for t in plan.tables] == ["w1"] and "w2" in plan.kept
+
+
+def test_no_copies_where_a_pod_name_is_read() -> None:
+    workflow = kubeflow_compiled(120)
+    driver = next(t for t in workflow["spec"]["templates"] if t["name"] == "system-container-driver")
+    driver["container"]["args"] += ["--pod", "{{pod.name}}"]  # a copy's pods are named after it
+    _, plan = shrunk(workflow)
+    [table] = [t for t in plan.tables if t.template == "system-container-driver"]
+    assert "component" not in table.inputs and not any(op["path"] == "/spec/templates/-" for op in table.ops)
+
+
+def test_argument_offload_is_measured_and_picked_as_the_controller_does() -> None:
+    from wfboost.argo.offload import go_json_strings, offloads_container_args, skips_container
+
+    assert go_json_strings(["a\bb\fc<&>\u2028\x01"]) == '["a\\bb\\fc\\u003c\\u0026\\u003e\\u2028\\u0001"]'
+    assert [offloads_container_args(v) for v in ("3.7.9", "3.7.10", "4.0", "4.0.1", "4.1", None)] == [
+        False, True, False, True, True, False]
+    assert skips_container("wait", "3.7.10") and not skips_container("supervisor", "3.7.10")
+    assert skips_container("supervisor", "4.1") and skips_container("artifact-plugin-s3", "4.1.2")

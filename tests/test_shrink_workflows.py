@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from tests.conftest import StartWebhook, Webhook, corpus_dir
 from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore
 from tests.test_server import metric
+from wfboost.kube import KubeConfig
 from wfboost.shrink.analysis import analyse_workflow_arguments
 from wfboost.shrink.refs import PATTERN, reference_for
 from wfboost.shrink.restore import RestoreRefused, restore_ops
@@ -44,14 +45,30 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> SideStoreTls:
     return make_tls(tmp_path_factory.mktemp("sidestore-tls"))
 
 
-def shrinking_webhook(start_webhook: StartWebhook, tmp_path: Path, url: str, tls: SideStoreTls,
-                      value: int = 4096, whole: int = 65536) -> Webhook:
+def shrinking_policy(tmp_path: Path, value: int = 4096, whole: int = 65536,
+                     controller_version: str | None = None) -> tuple[Path, Path]:
+    """A policy with shrinking on (and the oldest controller version, for Argo's argument offload), and the side
+    store's admin token: (policy file, token file)."""
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY % (value, whole))
+    text = POLICY % (value, whole)
+    if controller_version is not None:
+        text = text.replace("objectThresholdBytes:",
+                            f"controllerVersion: '{controller_version}', objectThresholdBytes:")
+    policy.write_text(text)
     token = tmp_path / "token"
     token.write_text(TOKENS["admin"])
-    return start_webhook(settings={"policy_path": policy, "sidestore_url": url, "sidestore_token_file": token,
-                                   "sidestore_ca_file": tls.ca_file})
+    return policy, token
+
+
+def shrinking_webhook(start_webhook: StartWebhook, tmp_path: Path, url: str, tls: SideStoreTls,
+                      value: int = 4096, whole: int = 65536, *, controller_version: str | None = None,
+                      kube_url: str | None = None) -> Webhook:
+    policy, token = shrinking_policy(tmp_path, value, whole, controller_version)
+    settings: dict[str, Any] = {"policy_path": policy, "sidestore_url": url, "sidestore_token_file": token,
+                                "sidestore_ca_file": tls.ca_file}
+    if kube_url is not None:
+        settings["kube_config"] = KubeConfig.from_url(kube_url)
+    return start_webhook(settings=settings)
 
 
 def moved_values(workflow: dict[str, Any]) -> list[str]:

@@ -19,7 +19,8 @@ from typing import Any, Final
 
 from wfboost.argo import names
 
-__all__ = ["ARGS_FILE", "MAX_ENV_VAR_LEN", "MOUNT_PATH", "args_configmap", "go_json_strings", "offloads_container_args"]
+__all__ = ["ARGS_FILE", "MAX_ENV_VAR_LEN", "MOUNT_PATH", "args_configmap", "go_json_strings", "offloads_container_args",
+           "skips_container"]
 
 MAX_ENV_VAR_LEN: Final = 131072  # workflow/common/common.go MaxEnvVarLen
 MOUNT_PATH: Final = "/argo/config"  # EnvConfigMountPath
@@ -40,9 +41,21 @@ def offloads_container_args(version: str | None) -> bool:
     return major >= 4
 
 
-# Go's encoding/json escapes these (HTML-safe by default), and control characters as \u00XX but for \n \r \t.
-_GO_ESCAPES: Final = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "<": "\\u003c",
-                      ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+def skips_container(name: str, version: str | None) -> bool:
+    """Containers whose arguments the controller never offloads: `wait` (3.7, 4.0), and from 4.1 every Argo sidecar
+    (`common.IsArgoSidecar`: wait, supervisor, artifact-plugin-*)."""
+    if name == names.CONTAINER_WAIT:
+        return True
+    match = re.fullmatch(r"v?([0-9]+)\.([0-9]+)(?:\.[0-9]+)?", version or "")
+    newer = match is not None and (int(match[1]), int(match[2])) >= (4, 1)
+    return newer and (name == names.CONTAINER_SUPERVISOR or name.startswith("artifact-plugin-"))
+
+
+# Go's encoding/json (1.22 on: Argo 3.7 and 4 build with 1.24 and later) escapes these (HTML-safe by default), and
+# other control characters as \u00XX.
+_GO_ESCAPES: Final = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
+                      "\f": "\\f", "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                      "\u2029": "\\u2029"}
 _GO_SPECIAL: Final = re.compile('["\\\\<>&\u2028\u2029\x00-\x1f]')
 
 

@@ -101,17 +101,20 @@ def plan_argument_tables(
                                         if spec.get("templateDefaults") else None)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
     limits = _Limits(min_saved, max_cell, max_template, labels)
+    copies_left = MAX_TEMPLATES - len(spec.get("templates") or [])  # shared by every table's copies
     for index, template in enumerate(spec.get("templates") or []):
         if not isinstance(template, Mapping) or not isinstance(template.get("name"), str):
             continue
         name = template["name"]
         if name not in calls:
             continue
-        outcome = whole or _table(spec, templates, index, template, calls[name], name in elsewhere, limits)
+        outcome = whole or _table(spec, templates, index, template, calls[name], name in elsewhere, limits,
+                                  copies_left)
         if isinstance(outcome, str):
             plan.kept[name] = outcome
         else:
             plan.tables.append(outcome)
+            copies_left -= sum(1 for op in outcome.ops if op["path"] == "/spec/templates/-")
     return plan
 
 
@@ -174,6 +177,8 @@ def _static(call: Mapping[str, Any], entry: Mapping[str, Any] | None, declared: 
         value = entry["value"]
     if not isinstance(value, str) or MARK in value or value == _ABSENT_OPTIONAL or not go_quotes_as_json(value):
         return None
+    if value.endswith("{"):  # inline, its `{` and a `{…}}` after it in the string make a tag Argo resolves
+        return None
     if "{{" in value and (not only_dollar_tags(value) or any(key in call for key in _LOOPS)):
         return None
     return value
@@ -228,6 +233,7 @@ def _table(
     calls: Sequence[_Call],
     run_elsewhere: bool,
     limits: _Limits,
+    copies_left: int,
 ) -> TablePlan | str:
     name = template["name"]
     if run_elsewhere:
@@ -276,7 +282,7 @@ def _table(
         carried.append(input_name)
         for row, value in zip(values, cells, strict=True):
             row.append(value or "")
-    routes = _routes(spec, templates, template, calls, arguments, carried)
+    routes = _routes(spec, templates, template, calls, arguments, carried, copies_left)
     if not carried and not routes:
         return "no input is given a value known now by every call and used only in container strings"
     routed = _build(spec, index, template, calls, arguments, carried, values, routes, limits) if routes else None
@@ -299,6 +305,7 @@ def _routes(
     calls: Sequence[_Call],
     arguments: Sequence[Mapping[str, Mapping[str, Any]]],
     carried: list[str],
+    copies_left: int,
 ) -> dict[str, list[str]]:
     """Inputs every call passes as exactly `{{workflow.parameters.X}}` -> X for each call. Such an argument cannot go
     into a row (the Workflow's arguments can change after CREATE), but the tag can move into the template: calls
@@ -307,8 +314,17 @@ def _routes(
     where X's value passes Argo's substitutions unchanged (analysis.only_dollar_tags and go_quotes_as_json; not in a
     looped call when it holds tags), so that substituting it once, in the template, is what the two substitutions
     (into the call, then into the template) gave; and only in container templates, as long as the copies keep the
-    Workflow within Argo 4's 200 templates."""
-    if "container" not in template:
+    Workflow within Argo 4's 200 templates (all tables' copies together).
+
+    A copy is another template: its pods are named after it (workflow/util/pod_name.go `GeneratePodName`), so no
+    copies where that could be read as a value: the template's own `{{pod.name}}`, `{{workflow.failures}}` anywhere
+    (it lists each failed node's template and pod names), a looped call (a later `argo retry -p` value holding
+    `{{item}}` would resolve differently), or a name that would pass Argo's 128 characters."""
+    if "container" not in template or len(template["name"]) > 120:
+        return {}
+    if "pod.name" in orjson.dumps(template).decode() or "workflow.failures" in orjson.dumps(spec).decode():
+        return {}
+    if any(key in call.task for call in calls for key in _LOOPS):
         return {}
     literal = {p["name"]: p.get("value") for p in (spec.get("arguments") or {}).get("parameters") or []
                if isinstance(p, Mapping) and isinstance(p.get("name"), str) and "valueFrom" not in p}
@@ -325,7 +341,7 @@ def _routes(
         if all(targets):
             routes[input_name] = [t for t in targets if t]
     groups = len({tuple(routes[n][i] for n in routes) for i in range(len(calls))}) if routes else 0
-    if groups and len(spec.get("templates") or []) - 1 + groups > MAX_TEMPLATES:
+    if groups - 1 > copies_left:
         return {}
     return routes
 
@@ -341,7 +357,8 @@ def _global_of(call: Mapping[str, Any], entry: Mapping[str, Any] | None, literal
     value = literal.get(name)
     if name == inside or not _NAME.fullmatch(name) or not isinstance(value, str) or not go_quotes_as_json(value):
         return None
-    if MARK in value or ("{{" in value and (not only_dollar_tags(value) or any(key in call for key in _LOOPS))):
+    if MARK in value or value == _ABSENT_OPTIONAL or value.endswith("{") or (
+            "{{" in value and (not only_dollar_tags(value) or any(key in call for key in _LOOPS))):
         return None
     return name
 

@@ -29,7 +29,14 @@ from typing import Any, Final
 import orjson
 
 from wfboost.argo import names
-from wfboost.argo.offload import ARGS_FILE, MAX_ENV_VAR_LEN, MOUNT_PATH, args_configmap, go_json_strings
+from wfboost.argo.offload import (
+    ARGS_FILE,
+    MAX_ENV_VAR_LEN,
+    MOUNT_PATH,
+    args_configmap,
+    go_json_strings,
+    skips_container,
+)
 from wfboost.shrink.refs import TABLE_PREFIX, Reference, references_in, replace_references
 from wfboost.shrink.tables import ArgumentTable, TableError, replace_cells
 from wfboost.structs.patch import PatchOp
@@ -106,6 +113,7 @@ def restore_pod(
     tables: Mapping[Reference, ArgumentTable] | None = None,
     *,
     offload_args: bool = False,
+    controller_version: str | None = None,
 ) -> Restored:
     """What puts every value back. With `offload_args` (every controller offloads long arguments, wfboost.argo.offload),
     a main container whose restored arguments pass Argo's limit gets them the controller's way: in a ConfigMap
@@ -124,7 +132,7 @@ def restore_pod(
         except TableError as exc:
             raise RestoreRefused(f"{slot.where}: {exc}") from None
         restored.append((slot, text))
-    offloaded = _offloaded_container(pod, restored) if offload_args else None
+    offloaded = _offloaded_container(pod, restored, controller_version) if offload_args else None
     ops: list[PatchOp] = []
     for slot, text in restored:
         if offloaded is not None and slot.path.startswith(f"/spec/containers/{offloaded[0]}/args/"):
@@ -155,13 +163,14 @@ def restore_pod(
 MAX_CONFIGMAP_BYTES: Final = 1024 * 1024 - 16 * 1024
 
 
-def _offloaded_container(pod: Mapping[str, Any], restored: list[tuple[_Slot, str]]) -> tuple[int, str] | None:
-    """(index, arguments as Go's JSON) of the first main container whose restored arguments pass MaxEnvVarLen, as
-    the controller picks it (createWorkflowPod: Argo's own sidecars skipped, first one over the limit)."""
+def _offloaded_container(
+    pod: Mapping[str, Any], restored: list[tuple[_Slot, str]], version: str | None
+) -> tuple[int, str] | None:
+    """(index, arguments as Go's JSON) of the first container whose restored arguments pass MaxEnvVarLen, as the
+    controller picks it (createWorkflowPod: `wait`, and on 4.1 every Argo sidecar, skipped; first one over)."""
     replaced = {slot.path: text for slot, text in restored}
     for index, container in enumerate((pod.get("spec") or {}).get("containers") or []):
-        name = str(container.get("name"))
-        if name in (names.CONTAINER_WAIT, names.CONTAINER_SUPERVISOR) or name.startswith("artifact-plugin-"):
+        if skips_container(str(container.get("name")), version):
             continue
         args = container.get("args")
         if not isinstance(args, list):

@@ -113,6 +113,8 @@ def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
         return "holds `{{…}}`: the controller substitutes inside it"
     if PATTERN.search(value):
         return "already holds a reference"
+    if value.endswith("{"):
+        return "ends with `{`: inline, with a `{…}}` after it in a string, the controller would resolve a tag there"
     if not go_quotes_as_json(value):
         return ("holds a character Argo's substitution cannot write as JSON (inline its pods fail; moved they "
                 "would not)")
@@ -121,7 +123,9 @@ def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
 
 def _receiver_too_big(value: Any, receivers: set[str], templates: Mapping[str, Mapping[str, Any]]) -> str | None:
     if isinstance(value, str) and len(value.encode()) > MAX_MOVED_BYTES:
-        return _offload_reason(receivers, templates)
+        reason = _offload_reason(receivers, templates)
+        if reason:
+            return reason
     for receiver in sorted(receivers):
         template = templates.get(receiver) or {}
         size = len(orjson.dumps(template))

@@ -79,8 +79,9 @@ async def admit_restore(request: AdmissionRequest, ctx: AdmissionContext) -> Dec
         except (ReferenceMismatch, TableError) as exc:
             return _refuse(what, 400, str(exc))
     try:
-        restored = restore_pod(pod, values, tables,
-                               offload_args=offloads_container_args(ctx.policy.shrink.controller_version))
+        version = ctx.policy.shrink.controller_version
+        restored = restore_pod(pod, values, tables, offload_args=offloads_container_args(version),
+                               controller_version=version)
     except RestoreRefused as exc:
         return _refuse(what, 429 if exc.transient else 400, str(exc))
     if restored.configmap is not None and not ctx.dry_run:  # a dry run writes nothing (sideEffects: NoneOnDryRun)
