@@ -482,7 +482,7 @@ def test_a_value_ending_in_a_brace_is_never_carried_routed_or_moved() -> None:
     assert all("a" not in t.inputs for t in plan.tables)
     from wfboost.shrink.workflow import _why_not_moved
 
-    assert "ends with `{`" in str(_why_not_moved("y" * 300 + "{", LOWEST))  # nor moved as a workflow argument
+    assert "ends with `{`" in str(_why_not_moved("y" * 300 + "{", LOWEST, looped=False))
 
 
 def test_copies_of_every_template_together_stay_within_argo_4s_200_templates() -> None:
@@ -522,3 +522,16 @@ def test_argument_offload_is_measured_and_picked_as_the_controller_does() -> Non
         False, True, False, True, True, False]
     assert skips_container("wait", "3.7.10") and not skips_container("supervisor", "3.7.10")
     assert skips_container("supervisor", "4.1") and skips_container("artifact-plugin-s3", "4.1.2")
+
+
+def test_kubeflow_implementations_move_unless_the_workflow_loops() -> None:
+    """Their `{{$…}}` placeholders pass every Argo substitution unchanged (analysis.only_dollar_tags), but a looped
+    task carrying one fails inline (processItem refuses unresolved tags): with any loop they stay."""
+    workflow = kubeflow_compiled(120)
+    _, plan = shrunk(workflow, ShrinkSettings(value_threshold_bytes=1024))
+    implementations = [m for m in plan.moved if m.name.startswith("implementations-")]
+    assert len(implementations) == 6 and all("{{$}}" in m.value for m in implementations)
+    workflow["spec"]["templates"][-1]["dag"]["tasks"][0]["withItems"] = [1]
+    _, plan = shrunk(workflow, ShrinkSettings(value_threshold_bytes=1024))
+    assert not [m for m in plan.moved if m.name.startswith("implementations-")]
+    assert all("loops" in why for name, why in plan.kept.items() if name.startswith("implementations-"))

@@ -177,7 +177,7 @@ def _static(call: Mapping[str, Any], entry: Mapping[str, Any] | None, declared: 
         value = entry["value"]
     if not isinstance(value, str) or MARK in value or value == _ABSENT_OPTIONAL or not go_quotes_as_json(value):
         return None
-    if value.endswith("{"):  # inline, its `{` and a `{…}}` after it in the string make a tag Argo resolves
+    if value.endswith("{") or value.startswith("}"):  # inline, with the text around it, a tag Argo resolves
         return None
     if "{{" in value and (not only_dollar_tags(value) or any(key in call for key in _LOOPS)):
         return None
@@ -357,7 +357,7 @@ def _global_of(call: Mapping[str, Any], entry: Mapping[str, Any] | None, literal
     value = literal.get(name)
     if name == inside or not _NAME.fullmatch(name) or not isinstance(value, str) or not go_quotes_as_json(value):
         return None
-    if MARK in value or value == _ABSENT_OPTIONAL or value.endswith("{") or (
+    if MARK in value or value == _ABSENT_OPTIONAL or value.endswith("{") or value.startswith("}") or (
             "{{" in value and (not only_dollar_tags(value) or any(key in call for key in _LOOPS))):
         return None
     return name

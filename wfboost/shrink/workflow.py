@@ -18,7 +18,7 @@ import orjson
 
 from wfboost.argo.offload import offloads_container_args
 from wfboost.policy.model import ShrinkSettings
-from wfboost.shrink.analysis import analyse_workflow_arguments, go_quotes_as_json
+from wfboost.shrink.analysis import analyse_workflow_arguments, go_quotes_as_json, only_dollar_tags
 from wfboost.shrink.bundling import TablePlan, plan_argument_tables
 from wfboost.shrink.refs import PATTERN, Reference, reference_for
 from wfboost.structs.patch import PatchOp
@@ -75,11 +75,13 @@ def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) 
     analysis = analyse_workflow_arguments(spec)
     plan.kept = dict(analysis.kept)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
+    serialized = orjson.dumps(spec.get("templates") or [])
+    looped = any(f'"{key}":'.encode() in serialized for key in ("withItems", "withParam", "withSequence"))
     for index, parameter in enumerate(parameters if isinstance(parameters, list) else []):
         if not isinstance(parameter, Mapping) or parameter.get("name") not in analysis.movable:
             continue
         name, value = parameter["name"], parameter.get("value")
-        why = _why_not_moved(value, settings) or _receiver_too_big(value, analysis.movable[name], templates)
+        why = _why_not_moved(value, settings, looped) or _receiver_too_big(value, analysis.movable[name], templates)
         if why:
             plan.kept[name] = why
             continue
@@ -98,7 +100,8 @@ def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) 
     return plan
 
 
-def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
+def _why_not_moved(value: Any, settings: ShrinkSettings, looped: bool = True) -> str | None:
+    """Why a movable argument's value stays inline, or None. `looped`: the Workflow has a looped task or step."""
     if not isinstance(value, str):
         return "no literal value (valueFrom, or not a string)"
     size = len(value.encode())
@@ -109,12 +112,16 @@ def _why_not_moved(value: Any, settings: ShrinkSettings) -> str | None:
         return (f"{size} bytes: restored into one container string it would pass Linux's 128 KiB per-string limit"
                 + ("" if size > MAX_OFFLOADED_BYTES else
                    " (Argo's offload of long arguments needs shrink.controllerVersion 3.7.10, 4.0.1 or later)"))
-    if "{{" in value:
+    if "{{" in value and not only_dollar_tags(value):
         return "holds `{{…}}`: the controller substitutes inside it"
+    if "{{" in value and looped:
+        return ("holds Kubeflow's `{{$…}}` placeholders and the Workflow loops: inline, a looped task carrying it "
+                "fails (operator.go processItem); moved, it would not")
     if PATTERN.search(value):
         return "already holds a reference"
-    if value.endswith("{"):
-        return "ends with `{`: inline, with a `{…}}` after it in a string, the controller would resolve a tag there"
+    if value.endswith("{") or value.startswith("}"):
+        return ("starts with `}` or ends with `{`: inline, with the text around it in a string, the controller "
+                "would read a tag there")
     if not go_quotes_as_json(value):
         return ("holds a character Argo's substitution cannot write as JSON (inline its pods fail; moved they "
                 "would not)")
