@@ -535,3 +535,24 @@ def test_kubeflow_implementations_move_unless_the_workflow_loops() -> None:
     _, plan = shrunk(workflow, ShrinkSettings(value_threshold_bytes=1024))
     assert not [m for m in plan.moved if m.name.startswith("implementations-")]
     assert all("loops" in why for name, why in plan.kept.items() if name.startswith("implementations-"))
+
+
+def _go_quotes_as_json_by_rule(value: str) -> bool:
+    """strconv.Quote's escapes that JSON lacks, character by character (\\a \\v \\x.. \\U........)."""
+    import unicodedata
+
+    for char in value:
+        code = ord(char)
+        if (code < 0x20 and char not in "\b\t\n\f\r") or code == 0x7F or 0xD800 <= code <= 0xDFFF:
+            return False
+        if code > 0xFFFF and unicodedata.category(char)[0] not in "LMNPS":
+            return False
+    return True
+
+
+@settings(max_examples=500)
+@given(value=st.text(st.characters(codec=None), max_size=40))
+def test_go_quotes_as_json_follows_strconv_quote(value: str) -> None:
+    from wfboost.shrink.analysis import go_quotes_as_json
+
+    assert go_quotes_as_json(value) == _go_quotes_as_json_by_rule(value)
