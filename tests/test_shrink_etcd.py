@@ -97,18 +97,24 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> SideStoreTls:
     return make_tls(tmp_path_factory.mktemp("sidestore-tls"))
 
 
-async def test_a_workflow_etcd_refuses_is_stored_once_shrunk_and_its_pods_get_the_original_values(
-    etcd: Etcd, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, capsys: Any
-) -> None:
-    # Between etcd's 1.5 MiB and the 2 MiB gRPC message limit, where etcd itself answers (over 2 MiB the API server's
-    # etcd client refuses first: "trying to send message larger than max").
-    workflow = kubeflow_shaped(12, 75_000)
+def refused_by_etcd(etcd: Etcd, workflow: dict[str, Any]) -> tuple[str, bytes]:
+    """Named `pipeline-x7k2p`, the Workflow as the API server would write it, refused by etcd itself: (its key, its
+    JSON). Between etcd's 1.5 MiB and the 2 MiB gRPC message limit, where etcd answers (over 2 MiB the API
+    server's etcd client refuses first: "trying to send message larger than max")."""
     workflow["metadata"]["name"] = "pipeline-x7k2p"
     key = "/registry/argoproj.io/workflows/ml/pipeline-x7k2p"
     raw = orjson.dumps(workflow)
     assert 1_572_864 < len(raw) < 2_097_152
     status, answer = etcd.put(key, raw)
     assert status == 400 and answer["error"] == "etcdserver: request is too large", answer
+    return key, raw
+
+
+async def test_a_workflow_etcd_refuses_is_stored_once_shrunk_and_its_pods_get_the_original_values(
+    etcd: Etcd, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, capsys: Any
+) -> None:
+    workflow = kubeflow_shaped(12, 75_000)
+    key, raw = refused_by_etcd(etcd, workflow)
     async with run_sidestore(valkey, tls, tmp_path) as sidestore:
         webhook = shrinking_webhook(start_webhook, tmp_path, sidestore.url, tls)
         stored = (await asyncio.to_thread(webhook.api.admit, "workflows", workflow)).object
@@ -133,12 +139,7 @@ async def test_a_kubeflow_pipeline_of_1100_tasks_is_refused_raw_stored_shrunk_an
     the root DAG's spec (380 kB) restored through Argo's own offload ConfigMap (controllerVersion 3.7.10)."""
     kmock.resources["v1/configmaps"] = {}
     workflow = kubeflow_compiled(1100)
-    workflow["metadata"]["name"] = "pipeline-x7k2p"
-    key = "/registry/argoproj.io/workflows/ml/pipeline-x7k2p"
-    raw = orjson.dumps(workflow)
-    assert 1_572_864 < len(raw) < 2_097_152
-    status, answer = etcd.put(key, raw)
-    assert status == 400 and answer["error"] == "etcdserver: request is too large", answer
+    key, raw = refused_by_etcd(etcd, workflow)
     async with run_sidestore(valkey, tls, tmp_path) as sidestore:
         webhook = shrinking_webhook(start_webhook, tmp_path, sidestore.url, tls, controller_version="3.7.10",
                                     kube_url=str(kmock.url))

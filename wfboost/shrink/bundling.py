@@ -87,6 +87,7 @@ class _Limits:
     max_cell: int
     max_template: int
     labels: Mapping[str, str]
+    reads_failures: bool = False  # `{{workflow.failures}}` anywhere: it names each failed node's template and pod
 
 
 def plan_argument_tables(
@@ -100,7 +101,7 @@ def plan_argument_tables(
     whole = whole_spec_reason(spec) or ("it has templateDefaults, merged into every template"
                                         if spec.get("templateDefaults") else None)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
-    limits = _Limits(min_saved, max_cell, max_template, labels)
+    limits = _Limits(min_saved, max_cell, max_template, labels, "workflow.failures" in orjson.dumps(spec).decode())
     copies_left = MAX_TEMPLATES - len(spec.get("templates") or [])  # shared by every table's copies
     for index, template in enumerate(spec.get("templates") or []):
         if not isinstance(template, Mapping) or not isinstance(template.get("name"), str):
@@ -175,13 +176,18 @@ def _static(call: Mapping[str, Any], entry: Mapping[str, Any] | None, declared: 
         return None
     else:
         value = entry["value"]
-    if not isinstance(value, str) or MARK in value or value == _ABSENT_OPTIONAL or not go_quotes_as_json(value):
-        return None
-    if value.endswith("{") or value.startswith("}"):  # inline, with the text around it, a tag Argo resolves
-        return None
-    if "{{" in value and (not only_dollar_tags(value) or any(key in call for key in _LOOPS)):
-        return None
-    return value
+    return value if isinstance(value, str) and _passes_unchanged(call, value) else None
+
+
+def _passes_unchanged(call: Mapping[str, Any], value: str) -> bool:
+    """Argo's substitutions give this value to the pod as it is, wherever in a string it lands: no reference, not
+    the absent-optional marker, Go quotes it as JSON, no `{` at its end or `}` at its start (with the text around
+    it, a tag Argo resolves), no tag but Kubeflow's `{{$…}}`, and those only outside loops."""
+    if MARK in value or value == _ABSENT_OPTIONAL or not go_quotes_as_json(value):
+        return False
+    if value.endswith("{") or value.startswith("}"):
+        return False
+    return "{{" not in value or (only_dollar_tags(value) and not any(key in call for key in _LOOPS))
 
 
 def fast_tags(text: str) -> list[tuple[int, int, str]] | None:
@@ -213,6 +219,17 @@ def _container_strings(template: Mapping[str, Any]) -> list[str]:
     return strings
 
 
+def _substitutable(spec: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]], template: Mapping[str, Any],
+                   parameter: Mapping[str, Any]) -> bool:
+    """An input the controller only substitutes into container strings, each time as exactly its tag: one whose
+    value may be a cell or a workflow argument's tag instead."""
+    name = parameter["name"]
+    if not _NAME.fullmatch(name) or "enum" in parameter or "valueFrom" in parameter:
+        return False
+    token = f"inputs.parameters.{name}"
+    return uses_reason(spec, templates, token, template["name"]) is None and _exact_tags(template, token)
+
+
 def _exact_tags(template: Mapping[str, Any], token: str) -> bool:
     """Every mention of `token` in the container strings is a tag holding exactly it: what the rewrite replaces is
     what Argo would have substituted, no more (`{{ x }}`, `{{{x}}}` or `{{\nx}}` are left inline)."""
@@ -235,7 +252,6 @@ def _table(
     limits: _Limits,
     copies_left: int,
 ) -> TablePlan | str:
-    name = template["name"]
     if run_elsewhere:
         return "it also runs as the entrypoint, an exit handler, a hook or from an inline template"
     if "container" not in template and "script" not in template:
@@ -267,10 +283,7 @@ def _table(
     values: list[list[str]] = [[] for _ in calls]
     for parameter in declared:
         input_name = parameter["name"]
-        if not _NAME.fullmatch(input_name) or "enum" in parameter or "valueFrom" in parameter:
-            continue
-        token = f"inputs.parameters.{input_name}"
-        if uses_reason(spec, templates, token, name) is not None or not _exact_tags(template, token):
+        if not _substitutable(spec, templates, template, parameter):
             continue
         cells = [_static(call.task, by_name.get(input_name), parameter)
                  for call, by_name in zip(calls, arguments, strict=True)]
@@ -282,7 +295,7 @@ def _table(
         carried.append(input_name)
         for row, value in zip(values, cells, strict=True):
             row.append(value or "")
-    routes = _routes(spec, templates, template, calls, arguments, carried, copies_left)
+    routes = _routes(spec, templates, template, calls, arguments, carried, copies_left, limits.reads_failures)
     if not carried and not routes:
         return "no input is given a value known now by every call and used only in container strings"
     routed = _build(spec, index, template, calls, arguments, carried, values, routes, limits) if routes else None
@@ -306,6 +319,7 @@ def _routes(
     arguments: Sequence[Mapping[str, Mapping[str, Any]]],
     carried: list[str],
     copies_left: int,
+    reads_failures: bool,
 ) -> dict[str, list[str]]:
     """Inputs every call passes as exactly `{{workflow.parameters.X}}` -> X for each call. Such an argument cannot go
     into a row (the Workflow's arguments can change after CREATE), but the tag can move into the template: calls
@@ -322,7 +336,7 @@ def _routes(
     `{{item}}` would resolve differently), or a name that would pass Argo's 128 characters."""
     if "container" not in template or len(template["name"]) > 120:
         return {}
-    if "pod.name" in orjson.dumps(template).decode() or "workflow.failures" in orjson.dumps(spec).decode():
+    if reads_failures or "pod.name" in orjson.dumps(template).decode():
         return {}
     if any(key in call.task for call in calls for key in _LOOPS):
         return {}
@@ -331,10 +345,7 @@ def _routes(
     routes: dict[str, list[str]] = {}
     for parameter in (template.get("inputs") or {}).get("parameters") or []:
         input_name = parameter["name"]
-        token = f"inputs.parameters.{input_name}"
-        if (input_name in carried or not _NAME.fullmatch(input_name) or "enum" in parameter
-                or "valueFrom" in parameter or uses_reason(spec, templates, token, template["name"]) is not None
-                or not _exact_tags(template, token)):
+        if input_name in carried or not _substitutable(spec, templates, template, parameter):
             continue
         targets = [_global_of(call.task, by_name.get(input_name), literal)
                    for call, by_name in zip(calls, arguments, strict=True)]
@@ -355,12 +366,9 @@ def _global_of(call: Mapping[str, Any], entry: Mapping[str, Any] | None, literal
     inside = tags[0][2]
     name = inside.removeprefix("workflow.parameters.")
     value = literal.get(name)
-    if name == inside or not _NAME.fullmatch(name) or not isinstance(value, str) or not go_quotes_as_json(value):
+    if name == inside or not _NAME.fullmatch(name) or not isinstance(value, str):
         return None
-    if MARK in value or value == _ABSENT_OPTIONAL or value.endswith("{") or value.startswith("}") or (
-            "{{" in value and (not only_dollar_tags(value) or any(key in call for key in _LOOPS))):
-        return None
-    return name
+    return name if _passes_unchanged(call, value) else None
 
 
 def _build(
@@ -387,14 +395,15 @@ def _build(
     row_of: dict[bytes, int] = {}
     call_rows: list[int] = []
     moved = set(carried) | set(routes)
-    for call, cells in zip(calls, values, strict=True):
+    forms = [0 if not isinstance(call.task.get("arguments"), Mapping) else 1 if "parameters" not in call.task[
+        "arguments"] else 2 for call in calls]  # no `arguments`, `arguments` alone, a `parameters` list
+    for call, cells, form in zip(calls, values, forms, strict=True):
         parameters = (call.task.get("arguments") or {}).get("parameters") or []
-        existing = call.task.get("arguments")
         row: TableRow = {
             "cells": [intern(value) for value in cells],
             "removed": [[position, {k: v for k, v in p.items() if k != "value"}, intern(p["value"])]
                         for position, p in enumerate(parameters) if p.get("name") in moved],
-            "form": 0 if not isinstance(existing, Mapping) else 1 if "parameters" not in existing else 2,
+            "form": form,
         }
         key = orjson.dumps(row)
         call_rows.append(row_of.setdefault(key, len(rows)))
@@ -419,15 +428,14 @@ def _build(
     ops: list[PatchOp] = [{"op": "replace", "path": f"/spec/templates/{index}", "value": copies[0]}]
     ops += [{"op": "add", "path": "/spec/templates/-", "value": copy} for copy in copies[1:]]
     saved = len(orjson.dumps(template)) - sum(len(orjson.dumps(copy)) + 1 for copy in copies) + 1
-    for i, (call, row_number) in enumerate(zip(calls, call_rows, strict=True)):
+    for i, (call, row_number, form) in enumerate(zip(calls, call_rows, forms, strict=True)):
         parameters = (call.task.get("arguments") or {}).get("parameters") or []
         kept = [p for p in parameters if p.get("name") not in moved]
         kept.append({"name": BUNDLE_INPUT, "value": str(row_number)})
         saved += len(orjson.dumps(parameters)) - len(orjson.dumps(kept))
-        existing = call.task.get("arguments")
-        if not isinstance(existing, Mapping):
+        if form == 0:
             ops.append({"op": "add", "path": f"{call.path}/arguments", "value": {"parameters": kept}})
-        elif "parameters" not in existing:
+        elif form == 1:
             ops.append({"op": "add", "path": f"{call.path}/arguments/parameters", "value": kept})
         else:
             ops.append({"op": "replace", "path": f"{call.path}/arguments/parameters", "value": kept})

@@ -53,7 +53,8 @@ def restored_workflow(workflow: Mapping[str, Any], values: Mapping[Reference, st
 def _untabled(spec: dict[str, Any], tables: Mapping[Reference, ArgumentTable]) -> None:
     """Calls given their parameters back from their rows (the table named in the template each calls), tabled
     templates their originals, and the copies made for other workflow arguments taken away."""
-    by_name = {t.get("name"): t for t in spec.get("templates") or [] if isinstance(t, dict)}
+    named = {t.get("name"): TABLE_PATTERN.search(orjson.dumps(t).decode())
+             for t in spec.get("templates") or [] if isinstance(t, dict)}  # the table each tabled template names
     originals: dict[str, dict[str, Any]] = {}
     copies: set[str] = set()
     for template in spec.get("templates") or []:
@@ -65,8 +66,7 @@ def _untabled(spec: dict[str, Any], tables: Mapping[Reference, ArgumentTable]) -
             arguments = call.get("arguments") if isinstance(call, dict) else None
             parameters = arguments.get("parameters") if isinstance(arguments, dict) else None
             row = next((p for p in parameters or [] if isinstance(p, dict) and p.get("name") == BUNDLE_INPUT), None)
-            target = by_name.get(call.get("template")) if row is not None else None
-            match = TABLE_PATTERN.search(orjson.dumps(target).decode()) if target is not None else None
+            match = named.get(call.get("template")) if row is not None else None
             if match is None or not str(row.get("value")).isdigit():  # type: ignore[union-attr]
                 continue
             assert isinstance(arguments, dict) and isinstance(parameters, list) and row is not None
