@@ -79,7 +79,8 @@ async def test_a_workflow_over_the_api_servers_limit_is_shrunk_and_restored(
 @pytest.mark.parametrize(
     ("stdin", "args", "message"),
     [
-        (b"kind: Pod\nmetadata: {name: p}\n", [], "wfboost shrink: stdin: expected one Workflow, found Pod\n"),
+        (b"kind: Pod\nmetadata: {name: p}\n", [],
+         "wfboost shrink: stdin: expected one Workflow, CronWorkflow or WorkflowTemplate, found Pod\n"),
         (b"kind: Workflow\nmetadata: {name: w}\nspec: {}\n", [],
          "wfboost shrink: stdin: the Workflow names no namespace; give --namespace (its values belong to one)\n"),
         (b"{not yaml", [], None),

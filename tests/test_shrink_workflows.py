@@ -138,7 +138,8 @@ async def test_a_kubeflow_workflow_over_etcds_limit_is_stored_and_its_pods_get_e
         assert len(orjson.dumps(stored)) < ETCD_LIMIT // 20, len(orjson.dumps(stored))
         moved = [p for p in stored["spec"]["arguments"]["parameters"] if PATTERN.fullmatch(p["value"])]
         assert len(moved) == 24
-        assert stored["spec"]["templates"][0]["metadata"]["labels"] == {"wfboost.io/restore": "true"}
+        assert stored["spec"]["templates"][0]["metadata"]["labels"] == {
+            "wfboost.io/restore": "true", "wfboost.io/template-refs": "unread"}  # a container template
         assert metric(webhook, "wfboost_shrink_values_moved_total") == 24
 
         values = {reference_for(p["value"]).text: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
@@ -159,7 +160,8 @@ async def test_a_kubeflow_workflow_over_etcds_limit_is_stored_and_its_pods_get_e
             theirs_all = [expected["ARGO_TEMPLATE"]] if expected else templates_of(original.pod)
             for ours, theirs in zip(templates_of(restored), theirs_all, strict=True):
                 unshrunk = json.loads(theirs)
-                unshrunk["metadata"] = {"labels": {"wfboost.io/restore": "true"}}  # the mark is in the template too
+                unshrunk["metadata"] = {"labels": {"wfboost.io/restore": "true",  # the marks are in the template too
+                                                   "wfboost.io/template-refs": "unread"}}
                 assert json.loads(expanded(ours, values)) == unshrunk
         assert metric(webhook, "wfboost_admission_requests_total", route="restore", outcome="restored") == 12
 

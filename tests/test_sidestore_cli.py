@@ -62,7 +62,7 @@ async def test_ls_stat_gc(
         assert code == 1
         assert captured.err.strip() == f"wfboost sidestore stat: no blob {sha(b'orphan')} in namespace 'team-a'"
 
-        ss.server.live.synced = False  # the view of live Workflows is not in sync: a sweep does nothing
+        ss.server.live.mark_unsynced()  # the view of live Workflows is not in sync: a sweep does nothing
         code = await asyncio.to_thread(main, ["sidestore", "gc", *common])
         captured = capsys.readouterr()
         assert code == 1 and captured.err.startswith("wfboost sidestore gc: nothing was swept: the view of live")

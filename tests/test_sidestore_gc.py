@@ -21,7 +21,7 @@ from wfboost.kube import KubeClient, KubeConfig, resource_path
 from wfboost.sidestore import keyspace as keys
 from wfboost.sidestore.backends.redis import RedisBackend
 from wfboost.sidestore.gc import Sweeper, retention_of
-from wfboost.sidestore.live_workflows import WORKFLOWS, LiveWorkflows
+from wfboost.sidestore.live_workflows import CRON_WORKFLOWS, WORKFLOW_TEMPLATES, WORKFLOWS, LiveWorkflows
 from wfboost.sidestore.refs import RefRecord
 from wfboost.sidestore.store import BlobStore, StoreSettings
 from wfboost_dev.demo.processes import RedisProcess
@@ -257,8 +257,9 @@ async def test_live_view_lists_then_follows_the_watch(kmock: Any) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    requests = [r for r in kmock if r.method == "GET"]
-    assert requests[0].url.path == WORKFLOWS  # cluster-wide list first
+    lists = [r.url.path for r in kmock if r.method == "GET" and "watch" not in str(r.url.query)]
+    assert WORKFLOWS in lists  # cluster-wide lists, one per kind
+    assert {WORKFLOW_TEMPLATES, CRON_WORKFLOWS} <= set(lists)
 
 
 async def test_live_view_relists_after_410(kmock: Any) -> None:
@@ -304,3 +305,63 @@ def test_a_live_workflows_text_holds_the_values_moved_out_of_it() -> None:
     again: WatchEvent = {"type": "ADDED", "object": {**workflow, "metadata": {**workflow["metadata"], "uid": "u-2"}}}
     live.apply(again)  # `argo resubmit`: a new Workflow with the same references
     assert retention_of(old, [], live, now, GRACE, namespace="ml", digest=ref.digest).keep
+
+
+async def test_workflow_templates_and_cron_workflows_hold_their_references_too(kmock: Any) -> None:
+    """Shrinking moves literals out of WorkflowTemplates and CronWorkflows; every Workflow made from them copies the
+    references, so the blobs live while the template or the schedule does."""
+    from wfboost.shrink.refs import reference_for
+
+    held = reference_for("print('train')\n" * 500)
+    template = {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
+                "metadata": {"name": "train", "namespace": "ml", "uid": "wt-1"},
+                "spec": {"templates": [{"name": "main", "script": {"image": "python", "source": held.text}}]}}
+    cron_held = reference_for("nightly\n" * 900)
+    cron = {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
+            "metadata": {"name": "nightly", "namespace": "ml", "uid": "cron-1"},
+            "spec": {"schedules": ["0 0 * * *"], "workflowSpec": {"templates": [
+                {"name": "main", "script": {"image": "python", "source": cron_held.text}}]}}}
+    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10) as kube:
+        await kube.create(resource_path("argoproj.io", "v1alpha1", "workflowtemplates", "ml"), template)
+        await kube.create(resource_path("argoproj.io", "v1alpha1", "cronworkflows", "ml"), cron)
+        live = LiveWorkflows()
+        task = asyncio.create_task(live.run(kube, watch_seconds=60))
+        try:
+            await wait_for(lambda: live.synced and live.is_live("wt-1") and live.is_live("cron-1"))
+            assert live.holder_of("ml", held.digest) == "ml/train"
+            assert live.holder_of("ml", cron_held.digest) == "ml/nightly"
+            await kube.delete(resource_path("argoproj.io", "v1alpha1", "workflowtemplates", "ml") + "/train")
+            await wait_for(lambda: live.holder_of("ml", held.digest) is None)
+            assert live.released_at("ml", held.digest) is not None  # the grace after its last holder starts
+            assert live.synced and live.holder_of("ml", cron_held.digest) == "ml/nightly"
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_a_kind_the_api_server_does_not_serve_holds_nothing_but_a_forbidden_one_pauses_gc(kmock: Any) -> None:
+    not_served = {"kind": "Status", "apiVersion": "v1", "code": 404, "reason": "NotFound", "message": "no CRD"}
+    forbidden = {"kind": "Status", "apiVersion": "v1", "code": 403, "reason": "Forbidden", "message": "no RBAC"}
+    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10) as kube:
+        kmock["list argoproj.io/v1alpha1/cronworkflows"] << 404 << not_served
+        live = LiveWorkflows()
+        task = asyncio.create_task(live.run(kube, watch_seconds=60))
+        try:
+            await wait_for(lambda: live.synced)  # no CronWorkflow CRD: no CronWorkflow holds anything
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    async with KubeClient(KubeConfig.from_url(str(kmock.url)), timeout=10) as kube:
+        kmock["list argoproj.io/v1alpha1/workflowtemplates"] << 403 << forbidden
+        live = LiveWorkflows()
+        task = asyncio.create_task(live.run(kube, watch_seconds=60, retry_seconds=0.2))
+        try:
+            await wait_for(lambda: live.relists >= 2)  # the others listed (one not served); this one keeps failing
+            await asyncio.sleep(0.5)
+            assert not live.synced  # unseen WorkflowTemplates may hold references: never sweep blind
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

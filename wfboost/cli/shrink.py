@@ -32,7 +32,7 @@ from wfboost.shrink.inverse import object_references, restored_workflow
 from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
 from wfboost.shrink.status import compress_status, status_nodes_json
 from wfboost.shrink.tables import TableError
-from wfboost.shrink.workflow import plan_workflow_shrink
+from wfboost.shrink.workflow import SHRUNK_KINDS, plan_workflow_shrink
 from wfboost.structs.documents import DocumentError, parse_documents
 
 
@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("restore", "put every value of a shrunk Workflow back, from the side store; prints the object"),
     ):
         p = subparsers.add_parser(name, help=help_text)
-        p.add_argument("file", metavar="FILE|-", help="a Workflow (JSON or YAML), '-' for stdin")
+        p.add_argument("file", metavar="FILE|-",
+                       help="a Workflow, CronWorkflow or WorkflowTemplate (JSON or YAML), '-' for stdin")
         p.add_argument("--sidestore-url", default=env_default("WFBOOST_SIDESTORE_URL"),
                        help="the side store (env WFBOOST_SIDESTORE_URL)")
         p.add_argument("--sidestore-token-file", default=env_default("WFBOOST_SIDESTORE_TOKEN_FILE"),
@@ -70,13 +71,14 @@ def run(args: argparse.Namespace) -> int:
         text = read_text(args.file)
         source = "stdin" if args.file == "-" else args.file
         docs = parse_documents(text, source)
-        if len(docs) != 1 or docs[0].get("kind") != "Workflow":
+        if len(docs) != 1 or docs[0].get("kind") not in SHRUNK_KINDS:
             kinds = ", ".join(str(d.get("kind")) for d in docs)
-            raise ShrinkError(f"{source}: expected one Workflow, found {kinds}")
+            raise ShrinkError(f"{source}: expected one Workflow, CronWorkflow or WorkflowTemplate, found {kinds}")
         workflow = docs[0]
         namespace = args.namespace or (workflow.get("metadata") or {}).get("namespace")
         if not namespace:
-            raise ShrinkError(f"{source}: the Workflow names no namespace; give --namespace (its values belong to one)")
+            raise ShrinkError(f"{source}: the {workflow['kind']} names no namespace; give --namespace (its values "
+                              "belong to one)")
         if args.command == "shrink":
             policy = read_policy(args.policy)
             result = asyncio.run(_shrink(workflow, namespace, policy, args))
@@ -114,9 +116,10 @@ async def _shrink(
     tables = [] if isinstance(plan, str) else plan.tables
     if (moved or tables) and not args.dry_run:  # stored first: the object printed must never point at values that
         async with _client(args) as client:  # are not
-            await asyncio.gather(*(client.put(namespace, m.value.encode()) for m in moved),
+            values = {m.reference: m.value for m in moved}  # a literal repeated in many templates: stored once
+            await asyncio.gather(*(client.put(namespace, value.encode()) for value in values.values()),
                                  *(client.put(namespace, t.data) for t in tables))
-    what = f"Workflow {namespace}/{_name(workflow)}"
+    what = f"{workflow['kind']} {namespace}/{_name(workflow)}"
     status_note = ", status.nodes compressed" if isinstance(chosen, bytes) else ""
     table_note = "".join(f", {t.calls} call(s) of {t.template} in an argument table ({', '.join(t.inputs)})"
                          for t in tables)
@@ -141,7 +144,7 @@ async def _restore(workflow: dict[str, Any], namespace: str, args: argparse.Name
         restored = restored_workflow(workflow, values)
     except TableError as exc:
         raise ShrinkError(str(exc)) from None
-    print(f"Workflow {namespace}/{_name(workflow)}: {len(orjson.dumps(workflow)):,} -> "
+    print(f"{workflow['kind']} {namespace}/{_name(workflow)}: {len(orjson.dumps(workflow)):,} -> "
           f"{len(orjson.dumps(restored)):,} bytes ({len(references)} value(s) restored)", file=sys.stderr)
     return restored
 

@@ -1,4 +1,5 @@
-"""A shrunk Workflow made whole again, for inspection or for taking it out of the cluster (`wfboost restore`).
+"""A shrunk Workflow (or CronWorkflow, WorkflowTemplate) made whole again, for inspection or for taking it out of the
+cluster (`wfboost restore`).
 
 The inverse of what the webhook (and `wfboost shrink`) does to a Workflow: every reference in the object's strings is
 replaced by its value, the `wfboost.io/restore` label shrinking put on templates is taken off (with the `labels` map
@@ -20,8 +21,9 @@ import orjson
 from wfboost.argo.workflow_status import node_statuses
 from wfboost.shrink.bundling import BUNDLE_INPUT
 from wfboost.shrink.refs import MARK, TABLE_PATTERN, Reference, references_in, replace_references
+from wfboost.shrink.restore import TEMPLATE_REFS_LABEL
 from wfboost.shrink.tables import ArgumentTable, TableError, parse_table
-from wfboost.shrink.workflow import RESTORE_LABEL
+from wfboost.shrink.workflow import RESTORE_LABEL, workflow_spec_of
 
 __all__ = ["object_references", "restored_workflow"]
 
@@ -35,14 +37,17 @@ def restored_workflow(workflow: Mapping[str, Any], values: Mapping[Reference, st
     TableError for a table that does not hold what a call names."""
     restored: dict[str, Any] = orjson.loads(orjson.dumps(workflow))
     tables = {reference: parse_table(reference, text) for reference, text in values.items() if reference.table}
-    if tables and isinstance(restored.get("spec"), dict):
-        _untabled(restored["spec"], tables)
+    if tables and isinstance(workflow_spec_of(restored), dict):
+        _untabled(workflow_spec_of(restored), tables)
     restored = _replaced(restored, values)
-    for template in (restored.get("spec") or {}).get("templates") or []:
+    spec = workflow_spec_of(restored)
+    for template in (spec.get("templates") or [] if isinstance(spec, dict) else []):
         metadata = template.get("metadata") if isinstance(template, dict) else None
         labels = metadata.get("labels") if isinstance(metadata, dict) else None
-        if isinstance(labels, dict) and labels.pop(RESTORE_LABEL, None) is not None and not labels:
-            del metadata["labels"]  # type: ignore[union-attr]
+        if isinstance(labels, dict) and labels.pop(RESTORE_LABEL, None) is not None:
+            labels.pop(TEMPLATE_REFS_LABEL, None)
+            if not labels:
+                del metadata["labels"]  # type: ignore[union-attr]
     status = restored.get("status")
     if isinstance(status, dict) and status.get("compressedNodes") and not status.get("nodes"):
         status["nodes"] = _replaced(node_statuses(restored), values)

@@ -1,9 +1,10 @@
 """Pod CREATE: every reference in a pod's container strings put back, as the controller would have written the value.
 
-A pod of a shrunk Workflow holds references where the controller substituted a moved value: in main's `args` and
-`command` (after emissary's `--`), in env values, and inside `ARGO_TEMPLATE` (the template as JSON). Container strings
-are restored by text replacement (refs.py), so the container runs with exactly the strings the unshrunk Workflow's
-pod would have had.
+A pod of a shrunk Workflow holds references where the controller substituted a moved value or copied a moved
+template literal: in main's `args` and `command` (after emissary's `--`), in env values, inside `ARGO_TEMPLATE` (the
+template as JSON), and in the annotations Argo copies from the template's metadata. These strings are restored by text
+replacement (refs.py), so the container runs with exactly the strings the unshrunk Workflow's pod would have had, and
+the pod is stored with the annotations it would have had.
 
 In `ARGO_TEMPLATE` only `script.source` is restored: it is the one field able to hold a moved value that Argo's
 executor reads (workflow/executor/executor.go reads the template's archive location, input artifacts, outputs, script
@@ -43,6 +44,8 @@ from wfboost.structs.patch import PatchOp
 
 __all__ = [
     "MAX_ARG_STRLEN",
+    "TEMPLATE_REFS_LABEL",
+    "TEMPLATE_REFS_UNREAD",
     "RestoreRefused",
     "Restored",
     "offloaded_slots",
@@ -73,6 +76,7 @@ class _Slot:
     where: str  # for messages: containers[main].args[3]
     text: str
     env_name: str | None  # an env value: the kernel's string is NAME=value
+    argv: bool = True  # a string exec passes to the process (not a pod annotation)
 
 
 def pod_references(pod: Mapping[str, Any]) -> set[Reference]:
@@ -80,14 +84,26 @@ def pod_references(pod: Mapping[str, Any]) -> set[Reference]:
     return references_in(orjson.dumps(pod).decode())
 
 
+# On a template that is not a script: no reference in its ARGO_TEMPLATE is ever read (the executor reads a script
+# source there, never the copies of args, env, inputs and metadata), so Argo may offload it to a ConfigMap at run
+# time (substituted inputs can make it pass 128 KiB) and the pod still runs right. Without it (a script, or a
+# Workflow shrunk before this label existed) an offloaded template means refusing the pod.
+TEMPLATE_REFS_LABEL: Final = "wfboost.io/template-refs"
+TEMPLATE_REFS_UNREAD: Final = "unread"
+
+
 def offloaded_slots(pod: Mapping[str, Any]) -> list[str]:
     """Containers that read their template or arguments from Argo's ConfigMap (`ARGO_TEMPLATE=offloaded`,
-    `ARGO_CONTAINER_ARGS_FILE`): what they read there is not in the pod and cannot be restored here."""
+    `ARGO_CONTAINER_ARGS_FILE`) where what they read there may hold a reference: it is not in the pod and cannot be
+    restored here."""
     found = []
+    labels = (pod.get("metadata") or {}).get("labels")
+    unread = isinstance(labels, Mapping) and labels.get(TEMPLATE_REFS_LABEL) == TEMPLATE_REFS_UNREAD
     for field in _CONTAINER_FIELDS:
         for container in (pod.get("spec") or {}).get(field) or []:
             for env in container.get("env") or []:
-                template = env.get("name") == names.ENV_TEMPLATE and env.get("value") == names.TEMPLATE_OFFLOADED
+                template = (env.get("name") == names.ENV_TEMPLATE and env.get("value") == names.TEMPLATE_OFFLOADED
+                            and not unread)
                 if template or env.get("name") == names.ENV_CONTAINER_ARGS_FILE:
                     found.append(f"{field}[{container.get('name')}]")
     return found
@@ -138,7 +154,7 @@ def restore_pod(
         if offloaded is not None and slot.path.startswith(f"/spec/containers/{offloaded[0]}/args/"):
             continue
         size = len(text.encode()) + 1 + (len(slot.env_name.encode()) + 1 if slot.env_name is not None else 0)
-        if size > MAX_ARG_STRLEN:
+        if slot.argv and size > MAX_ARG_STRLEN:
             what = "environment string" if slot.env_name is not None else "argument"
             raise RestoreRefused(f"{slot.where} would be {size} bytes restored, over Linux's {MAX_ARG_STRLEN}-byte "
                                  f"limit on one {what}")
@@ -146,7 +162,7 @@ def restore_pod(
     _check_totals(pod, ops, skip=offloaded[0] if offloaded else None)
     if _outside_slots(pod):
         raise RestoreRefused("the pod holds a wfboost reference outside its containers' arguments, commands and env "
-                             "values, where it cannot be restored")
+                             "values and its annotations, where it cannot be restored")
     if offloaded is None:
         return Restored(ops)
     index, args_json = offloaded
@@ -254,7 +270,10 @@ _GO_HTML_CHARS: Final = re.compile("[<>&\u2028\u2029]")
 def _outside_slots(pod: Mapping[str, Any]) -> bool:
     """A reference somewhere other than the strings `_slots` covers (the same reference may also be in a slot)."""
     spec = dict(pod.get("spec") or {})
-    stripped = {**pod, "spec": spec}
+    metadata = dict(pod.get("metadata") or {})
+    if isinstance(metadata.get("annotations"), Mapping):
+        metadata["annotations"] = list(metadata["annotations"])  # the keys stay, the values are slots
+    stripped = {**pod, "spec": spec, "metadata": metadata}
     for field in _CONTAINER_FIELDS:
         if field in spec:
             spec[field] = [
@@ -266,6 +285,11 @@ def _outside_slots(pod: Mapping[str, Any]) -> bool:
 
 
 def _slots(pod: Mapping[str, Any]) -> Iterator[_Slot]:
+    annotations = (pod.get("metadata") or {}).get("annotations")
+    for key, text in (annotations.items() if isinstance(annotations, Mapping) else ()):
+        if isinstance(text, str):
+            yield _Slot(f"/metadata/annotations/{str(key).replace('~', '~0').replace('/', '~1')}",
+                        f"metadata.annotations[{key}]", text, None, argv=False)
     spec = pod.get("spec") or {}
     for field in _CONTAINER_FIELDS:
         for index, container in enumerate(spec.get(field) or []):

@@ -20,10 +20,13 @@ from wfboost.argo.offload import offloads_container_args
 from wfboost.policy.model import ShrinkSettings
 from wfboost.shrink.analysis import analyse_workflow_arguments, go_quotes_as_json, only_dollar_tags
 from wfboost.shrink.bundling import TablePlan, plan_argument_tables
-from wfboost.shrink.refs import PATTERN, Reference, reference_for
+from wfboost.shrink.literals import MovedValue, plan_template_literals
+from wfboost.shrink.refs import PATTERN, reference_for
+from wfboost.shrink.restore import TEMPLATE_REFS_LABEL, TEMPLATE_REFS_UNREAD
 from wfboost.structs.patch import PatchOp
 
-__all__ = ["MAX_MOVED_BYTES", "RESTORE_LABEL", "MovedValue", "WorkflowShrink", "plan_workflow_shrink"]
+__all__ = ["MAX_MOVED_BYTES", "RESTORE_LABEL", "SHRUNK_KINDS", "MovedValue", "WorkflowShrink", "plan_workflow_shrink",
+           "workflow_spec_of"]
 
 RESTORE_LABEL: Final = "wfboost.io/restore"
 # One argv or env string is at most 128 KiB with its NUL (Linux MAX_ARG_STRLEN). A value longer than this, restored
@@ -39,13 +42,6 @@ MAX_RECEIVER_TEMPLATE_BYTES: Final = 100 * 1024
 MAX_OFFLOADED_BYTES: Final = 900 * 1024
 
 
-@dataclass(frozen=True)
-class MovedValue:
-    name: str
-    reference: Reference
-    value: str
-
-
 @dataclass
 class WorkflowShrink:
     ops: list[PatchOp] = field(default_factory=list)
@@ -57,23 +53,92 @@ class WorkflowShrink:
     size_after: int = 0
 
 
+@dataclass(frozen=True)
+class _Shape:
+    spec: str  # where the Workflow spec is in the object
+    whole: bool  # every call and every reader of its arguments is in it: arguments, tables and input defaults may move
+
+
+# A WorkflowTemplate's arguments are defaults a Workflow overrides, its templates are called from other objects
+# (`templateRef`, without a row for a table) and the Workflows that run it may read its inputs in fields this object
+# does not show: only what its templates copy into pods as text moves. A ClusterWorkflowTemplate runs in every
+# namespace, and the side store keeps each value in one.
+_SHAPES: Final = {
+    "Workflow": _Shape("spec", whole=True),
+    "CronWorkflow": _Shape("workflowSpec", whole=True),
+    "WorkflowTemplate": _Shape("spec", whole=False),
+}
+SHRUNK_KINDS: Final = frozenset(_SHAPES)
+
+
+def workflow_spec_of(obj: Mapping[str, Any]) -> Any:
+    """The Workflow spec inside a Workflow, CronWorkflow or WorkflowTemplate (None for any other kind)."""
+    shape = _SHAPES.get(str(obj.get("kind") or "Workflow"))
+    outer = obj.get("spec")
+    if shape is None or shape.spec == "spec":
+        return outer if shape is not None else None
+    return outer.get(shape.spec) if isinstance(outer, Mapping) else None
+
+
 def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) -> WorkflowShrink | str:
-    """The shrink of a Workflow at CREATE, or the reason nothing moves (an outcome label)."""
-    spec = workflow.get("spec")
+    """The shrink of a Workflow, CronWorkflow or WorkflowTemplate (an object without `kind` is taken for a
+    Workflow), or the reason nothing moves (an outcome label)."""
+    kind = workflow.get("kind") or "Workflow"
+    if kind == "ClusterWorkflowTemplate":
+        return "cluster_scoped"
+    shape = _SHAPES.get(str(kind))
+    if shape is None:
+        return "not_a_workflow"
+    spec = workflow_spec_of(workflow)
     if not isinstance(spec, Mapping):
         return "no_spec"
     size = len(orjson.dumps(workflow))
     if size < settings.object_threshold_bytes:
         return "workflow_small"
-    tables = plan_argument_tables(spec, min_saved=settings.value_threshold_bytes, max_cell=MAX_MOVED_BYTES,
-                                  max_template=MAX_RECEIVER_TEMPLATE_BYTES, labels={RESTORE_LABEL: "true"})
-    plan = WorkflowShrink(tables=tables.tables, untabled=tables.kept, size_before=size)
-    tabled = {table.template for table in tables.tables}
+    plan = _planned(spec, settings, shape.whole, size)
+    if isinstance(plan, str) or shape.spec == "spec":
+        return plan
+    for op in plan.ops:  # written against /spec: a CronWorkflow's Workflow spec is one level down
+        op["path"] = f"/spec/{shape.spec}" + op["path"][len("/spec"):]
+    return plan
+
+
+def _planned(spec: Mapping[str, Any], settings: ShrinkSettings, whole: bool, size: int) -> WorkflowShrink | str:
+    if whole:
+        tables = plan_argument_tables(spec, min_saved=settings.value_threshold_bytes, max_cell=MAX_MOVED_BYTES,
+                                      max_template=MAX_RECEIVER_TEMPLATE_BYTES, labels={RESTORE_LABEL: "true"})
+        plan = WorkflowShrink(tables=tables.tables, untabled=tables.kept, size_before=size)
+    else:
+        plan = WorkflowShrink(size_before=size)
+    tabled = {table.template for table in plan.tables}
     receivers: set[str] = set()
-    saved = sum(table.saved for table in tables.tables)
+    saved = sum(table.saved for table in plan.tables)
+    if whole:
+        saved += _moved_arguments(spec, settings, plan, receivers)
+    literals = plan_template_literals(spec, min_bytes=settings.value_threshold_bytes, max_bytes=MAX_MOVED_BYTES,
+                                      max_template=MAX_RECEIVER_TEMPLATE_BYTES, defaults=whole,
+                                      skip=frozenset(tabled))
+    plan.moved += literals.moved
+    plan.ops += literals.ops
+    plan.kept.update(literals.kept)
+    receivers |= literals.receivers
+    saved += literals.saved
+    if not plan.moved and not plan.tables:
+        return "nothing_to_move"
+    labels = _label_ops(spec, receivers - tabled)
+    plan.ops.extend(labels)
+    plan.ops.extend(op for table in plan.tables for op in table.ops)
+    plan.size_after = size - saved + sum(len(orjson.dumps(op)) for op in labels)
+    return plan
+
+
+def _moved_arguments(spec: Mapping[str, Any], settings: ShrinkSettings, plan: WorkflowShrink,
+                     receivers: set[str]) -> int:
+    """Workflow arguments that only reach containers, moved (into `plan`); the bytes saved."""
+    saved = 0
     parameters = (spec.get("arguments") or {}).get("parameters")
     analysis = analyse_workflow_arguments(spec)
-    plan.kept = dict(analysis.kept)
+    plan.kept.update(analysis.kept)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
     serialized = orjson.dumps(spec.get("templates") or [])
     looped = any(f'"{key}":'.encode() in serialized for key in ("withItems", "withParam", "withSequence"))
@@ -91,13 +156,7 @@ def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) 
         plan.ops.append({"op": "replace", "path": f"/spec/arguments/parameters/{index}/value", "value": reference.text})
         receivers |= analysis.movable[name]
         saved += len(orjson.dumps(value)) - len(orjson.dumps(reference.text))
-    if not plan.moved and not plan.tables:
-        return "nothing_to_move"
-    labels = _label_ops(spec, receivers - tabled)
-    plan.ops.extend(labels)
-    plan.ops.extend(op for table in plan.tables for op in table.ops)
-    plan.size_after = size - saved + sum(len(orjson.dumps(op)) for op in labels)
-    return plan
+    return saved
 
 
 def _why_not_moved(value: Any, settings: ShrinkSettings, looped: bool = True) -> str | None:
@@ -159,17 +218,22 @@ def _offload_reason(receivers: set[str], templates: Mapping[str, Mapping[str, An
 
 
 def _label_ops(spec: Mapping[str, Any], receivers: set[str]) -> list[PatchOp]:
-    """`wfboost.io/restore: "true"` on each receiving template's metadata labels, built against the object as sent."""
+    """`wfboost.io/restore: "true"` on each receiving template's metadata labels, built against the object as sent;
+    on one that is not a script, also `wfboost.io/template-refs: unread` (restore.TEMPLATE_REFS_LABEL)."""
     ops: list[PatchOp] = []
     for index, template in enumerate(spec.get("templates") or []):
         if not isinstance(template, Mapping) or template.get("name") not in receivers:
             continue
+        added = {RESTORE_LABEL: "true"}
+        if "script" not in template:
+            added[TEMPLATE_REFS_LABEL] = TEMPLATE_REFS_UNREAD
         base = f"/spec/templates/{index}/metadata"
         metadata = template.get("metadata")
         if not isinstance(metadata, Mapping):
-            ops.append({"op": "add", "path": base, "value": {"labels": {RESTORE_LABEL: "true"}}})
+            ops.append({"op": "add", "path": base, "value": {"labels": added}})
         elif not isinstance(metadata.get("labels"), Mapping):
-            ops.append({"op": "add", "path": f"{base}/labels", "value": {RESTORE_LABEL: "true"}})
+            ops.append({"op": "add", "path": f"{base}/labels", "value": added})
         else:
-            ops.append({"op": "add", "path": f"{base}/labels/{RESTORE_LABEL.replace('/', '~1')}", "value": "true"})
+            ops.extend({"op": "add", "path": f"{base}/labels/{key.replace('/', '~1')}", "value": value}
+                       for key, value in added.items())
     return ops

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class WorkflowView(Protocol):
-    synced: bool
+    @property
+    def synced(self) -> bool: ...
 
     def is_live(self, uid: str) -> bool: ...
 

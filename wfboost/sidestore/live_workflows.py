@@ -1,9 +1,12 @@
-"""Which Workflows exist right now, and which side-store values their text references, kept current by a list +
-watch of argoproj.io/v1alpha1 workflows.
+"""Which objects that can hold side-store references exist right now, and which references their text holds, kept
+current by a list + watch of each kind: Workflows, and the WorkflowTemplates and CronWorkflows whose templates
+shrinking may have changed (every Workflow made from them copies their references).
 
-The sweeper may delete a workflow's blobs only when this view is trustworthy: `synced` is True only after a
-complete list and while the watch that follows it is unbroken. Any failure (transport error, 410 Gone) clears it
-until a fresh list succeeds, so a blind spot in the view never looks like "that workflow is gone".
+The sweeper may delete a blob only when this view is trustworthy: `synced` is True only after a complete list of
+every kind and while the watches that follow are unbroken. Any failure (transport error, 410 Gone) clears it until
+a fresh list succeeds, so a blind spot in the view never looks like "that workflow is gone". A kind the API server
+does not serve (404: its CRD is not installed) holds nothing, so it counts as listed and empty; it is listed again
+every `retry_seconds * 12`, well inside the side store's grace for a new blob.
 """
 
 from __future__ import annotations
@@ -12,27 +15,32 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
-from wfboost.kube import KubeClient, KubeError, WatchEvent, WatchExpired, resource_path
+from wfboost.kube import KubeApiError, KubeClient, KubeError, WatchEvent, WatchExpired, resource_path
 from wfboost.shrink.refs import references_in
 
 log = logging.getLogger(__name__)
 
 WORKFLOWS = resource_path("argoproj.io", "v1alpha1", "workflows")
+WORKFLOW_TEMPLATES = resource_path("argoproj.io", "v1alpha1", "workflowtemplates")
+CRON_WORKFLOWS = resource_path("argoproj.io", "v1alpha1", "cronworkflows")
+HOLDERS = (WORKFLOWS, WORKFLOW_TEMPLATES, CRON_WORKFLOWS)
 # How long a release time is remembered: far past any grace period.
 _RELEASED_KEPT_SECONDS = 86400.0
 
 
 class LiveWorkflows:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, resources: Sequence[str] = HOLDERS) -> None:
         self.clock = clock
+        self.resources = tuple(resources)
         self.uids: set[str] = set()
-        self.synced = False
-        self.resource_version: str | None = None
         self.relists = 0
+        self._uids_of: dict[str, set[str]] = {resource: set() for resource in self.resources}
+        self._listed: set[str] = set()  # resources listed, and watched unbroken since
+        self._versions: dict[str, str | None] = {}
         self._held_by: dict[str, frozenset[tuple[str, str]]] = {}  # uid -> (namespace, digest) it references
         self._holders: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, digest) -> uid -> "ns/name"
         # (namespace, digest) -> when its last holder went: a Workflow deleted and created again from its own YAML
@@ -51,19 +59,51 @@ class LiveWorkflows:
         """When the last live Workflow holding this blob's reference went, if one did and none holds it now."""
         return None if (namespace, digest) in self._holders else self._released.get((namespace, digest))
 
-    def replace(self, items: Iterable[dict[str, object]], resource_version: str | None) -> None:
+    @property
+    def synced(self) -> bool:
+        return self._listed.issuperset(self.resources)
+
+    @property
+    def resource_version(self) -> str | None:
+        return self._versions.get(self.resources[0])
+
+    def replace(self, items: Iterable[dict[str, object]], resource_version: str | None,
+                resource: str | None = None) -> None:
+        """The complete list of one kind (`resource`), or with None of every kind at once."""
         items = list(items)
+        kinds = self.resources if resource is None else (resource,)
         before = set(self._holders)
-        self.uids = {uid for item in items if (uid := _uid(item))}
-        self._held_by, self._holders = {}, {}
+        for kind in kinds:
+            for gone in self._uids_of.get(kind, set()):
+                self._forget(gone)
+            self._uids_of[kind] = set()
+        target = self._uids_of[kinds[0]]
         for item in items:
-            self._hold(item)
+            if uid := _uid(item):
+                target.add(uid)
+                self.uids.add(uid)
+                self._hold(item)
         now = self.clock()
         for key in before - set(self._holders):
             self._released[key] = now
         self._released = {key: at for key, at in self._released.items() if now - at < _RELEASED_KEPT_SECONDS}
-        self.resource_version = resource_version
-        self.synced = True
+        for kind in kinds:
+            self._versions[kind] = resource_version
+            self._listed.add(kind)
+
+    def mark_unsynced(self, resource: str | None = None) -> None:
+        """The view of one kind (None: all) may have missed events: no sweep until it is listed again."""
+        self._listed.difference_update(self.resources if resource is None else (resource,))
+
+    def _forget(self, uid: str) -> None:
+        """Drop a uid without marking its blobs released (the caller compares holders before and after)."""
+        self.uids.discard(uid)
+        for key in self._held_by.pop(uid, frozenset()):
+            holders = self._holders.get(key)
+            if holders is not None:
+                holders.pop(uid, None)
+                if not holders:
+                    del self._holders[key]
 
     def _hold(self, obj: dict[str, object]) -> None:
         uid = _uid(obj)
@@ -88,38 +128,57 @@ class LiveWorkflows:
                     del self._holders[key]
                     self._released[key] = self.clock()
 
-    def apply(self, event: WatchEvent) -> None:
+    def apply(self, event: WatchEvent, resource: str | None = None) -> None:
+        resource = resource or self.resources[0]
         obj = event["object"]
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if version:
-            self.resource_version = str(version)
+            self._versions[resource] = str(version)
         uid = _uid(obj)
         if event["type"] in ("ADDED", "MODIFIED") and uid:
             self.uids.add(uid)
+            self._uids_of.setdefault(resource, set()).add(uid)
             self._hold(obj)
         elif event["type"] == "DELETED" and uid:
             self.uids.discard(uid)
+            self._uids_of.setdefault(resource, set()).discard(uid)
             self._release(uid)
 
     async def run(self, kube: KubeClient, *, watch_seconds: int = 300, retry_seconds: float = 5.0) -> None:
+        """Follow every kind at once, forever."""
+        await asyncio.gather(*(self._follow(kube, resource, watch_seconds, retry_seconds)
+                               for resource in self.resources))
+
+    async def _follow(self, kube: KubeClient, resource: str, watch_seconds: int, retry_seconds: float) -> None:
         """List, then watch from the list's resourceVersion, forever; relist after 410 or any failure."""
+        kind = resource.rsplit("/", 1)[-1]
         while True:
             try:
-                listed = await kube.list(WORKFLOWS)
-                self.replace(listed["items"], listed["metadata"].get("resourceVersion"))
+                listed = await kube.list(resource)
+                self.replace(listed["items"], listed["metadata"].get("resourceVersion"), resource)
                 self.relists += 1
                 while True:
-                    events = kube.watch(WORKFLOWS, self.resource_version, timeout_seconds=watch_seconds)
+                    events = kube.watch(resource, self._versions.get(resource), timeout_seconds=watch_seconds)
                     async with contextlib.aclosing(events):
                         async for event in events:
-                            self.apply(event)
+                            self.apply(event, resource)
             except WatchExpired:
-                self.synced = False
-                log.info("workflow watch expired (410): listing again")
+                self.mark_unsynced(resource)
+                log.info("%s watch expired (410): listing again", kind)
                 await asyncio.sleep(retry_seconds / 50)  # relist at once, but never spin on a server that keeps 410ing
+            except KubeApiError as exc:
+                if exc.status != 404:
+                    self.mark_unsynced(resource)
+                    log.warning("%s list/watch failed, GC of workflow blobs paused: %s", kind, exc)
+                    await asyncio.sleep(retry_seconds)
+                    continue
+                self.replace([], None, resource)  # not served here: no object of this kind holds anything
+                self.relists += 1
+                log.info("%s are not served by this API server (404): none holds a reference", kind)
+                await asyncio.sleep(retry_seconds * 12)
             except KubeError as exc:
-                self.synced = False
-                log.warning("workflow list/watch failed, GC of workflow blobs paused: %s", exc)
+                self.mark_unsynced(resource)
+                log.warning("%s list/watch failed, GC of workflow blobs paused: %s", kind, exc)
                 await asyncio.sleep(retry_seconds)
 
 

@@ -1,5 +1,7 @@
-"""Workflows: at CREATE, bulky arguments that only reach containers moved to the side store (wfboost.shrink.workflow,
-where `shrinkWorkflows` is on); at every write, large node statuses stored compressed in the controller's own format
+"""Workflows: at CREATE, bulky arguments and template literals that only reach containers moved to the side store
+(wfboost.shrink.workflow, where `shrinkWorkflows` is on), and the same for WorkflowTemplates and CronWorkflows at
+CREATE and at each UPDATE that changes their spec (every Workflow made from them copies what they hold); at every
+Workflow write, large node statuses stored compressed in the controller's own format
 (wfboost.shrink.status, where `compressStatus` is on); and at CREATE a warning for a Workflow that Argo 4's schema
 will refuse (wfboost.argo.schema_limits). The warning is given whatever the policy says: it changes nothing, and it
 is the one place a user learns why the API server is about to refuse the Workflow and what to do.
@@ -18,7 +20,7 @@ from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
 
 log = logging.getLogger(__name__)
 
-KINDS = frozenset({("argoproj.io", "Workflow")})
+KINDS = frozenset({("argoproj.io", "Workflow"), ("argoproj.io", "WorkflowTemplate"), ("argoproj.io", "CronWorkflow")})
 
 # Warnings past the first few add nothing a user can act on; the API server caps their total size too.
 MAX_WARNINGS = 5
@@ -30,6 +32,8 @@ _INLINE_BYTES = 256 * 1024
 async def admit_workflow(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     workflow = request.get("object") or {}
     create = request.get("operation") == "CREATE"
+    if (request.get("kind") or {}).get("kind", "Workflow") != "Workflow":
+        return await _template_holder(request, workflow, ctx, create)
     warnings = schema_warnings(workflow, ctx) if create else []
     decisions = [await _moved(request, workflow, ctx)] if create else []
     decisions.append(await _compressed(request, workflow, ctx))
@@ -55,16 +59,26 @@ async def _moved(request: AdmissionRequest, workflow: dict[str, object], ctx: Ad
     if isinstance(plan, str):
         return Decision(outcome=plan)
     client = ctx.require_sidestore()
-    await asyncio.gather(*(client.put(namespace, moved.value.encode()) for moved in plan.moved),
+    values = {moved.reference: moved.value for moved in plan.moved}  # a literal repeated in many templates: once
+    await asyncio.gather(*(client.put(namespace, value.encode()) for value in values.values()),
                          *(client.put(namespace, table.data) for table in plan.tables))
     ctx.metrics.shrink.values_moved.inc(len(plan.moved) + sum(table.calls * len(table.inputs) for table in plan.tables))
     ctx.metrics.shrink.bytes_saved.labels(what="values").inc(max(0, plan.size_before - plan.size_after))
     log.info(
-        "Workflow %s/%s: %d value(s) and %d argument table(s) moved to the side store, %d -> %d bytes",
-        namespace, request.get("name") or "(generateName)", len(plan.moved), len(plan.tables), plan.size_before,
-        plan.size_after,
+        "%s %s/%s: %d value(s) and %d argument table(s) moved to the side store, %d -> %d bytes",
+        workflow.get("kind") or "Workflow", namespace, request.get("name") or "(generateName)", len(plan.moved),
+        len(plan.tables), plan.size_before, plan.size_after,
     )
     return Decision(plan.ops, "values_moved")
+
+
+async def _template_holder(request: AdmissionRequest, holder: dict[str, object], ctx: AdmissionContext,
+                           create: bool) -> Decision:
+    """A WorkflowTemplate or CronWorkflow: shrunk at CREATE, and at an UPDATE only when its spec changed (the cron
+    controller's status writes leave it as it is)."""
+    if not create and (request.get("oldObject") or {}).get("spec") == holder.get("spec"):
+        return Decision(outcome="spec_unchanged")
+    return await _moved(request, holder, ctx)
 
 
 def schema_warnings(workflow: dict[str, object], ctx: AdmissionContext) -> list[str]:
