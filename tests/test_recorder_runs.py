@@ -256,6 +256,28 @@ async def test_a_workflow_is_read_at_most_once_per_interval(cluster: Cluster) ->
     assert await reader.get(ns, "no-such-workflow") is None  # deleted: None, not an error
 
 
+async def test_a_workflow_created_again_under_its_name_is_read_again(cluster: Cluster) -> None:
+    """`kubectl delete` then `create` within the read interval: the new object's steps must not be judged by the old
+    object's read (they would be refused as "re-created", and a cache that silently records nothing is the result)."""
+    ns = namespace()
+    pod = workflow_pods("v3.7.18", ns)["fetch"]
+    await cluster.ensure_workflow(pod)
+    now = [0.0]
+    reader = WorkflowReader(cluster.kube, min_interval=10.0, clock=lambda: now[0])
+    name = pod["metadata"]["labels"]["workflows.argoproj.io/workflow"]
+    first_uid = pod["metadata"]["ownerReferences"][0]["uid"]
+    assert (await reader.get(ns, name, uid=first_uid))["metadata"]["uid"] == first_uid  # type: ignore[index]
+    again = copy.deepcopy(pod)
+    again["metadata"]["ownerReferences"][0]["uid"] = "uid-of-the-new-object"
+    await cluster.ensure_workflow(again)  # deleted and created again, a second later
+    now[0] = 1.0
+    assert (await reader.get(ns, name))["metadata"]["uid"] == first_uid  # type: ignore[index]  # no uid: cached
+    fresh = await reader.get(ns, name, uid="uid-of-the-new-object")
+    assert fresh is not None and fresh["metadata"]["uid"] == "uid-of-the-new-object" and reader.reads == 2
+    await reader.get(ns, name, uid="uid-of-the-new-object")
+    assert reader.reads == 2  # and that read serves the new object's steps for the interval
+
+
 async def test_runs_of_one_pod_name_upload_to_places_of_their_own(cluster: Cluster, store: CacheStore) -> None:
     """A workflow re-created under the same name has the same pod names, so Argo's default key
     `{{workflow.name}}/{{pod.name}}` repeats: a run with other inputs would write over the object the first run's

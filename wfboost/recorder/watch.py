@@ -336,7 +336,7 @@ class Recorder:
     async def _record(self, ident: StepId, state: StepState, step: PendingStep) -> None:
         assert state.exit is not None and state.outputs is not None
         try:
-            workflow = await self.workflows.get(step.namespace, step.workflow)
+            workflow = await self.workflows.get(step.namespace, step.workflow, uid=step.workflow_uid)
         except KubeError as exc:
             state.awaiting_node = True
             self.metrics.errors.labels(kind="workflow").inc()

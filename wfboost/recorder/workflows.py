@@ -36,15 +36,20 @@ class WorkflowReader:
     _cache: dict[tuple[str, str], _Read] = field(default_factory=dict)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
-    async def get(self, namespace: str, name: str, *, fresh_after: float = 0.0) -> Workflow | None:
+    async def get(self, namespace: str, name: str, *, fresh_after: float = 0.0, uid: str = "") -> Workflow | None:
         """The Workflow as read at most `min_interval` seconds ago (and, with `fresh_after`, read after that clock
-        time); None when it does not exist. API errors other than 404 are raised (the caller retries later)."""
+        time); None when it does not exist. API errors other than 404 are raised (the caller retries later).
+
+        With `uid` (the step's owner), a cached read of another object of that name (or of none) is read again: a
+        Workflow deleted and created again under its name within `min_interval` (`kubectl delete` then `create`, a
+        pipeline retried) is a new object, and the old one's read must not decide for it."""
         key = (namespace, name)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             cached = self._cache.get(key)
             now = self.clock()
-            if cached is not None and now - cached.at < self.min_interval and cached.at >= fresh_after:
+            if (cached is not None and now - cached.at < self.min_interval and cached.at >= fresh_after
+                    and (not uid or _uid(cached.workflow) == uid)):
                 return cached.workflow
             try:
                 workflow: Workflow | None = await self.kube.get(
@@ -64,3 +69,8 @@ class WorkflowReader:
             oldest = min(self._cache, key=lambda k: self._cache[k].at)
             del self._cache[oldest]
             self._locks.pop(oldest, None)
+
+
+def _uid(workflow: Workflow | None) -> str:
+    metadata = (workflow or {}).get("metadata")
+    return str(metadata.get("uid") or "") if isinstance(metadata, dict) else ""
