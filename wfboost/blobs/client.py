@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -166,6 +167,12 @@ class SideStoreClient:
             raise SideStoreUnavailable(f"GET {digest}: the transfer broke off: {exc or type(exc).__name__}") from exc
         finally:
             response.release()
+
+    async def view(self, namespace: str, reference: str) -> str:
+        """The text a reference (or an argument table's cell, `…#<row>[<input>]`) stands for, checked by the
+        service against the reference's size and digest (wfboost.sidestore.view)."""
+        return cast(str, await self._call("GET", f"{_ns(namespace)}/view/{quote(reference.strip(), safe='')}",
+                                          want="text"))
 
     async def info(self, namespace: str, digest: str) -> BlobInfo:
         return cast(BlobInfo, await self._call("GET", f"{_ns(namespace)}/blobs/{digest}/info"))
@@ -333,6 +340,8 @@ class SideStoreClient:
             try:
                 if want == "headers":
                     return dict(response.headers)
+                if want == "text":
+                    return (await response.read()).decode()
                 return orjson.loads(await response.read())
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last_error = f"{method} {path}: {exc or type(exc).__name__}"

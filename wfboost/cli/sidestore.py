@@ -27,7 +27,7 @@ from wfboost.sidestore.store import StoreSettings, format_bytes
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("sidestore", help="the side store service (serve) and its client (ls, stat, gc)")
+    p = subparsers.add_parser("sidestore", help="the side store service (serve) and its client (ls, stat, show, gc)")
     commands = p.add_subparsers(dest="sidestore_command", metavar="SUBCOMMAND", required=True)
 
     s = commands.add_parser("serve", help="run the side store HTTP(S) service")
@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("ls", "list a namespace's blobs"),
         ("stat", "one blob: size, backend, references"),
         ("gc", "run the sweeper now"),
+        ("show", "print the value a wfboost-ref:… reference stands for (as kubectl get -o yaml shows it)"),
     ):
         c = commands.add_parser(name, help=help_text)
         c.add_argument("--url", default=env_default("WFBOOST_SIDESTORE_URL"), help="env WFBOOST_SIDESTORE_URL")
@@ -69,11 +70,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                             "in WFBOOST_SIDESTORE_TOKEN)")
         c.add_argument("--ca-file", default=env_default("WFBOOST_SIDESTORE_CA"),
                        help="CA bundle of the service's certificate (env WFBOOST_SIDESTORE_CA)")
-        c.add_argument("--json", action="store_true", help="print the service's JSON answer")
-        if name in ("ls", "stat"):
+        if name != "show":
+            c.add_argument("--json", action="store_true", help="print the service's JSON answer")
+        if name in ("ls", "stat", "show"):
             c.add_argument("namespace", help="the namespace whose blobs")
         if name == "stat":
             c.add_argument("digest", help="the blob's digest (sha256:…)")
+        if name == "show":
+            c.add_argument("reference", help="wfboost-ref:v1:<size>:<sha256>, an argument table's reference, or one "
+                                             "of its cells (…#<row>[<input>])")
         if name == "ls":
             c.add_argument("--limit", type=int, default=1000, help="at most this many blobs")
         if name == "gc":
@@ -126,6 +131,7 @@ def run_client(args: argparse.Namespace) -> int:
         "ls": _ls,
         "stat": _stat,
         "gc": _gc,
+        "show": _show,
     }
 
     async def go() -> Any:
@@ -139,7 +145,9 @@ def run_client(args: argparse.Namespace) -> int:
         return _fail(args.action, exc.message if exc.status else str(exc.message))
     except (OSError, ValueError) as exc:
         return _fail(args.action, str(exc))
-    if args.json:
+    if args.action == "show":
+        sys.stdout.write(result)
+    elif args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
         print(_render(args.action, result))
@@ -162,6 +170,10 @@ async def _ls(client: SideStoreClient, args: argparse.Namespace) -> Any:
 
 async def _stat(client: SideStoreClient, args: argparse.Namespace) -> Any:
     return await client.info(args.namespace, args.digest)
+
+
+async def _show(client: SideStoreClient, args: argparse.Namespace) -> Any:
+    return await client.view(args.namespace, args.reference)
 
 
 async def _gc(client: SideStoreClient, args: argparse.Namespace) -> Any:

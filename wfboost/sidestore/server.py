@@ -37,6 +37,7 @@ from wfboost.sidestore.errors import (
     LengthRequired,
     RangeNotSatisfiable,
     Refusal,
+    TooLarge,
     Unauthorized,
 )
 from wfboost.sidestore.gc import Sweeper
@@ -46,6 +47,7 @@ from wfboost.sidestore.refs import parse_ref_query, ref_name
 from wfboost.sidestore.store import BlobStore
 from wfboost.sidestore.tls import peer_common_name, serving_tls
 from wfboost.sidestore.uploads import Uploads, parse_part_sha
+from wfboost.sidestore.view import MAX_VIEWED_BYTES, VIEW_HEADERS, parse_viewed, viewed_text
 from wfboost.tls.reloader import CertificateReloader
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ class SideStoreServer:
         r.add_route("HEAD", blob, self.head_blob, name="head_blob")
         r.add_get(blob + "/info", self.blob_info, name="blob_info")
         r.add_get(PREFIX + "/blobs", self.list_blobs, name="list_blobs")
+        r.add_get(PREFIX + "/view/{reference}", self.view_reference, name="view_reference")
         r.add_post(PREFIX + "/uploads", self.start_upload, name="start_upload")
         r.add_get(upload, self.get_upload, name="get_upload")
         r.add_delete(upload, self.abort_upload, name="abort_upload")
@@ -314,6 +317,21 @@ class SideStoreServer:
             return response
         await response.write_eof()
         return response
+
+    async def view_reference(self, request: web.Request) -> web.StreamResponse:
+        """The value a reference stands for, as a person reads it (wfboost.sidestore.view): what `kubectl get -o
+        yaml` shows, pasted into the URL, gives the text it replaced. Same authentication and namespace scope as a
+        blob."""
+        namespace = self._namespace(request)
+        wanted = parse_viewed(request.match_info["reference"])
+        manifest = await self.store.manifest(namespace, wanted.reference.digest)
+        if manifest.size > MAX_VIEWED_BYTES:
+            raise TooLarge(f"{wanted.reference.text} is {manifest.size} bytes, more than is shown here; GET "
+                           f"{PREFIX.format(namespace=namespace)}/blobs/{manifest.digest} streams it")
+        data = b"".join([piece async for piece in self.store.read(manifest, 0, manifest.size)])
+        text, content_type = viewed_text(wanted, data)
+        self.metrics.bytes_out.inc(len(text))
+        return web.Response(text=text, content_type=content_type, charset="utf-8", headers=VIEW_HEADERS)
 
     async def blob_info(self, request: web.Request) -> web.StreamResponse:
         namespace = self._namespace(request)
