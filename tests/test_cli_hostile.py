@@ -33,6 +33,8 @@ COMMANDS = {
     "policy validate": ["policy", "validate", "{file}"],
     "policy show": ["policy", "show", "--policy", "{file}"],
     "review --policy": ["review", "--policy", "{file}", "{pod}"],
+    "shrink": ["shrink", "--dry-run", "{file}"],
+    "restore": ["restore", "{file}"],
 }
 
 
@@ -106,3 +108,28 @@ def test_metric_names_follow_the_prometheus_conventions() -> None:
             for unit in ("seconds", "bytes"):
                 if unit in family.name:
                     assert family.name.endswith(unit) or f"{unit}_" not in family.name, family.name
+
+
+@pytest.mark.parametrize("command", [["shrink", "--dry-run"], ["restore"]])
+@pytest.mark.parametrize("document", [
+    '{"kind": "Workflow", "metadata": "x"}',
+    '{"kind": "Workflow", "metadata": {"name": "w", "namespace": "n"}, "spec": 7}',
+    '{"kind": "CronWorkflow", "metadata": {"name": "c", "namespace": "n"}, "spec": {"workflowSpec": []}}',
+    '{"kind": "Workflow", "metadata": {"name": "w", "namespace": "n"}, "spec": {"templates": 5}}',
+    '{"kind": "Workflow", "metadata": {"name": "w", "namespace": "n"}, "spec": {"templates": ["t"]}}',
+    '{"kind": "WorkflowTemplate", "metadata": {"name": "w", "namespace": "n"}, "spec": {"templates": [{"script": 3}]}}',
+    '{"kind": "Workflow", "metadata": {"name": "w", "namespace": "n"}, "spec": {"arguments": {"parameters": {}}}}',
+])
+def test_a_workflow_of_the_wrong_shape_is_named_not_crashed_on(command: list[str], document: str) -> None:
+    """Wrong types inside a Workflow, CronWorkflow or WorkflowTemplate: the part that is wrong, in one line."""
+    done = run([*command, "-"], stdin=document.encode())
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode == 1 and "unexpected" not in err and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "the API server would store: " in err and " is not a " in err, err
+
+
+def test_a_reference_that_is_not_one_is_said_before_any_connection() -> None:
+    done = run(["sidestore", "show", "--url", "https://127.0.0.1:9", "ml", "wfboost-ref:v1:x"])
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode == 1 and err.count("\n") == 1, err
+    assert "is not a wfboost reference: expected wfboost-ref:v1:<size>:<sha256>" in err, err

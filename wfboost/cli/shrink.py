@@ -32,7 +32,7 @@ from wfboost.shrink.inverse import object_references, restored_workflow
 from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
 from wfboost.shrink.status import compress_status, status_nodes_json
 from wfboost.shrink.tables import TableError
-from wfboost.shrink.workflow import SHRUNK_KINDS, plan_workflow_shrink
+from wfboost.shrink.workflow import SHRUNK_KINDS, malformed, plan_workflow_shrink
 from wfboost.structs.documents import DocumentError, parse_documents
 
 
@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
             kinds = ", ".join(str(d.get("kind")) for d in docs)
             raise ShrinkError(f"{source}: expected one Workflow, CronWorkflow or WorkflowTemplate, found {kinds}")
         workflow = docs[0]
+        why = malformed(workflow)
+        if why:
+            raise ShrinkError(f"{source}: not a {workflow['kind']} the API server would store: {why}")
         namespace = args.namespace or (workflow.get("metadata") or {}).get("namespace")
         if not namespace:
             raise ShrinkError(f"{source}: the {workflow['kind']} names no namespace; give --namespace (its values "

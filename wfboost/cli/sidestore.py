@@ -21,9 +21,10 @@ from wfboost.blobs.client import SideStoreClient, SideStoreClientError
 from wfboost.cli.options import env_default
 from wfboost.service.shell import ServiceFailed
 from wfboost.sidestore.config import SideStoreConfig
-from wfboost.sidestore.errors import AuthConfigError
+from wfboost.sidestore.errors import AuthConfigError, BadRequest
 from wfboost.sidestore.server import serve
 from wfboost.sidestore.store import StoreSettings, format_bytes
+from wfboost.sidestore.view import parse_viewed
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,6 +174,10 @@ async def _stat(client: SideStoreClient, args: argparse.Namespace) -> Any:
 
 
 async def _show(client: SideStoreClient, args: argparse.Namespace) -> Any:
+    try:
+        parse_viewed(args.reference)  # said here, before any connection
+    except BadRequest as exc:
+        raise ValueError(exc.message) from None
     return await client.view(args.namespace, args.reference)
 
 

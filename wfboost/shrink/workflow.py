@@ -25,8 +25,8 @@ from wfboost.shrink.refs import PATTERN, reference_for
 from wfboost.shrink.restore import TEMPLATE_REFS_LABEL, TEMPLATE_REFS_UNREAD
 from wfboost.structs.patch import PatchOp
 
-__all__ = ["MAX_MOVED_BYTES", "RESTORE_LABEL", "SHRUNK_KINDS", "MovedValue", "WorkflowShrink", "plan_workflow_shrink",
-           "workflow_spec_of"]
+__all__ = ["MAX_MOVED_BYTES", "RESTORE_LABEL", "SHRUNK_KINDS", "MovedValue", "WorkflowShrink", "malformed",
+           "plan_workflow_shrink", "workflow_spec_of"]
 
 RESTORE_LABEL: Final = "wfboost.io/restore"
 # One argv or env string is at most 128 KiB with its NUL (Linux MAX_ARG_STRLEN). A value longer than this, restored
@@ -80,9 +80,41 @@ def workflow_spec_of(obj: Mapping[str, Any]) -> Any:
     return outer.get(shape.spec) if isinstance(outer, Mapping) else None
 
 
+def malformed(obj: Mapping[str, Any]) -> str | None:
+    """Why this object cannot be a Workflow, CronWorkflow or WorkflowTemplate as the API server stores one (its
+    schema), or None. The webhook never sees such an object; a file given to `wfboost shrink` may be one."""
+    if not isinstance(obj.get("metadata", {}), Mapping):
+        return "metadata is not a mapping"
+    if not isinstance(obj.get("spec", {}), Mapping):
+        return "spec is not a mapping"
+    spec = workflow_spec_of(obj)
+    where = "spec.workflowSpec" if obj.get("kind") == "CronWorkflow" else "spec"
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        return f"{where} is not a mapping"
+    for key, kind in (("templates", list), ("arguments", Mapping)):
+        if key in spec and not isinstance(spec[key], kind):
+            return f"{where}.{key} is not a {'list' if kind is list else 'mapping'}"
+    parameters = (spec.get("arguments") or {}).get("parameters", [])
+    if not isinstance(parameters, list):
+        return f"{where}.arguments.parameters is not a list"
+    for index, template in enumerate(spec.get("templates") or []):
+        if not isinstance(template, Mapping):
+            return f"{where}.templates[{index}] is not a mapping"
+        for key in ("metadata", "container", "script", "inputs", "outputs", "dag"):
+            if key in template and template[key] is not None and not isinstance(template[key], Mapping):
+                return f"{where}.templates[{index}].{key} is not a mapping"
+        if "steps" in template and not isinstance(template["steps"], list):
+            return f"{where}.templates[{index}].steps is not a list"
+    return None
+
+
 def plan_workflow_shrink(workflow: Mapping[str, Any], settings: ShrinkSettings) -> WorkflowShrink | str:
     """The shrink of a Workflow, CronWorkflow or WorkflowTemplate (an object without `kind` is taken for a
     Workflow), or the reason nothing moves (an outcome label)."""
+    if malformed(workflow):
+        return "malformed"
     kind = workflow.get("kind") or "Workflow"
     if kind == "ClusterWorkflowTemplate":
         return "cluster_scoped"
