@@ -73,7 +73,7 @@ def memo_webhook(request: pytest.FixtureRequest, start_webhook: StartWebhook, tm
 
 
 def record(webhook: Webhook, pod: dict[str, Any], parameters: dict[str, str], artifacts: list[dict[str, Any]],
-           result: str | None = None, key: str | None = None) -> CacheEntry:
+           result: str | None = None, key: str | None = None, ran_ms: int | None = None) -> CacheEntry:
     """What the recorder writes when the step succeeds (its own tests cover the watching)."""
     step = parse_pod(pod)
     entry: dict[str, Any] = {
@@ -87,6 +87,8 @@ def record(webhook: Webhook, pod: dict[str, Any], parameters: dict[str, str], ar
     }
     if result is not None:
         entry["result"] = result
+    if ran_ms is not None:
+        entry["ran_ms"] = ran_ms
     store = webhook.server.store
     assert store is not None
     webhook.running.call(lambda: store.record(entry, retention=timedelta(days=30)))  # type: ignore[arg-type]
@@ -283,3 +285,46 @@ def test_a_node_that_comes_back_after_a_hit_runs_for_real_and_keeps_its_own_outp
         "outputs": {"parameters": [{"name": "rows", "value": "8"}], "artifacts": [produced]},
     }
     assert memo_webhook.api.admit("workflowtaskresults", taskresult).patch == []
+
+
+def test_cache_stats_say_the_hit_rate_and_the_compute_time_saved(
+    memo_webhook: Webhook, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache that silently does nothing is what users fear: `wfboost cache stats` says, per namespace and day, how
+    many steps hit, missed or were not memoizable, and how much compute the hits saved (the producers' run time).
+    Other tests' webhooks share the server and count in `ml` too: what this test adds is compared."""
+    from wfboost.cli import main
+
+    url = memo_webhook.server.config.redis_url
+    assert url is not None
+
+    def counted() -> dict[str, Any]:
+        assert main(["cache", "stats", "--redis-url", str(url), "--json"]) == 0
+        return dict(orjson.loads(capsys.readouterr().out)["namespaces"].get("ml") or dict.fromkeys(
+            ("hits", "misses", "skipped", "saved_ms"), 0))
+
+    tally, store = memo_webhook.server.admission.tally, memo_webhook.server.store
+    assert tally is not None and store is not None
+    memo_webhook.running.call(lambda: tally.flush(store.redis))
+    before = counted()
+    api = memo_webhook.api
+    first = pods("stats-first", "v3.7.18")
+    assert api.admit("pods", first["fetch"]).object["metadata"]["annotations"][
+        "wfboost.io/cache-outcome"] == "miss: no_entry"
+    record(memo_webhook, first["fetch"], {"rows": "1024"}, [RAW], ran_ms=95_000)
+    second = pods("stats-second", "v3.7.18")
+    api.admit("pods", second["fetch"], dry_run=True)  # a dry run is not an admission that happened
+    assert api.admit("pods", second["fetch"]).object["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
+    memo_webhook.running.call(lambda: tally.flush(store.redis))  # what the webhook does every 10 s
+    after = counted()
+    assert {k: after[k] - before[k] for k in ("hits", "misses", "skipped", "saved_ms")} == {
+        "hits": 1, "misses": 1, "skipped": 0, "saved_ms": 95_000}
+    assert after["hit_rate"] == round(after["hits"] / (after["hits"] + after["misses"]), 4)
+
+    assert main(["cache", "stats", "--redis-url", url, "--days", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("ml ")]
+    assert rows[0][:4] == ["ml", "total", str(after["hits"]), str(after["misses"])], out
+    assert rows[0][4] == f"{after['hit_rate']:.1%}" and len(rows) == 3, out  # the total, today, yesterday
+    assert main(["cache", "stats", "--redis-url", url, "--days", "91"]) == 1
+    assert "--days must be between 0 and 90" in capsys.readouterr().err

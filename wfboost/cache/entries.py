@@ -37,6 +37,7 @@ class CacheEntry(TypedDict):
     image_id: str  # containerStatuses[].imageID: the digest the producer actually ran
     producer: Producer
     recorded_at: str
+    ran_ms: NotRequired[int]  # main's run time (finishedAt - startedAt): the compute time each hit saves
 
 
 class LookupAnswer(TypedDict):

@@ -20,6 +20,9 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
 - `wfb:v1:idx:keys` (zset): every cache key, scored by its newest finish time (ms). Members leave on purge or
   invalidation.
 - `wfb:v1:stats` (hash): counters `recorded`, `bytes`, `invalidated`, `purged`. Forever.
+- `wfb:v1:tally:<namespace>` (hash): `hits`, `misses`, `saved_ms` of real admissions, added by each webhook process
+  every few seconds (wfboost.cache.tally). Forever. `wfb:v1:tally:<namespace>:<YYYY-MM-DD>`: the same per UTC day,
+  90 days. `wfb:v1:tally-namespaces` (set): the namespaces counted. Never on the admission path.
 
 There is deliberately no index by namespace, image or workflow: such sets go stale when Redis expires a key, while
 the entries themselves always say where they came from. `wfboost cache ls/invalidate` filters by reading entries.
@@ -80,6 +83,14 @@ def index_all() -> str:
 
 def stats_key() -> str:
     return f"{PREFIX}stats"
+
+
+def tally_key(namespace: str, day: str | None = None) -> str:
+    return f"{PREFIX}tally:{namespace}" + (f":{day}" if day else "")
+
+
+def tally_namespaces_key() -> str:
+    return f"{PREFIX}tally-namespaces"  # not `tally:…`: a namespace may be called "namespaces"
 
 
 def track_name(staleness: timedelta) -> str:

@@ -40,6 +40,7 @@ from wfboost.cache.admin import (
 from wfboost.cache.leases import describe_owner
 from wfboost.cache.redis_client import redact
 from wfboost.cache.store import CacheStore
+from wfboost.cache.tally import read_tallies
 from wfboost.cli.inputs import InputError, read_text
 from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.cli.policy_file import read_policy
@@ -83,8 +84,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inv.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inv.set_defaults(handler=_run(_invalidate))
 
-    stats = commands.add_parser("stats", help="counters: keys, entries recorded, bytes, invalidated, purged")
+    stats = commands.add_parser("stats", help="hits, misses, hit rate and compute time saved per namespace; keys, "
+                                              "entries recorded, bytes, invalidated, purged")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.add_argument("--days", type=int, default=0, metavar="N",
+                       help="also each of the last N days (UTC), per namespace (default 0: totals only; at most 90)")
     stats.set_defaults(handler=_run(_stats))
 
     inflight = commands.add_parser("inflight", help="latching: steps running now, their leaders, who waits for them")
@@ -230,12 +234,30 @@ def _render_invalidation(report: Invalidation) -> str:
 
 
 async def _stats(store: CacheStore, args: argparse.Namespace) -> str:
+    if not 0 <= args.days <= 90:
+        raise AdminError("--days must be between 0 and 90 (per-day counts are kept 90 days)")
     stats = await cache_stats(store)
+    namespaces = await read_tallies(store.redis, args.days)
     if args.json:
-        return _json(stats)
+        return _json({**stats, "namespaces": namespaces})
     order = ["keys", "recorded", "bytes", "invalidated", "purged"]
     names = order + sorted(k for k in stats if k not in order)
-    return "\n".join(f"{name + ':':<13}{stats[name]}" for name in names)
+    lines = [f"{name + ':':<13}{stats[name]}" for name in names]
+    if not namespaces:
+        return "\n".join([*lines, "", "no admissions counted yet (each webhook adds its counts every 10 s)"])
+    rows = [("NAMESPACE", "DAY", "HITS", "MISSES", "HIT RATE", "NOT MEMOIZABLE", "COMPUTE SAVED")]
+    for namespace, counts in namespaces.items():
+        for day, row in [("total", counts), *((d["day"], d) for d in counts.get("days", []))]:
+            rate = "-" if row["hit_rate"] is None else f"{row['hit_rate']:.1%}"
+            rows.append((namespace, day, str(row["hits"]), str(row["misses"]), rate, str(row["skipped"]),
+                         _duration(row["saved_ms"])))
+    return "\n".join([*lines, "", _table(rows)])
+
+
+def _duration(ms: int) -> str:
+    seconds = ms // 1000
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 # --- explain (Redis only with --redis-url: would the step hit now) -----------------------------------------

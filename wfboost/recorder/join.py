@@ -78,6 +78,7 @@ class MainExit:
     exit_code: int
     finished_at: str  # RFC 3339, as the kubelet wrote it
     image_id: str
+    started_at: str = ""  # RFC 3339: main's start, for the compute time a hit saves
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def main_exit(pod: Mapping[str, Any], container: str) -> MainExit | None:
             exit_code=code,
             finished_at=str(terminated.get("finishedAt") or ""),
             image_id=str(status.get("imageID") or ""),
+            started_at=str(terminated.get("startedAt") or ""),
         )
     return None
 
@@ -391,6 +393,9 @@ def join(
         "producer": step.producer,
         "recorded_at": rfc3339(now),
     }
+    started = parse_time(exit_.started_at) if exit_.started_at else None
+    if started is not None and started <= finished:
+        entry["ran_ms"] = int((finished - started).total_seconds() * 1000)  # what each hit saves (cache stats)
     stdout = result.outputs.get("result")
     if isinstance(stdout, str):
         entry["result"] = stdout

@@ -24,6 +24,7 @@ import orjson
 
 from wfboost.blobs.client import SideStoreClient
 from wfboost.cache.store import CacheStore
+from wfboost.cache.tally import CacheTally
 from wfboost.kube import KubeClient
 from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionRequest, AdmissionReview
@@ -72,6 +73,7 @@ class AdmissionContext:
     kube: KubeClient | None = None  # for the rare reads (an offloaded Argo template)
     namespace_labels: Mapping[str, str] | None = None  # None when unknown: label-gated policy rules do not match
     tables: TableCache = field(default_factory=TableCache)  # argument tables already fetched, for restoring
+    tally: CacheTally | None = None  # hits and misses for `wfboost cache stats`, written to Redis in the background
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
@@ -122,6 +124,7 @@ class Admission:
     kube: KubeClient | None = None
     namespace_labels: Callable[[str], Mapping[str, str] | None] = field(default=lambda namespace: None)
     tables: TableCache = field(default_factory=TableCache)
+    tally: CacheTally | None = None
 
     async def admit(self, route_name: str, review: AdmissionReview, budget: float) -> Outcome:
         """Decide within `budget` seconds; whatever happens, the result allows the request."""
@@ -153,6 +156,7 @@ class Admission:
             metrics=self.metrics,
             namespace_labels=labels,
             tables=self.tables,
+            tally=self.tally,
         )
         try:
             async with asyncio.timeout(budget):

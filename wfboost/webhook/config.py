@@ -26,6 +26,7 @@ class WebhookConfig:
     redis_url: str | None = None
     webhook_timeout: float = 10.0  # the MutatingWebhookConfiguration's timeoutSeconds
     reload_interval: float = 10.0  # how often certificate and policy files are re-read
+    tally_interval: float = 10.0  # how often hit and miss counts go to Redis (wfboost.cache.tally)
     max_body_bytes: int = MAX_BODY_BYTES
     shutdown_timeout: float = 5.0
     # The Kubernetes API, for the rare admission-time read (an offloaded Argo template); None: no access.

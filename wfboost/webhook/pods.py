@@ -58,6 +58,8 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     ctx.metrics.memo.replayed_bytes.inc(decision.replayed_bytes)
     if found is not None:
         _count_latch(ctx, found)
+    if ctx.tally is not None and not ctx.dry_run:
+        ctx.tally.note(namespace, decision.verdict, decision.entry.get("ran_ms", 0) if decision.entry else 0)
     if decision.verdict == "deferred":
         message = (f"wfboost: an identical step is running ({decision.leader}); this one waits for its result "
                    "and is created again by the controller")

@@ -22,6 +22,7 @@ from aiohttp import web
 from wfboost.blobs.client import SideStoreClient
 from wfboost.cache import redis_client
 from wfboost.cache.store import CacheStore
+from wfboost.cache.tally import CacheTally
 from wfboost.kube import KubeClient
 from wfboost.kube.namespaces import NamespaceLabels
 from wfboost.policy import PolicyWatcher
@@ -92,12 +93,16 @@ class WebhookServer:
             sidestore=self.sidestore,
             kube=self.kube,
             namespace_labels=namespaces.labels if namespaces is not None else (lambda _: None),
+            tally=CacheTally() if self.store is not None else None,
         )
         self.tasks = ServiceTasks("webhook")
         self.tasks.add("tls-reload", lambda: self.tls.run(c.reload_interval))
         self.tasks.add("policy-reload", self.policy.run)
         if self.namespaces is not None:
             self.tasks.add("namespace-labels", self.namespaces.run)
+        tally, store = self.admission.tally, self.store
+        if tally is not None and store is not None:
+            self.tasks.add("cache-tally", lambda: tally.run(store.redis, c.tally_interval))
         self._wire_status_metrics()
 
     async def __aenter__(self) -> WebhookServer:
