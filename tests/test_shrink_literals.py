@@ -135,7 +135,14 @@ def test_a_long_script_source_moves_and_the_executor_reads_it_back(layout: str) 
         ("}" + "print(1)\n" * 600, {}, "starts with `}`"),
         ("print(1)\n" * 600 + "{", {}, "ends with `{`"),
         ("print(1)\n" * 14_000, {}, "128 KiB"),  # 126 kB: over one string's limit restored
-        ("print(1)\n" * 600, {"metadata": {"annotations": {"a": "x" * 110_000}}}, "near the size"),
+        ("print(1)\n" * 600, {"metadata": {"annotations": {"a": "x" * 110_000}}}, "near the 128 KiB"),
+        # 84 kB as stored, 149 kB as Go writes ARGO_TEMPLATE (`>` is `\u003e`): Argo offloads it unshrunk
+        ("echo x >> f\n" * 6500, {}, "as Go writes it"),
+        # a 70 kB source and a value substituted at run time that can be as long again
+        ("echo x\n" * 10_000, {"inputs": {"parameters": [{"name": "d"}]}}, "takes input parameters"),
+        ("echo x\n" * 10_000, {"script": {"image": "bash", "command": ["bash"], "source": "echo x\n" * 10_000,
+                                           "env": [{"name": "D", "value": "{{workflow.parameters.d}}"}]}},
+         "substitutes values"),
     ],
 )
 def test_a_script_source_the_controller_reads_or_that_could_not_come_back_stays(
@@ -299,8 +306,8 @@ def test_restore_of_shrink_is_what_every_pod_sees(
     args = ["{{inputs.parameters.p}}"] if tagged else ["fixed"]
     workflow = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w", "namespace": "ml"},
                 "spec": {"entrypoint": "main", "templates": [{
-                    "name": "main", "metadata": {"annotations": {"note": annotation}},
-                    "inputs": {"parameters": [{"name": "p", "default": default}]},
+                    "name": "main", "metadata": {"annotations": {"pipelines.kubeflow.org/note": annotation}},
+                    **({"inputs": {"parameters": [{"name": "p", "default": default}]}} if tagged else {}),
                     "script": {"image": "python", "command": command or ["python"], "args": args,
                                "env": [{"name": "E", "value": env}], "source": source}}]}}
     document = workflow if kind == "Workflow" else {
@@ -360,12 +367,12 @@ def test_a_template_argo_offloads_at_run_time_is_refused_only_where_the_executor
                 "spec": {"entrypoint": "dag", "templates": [
                     {"name": "dag", "dag": {"tasks": [{"name": "t", "template": "work", "arguments": {"parameters": [
                         {"name": "notes", "value": "n" * 140_000}, {"name": "note", "value": "hi"}]}}]}},
-                    {"name": "work", "metadata": {"annotations": {"spec": "s" * 5000}},
+                    {"name": "work", "metadata": {"annotations": {"pipelines.kubeflow.org/component_spec": "s" * 5000}},
                      "inputs": {"parameters": [{"name": "notes"}, {"name": "note"}], "artifacts": [
                          {"name": "n", "path": "/tmp/notes", "raw": {"data": "{{inputs.parameters.notes}}"}}]},
                      kind: body}]}}
     stored, plan = shrunk(workflow, ShrinkSettings(object_threshold_bytes=0))
-    assert "templates[work].metadata.annotations[spec]" in [m.name for m in plan.moved]
+    assert "templates[work].metadata.annotations[pipelines.kubeflow.org/component_spec]" in [m.name for m in plan.moved]
     [pod] = pods_of(as_workflow(stored), "v3.7.18")
     assert "offloaded" in orjson.dumps(pod.pod["spec"]).decode()  # Argo moved ARGO_TEMPLATE to its ConfigMap
     if kind == "script":

@@ -7,10 +7,12 @@ least `shrink.valueThresholdBytes` is replaced by a reference, and the template 
 go through the fail-closed restore entry, which puts the value back where Argo copied it:
 
 - `script.source`: into `ARGO_TEMPLATE`, where the executor reads it (executor.go `StageFiles`, v3.5.14 to v4.1.2);
-  only for a template whose JSON stays under the size past which Argo moves `ARGO_TEMPLATE` to a ConfigMap;
+  only for a template whose JSON, as Go writes it, stays well under the size past which Argo moves `ARGO_TEMPLATE` to
+  a ConfigMap, and that substitutes nothing and takes no input parameters (either can make it any size at run time);
 - main's `command[]`, `args[]` and `env[].value` (of `container` or `script`): into the pod's main container;
-- `metadata.annotations` values: Argo copies a template's annotations onto its pods (workflowpod.go `addMetadata`),
-  and restoring puts the value back there. Keys under `workflows.argoproj.io/` stay: they are Argo's own;
+- `metadata.annotations` values under `pipelines.kubeflow.org/` (Kubeflow v1's component specs): Argo copies a
+  template's annotations onto its pods (workflowpod.go `addMetadata`), and restoring puts the value back there. Other
+  keys stay: another product's webhook may read them at pod CREATE before wfboost's has restored them;
 - the effective input default (`inputs.parameters[].value`, else `default`, what ProcessArgs gives an input no call
   passes) of an input the template only substitutes into those container strings (analysis.uses_reason), only where
   the whole spec is visible (a Workflow or a CronWorkflow's `workflowSpec`, no templates from elsewhere and no
@@ -35,9 +37,12 @@ from wfboost.shrink.analysis import go_quotes_as_json, uses_reason, whole_spec_r
 from wfboost.shrink.refs import MARK, Reference, reference_for
 from wfboost.structs.patch import PatchOp
 
-__all__ = ["ARGO_ANNOTATIONS", "LiteralsPlan", "MovedValue", "plan_template_literals"]
+__all__ = ["MOVED_ANNOTATIONS", "LiteralsPlan", "MovedValue", "go_json_size", "plan_template_literals"]
 
-ARGO_ANNOTATIONS: Final = "workflows.argoproj.io/"
+# Annotations move only where every reader reads the stored pod: Kubeflow v1's (its metadata writer watches pods).
+# Others may be read at pod CREATE by another product's webhook that runs before wfboost's (mutating webhook
+# configurations are called in name order): Vault's agent templates, Istio's sidecar settings, and so on.
+MOVED_ANNOTATIONS: Final = ("pipelines.kubeflow.org/",)
 # An argument that referred only to a skipped node's output counts as not supplied (v4.1 workflow/common/common.go).
 _ABSENT_OPTIONAL: Final = "__argo-internal.absent-optional-output__"
 
@@ -85,7 +90,7 @@ def plan_template_literals(
             continue
         if "metadata" in template and not isinstance(template["metadata"], Mapping):
             continue
-        too_big = len(orjson.dumps(template)) > max_template
+        script_stays = _script_stays(template, max_template)
         candidates = list(_strings(template))
         if defaults:
             candidates += list(_defaults(spec, templates, template))
@@ -93,9 +98,7 @@ def plan_template_literals(
             if not isinstance(value, str) or len(value.encode()) < min_bytes:
                 continue
             label = f"templates[{name}].{where}"
-            why = _why_kept(value, max_bytes) or (
-                "the template's JSON is near the size past which Argo moves it to a ConfigMap restoring cannot reach"
-                if too_big and where == "script.source" else None)
+            why = _why_kept(value, max_bytes) or (script_stays if where == "script.source" else None)
             if why:
                 plan.kept[label] = why
                 continue
@@ -105,6 +108,30 @@ def plan_template_literals(
             plan.receivers.add(name)
             plan.saved += len(orjson.dumps(value)) - len(orjson.dumps(reference.text))
     return plan
+
+
+def go_json_size(node: Any) -> int:
+    """Bytes of `node` as Go's encoding/json writes it (how Argo sizes ARGO_TEMPLATE): `<`, `>`, `&`, U+2028 and
+    U+2029 escaped as `\\uXXXX`."""
+    text = orjson.dumps(node)
+    return len(text) + 5 * sum(text.count(char) for char in (b"<", b">", b"&")) + 3 * (
+        text.count("\u2028".encode()) + text.count("\u2029".encode()))
+
+
+def _script_stays(template: Mapping[str, Any], max_template: int) -> str | None:
+    """Why a template's script source must stay inline: restored into ARGO_TEMPLATE, it must leave that string
+    under the 128 KiB past which Argo (3.6+) moves it to a ConfigMap restoring cannot reach, as the controller
+    measures it (Go's JSON, workflowpod.go createWorkflowPod) and as it will be at run time. Substituted values
+    and input parameters (which ARGO_TEMPLATE carries before 3.7) can make it any size: such a template keeps it."""
+    size = go_json_size(template)
+    if size > max_template:
+        return (f"the template is {size} bytes as Go writes it, near the 128 KiB past which Argo moves ARGO_TEMPLATE "
+                "to a ConfigMap restoring cannot reach")
+    inputs = template.get("inputs")
+    if "{{" in orjson.dumps(template).decode() or (isinstance(inputs, Mapping) and inputs.get("parameters")):
+        return ("the template substitutes values or takes input parameters: at run time its ARGO_TEMPLATE can pass "
+                "the 128 KiB past which Argo moves it to a ConfigMap restoring cannot reach")
+    return None
 
 
 def _why_kept(value: str, max_bytes: int) -> str | None:
@@ -137,7 +164,7 @@ def _strings(template: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
             yield "script/source", "script.source", body.get("source")
     annotations = (template.get("metadata") or {}).get("annotations")
     for key, text in (annotations.items() if isinstance(annotations, Mapping) else ()):
-        if isinstance(key, str) and not key.startswith(ARGO_ANNOTATIONS):
+        if isinstance(key, str) and key.startswith(MOVED_ANNOTATIONS):
             yield (f"metadata/annotations/{key.replace('~', '~0').replace('/', '~1')}",
                    f"metadata.annotations[{key}]", text)
 

@@ -20,7 +20,7 @@ from wfboost.argo.offload import offloads_container_args
 from wfboost.policy.model import ShrinkSettings
 from wfboost.shrink.analysis import analyse_workflow_arguments, go_quotes_as_json, only_dollar_tags
 from wfboost.shrink.bundling import TablePlan, plan_argument_tables
-from wfboost.shrink.literals import MovedValue, plan_template_literals
+from wfboost.shrink.literals import MovedValue, go_json_size, plan_template_literals
 from wfboost.shrink.refs import PATTERN, reference_for
 from wfboost.shrink.restore import TEMPLATE_REFS_LABEL, TEMPLATE_REFS_UNREAD
 from wfboost.structs.patch import PatchOp
@@ -226,9 +226,9 @@ def _receiver_too_big(value: Any, receivers: set[str], templates: Mapping[str, M
             return reason
     for receiver in sorted(receivers):
         template = templates.get(receiver) or {}
-        size = len(orjson.dumps(template))
+        size = go_json_size(template)  # as the controller measures ARGO_TEMPLATE
         if "script" in template and isinstance(value, str):
-            size += len(orjson.dumps(value))
+            size += go_json_size(value)
         if size > MAX_RECEIVER_TEMPLATE_BYTES:
             return (f"template {receiver} would be {size} bytes restored, near the 128 KiB past which Argo moves it to "
                     "a ConfigMap that restoring cannot reach")
