@@ -98,12 +98,7 @@ class LiveWorkflows:
     def _forget(self, uid: str) -> None:
         """Drop a uid without marking its blobs released (the caller compares holders before and after)."""
         self.uids.discard(uid)
-        for key in self._held_by.pop(uid, frozenset()):
-            holders = self._holders.get(key)
-            if holders is not None:
-                holders.pop(uid, None)
-                if not holders:
-                    del self._holders[key]
+        self._release(uid, mark=False)
 
     def _hold(self, obj: dict[str, object]) -> None:
         uid = _uid(obj)
@@ -119,14 +114,16 @@ class LiveWorkflows:
             for key in held:
                 self._holders.setdefault(key, {})[uid] = f"{namespace}/{name}"
 
-    def _release(self, uid: str) -> None:
+    def _release(self, uid: str, *, mark: bool = True) -> None:
+        """The uid holds nothing any more; with `mark`, a blob it was the last holder of starts its grace now."""
         for key in self._held_by.pop(uid, frozenset()):
             holders = self._holders.get(key)
             if holders is not None:
                 holders.pop(uid, None)
                 if not holders:
                     del self._holders[key]
-                    self._released[key] = self.clock()
+                    if mark:
+                        self._released[key] = self.clock()
 
     def apply(self, event: WatchEvent, resource: str | None = None) -> None:
         resource = resource or self.resources[0]
