@@ -43,3 +43,5 @@ EMISSARY_SEPARATOR: Final = "--"
 # The drivers of an Argo artifact location (`ArtifactLocation` in pkg/apis/workflow/v1alpha1/workflow_types.go), in
 # the struct's field order: each is a key of an artifact that says where it is stored.
 ARTIFACT_DRIVERS: Final = ("s3", "git", "http", "artifactory", "hdfs", "raw", "oss", "gcs", "azure", "plugin")
+# An argument that referred only to a skipped node's output counts as not supplied (v4.1 workflow/common/common.go).
+ABSENT_OPTIONAL_OUTPUT: Final = "__argo-internal.absent-optional-output__"

@@ -17,10 +17,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import orjson
+
 from wfboost.argo import names
 
-__all__ = ["ARGS_FILE", "MAX_ENV_VAR_LEN", "MOUNT_PATH", "args_configmap", "go_json_strings", "offloads_container_args",
-           "skips_container"]
+__all__ = ["ARGS_FILE", "MAX_ENV_VAR_LEN", "MOUNT_PATH", "args_configmap", "go_html_safe", "go_json_size",
+           "go_json_strings", "offloads_container_args", "skips_container"]
 
 MAX_ENV_VAR_LEN: Final = 131072  # workflow/common/common.go MaxEnvVarLen
 MOUNT_PATH: Final = "/argo/config"  # EnvConfigMountPath
@@ -57,6 +59,20 @@ _GO_ESCAPES: Final = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": 
                       "\f": "\\f", "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
                       "\u2029": "\\u2029"}
 _GO_SPECIAL: Final = re.compile('["\\\\<>&\u2028\u2029\x00-\x1f]')
+# What Go escapes beyond what JSON encoders without HTML-safety (Python's json, orjson) write.
+_GO_HTML: Final = {char: _GO_ESCAPES[char] for char in "<>&\u2028\u2029"}
+_GO_HTML_CHARS: Final = re.compile("[<>&\u2028\u2029]")
+
+
+def go_html_safe(json_text: str) -> str:
+    """JSON written by Python's json (ensure_ascii off) or orjson, made what Go's encoding/json writes: `<`, `>`,
+    `&`, U+2028 and U+2029 as `\\uXXXX` (the other escapes agree)."""
+    return _GO_HTML_CHARS.sub(lambda m: _GO_HTML[m[0]], json_text)
+
+
+def go_json_size(node: Any) -> int:
+    """Bytes of `node` as Go's encoding/json writes it: how the controller sizes ARGO_TEMPLATE."""
+    return len(go_html_safe(orjson.dumps(node).decode()).encode())
 
 
 def go_json_strings(values: Sequence[str]) -> str:

@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import orjson
 
+from wfboost.argo import names
 from wfboost.shrink.analysis import go_quotes_as_json, mentions, only_dollar_tags, uses_reason, whole_spec_reason
 from wfboost.shrink.refs import MARK, Reference, table_reference_for
 from wfboost.shrink.tables import FORMAT, ArgumentTable, TableRow
@@ -54,8 +55,6 @@ __all__ = ["BUNDLE_INPUT", "TablePlan", "plan_argument_tables"]
 
 BUNDLE_INPUT: Final = "wfboost-row"
 _NAME: Final = re.compile(r"[-A-Za-z0-9_]{1,253}")
-# An argument that referred only to a skipped node's output counts as not supplied (v4.1 workflow/common/common.go).
-_ABSENT_OPTIONAL: Final = "__argo-internal.absent-optional-output__"
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ def _passes_unchanged(call: Mapping[str, Any], value: str) -> bool:
     """Argo's substitutions give this value to the pod as it is, wherever in a string it lands: no reference, not
     the absent-optional marker, Go quotes it as JSON, no `{` at its end or `}` at its start (with the text around
     it, a tag Argo resolves), no tag but Kubeflow's `{{$…}}`, and those only outside loops."""
-    if MARK in value or value == _ABSENT_OPTIONAL or not go_quotes_as_json(value):
+    if MARK in value or value == names.ABSENT_OPTIONAL_OUTPUT or not go_quotes_as_json(value):
         return False
     if value.endswith("{") or value.startswith("}"):
         return False

@@ -33,18 +33,18 @@ from typing import Any, Final
 
 import orjson
 
+from wfboost.argo import names
+from wfboost.argo.offload import go_json_size
 from wfboost.shrink.analysis import go_quotes_as_json, uses_reason, whole_spec_reason
 from wfboost.shrink.refs import MARK, Reference, reference_for
 from wfboost.structs.patch import PatchOp
 
-__all__ = ["MOVED_ANNOTATIONS", "LiteralsPlan", "MovedValue", "go_json_size", "plan_template_literals"]
+__all__ = ["MOVED_ANNOTATIONS", "LiteralsPlan", "MovedValue", "plan_template_literals"]
 
 # Annotations move only where every reader reads the stored pod: Kubeflow v1's (its metadata writer watches pods).
 # Others may be read at pod CREATE by another product's webhook that runs before wfboost's (mutating webhook
 # configurations are called in name order): Vault's agent templates, Istio's sidecar settings, and so on.
 MOVED_ANNOTATIONS: Final = ("pipelines.kubeflow.org/",)
-# An argument that referred only to a skipped node's output counts as not supplied (v4.1 workflow/common/common.go).
-_ABSENT_OPTIONAL: Final = "__argo-internal.absent-optional-output__"
 
 
 @dataclass(frozen=True)
@@ -108,14 +108,6 @@ def plan_template_literals(
             plan.receivers.add(name)
             plan.saved += len(orjson.dumps(value)) - len(orjson.dumps(reference.text))
     return plan
-
-
-def go_json_size(node: Any) -> int:
-    """Bytes of `node` as Go's encoding/json writes it (how Argo sizes ARGO_TEMPLATE): `<`, `>`, `&`, U+2028 and
-    U+2029 escaped as `\\uXXXX`."""
-    text = orjson.dumps(node)
-    return len(text) + 5 * sum(text.count(char) for char in (b"<", b">", b"&")) + 3 * (
-        text.count("\u2028".encode()) + text.count("\u2029".encode()))
 
 
 def _script_stays(template: Mapping[str, Any], max_template: int) -> str | None:
@@ -183,7 +175,7 @@ def _defaults(
             continue
         key = "value" if "value" in parameter else "default"
         value = parameter.get(key)
-        if not isinstance(value, str) or value == _ABSENT_OPTIONAL or not go_quotes_as_json(value):
+        if not isinstance(value, str) or value == names.ABSENT_OPTIONAL_OUTPUT or not go_quotes_as_json(value):
             continue
         if uses_reason(spec, templates, f"inputs.parameters.{parameter['name']}", template["name"]) is not None:
             continue

@@ -22,7 +22,6 @@ fetches the values.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +34,7 @@ from wfboost.argo.offload import (
     MAX_ENV_VAR_LEN,
     MOUNT_PATH,
     args_configmap,
+    go_html_safe,
     go_json_strings,
     skips_container,
 )
@@ -259,12 +259,7 @@ def _restored_template(slot: _Slot, values: Mapping[Reference, str], tables: Map
         return slot.text
     assert isinstance(script, dict)
     script["source"] = _restored_text(source, values, tables)
-    text = json.dumps(template, ensure_ascii=False, separators=(",", ":"))
-    return "".join(_GO_HTML.get(char, char) for char in text) if _GO_HTML_CHARS.search(text) else text
-
-
-_GO_HTML: Final = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_GO_HTML_CHARS: Final = re.compile("[<>&\u2028\u2029]")
+    return go_html_safe(json.dumps(template, ensure_ascii=False, separators=(",", ":")))
 
 
 def _outside_slots(pod: Mapping[str, Any]) -> bool:
