@@ -250,14 +250,8 @@ async def _stats(store: CacheStore, args: argparse.Namespace) -> str:
         for day, row in [("total", counts), *((d["day"], d) for d in counts.get("days", []))]:
             rate = "-" if row["hit_rate"] is None else f"{row['hit_rate']:.1%}"
             rows.append((namespace, day, str(row["hits"]), str(row["misses"]), rate, str(row["skipped"]),
-                         _duration(row["saved_ms"])))
+                         format_duration(timedelta(seconds=row["saved_ms"] // 1000))))
     return "\n".join([*lines, "", _table(rows)])
-
-
-def _duration(ms: int) -> str:
-    seconds = ms // 1000
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 # --- explain (Redis only with --redis-url: would the step hit now) -----------------------------------------

@@ -117,11 +117,10 @@ async def _shrink(
     before, after = len(orjson.dumps(workflow)), len(orjson.dumps(shrunk))
     moved = [] if isinstance(plan, str) else plan.moved
     tables = [] if isinstance(plan, str) else plan.tables
-    if (moved or tables) and not args.dry_run:  # stored first: the object printed must never point at values that
-        async with _client(args) as client:  # are not
-            values = {m.reference: m.value for m in moved}  # a literal repeated in many templates: stored once
-            await asyncio.gather(*(client.put(namespace, value.encode()) for value in values.values()),
-                                 *(client.put(namespace, t.data) for t in tables))
+    blobs = [] if isinstance(plan, str) else plan.blobs()
+    if blobs and not args.dry_run:  # stored first: the object printed must never point at values that are not
+        async with _client(args) as client:
+            await asyncio.gather(*(client.put(namespace, data) for data in blobs))
     what = f"{workflow['kind']} {namespace}/{_name(workflow)}"
     status_note = ", status.nodes compressed" if isinstance(chosen, bytes) else ""
     table_note = "".join(f", {t.calls} call(s) of {t.template} in an argument table ({', '.join(t.inputs)})"

@@ -37,8 +37,9 @@ def restored_workflow(workflow: Mapping[str, Any], values: Mapping[Reference, st
     TableError for a table that does not hold what a call names."""
     restored: dict[str, Any] = orjson.loads(orjson.dumps(workflow))
     tables = {reference: parse_table(reference, text) for reference, text in values.items() if reference.table}
-    if tables and isinstance(workflow_spec_of(restored), dict):
-        _untabled(workflow_spec_of(restored), tables)
+    spec = workflow_spec_of(restored)
+    if tables and isinstance(spec, dict):
+        _untabled(spec, tables)
     restored = _replaced(restored, values)
     spec = workflow_spec_of(restored)
     for template in (spec.get("templates") or [] if isinstance(spec, dict) else []):

@@ -16,11 +16,11 @@ from typing import Any, Final
 
 import orjson
 
-from wfboost.argo.offload import offloads_container_args
+from wfboost.argo.offload import go_json_size, offloads_container_args
 from wfboost.policy.model import ShrinkSettings
 from wfboost.shrink.analysis import analyse_workflow_arguments, go_quotes_as_json, only_dollar_tags
 from wfboost.shrink.bundling import TablePlan, plan_argument_tables
-from wfboost.shrink.literals import MovedValue, go_json_size, plan_template_literals
+from wfboost.shrink.literals import MovedValue, plan_template_literals
 from wfboost.shrink.refs import PATTERN, reference_for
 from wfboost.shrink.restore import TEMPLATE_REFS_LABEL, TEMPLATE_REFS_UNREAD
 from wfboost.structs.patch import PatchOp
@@ -51,6 +51,12 @@ class WorkflowShrink:
     untabled: dict[str, str] = field(default_factory=dict)  # called template -> why it has no argument table
     size_before: int = 0
     size_after: int = 0
+
+    def blobs(self) -> list[bytes]:
+        """What to store before answering: each distinct value once (a literal repeated in many templates has one
+        reference), and each table."""
+        values = {moved.reference: moved.value.encode() for moved in self.moved}
+        return [*values.values(), *(table.data for table in self.tables)]
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,8 @@ class LiveWorkflows:
     def __init__(self, clock: Callable[[], float] = time.time, resources: Sequence[str] = HOLDERS) -> None:
         self.clock = clock
         self.resources = tuple(resources)
-        self.uids: set[str] = set()
         self.relists = 0
-        self._uids_of: dict[str, set[str]] = {resource: set() for resource in self.resources}
+        self._uids_of: dict[str, set[str]] = {resource: set() for resource in self.resources}  # the live objects
         self._listed: set[str] = set()  # resources listed, and watched unbroken since
         self._versions: dict[str, str | None] = {}
         self._held_by: dict[str, frozenset[tuple[str, str]]] = {}  # uid -> (namespace, digest) it references
@@ -48,7 +47,7 @@ class LiveWorkflows:
         self._released: dict[tuple[str, str], float] = {}
 
     def is_live(self, uid: str) -> bool:
-        return uid in self.uids
+        return any(uid in uids for uids in self._uids_of.values())
 
     def holder_of(self, namespace: str, digest: str) -> str | None:
         """A live Workflow whose text holds the reference to this blob (its "namespace/name"), if any."""
@@ -63,10 +62,6 @@ class LiveWorkflows:
     def synced(self) -> bool:
         return self._listed.issuperset(self.resources)
 
-    @property
-    def resource_version(self) -> str | None:
-        return self._versions.get(self.resources[0])
-
     def replace(self, items: Iterable[dict[str, object]], resource_version: str | None,
                 resource: str | None = None) -> None:
         """The complete list of one kind (`resource`), or with None of every kind at once."""
@@ -75,13 +70,12 @@ class LiveWorkflows:
         before = set(self._holders)
         for kind in kinds:
             for gone in self._uids_of.get(kind, set()):
-                self._forget(gone)
+                self._release(gone, mark=False)  # released below, if no new item holds them
             self._uids_of[kind] = set()
         target = self._uids_of[kinds[0]]
         for item in items:
             if uid := _uid(item):
                 target.add(uid)
-                self.uids.add(uid)
                 self._hold(item)
         now = self.clock()
         for key in before - set(self._holders):
@@ -94,11 +88,6 @@ class LiveWorkflows:
     def mark_unsynced(self, resource: str | None = None) -> None:
         """The view of one kind (None: all) may have missed events: no sweep until it is listed again."""
         self._listed.difference_update(self.resources if resource is None else (resource,))
-
-    def _forget(self, uid: str) -> None:
-        """Drop a uid without marking its blobs released (the caller compares holders before and after)."""
-        self.uids.discard(uid)
-        self._release(uid, mark=False)
 
     def _hold(self, obj: dict[str, object]) -> None:
         uid = _uid(obj)
@@ -133,11 +122,9 @@ class LiveWorkflows:
             self._versions[resource] = str(version)
         uid = _uid(obj)
         if event["type"] in ("ADDED", "MODIFIED") and uid:
-            self.uids.add(uid)
             self._uids_of.setdefault(resource, set()).add(uid)
             self._hold(obj)
         elif event["type"] == "DELETED" and uid:
-            self.uids.discard(uid)
             self._uids_of.setdefault(resource, set()).discard(uid)
             self._release(uid)
 

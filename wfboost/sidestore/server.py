@@ -328,7 +328,8 @@ class SideStoreServer:
         if manifest.size > MAX_VIEWED_BYTES:
             raise TooLarge(f"{wanted.reference.text} is {manifest.size} bytes, more than is shown here; GET "
                            f"{PREFIX.format(namespace=namespace)}/blobs/{manifest.digest} streams it")
-        data = b"".join([piece async for piece in self.store.read(manifest, 0, manifest.size)])
+        # the whole blob's digest is checked by viewed_text against the reference (refs.value_of), with its size
+        data = b"".join([piece async for piece in self.store.read(manifest, 0, manifest.size, verify=False)])
         text, content_type = viewed_text(wanted, data)
         self.metrics.bytes_out.inc(len(text))
         return web.Response(text=text, content_type=content_type, charset="utf-8", headers=VIEW_HEADERS)

@@ -59,9 +59,7 @@ async def _moved(request: AdmissionRequest, workflow: dict[str, object], ctx: Ad
     if isinstance(plan, str):
         return Decision(outcome=plan)
     client = ctx.require_sidestore()
-    values = {moved.reference: moved.value for moved in plan.moved}  # a literal repeated in many templates: once
-    await asyncio.gather(*(client.put(namespace, value.encode()) for value in values.values()),
-                         *(client.put(namespace, table.data) for table in plan.tables))
+    await asyncio.gather(*(client.put(namespace, data) for data in plan.blobs()))
     ctx.metrics.shrink.values_moved.inc(len(plan.moved) + sum(table.calls * len(table.inputs) for table in plan.tables))
     ctx.metrics.shrink.bytes_saved.labels(what="values").inc(max(0, plan.size_before - plan.size_after))
     log.info(
