@@ -17,7 +17,7 @@ import pytest
 from tests.argo_source.pods import ControllerConfig, controller_pod
 from tests.argo_source.taskresult import task_result
 from tests.conftest import StartWebhook, Webhook
-from tests.harness.emulated import Cluster, recorded, running
+from tests.harness.emulated import RAN_MS, Cluster, recorded, running
 from tests.harness.kubelet import BUSYBOX, run_main
 from wfboost.cache.store import CacheStore
 from wfboost.kube import resource_path
@@ -100,6 +100,7 @@ async def test_a_workflow_re_created_under_its_name_is_replayed_and_the_cache_st
     first = await run(webhook, cluster, train_pod(ns, "train", "uid-1", "0.1"), "0.91", tmp_path)
     key = first["pod"]["metadata"]["annotations"]["wfboost.io/cache-key"]
     (entry,) = (await recorded(store, key)).values()
+    assert entry["ran_ms"] == RAN_MS  # main's run time, from the kubelet's startedAt/finishedAt: what a hit saves
     model = entry["artifacts"][0]
     run_id = first["pod"]["metadata"]["annotations"]["wfboost.io/run"]
     assert model["s3"]["key"] == f"train/{first['pod']['metadata']['name']}/wfboost-run-{run_id}/model.tgz"

@@ -28,6 +28,8 @@ from wfboost.recorder.watch import Recorder, RecorderSettings
 _FINISHED = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
 FINISHED_AT = _FINISHED.strftime("%Y-%m-%dT%H:%M:%SZ")
 FINISHED_MS = int(_FINISHED.timestamp() * 1000)
+RAN_MS = 200_000  # main ran 3 min 20 s (the kubelet writes startedAt beside finishedAt)
+STARTED_AT = (_FINISHED - timedelta(milliseconds=RAN_MS)).strftime("%Y-%m-%dT%H:%M:%SZ")
 IMAGE_ID = "ghcr.io/example/data-tools@sha256:" + "ab" * 32
 HANG_GUARD = 30  # seconds: only ever reached when something is broken
 
@@ -44,7 +46,8 @@ def terminated_status(exit_code: int = 0, finished_at: str = FINISHED_AT) -> dic
             {
                 "name": "main",
                 "imageID": IMAGE_ID,
-                "state": {"terminated": {"exitCode": exit_code, "finishedAt": finished_at, "reason": "Completed"}},
+                "state": {"terminated": {"exitCode": exit_code, "startedAt": STARTED_AT, "finishedAt": finished_at,
+                                         "reason": "Completed"}},
             },
         ],
     }
