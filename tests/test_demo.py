@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import corpus_dir
 
@@ -27,10 +28,16 @@ def pid_alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-def test_the_demo_misses_records_then_hits_every_step() -> None:
-    done = subprocess.run(DEMO, capture_output=True, text=True, timeout=180)
+def test_the_demo_misses_records_then_hits_every_step(tmp_path: Path) -> None:
+    """Memoization is on by namespace label in the demo's policy: every hit also shows the webhook's and the
+    recorder's namespace watches synced (nothing in their logs says otherwise)."""
+    done = subprocess.run([*DEMO, "--keep", str(tmp_path)], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     out = done.stdout
+    assert "namespace ml-team (labels wfboost.io/memoize=enabled)" in out
+    for log in ("webhook.log", "recorder.log"):
+        text = next(tmp_path.glob(f"kept-*/{log}")).read_text()
+        assert "namespaces:" not in text and "Traceback" not in text, text[-2000:]
     first, second = out.split("second run: churn-model-second")[0], out.split("second run: churn-model-second")[1]
     assert len(re.findall(r"miss: no_entry .* ran, then recorded$", first, re.M)) == 6
     hits = re.findall(r"hit: outputs of churn-model-first replayed", second)
@@ -90,3 +97,27 @@ def test_a_missing_workflow_file_is_one_clear_line() -> None:
     done = subprocess.run([*DEMO, "--workflow", "/nonexistent.yaml"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().startswith("demo: cannot read /nonexistent.yaml")
+
+
+def test_the_demo_plays_what_a_cron_workflow_or_workflow_template_creates(tmp_path: Path) -> None:
+    """A CronWorkflow (its workflowSpec) and a WorkflowTemplate (what `argo submit --from` runs) are played as the
+    Workflow they create; a file holding neither says which kinds it takes."""
+    from wfboost_dev.demo.runner import default_workflow_text
+
+    workflow = yaml.safe_load(default_workflow_text())
+    cron = {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "nightly"},
+            "spec": {"schedules": ["0 1 * * *"], "workflowSpec": workflow["spec"]}}
+    template = {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate", "metadata": {"name": "churn"},
+                "spec": workflow["spec"]}
+    for document, what in ((cron, "CronWorkflow nightly"), (template, "WorkflowTemplate churn")):
+        path = tmp_path / "object.yaml"
+        path.write_text(yaml.safe_dump(document))
+        done = subprocess.run([*DEMO, "--workflow", str(path)], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert f"(the Workflow its {what} creates)" in done.stdout
+        assert "second run: 6 steps, 6 replayed from the cache, 0 ran" in done.stdout
+    path = tmp_path / "secret.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}))
+    done = subprocess.run([*DEMO, "--workflow", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "holds no Workflow, CronWorkflow, WorkflowTemplate or ClusterWorkflowTemplate" in done.stderr

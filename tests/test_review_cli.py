@@ -12,9 +12,12 @@ import pytest
 import yaml
 
 from tests.conftest import corpus_dir
+from tests.test_recorder import offloading_workflow
 from wfboost.webhook.wire import review_for_object
 from wfboost_dev.argosim.layouts import V3_7
+from wfboost_dev.argosim.pods import build_pod
 from wfboost_dev.demo.plan import plan_workflow
+from wfboost_dev.demo.processes import RedisProcess
 from wfboost_dev.demo.runner import default_workflow_text
 
 REVIEW = [sys.executable, "-m", "wfboost", "review"]
@@ -63,7 +66,7 @@ def test_review_of_a_multi_document_file_answers_each(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr  # each template reviewed as the Workflow `argo submit --from` creates
     documents = yaml.safe_load_all(path.read_text())
     count = sum(1 for d in documents if isinstance(d, dict))
-    assert done.stderr.count("(reviewed as the Workflow it creates)") == count
+    assert done.stderr.count("(not admitted itself: reviewed as the Workflow it creates)") == count
     assert "Traceback" not in done.stderr
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
     done = run("-", stdin=json.dumps(secret))
@@ -170,9 +173,10 @@ def test_explain_decodes_the_patch(tmp_path: Path) -> None:
     assert "characters)" in done.stdout  # the long value shortened, its length said
 
 
-def test_a_cron_workflow_is_reviewed_as_the_workflow_it_creates(tmp_path: Path) -> None:
-    """The cron controller copies `workflowSpec` into each Workflow it creates: that Workflow is what the webhook
-    would see, so that is what is reviewed (here: an Argo 4 schema-limit warning)."""
+def test_a_cron_workflow_and_a_workflow_template_are_reviewed_as_themselves(tmp_path: Path) -> None:
+    """The webhook admits CronWorkflows and WorkflowTemplates at their own CREATE: that is what is reviewed (here:
+    an Argo 4 schema-limit warning on the spec the cron controller copies into each Workflow it creates, which Argo
+    4's CronWorkflow CRD refuses already)."""
     tasks = [{"name": f"t{i}", "template": "m"} for i in range(201)]
     cron = {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
             "metadata": {"name": "nightly", "namespace": "ml"},
@@ -183,10 +187,39 @@ def test_a_cron_workflow_is_reviewed_as_the_workflow_it_creates(tmp_path: Path) 
     done = run("--explain", str(path))
     assert done.returncode == 0, done.stderr
     assert "document 1 (CronWorkflow ml/nightly)" in done.stdout
-    assert "warning: Argo 4's Workflow schema allows at most 200 items in spec.templates[1].dag.tasks" in done.stdout
-    assert "(reviewed as the Workflow it creates)" in done.stderr
+    assert ("warning: Argo 4's Workflow schema allows at most 200 items in spec.workflowSpec.templates[1].dag.tasks"
+            in done.stdout)
+    assert "workflows: schema_limit_warned" in done.stderr and "reviewed as" not in done.stderr
     template = {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate", "metadata": {"name": "t"},
                 "spec": {"entrypoint": "m", "templates": [{"name": "m", "container": {"image": "busybox"}}]}}
     done = run("-", "--namespace", "ml", stdin=json.dumps(template))
     assert done.returncode == 0, done.stderr
-    assert "workflows: unchanged (reviewed as the Workflow it creates)" in done.stderr
+    assert "workflows: unchanged\n" in done.stderr
+
+
+def test_an_offloaded_pod_is_reviewed_with_its_configmap(tmp_path: Path, valkey: RedisProcess) -> None:
+    """A pod whose ARGO_TEMPLATE Argo moved to a ConfigMap: without it the review fails open and says how to give it;
+    with `--configmap` the step is decided as the server decides it (here a miss against a real Valkey)."""
+    built = build_pod(offloading_workflow("ml"), "big", "big-script", layout=V3_7)
+    assert built.configmap is not None
+    pod, configmap, policy = tmp_path / "pod.json", tmp_path / "cm.yaml", tmp_path / "policy.yaml"
+    pod.write_bytes(orjson.dumps(built.pod))
+    configmap.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [built.configmap]}))
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\n"
+                      "memoize: {namespaces: [ml], trustImageTags: true}\n")
+    common = [str(pod), "--policy", str(policy), "--redis-url", valkey.url]
+    done = run(*common)
+    assert done.returncode == 0, done.stderr
+    assert "pods: fail_open (kube_unavailable: big-script: ARGO_TEMPLATE offloaded" in done.stderr
+    assert "give Argo's ConfigMap named after the pod with --configmap FILE" in done.stderr
+    done = run(*common, "--configmap", str(configmap), "--explain")
+    assert done.returncode == 0, done.stderr
+    assert "document 1 (Pod ml/big-script), route pods: miss" in done.stdout
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**built.configmap, "metadata": {"name": "someone-else", "namespace": "ml"}}))
+    done = run(*common, "--configmap", str(other))
+    assert "pods: fail_open (kube_unavailable: reading ConfigMap ml/big-script: 404 NotFound: ConfigMap " \
+           "ml/big-script not given (--configmap FILE))" in done.stderr
+    done = run(*common, "--configmap", str(pod))
+    assert done.returncode == 1
+    assert done.stderr == f"wfboost review: --configmap {pod}: document 1 is not a ConfigMap with metadata and data\n"

@@ -179,6 +179,36 @@ async def test_memoization_turned_on_by_a_namespace_label(
     assert unlabelled.patch == []
 
 
+async def test_a_label_selecting_policy_waits_for_namespaces_before_ready(
+    namespaces_api: str, start_webhook: StartWebhook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ready only once the namespaces are listed (sooner, every label-gated namespace would get "off"), and ready
+    anyway after a grace period when they cannot be listed (here an address nothing answers on), so that a broken
+    watch never takes the webhook down; a policy without selectors does not wait."""
+    from wfboost.webhook import server as server_module
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\n"
+                      "memoize: {namespaceSelector: {matchLabels: {cache: 'on'}}}\n")
+    listed = start_webhook(settings={"policy_path": policy, "kube_config": KubeConfig.from_url(namespaces_api)})
+    for _ in range(250):
+        if not await listed.server.missing():
+            break
+        await asyncio.sleep(0.02)
+    assert await listed.server.missing() == []
+    assert listed.server.namespaces is not None and listed.server.namespaces.synced
+    unlisted = start_webhook(settings={"policy_path": policy, "kube_config": KubeConfig.from_url("http://127.0.0.1:1")})
+    assert await unlisted.server.missing() == ["namespace labels not listed yet (the policy selects namespaces by "
+                                               "label)"]
+    monkeypatch.setattr(server_module, "NAMESPACE_SYNC_GRACE", 0.0)
+    assert await unlisted.server.missing() == []
+    monkeypatch.setattr(server_module, "NAMESPACE_SYNC_GRACE", 30.0)
+    policy.write_text("apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\n"
+                      "memoize: {namespaces: [team-a]}\n")
+    plain = start_webhook(settings={"policy_path": policy, "kube_config": KubeConfig.from_url("http://127.0.0.1:1")})
+    assert await plain.server.missing() == []
+
+
 async def test_a_replayed_steps_task_result_is_restored_even_when_redis_is_gone(
     kmock: Any, start_webhook: StartWebhook, tmp_path: Path
 ) -> None:

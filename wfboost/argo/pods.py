@@ -71,7 +71,7 @@ class ArgoStep:
 
     @property
     def template_kind(self) -> TemplateKind:
-        return _template_kind(self.template)
+        return template_kind(self.template)
 
     @property
     def offloads(self) -> tuple[str, ...]:
@@ -156,7 +156,7 @@ def parse_pod(pod: Mapping[str, Any], namespace: str | None = None) -> ArgoStep:
     if names.EMISSARY_SEPARATOR not in command or "emissary" not in command:
         raise NotAnArgoStep("main container is not wrapped by emissary (only the emissary executor is supported)")
     cut = command.index(names.EMISSARY_SEPARATOR) + 1
-    kind = _template_kind(template)
+    kind = template_kind(template)
     if kind in ("resource", "data") or _runs_argoexec(command[cut:]):
         # Argo wraps these with emissary too, around `argoexec resource|data` (operator.go executeResource,
         # executeData): the step is the executor acting on the API or on artifacts, not a function of a container.
@@ -199,7 +199,8 @@ def pod_layout(pod: Mapping[str, Any]) -> Layout:
     return "v3.6+"
 
 
-def _template_kind(template: Mapping[str, Any] | None) -> TemplateKind:
+def template_kind(template: Mapping[str, Any] | None) -> TemplateKind:
+    """The kind of a template: which of the pod-creating fields it sets ("unknown" for none, or no template)."""
     if template is None:
         return "unknown"
     for kind in _TEMPLATE_KINDS:

@@ -9,11 +9,12 @@ from typing import Any
 
 import orjson
 
+from wfboost.cli.forecast import memoize_forecast
 from wfboost.cli.inputs import InputError, read_text
 from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.cli.policy_file import read_policy
 from wfboost.policy import Policy, PolicyError
-from wfboost.shrink.workflow import plan_workflow_shrink
+from wfboost.shrink.workflow import SHRUNK_KINDS, plan_workflow_shrink
 from wfboost.structs.documents import DocumentError, parse_documents
 from wfboost.webhook.errors import ReviewInputError
 from wfboost.webhook.review import (
@@ -30,9 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "review",
         help="run the admission pipeline on an object or AdmissionReview and print the answer",
         description=(
-            "Reads a pod, Workflow or WorkflowTaskResult (a bare object is wrapped as a CREATE review) or an "
-            "AdmissionReview, JSON or YAML, from FILE or stdin ('-'), runs the same admission pipeline as the "
-            "server and prints the AdmissionReview response (one per document)."
+            "Reads a pod, Workflow, WorkflowTemplate, CronWorkflow or WorkflowTaskResult (a bare object is wrapped "
+            "as a CREATE review) or an AdmissionReview, JSON or YAML, from FILE or stdin ('-'), runs the same "
+            "admission pipeline as the server and prints the AdmissionReview response (one per document). For "
+            "objects holding templates it also says which steps would be memoized, and why not (a forecast: the "
+            "webhook decides on each pod). A ClusterWorkflowTemplate is reviewed as the Workflow it creates."
         ),
     )
     p.add_argument("file", metavar="FILE", help="input file, or - for stdin")
@@ -40,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--explain", action="store_true",
                    help="say per document what would happen and why, with the patch decoded, instead of the response")
     p.add_argument("--namespace", default=None, help="namespace for bare objects without metadata.namespace")
+    p.add_argument("--namespace-label", action="append", default=[], metavar="KEY=VALUE", type=_label,
+                   help="a label of the namespace, for policy namespaceSelectors (repeatable; default: labels unknown, "
+                        "so selectors match nothing)")
+    p.add_argument("--configmap", action="append", default=[], metavar="FILE",
+                   help="a ConfigMap (or a List of them, JSON or YAML) that Argo offloaded a pod's template or "
+                        "arguments to, named after the pod: read where the webhook would read it from the API server "
+                        "(repeatable; default: none, so such a pod is admitted unchanged)")
     add_redis_option(p)
     add_policy_option(p)
     p.set_defaults(handler=run)
@@ -53,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
             policy = read_policy(args.policy)
         except PolicyError as exc:
             raise ReviewInputError(f"policy {args.policy} is invalid: {exc}") from None
-        results = asyncio.run(_review(docs, policy, args))
+        labels = dict(args.namespace_label) if args.namespace_label else None
+        configmaps = [c for path in args.configmap for c in _configmaps(path)] if args.configmap else None
+        results = asyncio.run(_review(docs, policy, args, labels, configmaps))
     except OSError as exc:
         print(f"wfboost review: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -61,19 +73,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"wfboost review: {exc}", file=sys.stderr)
         return 1
     for index, (doc, result) in enumerate(zip(docs, results, strict=True), 1):
+        forecast = memoize_forecast(doc, policy, args.namespace, labels)
         if args.explain:
-            sys.stdout.write(_explained(index, doc, result))
+            sys.stdout.write(_explained(index, doc, result) + "".join(f"  {line}\n" for line in forecast))
         else:
             shown = result.patched_object if args.show_object else result.outcome.review
             sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
         note = f"{_what(index, doc)}: {result.route}: {result.outcome.outcome}"
         if doc.get("kind") in CREATES_WORKFLOWS:
-            note += " (reviewed as the Workflow it creates)"
+            note += " (not admitted itself: reviewed as the Workflow it creates)"
         if result.outcome.fail_open:
             note += f" ({result.outcome.fail_open.value}: {result.outcome.detail})"
+            if result.outcome.fail_open.value == "kube_unavailable" and "offloaded" in result.outcome.detail:
+                note += "; give Argo's ConfigMap named after the pod with --configmap FILE"
         print(f"wfboost review: {note}", file=sys.stderr)
+        if not args.explain:
+            for line in forecast:
+                print(f"wfboost review: {_what(index, doc)}: {line}", file=sys.stderr)
     for doc in docs:
-        for line in _shrink_summary(doc, policy):
+        for line in _shrink_summary(doc, policy, args.namespace, labels):
             print(f"wfboost review: {line}", file=sys.stderr)
     return 0
 
@@ -114,12 +132,14 @@ def _shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[: limit - 20]}… ({len(text)} characters)"
 
 
-def _shrink_summary(doc: dict[str, Any], policy: Policy) -> list[str]:
-    """What shrinking would do to a Workflow at CREATE (review has no side store, so its admission fails open)."""
-    namespace = (doc.get("metadata") or {}).get("namespace") or ""
-    if doc.get("kind") != "Workflow" or not policy.features.shrink_workflows:
+def _shrink_summary(doc: dict[str, Any], policy: Policy, namespace: str | None,
+                    labels: dict[str, str] | None) -> list[str]:
+    """What shrinking would do to a Workflow, WorkflowTemplate or CronWorkflow at CREATE (review has no side store,
+    so its admission fails open)."""
+    namespace = (doc.get("metadata") or {}).get("namespace") or namespace or ""
+    if doc.get("kind") not in SHRUNK_KINDS or not policy.features.shrink_workflows:
         return []
-    if namespace and not policy.shrink_workflows_in(namespace):
+    if namespace and not policy.shrink_workflows_in(namespace, labels):
         return [f"shrink: not in scope for namespace {namespace}"]
     plan = plan_workflow_shrink(doc, policy.shrink)
     if isinstance(plan, str):
@@ -133,6 +153,26 @@ def _shrink_summary(doc: dict[str, Any], policy: Policy) -> list[str]:
     return lines
 
 
-async def _review(docs: list[dict[str, Any]], policy: Policy, args: argparse.Namespace) -> list[Reviewed]:
-    async with offline_admission(policy, args.redis_url) as admission:
+def _label(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _configmaps(path: str) -> list[dict[str, Any]]:
+    try:
+        docs = parse_documents(read_text(path), path)
+    except OSError as exc:
+        raise ReviewInputError(f"--configmap {path}: {exc.strerror or exc}") from None
+    for index, doc in enumerate(docs, 1):
+        if doc.get("kind") != "ConfigMap" or not isinstance(doc.get("metadata"), dict) or not isinstance(
+                doc.get("data", {}), dict):
+            raise ReviewInputError(f"--configmap {path}: document {index} is not a ConfigMap with metadata and data")
+    return docs
+
+
+async def _review(docs: list[dict[str, Any]], policy: Policy, args: argparse.Namespace,
+                  labels: dict[str, str] | None, configmaps: list[dict[str, Any]] | None) -> list[Reviewed]:
+    async with offline_admission(policy, args.redis_url, labels, configmaps) as admission:
         return await review_all(docs, admission, namespace=args.namespace)

@@ -14,6 +14,7 @@ from wfboost.kube import KubeConfig, KubeConfigError
 from wfboost.service.shell import ServiceFailed
 from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.server import serve
+from wfboost.webhook.workers import serve_workers
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="timeoutSeconds of the MutatingWebhookConfiguration; the internal deadline stays below it",
     )
     p.add_argument("--reload-interval", type=float, default=10.0, help="seconds between certificate/policy checks")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=env_default("WFBOOST_WORKERS", "1"),  # a string: argparse converts and checks it like an option
+        help="admission processes sharing the port (SO_REUSEPORT), one per core to use; the parent serves "
+        "--metrics-port for all of them (env WFBOOST_WORKERS; default 1: one process, no parent)",
+    )
     p.add_argument(
         "--kubeconfig",
         default=env_default("KUBECONFIG"),
@@ -63,6 +71,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_policy_option(p, mounted=True)
     p.set_defaults(handler=run)
+
+
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"expected 1 to 64 worker processes, got {count}")
+    return count
 
 
 def kube_config(kubeconfig: str | None) -> KubeConfig | None:
@@ -93,6 +111,17 @@ def run(args: argparse.Namespace) -> int:
         sidestore_token_file=args.sidestore_token_file,
         sidestore_ca_file=args.sidestore_ca,
     )
+    if args.workers > 1:
+        return serve_workers(config, args.workers, _worker)
+    return _serve_here(config, args)
+
+
+def _worker(config: WebhookConfig) -> None:
+    """One worker process (forked, logging already set up): its exit status is the parent's to read."""
+    sys.exit(_serve_here(config, argparse.Namespace(host=config.host, port=config.port)))
+
+
+def _serve_here(config: WebhookConfig, args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(config))
     except ServiceFailed as exc:

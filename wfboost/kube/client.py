@@ -16,7 +16,7 @@ import contextlib
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, Protocol, TypedDict, cast
 
 import aiohttp
 import orjson
@@ -108,6 +108,15 @@ def _error_from_response(status: int, http_reason: str | None, body: bytes) -> K
         status = int(doc.get("code") or status)
     cls = WatchExpired if status == 410 else KubeApiError
     return cls(status, reason, message)
+
+
+class ObjectApi(Protocol):
+    """The two verbs admission uses (reading an offload ConfigMap, creating an arguments ConfigMap): the client
+    below, or the offline stand-in of `wfboost review --configmap`."""
+
+    async def get(self, path: str) -> JsonObject: ...
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> JsonObject: ...
 
 
 class KubeClient:

@@ -23,6 +23,11 @@ class NamespaceLabels:
             settings=settings or WatchSettings(),
         )
 
+    @property
+    def synced(self) -> bool:
+        """True once the first list has been taken in."""
+        return self._informer.synced.is_set()
+
     def labels(self, namespace: str) -> Mapping[str, str] | None:
         """The namespace's labels; None while unknown (not listed yet, or no such namespace)."""
         if not self._informer.synced.is_set():

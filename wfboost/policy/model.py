@@ -404,6 +404,13 @@ class Policy:
             return self
         return replace(self, always_excluded=self.always_excluded | {own_namespace})
 
+    @property
+    def reads_namespace_labels(self) -> bool:
+        """True when some rule selects namespaces by label (scope, memoize, an override): the webhook then needs
+        the namespaces' labels before it can apply the policy as written."""
+        return (self.namespaces.selector is not None or self.memoize.namespace_selector is not None
+                or any(override.namespace_selector is not None for override in self.overrides))
+
     def namespace_in_scope(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
         """True when the webhook may act in this namespace at all.
 

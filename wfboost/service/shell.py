@@ -52,9 +52,13 @@ class Site:
     ssl_context: ssl.SSLContext | None = None
     what: str = "HTTP"  # for the log line: "admission", "health and metrics"…
     shutdown_timeout: float = 5.0
+    reuse_port: bool = False  # several worker processes accept on the same port (SO_REUSEPORT)
+    unix_path: str | None = None  # a Unix socket instead of host:port (a worker's status, for its parent)
 
     @property
     def url(self) -> str:
+        if self.unix_path is not None:
+            return "unix:" + self.unix_path.replace("\0", "@")
         return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
 
@@ -75,7 +79,11 @@ async def run_service(
             runner = web.AppRunner(site.app, access_log=None, shutdown_timeout=site.shutdown_timeout)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, site.host, site.port, ssl_context=site.ssl_context).start()
+            if site.unix_path is not None:
+                await web.UnixSite(runner, site.unix_path).start()
+            else:
+                await web.TCPSite(runner, site.host, site.port, ssl_context=site.ssl_context,
+                                  reuse_port=site.reuse_port or None).start()
             log.info("%s: serving %s on %s", name, site.what, site.url)
         await tasks.start()
         log.info("%s started", name)
@@ -104,11 +112,16 @@ def add_status_routes(
     registry: CollectorRegistry,
     readiness: Readiness,
     before_metrics: Callable[[], Awaitable[None]] | None = None,
+    liveness: Callable[[], Sequence[str]] | None = None,
 ) -> None:
-    """`GET /healthz` (the process answers), `/readyz` (200 once nothing is missing, else 503 naming what is) and
-    `/metrics` (the service's own registry; `before_metrics` refreshes gauges read from elsewhere first)."""
+    """`GET /healthz` (the process answers; with `liveness`, 503 naming what is dead), `/readyz` (200 once nothing
+    is missing, else 503 naming what is) and `/metrics` (the service's own registry; `before_metrics` refreshes
+    what is read from elsewhere first)."""
 
     async def healthz(request: web.Request) -> web.StreamResponse:
+        dead = list(liveness()) if liveness is not None else []
+        if dead:
+            return web.Response(status=503, text="not alive: " + "; ".join(dead) + "\n")
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.StreamResponse:
@@ -133,8 +146,9 @@ def status_app(
     readiness: Readiness,
     before_metrics: Callable[[], Awaitable[None]] | None = None,
     middlewares: Sequence[Callable[..., Awaitable[web.StreamResponse]]] = (),
+    liveness: Callable[[], Sequence[str]] | None = None,
 ) -> web.Application:
     """An application with only the status routes: the plain-HTTP port kubelets and Prometheus use."""
     app = web.Application(middlewares=list(middlewares))
-    add_status_routes(app, registry=registry, readiness=readiness, before_metrics=before_metrics)
+    add_status_routes(app, registry=registry, readiness=readiness, before_metrics=before_metrics, liveness=liveness)
     return app

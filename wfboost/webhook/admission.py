@@ -25,7 +25,7 @@ import orjson
 from wfboost.blobs.client import SideStoreClient
 from wfboost.cache.store import CacheStore
 from wfboost.cache.tally import CacheTally
-from wfboost.kube import KubeClient
+from wfboost.kube import ObjectApi
 from wfboost.policy import Policy
 from wfboost.structs.admission import AdmissionRequest, AdmissionReview
 from wfboost.structs.patch import PatchOp
@@ -70,7 +70,7 @@ class AdmissionContext:
     dry_run: bool = False
     store: CacheStore | None = None  # None when no Redis is configured
     sidestore: SideStoreClient | None = None
-    kube: KubeClient | None = None  # for the rare reads (an offloaded Argo template)
+    kube: ObjectApi | None = None  # for the rare reads (an offloaded Argo template)
     namespace_labels: Mapping[str, str] | None = None  # None when unknown: label-gated policy rules do not match
     tables: TableCache = field(default_factory=TableCache)  # argument tables already fetched, for restoring
     tally: CacheTally | None = None  # hits and misses for `wfboost cache stats`, written to Redis in the background
@@ -121,7 +121,7 @@ class Admission:
     metrics: Metrics = field(default_factory=Metrics)
     store: CacheStore | None = None
     sidestore: SideStoreClient | None = None
-    kube: KubeClient | None = None
+    kube: ObjectApi | None = None
     namespace_labels: Callable[[str], Mapping[str, str] | None] = field(default=lambda namespace: None)
     tables: TableCache = field(default_factory=TableCache)
     tally: CacheTally | None = None

@@ -36,3 +36,7 @@ class WebhookConfig:
     sidestore_url: str | None = None
     sidestore_token_file: Path | None = None  # a bearer token, re-read when it changes (a mounted Secret)
     sidestore_ca_file: Path | None = None  # the CA that signed the side store's certificate (https://)
+    # As one of several worker processes (webhook/workers.py): the admission port is shared (SO_REUSEPORT) and the
+    # status routes are served to the parent on this Unix socket instead of metrics_port.
+    reuse_port: bool = False
+    status_socket: str | None = None

@@ -19,7 +19,7 @@ from wfboost.cache.keyspace import node_identity
 from wfboost.cache.leases import lease_owner
 from wfboost.cache.runs import new_run_id
 from wfboost.cache.store import LeaseRequest, Lookup, Verdict
-from wfboost.kube import KubeClient, KubeError, resource_path
+from wfboost.kube import KubeError, ObjectApi, resource_path
 from wfboost.policy.controls import CACHE_OUTCOME
 from wfboost.shrink.restore import pod_references
 from wfboost.shrink.workflow import RESTORE_LABEL
@@ -126,7 +126,7 @@ def _notice_unrestored(pod: dict[str, Any], ctx: AdmissionContext) -> None:
     ctx.metrics.shrink.unrestored_pods.inc()
 
 
-async def read_step(pod: dict[str, Any], namespace: str, kube: KubeClient | None) -> ArgoStep | None:
+async def read_step(pod: dict[str, Any], namespace: str, kube: ObjectApi | None) -> ArgoStep | None:
     """The parsed step, with a template or args the controller offloaded read from the pod's ConfigMap; None for a
     resource or data step (its main container is argoexec itself: nothing to memoize)."""
     try:

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 # Reading an offloaded Argo template happens inside an admission: it must answer well within the deadline.
 KUBE_READ_TIMEOUT = 2.0
+# A replica whose policy selects namespaces by label waits this long for their first list before it calls itself
+# ready: sooner, it would answer "off" for every label-gated namespace; never ready would make a broken watch
+# (RBAC, API down) take the webhook, and the pods that need restoring, down with it.
+NAMESPACE_SYNC_GRACE = 30.0
 
 
 class WebhookServer:
@@ -84,6 +88,7 @@ class WebhookServer:
             )
         self.sidestore = sidestore
         self.namespaces = NamespaceLabels(kube) if kube is not None else None
+        self._started = time.monotonic()
         watcher, namespaces = self.policy, self.namespaces
         self.admission = Admission(
             routes=routes if routes is not None else dict(ROUTES),
@@ -137,6 +142,10 @@ class WebhookServer:
             missing.append("TLS certificate not loaded")
         if not self.policy.loaded:
             missing.append("policy not loaded")
+        namespaces = self.namespaces
+        if (namespaces is not None and not namespaces.synced and self.policy.current.reads_namespace_labels
+                and time.monotonic() - self._started < NAMESPACE_SYNC_GRACE):
+            missing.append("namespace labels not listed yet (the policy selects namespaces by label)")
         return missing
 
     # --- HTTP handlers -------------------------------------------------------------------------------------
@@ -187,8 +196,12 @@ class WebhookServer:
 
     def sites(self) -> list[Site]:
         c = self.config
-        sites = [Site(self.build_app(), c.host, c.port, self.tls.context, "admission", c.shutdown_timeout)]
-        if c.metrics_port:
+        sites = [Site(self.build_app(), c.host, c.port, self.tls.context, "admission", c.shutdown_timeout,
+                      reuse_port=c.reuse_port)]
+        if c.status_socket:
+            sites.append(Site(self.build_status_app(), c.host, 0, None, "health and metrics to the parent",
+                              unix_path=c.status_socket))
+        elif c.metrics_port:
             sites.append(Site(self.build_status_app(), c.host, c.metrics_port, None, "health and metrics"))
         return sites
 

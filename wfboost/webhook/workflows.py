@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from wfboost.argo.schema_limits import schema_limits_exceeded
 from wfboost.shrink.status import compress_status, status_nodes_json
@@ -34,7 +35,7 @@ async def admit_workflow(request: AdmissionRequest, ctx: AdmissionContext) -> De
     create = request.get("operation") == "CREATE"
     if (request.get("kind") or {}).get("kind", "Workflow") != "Workflow":
         return await _template_holder(request, workflow, ctx, create)
-    warnings = schema_warnings(workflow, ctx) if create else []
+    warnings = schema_warnings(workflow.get("spec"), "spec", ctx) if create else []
     decisions = [await _moved(request, workflow, ctx)] if create else []
     decisions.append(await _compressed(request, workflow, ctx))
     ops = [op for decision in decisions for op in decision.patch]
@@ -73,13 +74,22 @@ async def _moved(request: AdmissionRequest, workflow: dict[str, object], ctx: Ad
 async def _template_holder(request: AdmissionRequest, holder: dict[str, object], ctx: AdmissionContext,
                            create: bool) -> Decision:
     """A WorkflowTemplate or CronWorkflow: shrunk at CREATE, and at an UPDATE only when its spec changed (the cron
-    controller's status writes leave it as it is)."""
+    controller's status writes leave it as it is). Argo 4's CRDs for both embed the Workflow spec's schema, limits
+    included, so its warnings come at CREATE too: the cron controller's own CREATEs would say it only in its log."""
     if not create and (request.get("oldObject") or {}).get("spec") == holder.get("spec"):
         return Decision(outcome="spec_unchanged")
-    return await _moved(request, holder, ctx)
+    spec: Any = holder.get("spec")
+    warnings = []
+    if create and isinstance(spec, dict):
+        cron = (request.get("kind") or {}).get("kind") == "CronWorkflow"
+        warnings = schema_warnings(spec.get("workflowSpec") if cron else spec, "spec.workflowSpec" if cron else "spec",
+                                   ctx)
+    decision = await _moved(request, holder, ctx)
+    outcome = "schema_limit_warned" if warnings and not decision.patch else decision.outcome
+    return Decision(decision.patch, outcome, warnings)
 
 
-def schema_warnings(workflow: dict[str, object], ctx: AdmissionContext) -> list[str]:
+def schema_warnings(spec: object, where: str, ctx: AdmissionContext) -> list[str]:
     """Argo 4's schema limits, unless the policy says every controller is 3.x (whose minimal CRDs have none).
 
     Only at CREATE: the controller's status UPDATEs would repeat the warning into its log at every write.
@@ -87,7 +97,7 @@ def schema_warnings(workflow: dict[str, object], ctx: AdmissionContext) -> list[
     version = ctx.policy.shrink.controller_version
     if version is not None and version.lstrip("v").split(".")[0] in ("1", "2", "3"):
         return []
-    return [limit.warning() for limit in schema_limits_exceeded(workflow.get("spec"))[:MAX_WARNINGS]]
+    return [limit.warning() for limit in schema_limits_exceeded(spec, where)[:MAX_WARNINGS]]
 
 
 async def _compressed(request: AdmissionRequest, workflow: dict[str, object], ctx: AdmissionContext) -> Decision:

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import yaml
 
 from wfboost.tls.certs import create_ca, create_serving_cert, service_names, write_local_material
+from wfboost_dev.argosim.expand import as_workflow
 from wfboost_dev.demo.apiserver import ApiServerClient
 from wfboost_dev.demo.cluster import EmulatedCluster
 from wfboost_dev.demo.playback import Player
@@ -35,6 +36,12 @@ from wfboost_dev.demo.shrinking import show_shrinking
 
 DEFAULT_WORKFLOW = "churn-model.yaml"
 DEMO_NAMESPACE = "ml-team"
+# Memoization is on by namespace label in the demo's policy: the webhook learns the labels from its namespace watch.
+DEMO_NAMESPACE_LABELS = {"wfboost.io/memoize": "enabled"}
+
+
+# What the demo plays: a Workflow, or the Workflow a CronWorkflow or (Cluster)WorkflowTemplate creates.
+RUNNABLE_KINDS = ("Workflow", "CronWorkflow", "WorkflowTemplate", "ClusterWorkflowTemplate")
 
 
 class DemoError(RuntimeError):
@@ -52,10 +59,21 @@ def load_workflow(path: Path | None) -> tuple[dict[str, Any], str]:
         docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
     except (OSError, yaml.YAMLError) as exc:
         raise DemoError(f"cannot read {path}: {exc}") from None
-    workflows = [d for d in docs if d.get("kind") == "Workflow"]
-    if not workflows:
-        raise DemoError(f"{path} holds no Workflow")
-    return workflows[0], str(path)
+    runnable = [d for d in docs if d.get("kind") in RUNNABLE_KINDS]
+    if not runnable:
+        raise DemoError(f"{path} holds no {', '.join(RUNNABLE_KINDS[:-1])} or {RUNNABLE_KINDS[-1]}")
+    workflow = as_workflow(runnable[0], template_sources=docs)  # what the controller runs for it
+    if isinstance(workflow, str):
+        raise DemoError(f"{path}: {runnable[0].get('kind')} {_name(runnable[0])}: {workflow}")
+    kind = runnable[0].get("kind")
+    if kind == "Workflow":
+        return workflow, str(path)
+    return workflow, f"{path} (the Workflow its {kind} {_name(runnable[0])} creates)"
+
+
+def _name(doc: dict[str, Any]) -> str:
+    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    return str((metadata or {}).get("name") or (metadata or {}).get("generateName") or "?")
 
 
 DEMO_POLICY = """\
@@ -63,7 +81,7 @@ apiVersion: wfboost.io/v1alpha1
 kind: Policy
 features: {memoize: true, shrinkWorkflows: true}
 memoize:
-  namespaces: [ml-team]
+  namespaceSelector: {matchLabels: {wfboost.io/memoize: enabled}}
   maxStaleness: P7D
 """
 
@@ -118,7 +136,7 @@ def started(workdir: Path, say: Callable[[str], None]) -> Iterator[Started]:
     try:
         procs.redis = start_redis()
         say(f"valkey      127.0.0.1:{procs.redis.port} (embedded, pid {procs.redis.process.pid})")
-        procs.cluster = EmulatedCluster().start()
+        procs.cluster = EmulatedCluster({DEMO_NAMESPACE: DEMO_NAMESPACE_LABELS, "wfboost": {}}).start()
         kubeconfig = procs.cluster.write_kubeconfig(workdir / "kubeconfig")
         say(f"kubernetes  {procs.cluster.url} (kmock's stateful API emulator, in this process)")
         tls_dir = workdir / "tls"
@@ -224,7 +242,8 @@ def run_demo(
     base = str(workflow["metadata"].get("name") or workflow["metadata"].get("generateName") or "wf").rstrip("-")
     with _workdir(keep) as tmp, started(Path(tmp), say) as ready:
         player = Player(ready.api, ready.cluster, ready.redis_url, layout_name, DEMO_NAMESPACE, say, pace)
-        say(f"workflow    {base} from {source}, pods as Argo {layout_name} builds them, namespace {DEMO_NAMESPACE}")
+        say(f"workflow    {base} from {source}, pods as Argo {layout_name} builds them, namespace {DEMO_NAMESPACE} "
+            f"(labels {','.join(f'{k}={v}' for k, v in DEMO_NAMESPACE_LABELS.items())})")
         say("")
         say(f"first run: {base}-first (nothing cached yet)")
         first = player.run(workflow, f"{base}-first")
