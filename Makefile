@@ -45,7 +45,17 @@ package-check: setup
 run: setup
 	$(PY) -m wfboost_dev.demo
 
+# Load generators for `make bench` only: Debian's wrk (closed loop) and hey (fixed rates); matplotlib for the plots.
+BENCH_APT_PACKAGES ?= wrk hey
+
 bench: setup
+	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m wfboost_dev.bench
 
 clean:

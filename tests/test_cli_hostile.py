@@ -33,6 +33,8 @@ COMMANDS = {
     "policy validate": ["policy", "validate", "{file}"],
     "policy show": ["policy", "show", "--policy", "{file}"],
     "review --policy": ["review", "--policy", "{file}", "{pod}"],
+    "review --configmap": ["review", "--configmap", "{file}", "{pod}"],
+    "cache explain --configmap": ["cache", "explain", "--configmap", "{file}", "{pod}"],
     "shrink": ["shrink", "--dry-run", "{file}"],
     "restore": ["restore", "{file}"],
 }

@@ -256,7 +256,8 @@ def test_example_policy_in_deploy_loads_and_means_what_its_comments_say() -> Non
         ("latch: {followerWait: P0D}", "latch.followerWait: 'P0D' must be longer than zero"),
         ("latch: {leaseTTL: PT10S, heartbeat: PT20S}", "latch.heartbeat: PT20S must be shorter than latch.leaseTTL"),
         ("shrink: {compressionLevel: 25}", "shrink.compressionLevel: 25 is above the maximum 19"),
-        ("shrink: {valueThresholdBytes: 0}", "shrink.valueThresholdBytes: 0 is below the minimum 1"),
+        ("shrink: {valueThresholdBytes: 0}", "shrink.valueThresholdBytes: 0 is below the minimum 256"),
+        ("shrink: {valueThresholdBytes: 100}", "shrink.valueThresholdBytes: 100 is below the minimum 256"),
         ("sideStore: {url: ftp://host}", "sideStore.url: 'ftp://host' is not an http:// or https:// URL"),
         ("memoize: {replay: {imagePullPolicy: Sometimes}}", "memoize.replay.imagePullPolicy: 'Sometimes' is not one"),
         ("memoize: {replay: {image: 'a b'}}", "memoize.replay.image: 'a b' is not an image reference"),
@@ -743,7 +744,7 @@ def policies(draw: st.DrawFn) -> Policy:
         ),
         latch=LatchSettings(lease_ttl=lease, heartbeat=heartbeat, follower_wait=draw(positive_durations)),
         shrink=ShrinkSettings(
-            value_threshold_bytes=draw(st.integers(min_value=1, max_value=2**40)),
+            value_threshold_bytes=draw(st.integers(min_value=256, max_value=2**40)),
             object_threshold_bytes=draw(st.integers(min_value=0, max_value=2**40)),
             compression_level=draw(st.integers(min_value=1, max_value=19)),
         ),

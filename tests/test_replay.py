@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +288,15 @@ def test_a_volume_another_container_uses_as_a_block_device_is_kept() -> None:
     patched_pod = patched(step, replay_plan(step, entry_for(step, {"metrics": "{}"})))
     assert "scratch" in {v["name"] for v in patched_pod["spec"]["volumes"]}
     validate_object(patched_pod)
+
+
+def test_the_executor_template_is_read_and_written_whatever_go_put_in_it() -> None:
+    """orjson on the hot path, the standard library for what orjson refuses (a lone surrogate escape, an integer
+    past 64 bits): such a template is rewritten as before, never dropped."""
+    from wfboost.webhook import executor_template
+
+    for text in ('{"a":"\\ud800","b":1}', '{"n":123456789012345678901234567890}', '{"é":"ü","x":[1.5,null]}'):
+        parsed = executor_template._loads(text)
+        assert parsed == json.loads(text)
+        assert json.loads(executor_template._dumps(parsed)) == parsed
+    assert executor_template._loads("not json") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -193,3 +194,13 @@ async def test_a_run_of_another_image_digest_drops_the_entries_of_the_moved_tag(
     assert [e["entry_id"] for e in tracks.values()] == ["c"]  # the P30D track's older-image entry is gone too
     assert (await store.lookup(key, staleness=P30D, at_ms=T0 + 2 * DAY + 1)).entry["entry_id"] == "c"  # type: ignore[index]
     assert (await store.stats())["invalidated"] >= 2
+
+
+async def test_a_burst_past_the_connection_pool_waits_instead_of_failing(store: CacheStore, key: str) -> None:
+    """More admissions at once than the client holds connections (a burst of pod creations): each waits for a
+    free connection (bounded by the socket timeout) instead of failing with "Too many connections", which would
+    admit the burst unmemoized while Redis is healthy."""
+    assert redis_client.MAX_CONNECTIONS < 250
+    await store.record(entry(key, "a", T0, P7D), retention=RETENTION)
+    found = await asyncio.gather(*(store.lookup(key, staleness=P7D, adopt=False, at_ms=T0) for _ in range(250)))
+    assert {f.verdict for f in found} == {Verdict.HIT}

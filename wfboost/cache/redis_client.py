@@ -13,6 +13,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 DEFAULT_SOCKET_TIMEOUT = 0.5  # seconds; one round trip on a healthy Redis is well under a millisecond
+# Connections per client. Past it, a request waits (at most the socket timeout) for one to come free rather than
+# fail at once: redis-py's default pool raises "Too many connections" on the 101st concurrent admission, which
+# would admit a burst of pods unmemoized (store_unavailable) while Redis is healthy.
+MAX_CONNECTIONS = 100
+# redis-py's cluster pools cannot wait for a connection: they get room for a burst instead (per node; Valkey's
+# default maxclients is 10,000).
+CLUSTER_MAX_CONNECTIONS = 1000
 
 
 def connect(url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> Any:
@@ -30,8 +37,11 @@ def connect(url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> Any:
         "socket_connect_timeout": socket_timeout,
     }
     if cluster:
-        return RedisCluster.from_url(clean, **options)
-    return aioredis.from_url(clean, retry_on_timeout=False, **options)
+        return RedisCluster.from_url(clean, max_connections=CLUSTER_MAX_CONNECTIONS, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        clean, max_connections=MAX_CONNECTIONS, timeout=socket_timeout, retry_on_timeout=False, **options
+    )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
 def redact(url: str) -> str:

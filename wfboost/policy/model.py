@@ -211,11 +211,12 @@ class LatchSettings:
 
 @dataclass(frozen=True)
 class ShrinkSettings:
-    """The `shrink:` section: status compression (built) and the two features that move values out (not built)."""
+    """The `shrink:` section: status compression and Workflow values moved out (built); task results (not built)."""
 
     value_threshold_bytes: int = setting(
-        "valueThresholdBytes", default=4096, schema={"minimum": 1},
-        doc="A single value at least this long is moved to the side store.",
+        "valueThresholdBytes", default=4096, schema={"minimum": 256},
+        doc="A single value at least this long is moved to the side store (at least 256: a shorter one saves "
+            "nothing once its reference, about 90 characters, and its template's restore label take its place).",
     )
     object_threshold_bytes: int = setting(
         "objectThresholdBytes", default=65536, schema={"minimum": 0},

@@ -1,161 +1,189 @@
-"""Admission latency over real HTTPS, against a baseline measured in the same run.
+"""`make bench`: wfboost's admission paths under real load, each beside a floor measured in the same run.
 
-The baseline is a bare aiohttp HTTPS server on the same machine that answers every AdmissionReview with a constant
-"allowed" (what any webhook costs: TLS, HTTP, JSON). wfboost is then measured passing pods through, missing (one
-Redis lookup, pod annotated) and hitting (lookup + replay patch, verified before it is sent), and a Workflow UPDATE
-whose node statuses it stores compressed; then status compression beside Go's default gzip level. Run: `make bench`.
+The floor is `wfboost_dev.bench.floor`: the same aiohttp server, TLS and worker model answering "allowed" after
+parsing the review. wfboost runs as users run it (`wfboost serve` as a subprocess, a real Valkey, a real side store).
+Load comes from Debian's `wrk` (closed loop, 8 keep-alive connections) and `hey` (fixed offered rates); see
+loadgen.py. Then, in the same run: worker scaling, Redis memory per 100,000 entries, shrinking before/after bytes
+(corpus and Kubeflow-shaped workflows of 100 to 5,000 tasks), status compression beside Go's default gzip level, and
+latching. It writes docs/benchmarks.md and the plots beside it, and says which benchmark is running on stderr.
+
+`python -m wfboost_dev.bench [--seconds S] [--out DIR]` (`make bench` uses the defaults: 10 s per measurement).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import statistics
+import contextlib
+import copy
+import os
+import platform
+import signal
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
-from aiohttp import web
 
 from wfboost.argo.pods import parse_pod
 from wfboost.cache import redis_client
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore
 from wfboost.tls.certs import write_local_material
-from wfboost.tls.reloader import CertificateReloader
-from wfboost.webhook.config import MAX_BODY_BYTES, WebhookConfig
-from wfboost.webhook.server import WebhookServer
+from wfboost.webhook.wire import review_for_object
+from wfboost_dev.argosim.kubeflow import kubeflow_compiled
 from wfboost_dev.argosim.status import kubeflow_run_nodes
+from wfboost_dev.bench import loadgen, report, sizes
 from wfboost_dev.bench.latch import measure_latching
-from wfboost_dev.bench.serving import Serving
 from wfboost_dev.bench.status import report as status_report
-from wfboost_dev.demo.apiserver import ApiServerClient
+from wfboost_dev.demo.cluster import EmulatedCluster
 from wfboost_dev.demo.plan import plan_workflow
-from wfboost_dev.demo.processes import free_port, start_redis
-from wfboost_dev.demo.runner import default_workflow_text
+from wfboost_dev.demo.processes import RedisProcess, free_port, start_redis
+from wfboost_dev.demo.runner import Processes, default_workflow_text, start_sidestore
 
-REQUESTS = 400
-WORKFLOW_REQUESTS = 40  # each carries a multi-megabyte Workflow twice (object and oldObject)
-WORKFLOW_TASKS = 1000
-POLICY = (
-    "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true, compressStatus: true}\n"
-    "memoize: {namespaces: [bench]}\n"
-)
-
-
-def baseline_app() -> web.Application:
-    async def allow(request: web.Request) -> web.Response:
-        review = orjson.loads(await request.read())
-        answer = {"apiVersion": review["apiVersion"], "kind": "AdmissionReview",
-                  "response": {"uid": review["request"]["uid"], "allowed": True}}
-        return web.Response(body=orjson.dumps(answer), content_type="application/json")
-
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app.router.add_post("/mutate/{route}", allow)
-    return app
+NAMESPACE = "bench"
+# (offered req/s, connections): one connection shows the latency of one request at a time; with 8, hey's workers
+# tick together, so requests come in bursts of 8 (see report.py).
+RATES = ((100, 1), (100, 8), (500, 8), (1000, 8))
+UPDATE_TASKS = 1250  # 3,751 nodes, 2.9 MiB of status.nodes
+POLICY = f"""apiVersion: wfboost.io/v1alpha1
+kind: Policy
+features: {{memoize: true, compressStatus: true, shrinkWorkflows: true}}
+memoize: {{namespaces: ["{NAMESPACE}"], trustImageTags: true, trustArtifactLocations: true}}
+"""
 
 
-def measure(send: Callable[[], Any], requests: int = REQUESTS) -> list[float]:
-    for _ in range(min(20, requests)):  # warm up connections' code paths, scripts loaded in Redis
-        send()
-    samples = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        send()
-        samples.append(time.perf_counter() - started)
-    return samples
+def say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
-def row(name: str, samples: list[float], base: float) -> str:
-    p50 = statistics.median(samples)
-    p99 = sorted(samples)[int(len(samples) * 0.99) - 1]
-    return f"{name:<34} {p50 * 1000:8.2f} ms {p99 * 1000:8.2f} ms {p50 / base:8.2f}×"
+@dataclass(frozen=True)
+class Path_:
+    """One admission path: its route, the review body, whether each request must be another node."""
+
+    name: str
+    route: str
+    body: bytes
+    counter: bool = False
+    connections: int = 8
+    longer: float = 1.0  # slow paths run this many times longer, for enough requests
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="wfboost-bench-") as tmp:
-        root = Path(tmp)
-        write_local_material(root, root / "ca.crt")
-        (root / "policy.yaml").write_text(POLICY)
-        redis = start_redis()
-        try:
-            workflow = yaml.safe_load(default_workflow_text())
-            pods = plan_workflow(workflow, "v3.7.18", namespace="bench").pods
-            miss_pod, hit_pod = pods[0].pod, pods[1].pod
-            record_hit(redis.url, hit_pod)
-
-            reloader = CertificateReloader(root)
-            reloader.check_now()
-            port = free_port()
-            base = Serving(baseline_app(), reloader, port)
-            client = ApiServerClient(port, root / "ca.crt")
-            baseline = measure(lambda: client.admit("pods", miss_pod))
-            running_workflow = workflow_with_status(WORKFLOW_TASKS)
-            workflow_bytes = len(orjson.dumps(running_workflow))
-
-            def update(client: ApiServerClient) -> Callable[[], Any]:
-                return lambda: client.admit("workflows", running_workflow, operation="UPDATE",
-                                            old_object=running_workflow)
-
-            workflow_baseline = measure(update(client), WORKFLOW_REQUESTS)
-            base.stop()
-
-            settings = WebhookConfig(host="127.0.0.1", port=0, cert_dir=root, policy_path=root / "policy.yaml",
-                                      redis_url=redis.url)
-            off = WebhookConfig(host="127.0.0.1", port=0, cert_dir=root)
-            results = {}
-            for name, config, pod in (
-                ("wfboost, memoization off", off, miss_pod),
-                ("wfboost, miss (lookup + annotate)", settings, miss_pod),
-                ("wfboost, hit (lookup + replay)", settings, hit_pod),
-            ):
-                server = WebhookServer(config)
-                server.load_now()
-                port = free_port()
-                running = Serving(server.build_app(), server.tls, port)
-                client = ApiServerClient(port, root / "ca.crt")
-                results[name] = measure(lambda client=client, pod=pod: client.admit("pods", pod))  # type: ignore[misc]
-                if config is settings:
-                    stored = client.admit("workflows", running_workflow, operation="UPDATE",
-                                          old_object=running_workflow).object
-                    workflow_results = measure(update(client), WORKFLOW_REQUESTS)
-                running.stop()
-            latch_lines = measure_latching(root, redis.url)
-        finally:
-            redis.stop()
-    base_p50 = statistics.median(baseline)
-    print(f"admission of one Argo pod over HTTPS, {REQUESTS} sequential requests each, one client")
-    print(f"{'':<34} {'p50':>11} {'p99':>11} {'p50 vs baseline':>16}")
-    print(row("baseline: bare HTTPS allow", baseline, base_p50))
-    for name, samples in results.items():
-        print(row(name, samples, base_p50))
-    print()
-    stored_bytes = len(orjson.dumps(stored))
-    print(f"a controller's UPDATE of a Workflow with the status of a {WORKFLOW_TASKS}-task Kubeflow run "
-          f"({workflow_bytes / 2**20:.2f} MiB, stored as {stored_bytes / 2**20:.2f} MiB), {WORKFLOW_REQUESTS} requests")
-    print(f"{'':<34} {'p50':>11} {'p99':>11} {'p50 vs baseline':>16}")
-    workflow_base_p50 = statistics.median(workflow_baseline)
-    print(row("baseline: bare HTTPS allow", workflow_baseline, workflow_base_p50))
-    print(row("wfboost, status compressed", workflow_results, workflow_base_p50))
-    print()
-    print("\n".join(status_report()))
-    print()
-    print("\n".join(latch_lines))
+    parser = argparse.ArgumentParser(description="wfboost's admission paths under load, beside a floor")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement (default 10)")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="where benchmarks.md and its plots go")
+    args = parser.parse_args()
+    try:
+        loadgen.require_tools()
+    except loadgen.LoadError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="wfboost-bench-") as tmp, _processes() as procs:
+        results = run_all(Path(tmp), procs, args.seconds)
+    results["elapsed_s"] = time.monotonic() - started
+    results["machine"] = machine()
+    text = report.write(results, args.out)
+    print(text)
+    say(f"wrote {args.out / 'benchmarks.md'} in {results['elapsed_s']:.0f} s")
     return 0
 
 
-def workflow_with_status(tasks: int) -> dict[str, Any]:
-    return {
+@contextlib.contextmanager
+def _processes() -> Iterator[Processes]:
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
+    write_local_material(root, root / "ca.crt")  # tls.crt and tls.key: the servers' --cert-dir
+    (root / "policy.yaml").write_text(POLICY)
+    procs.redis = redis = start_redis()
+    procs.cluster = EmulatedCluster({NAMESPACE: {}, "wfboost": {}}).start()
+    kubeconfig = procs.cluster.write_kubeconfig(root / "kubeconfig")
+    sidestore_url, token = start_sidestore(procs, root, redis, kubeconfig)
+    paths = admission_paths(redis)
+    results: dict[str, Any] = {"paths": {}, "rates": {}, "workers": {}}
+
+    for workers in (1, 2):
+        floor = Server.floor(root, workers)
+        webhook = Server.webhook(root, workers, redis, sidestore_url, token)
+        try:
+            chosen = paths if workers == 1 else [p for p in paths if p.name in ("pod CREATE, miss", "pod CREATE, hit")]
+            for path in chosen:
+                say(f"closed loop, {workers} worker(s): {path.name} ({path.connections} connections, "
+                    f"{seconds * path.longer:.0f} s)")
+                measured = {server.name: loadgen.closed_loop(server.url(path.route), path.body,
+                                                             seconds=seconds * path.longer,
+                                                             connections=path.connections, counter=path.counter)
+                            for server in (floor, webhook)}
+                (results["paths"] if workers == 1 else results["workers"])[path.name] = measured
+                if workers == 1:
+                    results["workers"].setdefault(path.name + " (1 worker)", measured)
+            if workers == 1:
+                for path in paths[:2]:  # pass-through and miss: hey repeats one body (see report.py)
+                    for rate, connections in RATES:
+                        say(f"fixed rate {rate}/s, {connections} connection(s): {path.name}")
+                        results["rates"].setdefault(path.name, {})[(rate, connections)] = {
+                            server.name: loadgen.fixed_rate(server.url(path.route), path.body, rate, seconds=seconds,
+                                                            connections=connections)
+                            for server in (floor, webhook)}
+        finally:
+            floor.stop()
+            webhook.stop()
+
+    say("Redis memory per 100,000 cache entries")
+    results["redis_memory"] = redis_memory(redis)
+    say("shrinking: corpus workflows and Kubeflow-shaped workflows of 100 to 5,000 tasks")
+    results["shrink"] = sizes.measure()
+    say("status compression beside Go's default gzip level")
+    results["status"] = status_report()
+    say("latching: 100 identical steps at once")
+    results["latch"] = measure_latching(root, redis.url)
+    results["versions"] = {**loadgen.versions(), "valkey": redis_version(redis)}
+    return results
+
+
+# --- the bodies ---------------------------------------------------------------------------------------------
+
+
+def admission_paths(redis: RedisProcess) -> list[Path_]:
+    workflow = yaml.safe_load(default_workflow_text())
+    pods = plan_workflow(workflow, "v3.7.18", namespace=NAMESPACE).pods
+    outside = plan_workflow(workflow, "v3.7.18", namespace="elsewhere").pods[0].pod
+    miss, hit = pods[0].pod, copy.deepcopy(pods[1].pod)
+    record_hit(redis.url, hit)
+    for owner in hit["metadata"].get("ownerReferences") or []:
+        owner["uid"] = f"00000000-0000-4000-8000-{loadgen.COUNTER_TOKEN}"  # each request: another Workflow's node
+    created = kubeflow_compiled(2000, namespace=NAMESPACE)
+    running = {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-        "metadata": {"name": "pipeline-train-x7k2p", "namespace": "bench"},
+        "metadata": {"name": "pipeline-train-x7k2p", "namespace": NAMESPACE},
         "spec": {"entrypoint": "entrypoint", "templates": [{"name": "entrypoint", "dag": {"tasks": []}}]},
-        "status": {"phase": "Running", "nodes": kubeflow_run_nodes(tasks)},
+        # 3 nodes per task: the largest Kubeflow status an UPDATE can carry under the API server's 3 MiB limit
+        "status": {"phase": "Running", "nodes": kubeflow_run_nodes(UPDATE_TASKS)},
     }
+    return [
+        Path_("pod CREATE, pass-through", "pods", orjson.dumps(review_for_object(outside))),
+        Path_("pod CREATE, miss", "pods", orjson.dumps(review_for_object(miss))),
+        Path_("pod CREATE, hit", "pods", orjson.dumps(review_for_object(hit)), counter=True),
+        Path_("Workflow CREATE, 2,000 Kubeflow tasks", "workflows", orjson.dumps(review_for_object(created)),
+              connections=1, longer=3.0),
+        Path_(f"Workflow UPDATE, {3 * UPDATE_TASKS + 1:,}-node status", "workflows", orjson.dumps(review_for_object(
+            running, operation="UPDATE", old_object=running)), connections=2, longer=2.0),
+    ]
 
 
 def record_hit(url: str, pod: dict[str, Any]) -> None:
@@ -168,8 +196,8 @@ def record_hit(url: str, pod: dict[str, Any]) -> None:
         "artifacts": [{"name": a["name"], "path": a["path"], "s3": {"key": "bench/" + a["name"]}}
                       for a in outputs.get("artifacts") or []],
         "image": step.main["image"], "image_id": "", "recorded_at": "2026-11-22T00:00:00Z",
-        "producer": {"namespace": "bench", "workflow": "w", "workflow_uid": "u", "node_id": "n", "node_name": "w.s",
-                     "pod": "p"},
+        "producer": {"namespace": NAMESPACE, "workflow": "w", "workflow_uid": "u", "node_id": "n",
+                     "node_name": "w.s", "pod": "p"},
     }
 
     async def write() -> None:
@@ -180,6 +208,142 @@ def record_hit(url: str, pod: dict[str, Any]) -> None:
             await client.aclose()
 
     asyncio.run(write())
+
+
+# --- the servers --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def url(self, route: str) -> str:
+        return f"https://127.0.0.1:{self.port}/mutate/{route}"
+
+    @classmethod
+    def floor(cls, root: Path, workers: int) -> Server:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wfboost_dev.bench.floor", "--port", str(port), "--cert-dir", str(root),
+             "--workers", str(workers)], start_new_session=True, stderr=subprocess.DEVNULL)
+        server = cls("floor", process, port)
+        server.wait(lambda: _answers(port))
+        return server
+
+    @classmethod
+    def webhook(cls, root: Path, workers: int, redis: RedisProcess, sidestore_url: str, token: Path) -> Server:
+        port, status = free_port(), free_port()
+        log = (root / f"webhook-{workers}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wfboost", "serve", "--workers", str(workers), "--host", "127.0.0.1",
+             "--port", str(port), "--metrics-port", str(status), "--cert-dir", str(root),
+             "--policy", str(root / "policy.yaml"), "--redis-url", redis.url, "--namespace", "wfboost",
+             "--sidestore-url", sidestore_url, "--sidestore-token-file", str(token),
+             "--sidestore-ca", str(root / "sidestore-ca.crt"), "--log-level", "WARNING"],
+            start_new_session=True, stdout=log, stderr=log)
+        server = cls("wfboost", process, port)
+        server.wait(lambda: _ready(status))
+        return server
+
+    def wait(self, ready: Any) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench: the {self.name} server exited ({self.process.returncode})")
+            if ready():
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"bench: the {self.name} server was not ready within 60 s")
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def _ready(port: int) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+        return bool(answer.status == 200)
+    return False
+
+
+# --- Redis ----------------------------------------------------------------------------------------------------
+
+
+def redis_memory(redis: RedisProcess, entries: int = 100_000) -> dict[str, float]:
+    """Used memory before and after recording `entries` distinct entries shaped like a step's (one parameter, one
+    artifact), through the store's own write path, in a database of their own."""
+    url = redis.url.rsplit("/", 1)[0] + "/3"
+
+    async def fill() -> tuple[int, int]:
+        client = redis_client.connect(url)
+        try:
+            await client.flushdb()  # database 3 of the Valkey this run started: nothing else is in it
+            before = int((await client.info("memory"))["used_memory"])
+            store = CacheStore(client)
+            for start in range(0, entries, 50):  # the pool holds 100 connections
+                await asyncio.gather(*(store.record(_entry(i), retention=timedelta(days=90))
+                                       for i in range(start, min(entries, start + 50))))
+            after = int((await client.info("memory"))["used_memory"])
+            await client.flushdb()
+            return before, after
+        finally:
+            await client.aclose()
+
+    before, after = asyncio.run(fill())
+    return {"entries": entries, "bytes": after - before, "per_entry": (after - before) / entries}
+
+
+def _entry(index: int) -> Any:
+    key = f"{index:064x}"
+    return {
+        "key": key, "entry_id": f"e{index}", "finished_at": "2026-11-22T00:00:00Z",
+        "finished_ms": 1_790_000_000_000 + index, "staleness_s": 604800, "ran_ms": 61_000,
+        "parameters": [{"name": "accuracy", "value": "0.9312"}],
+        "artifacts": [{"name": "model", "path": "/tmp/model",
+                       "s3": {"key": f"churn/wfboost-run-{index:012d}/model.tgz"}}],
+        "image": "ghcr.io/example/train@sha256:" + "b" * 64, "image_id": "", "recorded_at": "2026-11-22T00:00:00Z",
+        "producer": {"namespace": NAMESPACE, "workflow": f"train-{index}", "workflow_uid": f"uid-{index}",
+                     "node_id": f"train-{index}-1234", "node_name": f"train-{index}.fit", "pod": f"train-{index}-fit"},
+    }
+
+
+def redis_version(redis: RedisProcess) -> str:
+    async def ask() -> str:
+        client = redis_client.connect(redis.url)
+        try:
+            info = await client.info("server")
+            return str(info.get("valkey_version") or info.get("redis_version") or "?")
+        finally:
+            await client.aclose()
+
+    return asyncio.run(ask())
+
+
+def machine() -> dict[str, str]:
+    model = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpus:
+        model = next((line.split(":", 1)[1].strip() for line in cpus if line.startswith("model name")), "?")
+    memory = "?"
+    with contextlib.suppress(OSError), open("/proc/meminfo") as info:
+        kib = int(next(line.split()[1] for line in info if line.startswith("MemTotal")))
+        memory = f"{kib / 2**20:.0f} GiB"
+    return {"cpu": model, "cores": str(os.cpu_count()), "memory": memory, "python": platform.python_version(),
+            "kernel": platform.release()}
 
 
 if __name__ == "__main__":

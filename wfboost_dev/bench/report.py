@@ -1,0 +1,176 @@
+"""docs/benchmarks.md and its plots, from one `make bench` run: every number beside the floor of the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wfboost_dev.bench.loadgen import Result
+
+COMMAND = "make bench"
+
+
+def write(results: dict[str, Any], out: Path) -> str:
+    plots = _plots(results, out)
+    text = "\n".join(_document(results, plots)) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.md").write_text(text)
+    return text
+
+
+def _document(r: dict[str, Any], plots: list[str]) -> list[str]:
+    m, v = r["machine"], r["versions"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{COMMAND}` (wfboost_dev/bench) in {r['elapsed_s']:.0f} s; every wfboost number stands beside the "
+        "floor measured in the same run with the same load generator. Re-run it on your machine: absolute numbers "
+        "depend on it, ratios much less.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Linux {m['kernel']}; Python {m['python']}; "
+        f"Valkey {v['valkey']}; wrk {v['wrk']}, hey {v['hey']}. The load generator, the server, Valkey and the "
+        "side store share these cores.",
+        "",
+        "The floor (`wfboost_dev/bench/floor.py`) is the same aiohttp server, TLS and worker model as `wfboost serve`, "
+        "answering \"allowed\" after parsing the review: what any webhook in Python costs. wfboost runs as users run "
+        "it: `wfboost serve` as a process, a real Valkey, a real side store.",
+        "",
+        "## Closed loop (wrk, keep-alive HTTPS, one worker process)",
+        "",
+        "8 connections for pods, 2 for Workflows (a 2,000-task CREATE is planned in ~1 s of CPU). Each hit is another "
+        "node (the wrk script gives each request another Workflow uid): a node served a hit before is answered "
+        "`rerun`, and a repeated body would measure that path instead.",
+        "",
+        "| path | floor req/s | wfboost req/s | × floor | p50 ms | p99 ms | p99.9 ms | floor p50 / p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, pair in r["paths"].items():
+        lines.append(_closed_row(name, pair["floor"], pair["wfboost"]))
+    lines += [
+        "",
+        "## Fixed offered load (hey, keep-alive HTTPS)",
+        "",
+        "hey throttles each connection to its share of the rate and sends one body, so the hit path (another node per "
+        "request) is measured closed-loop only; it records latency to 0.1 ms. Its workers' tickers start together: "
+        "with 8 connections the requests arrive in bursts of 8, and the last of a burst waits for the seven before "
+        "it, which is most of the latency far from saturation (compare the one-connection row at the same rate: "
+        "there it is one request's own time).",
+        "",
+        "| path | offered req/s | connections | achieved | p50 ms | p99 ms | p99.9 ms | floor p50 / p99 / p99.9 ms | "
+        "p50 × floor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, by_rate in r["rates"].items():
+        for (rate, connections), pair in by_rate.items():
+            floor, ours = pair["floor"], pair["wfboost"]
+            lines.append(
+                f"| {name} | {rate} | {connections} | {ours.rate:,.0f} | {ours.p50_ms:.1f} | {ours.p99_ms:.1f} | "
+                f"{ours.p999_ms:.1f} | "
+                f"{floor.p50_ms:.1f} / {floor.p99_ms:.1f} / {floor.p999_ms:.1f} | {_ratio(ours.p50_ms, floor.p50_ms)} |"
+            )
+    lines += ["", "## Worker processes (`wfboost serve --workers N`, the floor with the same N)", "",
+              "| path | workers | floor req/s | wfboost req/s | × floor | p99 ms |", "|---|---|---|---|---|---|"]
+    for name, pair in r["workers"].items():
+        label, workers = (name.removesuffix(" (1 worker)"), 1) if name.endswith("(1 worker)") else (name, 2)
+        floor, ours = pair["floor"], pair["wfboost"]
+        lines.append(f"| {label} | {workers} | {floor.rate:,.0f} | {ours.rate:,.0f} | "
+                     f"{_ratio(ours.rate, floor.rate)} | {ours.p99_ms:.1f} |")
+    memory = r["redis_memory"]
+    lines += ["", "## Redis memory", "",
+              f"{memory['entries']:,} entries recorded through the store's own write path (one parameter, one "
+              f"artifact each, as a typical step): {memory['bytes'] / 2**20:,.1f} MiB of `used_memory`, "
+              f"{memory['per_entry']:,.0f} bytes per entry.", ""]
+    lines += _shrink_section(r["shrink"])
+    lines += ["", "## Status compression", "", "```", *r["status"], "```", "", "## Latching", "", "```", *r["latch"],
+              "```", ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}](benchmarks/{name})" for name in plots] + [""]
+    lines += ["## Not measured yet", "",
+              "- etcd bytes for a reference run (N workflows × M steps, some hits) with and without wfboost.",
+              "- the task-result path (WorkflowTaskResult shrinking is not built; replayed task results are restored "
+              "on the same route and measured by the tests, not here)."]
+    return lines
+
+
+def _closed_row(name: str, floor: Result, ours: Result) -> str:
+    return (f"| {name} | {floor.rate:,.0f} | {ours.rate:,.0f} | {_ratio(ours.rate, floor.rate)} | {ours.p50_ms:.2f} | "
+            f"{ours.p99_ms:.2f} | {ours.p999_ms:.2f} | {floor.p50_ms:.2f} / {floor.p99_ms:.2f} | "
+            f"{ours.errors + floor.errors} |")
+
+
+def _ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.2f}" if floor else "-"
+
+
+def _shrink_section(shrink: dict[str, Any]) -> list[str]:
+    lines = ["## Shrinking", "",
+             "Kubeflow-shaped workflows as Kubeflow v2 compiles them (wfboost_dev/argosim/kubeflow.py), planned as the "
+             "webhook plans them at CREATE: with the default policy (values of 4 KiB and more move), and with "
+             "`shrink.controllerVersion: 3.7.10` or later, where a task's static arguments also travel as one row of "
+             "an argument table (docs/shrinking.md). etcd refuses more than 1,572,864 bytes.", "",
+             "| tasks | as compiled | defaults | plan s | controllerVersion ≥ 3.7.10 | plan s |",
+             "|---|---|---|---|---|---|"]
+    for row in shrink["kubeflow"]:
+        lines.append(f"| {row['tasks']:,} | {row['before']:,} | {row['defaults']:,} | {row['defaults_s']:.2f} | "
+                     f"{row['tables']:,} | {row['tables_s']:.2f} |")
+    corpus = shrink["corpus"]
+    lines += [""]
+    if not corpus["defaults"]["present"]:
+        return [*lines, f"The corpus was not at {corpus['defaults']['path']}: no corpus table."]
+    lines += ["Every Workflow, WorkflowTemplate and CronWorkflow of the corpus (../shared/corpus): with the defaults "
+              "(objects under 64 KiB are left alone), and with every threshold at its lowest (what could move).", "",
+              "| corpus folder | objects | shrunk (defaults) | bytes before | after (defaults) | shrunk (lowest) | "
+              "after (lowest) |", "|---|---|---|---|---|---|---|"]
+    lowest = corpus["lowest"]["folders"]
+    for folder, tally in corpus["defaults"]["folders"].items():
+        if tally["objects"]:
+            low = lowest[folder]
+            lines.append(f"| {folder} | {tally['objects']} | {tally['shrunk']} | {tally['before']:,} | "
+                         f"{tally['after']:,} | {low['shrunk']} | {low['after']:,} |")
+    return lines
+
+
+def _plots(r: dict[str, Any], out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    folder = out / "benchmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, by_rate in r["rates"].items():
+        keys = sorted(k for k in by_rate if k[1] == 8)
+        rates = [k[0] for k in keys]
+        axis.plot(rates, [by_rate[k]["wfboost"].p99_ms for k in keys], marker="o", label=f"wfboost {name}, p99")
+        axis.plot(rates, [by_rate[k]["wfboost"].p50_ms for k in keys], marker=".", label=f"wfboost {name}, p50")
+    first = next(iter(r["rates"].values()))
+    keys = sorted(k for k in first if k[1] == 8)
+    rates = [k[0] for k in keys]
+    axis.plot(rates, [first[k]["floor"].p99_ms for k in keys], "k--", label="floor, p99")
+    axis.plot(rates, [first[k]["floor"].p50_ms for k in keys], "k:", label="floor, p50")
+    axis.set_xlabel("offered load (req/s)")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title("Admission latency vs offered load (hey, 8 connections)")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(folder / "latency-vs-load.png", dpi=100)
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    rows = r["shrink"]["kubeflow"]
+    axis.plot([x["tasks"] for x in rows], [x["before"] / 2**20 for x in rows], marker="o", label="as compiled")
+    axis.plot([x["tasks"] for x in rows], [x["defaults"] / 2**20 for x in rows], marker="o",
+              label="stored, default policy")
+    axis.plot([x["tasks"] for x in rows], [x["tables"] / 2**20 for x in rows], marker="o",
+              label="stored, controllerVersion ≥ 3.7.10")
+    axis.axhline(1.5, color="red", linestyle="--", label="etcd's request limit (1.5 MiB)")
+    axis.set_xlabel("Kubeflow-shaped tasks")
+    axis.set_ylabel("Workflow size (MiB)")
+    axis.set_title("Workflow bytes vs tasks")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(folder / "bytes-vs-tasks.png", dpi=100)
+    plt.close(figure)
+    return ["latency-vs-load.png", "bytes-vs-tasks.png"]
