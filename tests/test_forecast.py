@@ -125,12 +125,39 @@ def test_placement_follows_the_controller() -> None:
     assert forecast(spec)[("t", "run")].reason == "host_namespace"
 
 
+def test_each_placement_and_what_the_controller_merges_are_said() -> None:
+    """One template called from a Linux and a Windows steps template: two forecasts. templateDefaults are merged
+    by the controller field by field (strategic merge), which the forecast does not repeat: it says so; and a script
+    template reads its own image, not a container default's."""
+    spec: dict[str, Any] = {
+        "entrypoint": "main",
+        "templates": [
+            {"name": "main", "steps": [[{"name": "l", "template": "linux"}, {"name": "w", "template": "win"}]]},
+            {"name": "linux", "steps": [[{"name": "x", "template": "t"}]]},
+            {"name": "win", "nodeSelector": {"kubernetes.io/os": "windows"},
+             "steps": [[{"name": "y", "template": "t"}]]},
+            {"name": "t", "container": {"image": DIGEST}},
+        ],
+    }
+    found = forecast_workflow(spec, POLICY.memoize_settings_for("ml"), POLICY.latch_settings_for("ml")).steps
+    assert sorted((f.calls, f.reason or "memoized") for f in found) == [
+        (("linux/x",), "memoized"), (("win/y",), "windows_node")]
+    spec["templates"][3] = {"name": "t", "script": {"image": "python:3.11", "source": "print(1)"}}
+    spec["templateDefaults"] = {"container": {"image": DIGEST}}
+    for step_forecast in forecast_workflow(spec, POLICY.memoize_settings_for("ml"),
+                                           POLICY.latch_settings_for("ml")).steps:
+        if step_forecast.calls == ("linux/x",):
+            assert step_forecast.reason == "image_not_pinned"
+            assert any("templateDefaults" in why for why in step_forecast.run_time)
+
+
 def test_a_workflow_template_forecasts_every_template_it_offers() -> None:
     spec = {"templates": [{"name": "a", "container": {"image": DIGEST}}, {"name": "b", "script": {
         "image": DIGEST, "source": "print(1)", "command": ["python"]}}]}
     steps = forecast(spec, whole_object=False)
     assert steps[("a", "run")].memoized and steps[("b", "run")].memoized
     assert steps[("a", "run")].calls == ("called by name from other objects",)
+    assert any("calling Workflow's podMetadata" in why for why in steps[("a", "run")].run_time)
 
 
 def _context(pod: dict[str, Any], node_name: str) -> str:
@@ -159,7 +186,12 @@ def test_the_forecast_agrees_with_the_webhook_on_every_pod_of_the_corpus(folder:
             workflow = as_workflow(copy.deepcopy(document))
             if isinstance(workflow, str) or workflow["spec"].get("workflowTemplateRef"):
                 continue
-            steps = forecast(workflow["spec"], policy)
+            found = forecast_workflow(workflow["spec"], policy.memoize_settings_for("ml"),
+                                      policy.latch_settings_for("ml")).steps
+            placements: dict[tuple[str, str], list[StepForecast]] = {}
+            for step_forecast in found:
+                placements.setdefault((step_forecast.template, step_forecast.context), []).append(step_forecast)
+            steps = {key: forecasts[0] for key, forecasts in placements.items() if len(forecasts) == 1}
             try:
                 built, _ = expand_workflow(workflow).build_pods(layout=V3_7, config=QUICK_START_CONFIG)
             except Exception:  # the simulator cannot expand every example (loops over outputs, resources…)

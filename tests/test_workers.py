@@ -159,3 +159,38 @@ wfboost_valid {count}
                          ("wfboost_seconds_count", None): 5.0, ("wfboost_seconds_sum", None): 1.0}
     assert [(s.labels, s.value) for s in merged["wfboost_valid"].samples] == [({"worker": "0"}, 2.0),
                                                                              ({"worker": "1"}, 3.0)]
+
+
+def test_a_signal_to_the_whole_process_group_is_a_clean_stop(serve_workers: Any) -> None:
+    """Ctrl-C, systemd and `tini -g` signal every process: the workers drain, the parent's own SIGTERM may then
+    reach a worker that has finished, and the stop is still clean."""
+    served = serve_workers(2)
+    workers = children(served.process.pid)
+    for pid in [served.process.pid, *workers]:
+        os.kill(pid, signal.SIGTERM)
+    assert served.process.wait(timeout=30) == 0
+    assert not any(alive(pid) for pid in workers)
+
+
+async def test_a_worker_that_answers_late_keeps_its_last_counts() -> None:
+    """Counters summed over the workers never go back when one worker misses a scrape (Prometheus would take it
+    for a reset): its last page stands in."""
+    from wfboost.webhook.workers import WorkerStatus
+
+    page = "# HELP wfboost_x_total x\n# TYPE wfboost_x_total counter\nwfboost_x_total {value}\n"
+    answers = [{"a": page.format(value=100), "b": page.format(value=100)}, {"a": page.format(value=101)}]
+    status = WorkerStatus(["a", "b"])
+
+    async def get(socket_path: str, path: str) -> tuple[int, str]:
+        found = answers[0].get(socket_path)
+        if found is None:
+            raise TimeoutError
+        return 200, found
+
+    status._get = get  # type: ignore[method-assign]
+    totals = []
+    for _ in range(2):
+        await status.refresh()
+        totals.append(sum(s.value for family in status.collect() for s in family.samples))
+        answers.pop(0)
+    assert totals == [200.0, 201.0]

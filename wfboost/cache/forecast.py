@@ -30,6 +30,7 @@ Context = Literal["run", "exit_handler", "hook"]
 _POD_TEMPLATE_KINDS: frozenset[TemplateKind] = frozenset(
     {"container", "script", "containerSet", "resource", "data", "http", "plugin"}
 )
+BY_NAME = "called by name from other objects"
 _ARGOEXEC_KINDS: frozenset[TemplateKind] = frozenset({"resource", "data"})
 _SUBSTITUTED = re.compile(r"\{\{")
 
@@ -59,8 +60,10 @@ class WorkflowForecast:
 @dataclass
 class _Walk:
     templates: Mapping[str, Mapping[str, Any]]
-    calls: dict[tuple[str, Context], list[str]] = field(default_factory=dict)
-    boundary: dict[tuple[str, Context], Mapping[str, Any]] = field(default_factory=dict)
+    # Keyed by template, context and the placement its steps/DAG template gives (node selector, affinity): one
+    # template called from two steps/DAG templates that place pods differently gets two forecasts.
+    calls: dict[tuple[str, Context, str], list[str]] = field(default_factory=dict)
+    boundary: dict[tuple[str, Context, str], Mapping[str, Any]] = field(default_factory=dict)
     inline: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     elsewhere: set[str] = field(default_factory=set)
     seen: set[tuple[str, Context]] = field(default_factory=set)
@@ -84,15 +87,15 @@ def forecast_workflow(
     for name, hook in _hooks(spec.get("hooks")):
         _reach(walk, hook, "exit_handler" if name == "exit" else "hook", f"hooks.{name}", {}, "workflow")
     unreached = sorted(n for n, t in templates.items() if template_kind(t) in _POD_TEMPLATE_KINDS
-                       and not any((n, c) in walk.calls for c in ("run", "exit_handler", "hook")))
+                       and not any(key[0] == n for key in walk.calls))
     if not whole_object:
         for name in unreached:
-            walk.calls[(name, "run")] = ["called by name from other objects"]
+            walk.calls[(name, "run", "")] = [BY_NAME]
         unreached = []
     steps = [
         _forecast(spec, walk.inline.get(name) or templates[name], name, context, tuple(calls),
-                  walk.boundary.get((name, context), {}), memoize, latch)
-        for (name, context), calls in sorted(walk.calls.items())
+                  walk.boundary.get((name, context, placed), {}), memoize, latch)
+        for (name, context, placed), calls in sorted(walk.calls.items())
     ]
     return WorkflowForecast(tuple(steps), tuple(sorted(walk.elsewhere)), tuple(unreached))
 
@@ -104,8 +107,9 @@ def _visit(walk: _Walk, name: str, context: Context, via: str, boundary: Mapping
             walk.elsewhere.add(f"template {name} (not in this object)")
         return
     if template_kind(template) in _POD_TEMPLATE_KINDS:
-        walk.calls.setdefault((name, context), []).append(via)
-        walk.boundary.setdefault((name, context), boundary)
+        key = (name, context, repr((boundary.get("nodeSelector"), boundary.get("affinity"))))
+        walk.calls.setdefault(key, []).append(via)
+        walk.boundary.setdefault(key, boundary)
     if (name, context) in walk.seen:
         return
     walk.seen.add((name, context))
@@ -165,11 +169,18 @@ def _forecast_checked(
     spec: Mapping[str, Any], template: Mapping[str, Any], name: str, context: Context, calls: tuple[str, ...],
     boundary: Mapping[str, Any], memoize: EffectiveMemoize, latch: EffectiveLatch,
 ) -> StepForecast:
+    kind = template_kind(template)
     defaults = spec.get("templateDefaults")
     if isinstance(defaults, Mapping):
         template = {**{k: v for k, v in defaults.items() if k not in template}, **template}
-    step = _step(spec, template, name, context, boundary)
+    step = _step(spec, template, name, context, boundary, kind)
     run_time = tuple(_run_time(spec, template, step.pod))
+    if isinstance(defaults, Mapping) and defaults:
+        run_time += ("the controller merges templateDefaults into the template field by field (a strategic merge "
+                     "this forecast does not repeat)",)
+    if calls == (BY_NAME,):
+        run_time += ("called through templateRef, the calling Workflow's podMetadata, templateDefaults, volumes and "
+                     "node selectors apply, not this object's",)
     if step.template_kind in _ARGOEXEC_KINDS:  # the webhook stops at the pod's command (webhook/pods.py read_step)
         return StepForecast(name, context, calls, False, "template_resource",
                             f"a {step.template_kind} step: Argo's executor runs it, not the user's container")
@@ -187,19 +198,21 @@ def _forecast_checked(
 
 
 def _step(spec: Mapping[str, Any], template: Mapping[str, Any], name: str, context: Context,
-          boundary: Mapping[str, Any]) -> ArgoStep:
+          boundary: Mapping[str, Any], kind: TemplateKind) -> ArgoStep:
     """The parts of the step pod the eligibility rules read, placed as the controller places them."""
     pod_metadata, own = _mapping(spec.get("podMetadata")), _mapping(template.get("metadata"))
     labels = {**_mapping(pod_metadata.get("labels")), **_mapping(own.get("labels"))}
     if context == "exit_handler":
         labels[names.LABEL_ON_EXIT] = "true"
-    main = {**_mapping(template.get("container") or template.get("script")), "name": "main"}
+    main = {**_mapping(template.get("script" if kind == "script" else "container")), "name": "main"}
     claims = [{"name": _mapping(c.get("metadata")).get("name"), "persistentVolumeClaim": {
         "claimName": _mapping(c.get("metadata")).get("name")}} for c in _list(spec.get("volumeClaimTemplates"))]
     pod_spec: dict[str, Any] = {
         "containers": [main, *_list(template.get("sidecars"))],
         "initContainers": _list(template.get("initContainers")),
-        "volumes": [*_list(spec.get("volumes")), *claims, *_list(template.get("volumes"))],
+        # by name, the later wins: the template's, then the workflow's, then a claim (workflowpod.go
+        # addVolumeReferences)
+        "volumes": [*claims, *_list(spec.get("volumes")), *_list(template.get("volumes"))],
     }
     for key in ("nodeSelector", "affinity"):
         chosen = template.get(key) or boundary.get(key) or spec.get(key)

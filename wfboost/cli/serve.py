@@ -112,7 +112,12 @@ def run(args: argparse.Namespace) -> int:
         sidestore_ca_file=args.sidestore_ca,
     )
     if args.workers > 1:
-        return serve_workers(config, args.workers, _worker)
+        try:
+            return serve_workers(config, args.workers, _worker)
+        except OSError as exc:
+            print(f"wfboost serve: cannot listen on {args.host}:{args.metrics_port}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
     return _serve_here(config, args)
 
 

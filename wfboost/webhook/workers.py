@@ -23,6 +23,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -41,14 +42,18 @@ from wfboost.webhook.config import WebhookConfig
 log = logging.getLogger(__name__)
 
 _SUMMED = frozenset({"counter", "histogram", "summary", "unknown"})
-_STATUS_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+# Under the kubelet's default 1 s probe timeout: a busy worker answers late rather than making the probe fail.
+_STATUS_TIMEOUT = aiohttp.ClientTimeout(total=0.8)
 
 
 def serve_workers(config: WebhookConfig, workers: int, start_worker: Callable[[WebhookConfig], None]) -> int:
     """Fork `workers` processes that each run `start_worker(config-for-that-worker)`, supervise them, and serve the
     status port; the exit status for the command (0 after a stop that every worker drained, 1 otherwise)."""
     context = multiprocessing.get_context("fork")  # before any event loop or thread: nothing half-copied
-    sockets = [f"\0wfboost-webhook-{os.getpid()}-{index}" for index in range(workers)]
+    # Abstract names are per network namespace: a random part keeps two webhooks in one (hostNetwork, two
+    # containers of a pod, both usually PID 1) apart.
+    run = secrets.token_hex(8)
+    sockets = [f"\0wfboost-webhook-{run}-{index}" for index in range(workers)]
     processes: list[BaseProcess] = []
     for index, socket_path in enumerate(sockets):
         worker_config = replace(config, reuse_port=True, metrics_port=0, status_socket=socket_path)
@@ -87,7 +92,9 @@ async def _supervise(config: WebhookConfig, processes: list[BaseProcess], socket
     finally:
         await status.close()
         _stop_all(processes, config.shutdown_timeout + 5)
-    return 0 if not gone and all(p.exitcode == 0 for p in processes) else 1
+    # SIGTERM's default action is a clean end here: a worker that drained and removed its handler can still get
+    # the parent's SIGTERM when the whole process group was signalled (Ctrl-C, systemd, tini -g).
+    return 0 if not gone and all(p.exitcode in (0, -signal.SIGTERM) for p in processes) else 1
 
 
 def _stop_all(processes: Iterable[BaseProcess], timeout: float) -> None:
@@ -110,6 +117,7 @@ class WorkerStatus:
         self.sockets = sockets
         self.registry = CollectorRegistry(auto_describe=False)
         self._merged: list[Metric] = []
+        self._pages: dict[int, str] = {}  # each worker's last page: a late answer must not make counters go back
         self.registry.register(self)  # a collector: collect() below
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
@@ -141,9 +149,10 @@ class WorkerStatus:
 
     async def refresh(self) -> None:
         answers = await asyncio.gather(*(self._get(s, "/metrics") for s in self.sockets), return_exceptions=True)
-        pages = {index: answer[1] for index, answer in enumerate(answers)
-                 if not isinstance(answer, BaseException) and answer[0] == 200}
-        self._merged = merge_metrics(pages)
+        for index, answer in enumerate(answers):
+            if not isinstance(answer, BaseException) and answer[0] == 200:
+                self._pages[index] = answer[1]
+        self._merged = merge_metrics(self._pages)
 
 
 def merge_metrics(pages: dict[int, str]) -> list[Metric]:
