@@ -384,7 +384,7 @@ class Policy:
     memoize: MemoizeSettings = setting("memoize", default_factory=MemoizeSettings, doc="Memoization defaults.")
     latch: LatchSettings = setting("latch", default_factory=LatchSettings, doc="Latching defaults.")
     shrink: ShrinkSettings = setting(
-        "shrink", default_factory=ShrinkSettings, doc="Compressed status; moving values out (not built)."
+        "shrink", default_factory=ShrinkSettings, doc="Compressed status; Workflow values moved to the side store."
     )
     side_store: SideStoreSettings = setting("sideStore", default_factory=SideStoreSettings, doc="The side store.")
     overrides: tuple[NamespaceOverride, ...] = setting(
