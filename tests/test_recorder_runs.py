@@ -117,6 +117,45 @@ async def test_an_earlier_runs_task_result_is_not_joined_with_a_new_pod(cluster:
     assert tracks[str(P7D)]["parameters"] == [{"name": "rows", "value": "value of rows"}]
 
 
+async def test_an_earlier_runs_task_result_seen_while_recording_is_not_recorded(
+    cluster: Cluster, store: CacheStore
+) -> None:
+    """The two watches run concurrently: while this run's entry is being written (the recorder reads the Workflow
+    first), the task-result watch can hand over an earlier run's task result again (a replay after a reconnect,
+    or its deletion). What is recorded is the task result that was checked to belong to this run."""
+    ns = namespace()
+    pod = workflow_pods("v3.7.18", ns)["fetch"]
+    async with running(cluster, store, policy) as recorder:
+        old_result = declared_outputs(pod)
+        old_result["parameters"] = [{"name": "rows", "value": "from an earlier run"}]
+        await cluster.report(pod, old_result)
+        node = pod["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
+        path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns, node)
+        earlier = await cluster.kube.get(path)
+        await asyncio.sleep(1.1)  # creation times have a resolution of one second
+        await cluster.create_pod(pod)
+        await cluster.finish_pod(pod)
+        await recorder.housekeeping_pass()
+        read, gate = recorder.workflows.get, asyncio.Event()
+
+        async def slow_read(*args: Any, **kwargs: Any) -> Any:
+            await gate.wait()
+            return await read(*args, **kwargs)
+
+        recorder.workflows.get = slow_read  # type: ignore[method-assign]
+        await cluster.kube.delete(path)
+        await cluster.report(pod, declared_outputs(pod))  # this run's own: the recorder starts writing it
+        for _ in range(200):
+            if any(state.recording for _, state in recorder.table.items()):
+                break
+            await asyncio.sleep(0.01)
+        await recorder.on_task_result("MODIFIED", earlier)  # the earlier run's, replayed meanwhile
+        await recorder.on_task_result("DELETED", earlier)
+        gate.set()
+        tracks = await recorded(store, expected_key(pod))
+    assert tracks[str(P7D)]["parameters"] == [{"name": "rows", "value": "value of rows"}]
+
+
 async def test_a_stopped_step_whose_pod_succeeded_is_not_recorded(cluster: Cluster, store: CacheStore) -> None:
     """`argo stop`: the controller marks the node Failed and signals the pod; a main that traps SIGTERM exits 0, so
     the pod ends Succeeded (exec_control.go applyExecutionControl). Only the node's phase tells."""

@@ -81,12 +81,14 @@ def stamped(obj: dict[str, Any], after: dict[str, Any] | None = None) -> dict[st
     its wait container's first write (scheduling, pulling, the init container), and creation times have whole
     seconds: the task result is stamped at least a second after the pod, as it would be."""
     meta = obj.setdefault("metadata", {})
-    meta.setdefault("uid", str(uuid.uuid4()))
+    if not meta.get("uid"):
+        meta["uid"] = str(uuid.uuid4())
     when = datetime.now(UTC)
     pod_created = ((after or {}).get("metadata") or {}).get("creationTimestamp")
     if pod_created:
         when = max(when, datetime.fromisoformat(pod_created.replace("Z", "+00:00")) + timedelta(seconds=1))
-    meta.setdefault("creationTimestamp", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if not meta.get("creationTimestamp"):  # absent, or null as a client serialises an unset time
+        meta["creationTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     return obj
 
 

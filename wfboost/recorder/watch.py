@@ -211,6 +211,8 @@ class Recorder:
         await self._try_record(ident, state)
 
     async def on_task_result(self, event_type: str, task_result: dict[str, Any]) -> None:
+        if event_type == "DELETED":
+            return  # what a deleted task result said is no run's report (a later run's may take its name)
         outputs = task_outputs(task_result)
         if outputs is None:
             return
@@ -324,17 +326,20 @@ class Recorder:
         if not state.ready:
             return
         assert state.step is not None and state.exit is not None and state.outputs is not None
-        step = state.step
-        if not belongs_to(state.outputs, step):
+        step, outputs = state.step, state.outputs
+        if not belongs_to(outputs, step):
             return  # an earlier run's task result: this run's own is still to come
         state.recording = True
         try:
-            await self._record(ident, state, step)
+            await self._record(ident, state, step, outputs)
         finally:
             state.recording = False
 
-    async def _record(self, ident: StepId, state: StepState, step: PendingStep) -> None:
-        assert state.exit is not None and state.outputs is not None
+    async def _record(self, ident: StepId, state: StepState, step: PendingStep, outputs: TaskOutputs) -> None:
+        """Record `outputs`, the task result checked to belong to this run. Never `state.outputs` after an await:
+        the task-result watch runs concurrently and may set it to another object meanwhile (an earlier run's,
+        replayed after a reconnect), whose outputs would then be filed under this run's key."""
+        assert state.exit is not None
         try:
             workflow = await self.workflows.get(step.namespace, step.workflow, uid=step.workflow_uid)
         except KubeError as exc:
@@ -348,7 +353,7 @@ class Recorder:
             return
         state.awaiting_node = False
         joined = verdict if isinstance(verdict, Refused) else join(
-            step, state.exit, state.outputs, now=datetime.now(UTC), workflow=workflow
+            step, state.exit, outputs, now=datetime.now(UTC), workflow=workflow
         )
         if isinstance(joined, Refused):
             log.info("%s/%s not recorded: %s", ident[0], ident[1], joined.detail)
