@@ -5,17 +5,20 @@ PYTHON    ?= python3
 # Debian packages the tests and `make run` use; installed only when missing.
 APT_PACKAGES ?= busybox-static
 
-.PHONY: setup test lint typecheck check package-check run bench clean
-
-setup: $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# The Debian packages of $(1) that are missing, installed (with sudo unless root).
+apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+.PHONY: setup test lint typecheck check package-check run bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(call apt_install,$(APT_PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -49,12 +52,7 @@ run: setup
 BENCH_APT_PACKAGES ?= wrk hey
 
 bench: setup
-	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing system packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	@$(call apt_install,$(BENCH_APT_PACKAGES))
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m wfboost_dev.bench
 

@@ -118,21 +118,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"wfboost serve: cannot listen on {args.host}:{args.metrics_port}: {exc.strerror or exc}",
                   file=sys.stderr)
             return 1
-    return _serve_here(config, args)
+    return _serve_here(config)
 
 
 def _worker(config: WebhookConfig) -> None:
     """One worker process (forked, logging already set up): its exit status is the parent's to read."""
-    sys.exit(_serve_here(config, argparse.Namespace(host=config.host, port=config.port)))
+    sys.exit(_serve_here(config))
 
 
-def _serve_here(config: WebhookConfig, args: argparse.Namespace) -> int:
+def _serve_here(config: WebhookConfig) -> int:
     try:
         asyncio.run(serve(config))
     except ServiceFailed as exc:
         print(f"wfboost serve: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"wfboost serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"wfboost serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0

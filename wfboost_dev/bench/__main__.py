@@ -19,6 +19,7 @@ import copy
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,7 @@ def say(text: str) -> None:
 
 
 @dataclass(frozen=True)
-class Path_:
+class AdmissionPath:
     """One admission path: its route, the review body, whether each request must be another node."""
 
     name: str
@@ -159,7 +160,7 @@ def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
 # --- the bodies ---------------------------------------------------------------------------------------------
 
 
-def admission_paths(redis: RedisProcess) -> list[Path_]:
+def admission_paths(redis: RedisProcess) -> list[AdmissionPath]:
     workflow = yaml.safe_load(default_workflow_text())
     pods = plan_workflow(workflow, "v3.7.18", namespace=NAMESPACE).pods
     outside = plan_workflow(workflow, "v3.7.18", namespace="elsewhere").pods[0].pod
@@ -176,13 +177,14 @@ def admission_paths(redis: RedisProcess) -> list[Path_]:
         "status": {"phase": "Running", "nodes": kubeflow_run_nodes(UPDATE_TASKS)},
     }
     return [
-        Path_("pod CREATE, pass-through", "pods", orjson.dumps(review_for_object(outside))),
-        Path_("pod CREATE, miss", "pods", orjson.dumps(review_for_object(miss))),
-        Path_("pod CREATE, hit", "pods", orjson.dumps(review_for_object(hit)), counter=True),
-        Path_("Workflow CREATE, 2,000 Kubeflow tasks", "workflows", orjson.dumps(review_for_object(created)),
-              connections=1, longer=3.0),
-        Path_(f"Workflow UPDATE, {3 * UPDATE_TASKS + 1:,}-node status", "workflows", orjson.dumps(review_for_object(
-            running, operation="UPDATE", old_object=running)), connections=2, longer=2.0),
+        AdmissionPath("pod CREATE, pass-through", "pods", orjson.dumps(review_for_object(outside))),
+        AdmissionPath("pod CREATE, miss", "pods", orjson.dumps(review_for_object(miss))),
+        AdmissionPath("pod CREATE, hit", "pods", orjson.dumps(review_for_object(hit)), counter=True),
+        AdmissionPath("Workflow CREATE, 2,000 Kubeflow tasks", "workflows",
+                      orjson.dumps(review_for_object(created)), connections=1, longer=3.0),
+        AdmissionPath(f"Workflow UPDATE, {3 * UPDATE_TASKS + 1:,}-node status", "workflows",
+                      orjson.dumps(review_for_object(running, operation="UPDATE", old_object=running)),
+                      connections=2, longer=2.0),
     ]
 
 
@@ -268,8 +270,6 @@ class Server:
 
 
 def _answers(port: int) -> bool:
-    import socket
-
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
     return False
