@@ -246,7 +246,6 @@ def test_example_policy_in_deploy_loads_and_means_what_its_comments_say() -> Non
         ("memoize: {maxStaleness: 7}", "memoize.maxStaleness: expected a string, got 7"),
         ("memoize: {maxStalenessLimit: 7}", "memoize.maxStalenessLimit: expected a string or null, got 7"),
         ("features: {latch: 1}", "features.latch: expected true or false, got 1"),
-        ("features: {shrinkTaskResults: true}", "features.shrinkTaskResults: shrinking task results is not built"),
         (
             "memoize: {namespaceSelector: {matchLabels: {a: 1}}}",
             "memoize.namespaceSelector.matchLabels.a: expected a string, got 1",

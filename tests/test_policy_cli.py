@@ -38,14 +38,14 @@ def test_validate_prints_every_problem_on_a_line_of_its_own(
     good.write_text(HEADER + "features: {memoize: true}\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        HEADER + "features: {shrinkTaskResults: true}\n"
+        HEADER + "features: {shrinkTaskResults: 1}\n"
         "memoize: {maxStaleness: P1M, replay: {resources: {limits: {cpu: 1}}}}\n"
     )
     code, out, err = run(capsys, "policy", "validate", str(good), str(bad))
     assert code == 1
     assert out == f"{good}: valid\n"
     assert err.splitlines() == [
-        f"{bad}: features.shrinkTaskResults: shrinking task results is not built yet; leave it off",
+        f"{bad}: features.shrinkTaskResults: expected true or false, got 1",
         f"{bad}: memoize.maxStaleness: 'P1M' is not an ISO-8601 duration (years and months have no fixed length; "
         "write days instead, e.g. P30D or P365D)",
     ]  # `cpu: 1` is a quantity Kubernetes accepts, and so does the policy

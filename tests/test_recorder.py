@@ -49,9 +49,10 @@ from wfboost.cache.store import CacheStore
 from wfboost.kube import resource_path
 from wfboost.policy import Policy, load_policy
 from wfboost.policy.controls import CACHE_HIT
-from wfboost.recorder.join import MainExit, PendingStep, TaskOutputs, join
+from wfboost.recorder.join import MainExit, PendingStep, Refused, TaskOutputs, join
 from wfboost.recorder.pending import PendingTable
 from wfboost.recorder.watch import Recorder, RecorderSettings
+from wfboost.shrink.refs import reference_for
 from wfboost.webhook.runs import write_once_ops
 from wfboost_dev.argosim.layouts import LAYOUTS, V3_7
 from wfboost_dev.argosim.pods import build_pod
@@ -480,6 +481,15 @@ def test_only_clean_exits_are_ever_joined_into_an_entry(exit_code: int, phase: s
                   now=datetime(2026, 3, 4, tzinfo=UTC))
     clean = exit_code == 0 and phase != "Failed" and reported_exit in (None, "0")
     assert isinstance(joined, dict) == clean
+
+
+def test_a_run_whose_outputs_were_moved_to_the_side_store_is_not_recorded() -> None:
+    """shrinkTaskResults replaced the value by a reference held by the Workflow's uid: an entry would outlive it."""
+    outputs = {**GOOD_OUTPUTS, "parameters": [{"name": "rows", "value": reference_for("3" * 5000).text}]}
+    joined = join(PENDING, MainExit(0, FINISHED_AT, IMAGE_ID), TaskOutputs(outputs, "Succeeded"),
+                  now=datetime(2026, 3, 4, tzinfo=UTC))
+    assert isinstance(joined, Refused) and joined.reason == "outputs_in_sidestore"
+    assert "rows" in joined.detail
 
 
 def test_the_pending_table_is_bounded_and_expires() -> None:

@@ -101,8 +101,7 @@ class Features:
     )
     shrink_task_results: bool = setting(
         "shrinkTaskResults", default=False,
-        doc="Move bulky values of WorkflowTaskResults to the side store (not built yet).",
-        unbuilt="shrinking task results is not built yet; leave it off",
+        doc="Move bulky step output values that only reach containers from WorkflowTaskResults to the side store.",
     )
 
 
@@ -211,7 +210,7 @@ class LatchSettings:
 
 @dataclass(frozen=True)
 class ShrinkSettings:
-    """The `shrink:` section: status compression and Workflow values moved out (built); task results (not built)."""
+    """The `shrink:` section: status compression, and Workflow and task-result values moved out."""
 
     value_threshold_bytes: int = setting(
         "valueThresholdBytes", default=4096, schema={"minimum": 256},

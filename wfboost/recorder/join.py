@@ -39,6 +39,7 @@ from wfboost.cache.marker import REPLAYED_ANNOTATION, BadMarker, read_marker
 from wfboost.cache.runs import RUN_ANNOTATION, is_run_id, written_by
 from wfboost.policy import EffectiveMemoize
 from wfboost.policy.controls import CACHE_HIT, CACHE_KEY
+from wfboost.shrink.refs import references_in
 
 # Argo's own archived container logs: the run's logs, not one of the step's outputs.
 LOG_ARTIFACTS = frozenset({"main-logs"})
@@ -364,6 +365,12 @@ def join(
         if value is None:
             return Refused("missing_output", f"output parameter {name!r} was not reported")
         parameters.append({"name": name, "value": str(value)})
+    moved = [p["name"] for p in parameters if references_in(p["value"])]
+    if moved:
+        # shrinkTaskResults moved them (wfboost.webhook.taskresults): the blobs are held by this Workflow's uid and
+        # collected after it, while an entry would replay the references for months
+        return Refused("outputs_in_sidestore", f"output parameter(s) {', '.join(moved)} hold side-store references, "
+                       "which live only as long as their Workflow")
     produced = [a for a in result.outputs.get("artifacts") or [] if isinstance(a, Mapping)]
     have = {str(a.get("name")) for a in produced}
     for name in step.declared_artifacts:

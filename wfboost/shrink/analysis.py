@@ -35,11 +35,12 @@ from typing import Any
 
 from wfboost.shrink.refs import MARK
 
-__all__ = ["Analysis", "analyse_workflow_arguments", "go_quotes_as_json", "mentions", "only_dollar_tags",
-           "uses_reason", "whole_spec_reason"]
+__all__ = ["TAG", "Analysis", "TextIndex", "analyse_workflow_arguments", "dotted", "go_quotes_as_json", "mentions",
+           "mentions_bare", "only_dollar_tags", "passed_argument", "strings", "template_at", "text_index",
+           "uses_in_scope", "uses_reason", "whole_spec_reason"]
 
 # Argo's simple tags allow spaces inside the braces (`{{ inputs.parameters.x }}`).
-_TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
 @dataclass
@@ -54,12 +55,12 @@ class Analysis:
 # Strings that can mention a parameter at all (every token is `workflow.parameters.…` or `inputs.parameters.…`),
 # found once per spec and grouped by the template they lie in (None: all of them). A 2,000-task Workflow has over a
 # million strings and a few thousand of these: each argument's check reads only these.
-_Index = dict[str | None, list[tuple[tuple[str | int, ...], str]]]
+TextIndex = dict[str | None, list[tuple[tuple[str | int, ...], str]]]
 
 
-def _index(spec: Mapping[str, Any]) -> _Index:
-    index: _Index = {None: []}
-    for path, text in _strings(spec, ()):
+def text_index(spec: Mapping[str, Any]) -> TextIndex:
+    index: TextIndex = {None: []}
+    for path, text in strings(spec, ()):
         if "parameters" in text:
             index[None].append((path, text))
             if len(path) >= 2 and path[0] == "templates" and isinstance(path[1], str):
@@ -78,7 +79,7 @@ def analyse_workflow_arguments(spec: Any) -> Analysis:
     whole = _whole_spec_reason(spec)
     templates = {t["name"]: t for t in spec.get("templates") or [] if isinstance(t, Mapping) and "name" in t}
     enums = {p["name"] for p in parameters if isinstance(p, Mapping) and "enum" in p}
-    index = _index(spec) if not whole else {}
+    index = text_index(spec) if not whole else {}
     for name in names:
         if whole:
             analysis.kept[name] = whole
@@ -88,7 +89,7 @@ def analyse_workflow_arguments(spec: Any) -> Analysis:
             continue
         receivers: set[str] = set()
         visited: set[tuple[str, str]] = set()
-        reason = _uses_reason(spec, templates, f"workflow.parameters.{name}", None, receivers, visited, index)
+        reason = uses_in_scope(spec, templates, f"workflow.parameters.{name}", None, receivers, visited, index)
         for entry in _argument_receivers(spec):
             if reason is not None:
                 break
@@ -130,7 +131,7 @@ def _received_reason(
     name: str,
     receivers: set[str],
     visited: set[tuple[str, str]],
-    index: _Index,
+    index: TextIndex,
 ) -> str | None:
     if entry is None or entry not in templates:
         return f"the Workflow's arguments go to a template not defined in this object ({entry or 'unnamed'})"
@@ -144,7 +145,7 @@ def _received_reason(
     if (entry, name) in visited:
         return None
     visited.add((entry, name))
-    return _uses_reason(spec, templates, f"inputs.parameters.{name}", entry, receivers, visited, index)
+    return uses_in_scope(spec, templates, f"inputs.parameters.{name}", entry, receivers, visited, index)
 
 
 # Identifiers through which an expression can read every value at once (`toJson(inputs)`, `workflow.parameters`):
@@ -156,8 +157,8 @@ def uses_reason(spec: Mapping[str, Any], templates: Mapping[str, Mapping[str, An
                 scope: str) -> str | None:
     """None when every mention of `token` in template `scope` is a container string or a simple pass-through (the
     same test as for a workflow argument; wfboost.shrink.bundling uses it for one template's inputs)."""
-    return _uses_reason(spec, templates, token, scope, set(), set(), {scope: [
-        (path, text) for path, text in _strings(templates[scope], ("templates", scope)) if "parameters" in text]})
+    return uses_in_scope(spec, templates, token, scope, set(), set(), {scope: [
+        (path, text) for path, text in strings(templates[scope], ("templates", scope)) if "parameters" in text]})
 
 
 def whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
@@ -169,7 +170,7 @@ def whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
 def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
     if spec.get("workflowTemplateRef"):
         return "the templates are in a WorkflowTemplate (workflowTemplateRef), not in this object"
-    for path, text in _strings(spec, ()):
+    for path, text in strings(spec, ()):
         if "templateRef" in path:
             return "a template comes from elsewhere (templateRef): it can read any argument unseen"
         if MARK in text:
@@ -177,11 +178,11 @@ def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
         if path and path[-1] == "expression" and _EXPRESSION_READS.search(text):
             return "an expression field reads values: the controller evaluates it"
         if path[:1] not in (("templates",), ("arguments",)) and any(
-                tag.strip().startswith("inputs.") for tag in _TAG.findall(text)):
+                tag.strip().startswith("inputs.") for tag in TAG.findall(text)):
             # spec.podSpecPatch, podMetadata, volumes, scheduling fields: the controller substitutes each pod's
             # template inputs into them (workflowpod.go processPodSpecPatch and substitutePodParams, v3.5.14 to v4.1.2)
-            return f"{_dotted(path)} reads template inputs: the controller substitutes them into every pod"
-        for tag in _TAG.findall(text):
+            return f"{dotted(path)} reads template inputs: the controller substitutes them into every pod"
+        for tag in TAG.findall(text):
             if tag.startswith("=") and _EXPRESSION_READS.search(tag):
                 return "an expression reads values: `{{=…}}` is evaluated by the controller"
             if tag in ("workflow.parameters", "workflow.parameters.json"):
@@ -189,20 +190,20 @@ def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _uses_reason(
+def uses_in_scope(
     spec: Mapping[str, Any],
     templates: Mapping[str, Mapping[str, Any]],
     token: str,
     scope: str | None,
     receivers: set[str],
     visited: set[tuple[str, str]],
-    index: _Index,
+    index: TextIndex,
 ) -> str | None:
     """None when every mention of `token` (in the whole spec, or in template `scope`) is a recognised use."""
     for path, text in index.get(scope, ()):
         if scope is not None and any(tag in ("inputs.parameters", "inputs.parameters.json")
-                                     for tag in _TAG.findall(text)):
-            return f"{_dotted(path)}: `{{{{inputs.parameters}}}}` hands every input over at once, as JSON"
+                                     for tag in TAG.findall(text)):
+            return f"{dotted(path)}: `{{{{inputs.parameters}}}}` hands every input over at once, as JSON"
         if not _mentions(text, token):
             continue
         reason = _use_reason(path, text, token, spec, templates, receivers, visited, index)
@@ -219,23 +220,24 @@ def _use_reason(
     templates: Mapping[str, Mapping[str, Any]],
     receivers: set[str],
     visited: set[tuple[str, str]],
-    index: _Index,
+    index: TextIndex,
 ) -> str | None:
-    where = _dotted(path)
-    if any(not _is_simple(tag, token) for tag in _TAG.findall(text) if _mentions(tag, token)) or _bare(text, token):
+    where = dotted(path)
+    if any(not _is_simple(tag, token) for tag in TAG.findall(text) if _mentions(tag, token)) or mentions_bare(
+            text, token):
         return f"{where}: used other than as a simple `{{{{{token}}}}}`"
-    template = _template_at(path, templates)
+    template = template_at(path, templates)
     if template is None:
         return f"{where}: outside the templates, where the controller reads it"
     rest = path[2:]
     if _container_string(rest):
         receivers.add(template)
         return None
-    passed = _passed_argument(rest, templates[template])
+    passed = passed_argument(rest, templates[template])
     if passed is None:
         return f"{where}: a field the controller evaluates or that is not a container's"
     task, argument = passed
-    if text.strip() != "{{" + token + "}}" and _TAG.fullmatch(text.strip()) is None:
+    if text.strip() != "{{" + token + "}}" and TAG.fullmatch(text.strip()) is None:
         return f"{where}: passed inside a longer string"
     if "templateRef" in task or not isinstance(task.get("template"), str):
         return f"{where}: passed to a template outside this Workflow"
@@ -252,7 +254,7 @@ def _use_reason(
     if (target, argument) in visited:
         return None
     visited.add((target, argument))
-    return _uses_reason(spec, templates, f"inputs.parameters.{argument}", target, receivers, visited, index)
+    return uses_in_scope(spec, templates, f"inputs.parameters.{argument}", target, receivers, visited, index)
 
 
 def _container_string(rest: tuple[str | int, ...]) -> bool:
@@ -267,7 +269,7 @@ def _container_string(rest: tuple[str | int, ...]) -> bool:
     return False
 
 
-def _passed_argument(rest: tuple[str | int, ...], template: Mapping[str, Any]) -> tuple[Mapping[str, Any], str] | None:
+def passed_argument(rest: tuple[str | int, ...], template: Mapping[str, Any]) -> tuple[Mapping[str, Any], str] | None:
     """(task or step, argument name) when the path is `dag.tasks[i].arguments.parameters[j].value` or
     `steps[g][k].arguments.parameters[j].value`."""
     match rest:
@@ -281,14 +283,14 @@ def _passed_argument(rest: tuple[str | int, ...], template: Mapping[str, Any]) -
     return (task, argument) if isinstance(argument, str) else None
 
 
-def _template_at(path: tuple[str | int, ...], templates: Mapping[str, Mapping[str, Any]]) -> str | None:
+def template_at(path: tuple[str | int, ...], templates: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The template a path lies in (paths inside templates are `("templates", <name>, …)`)."""
     if len(path) >= 2 and path[0] == "templates" and isinstance(path[1], str) and path[1] in templates:
         return path[1]
     return None
 
 
-def _strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every string in `node` with its path; templates are addressed by name (`("templates", name, …)`) and map
     keys are strings too (an annotation's key can hold a tag)."""
     if isinstance(node, str):
@@ -298,16 +300,16 @@ def _strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str
             if path == () and key == "templates" and isinstance(value, list):
                 for template in value:
                     if isinstance(template, Mapping) and isinstance(template.get("name"), str):
-                        yield from _strings(template, ("templates", template["name"]))
+                        yield from strings(template, ("templates", template["name"]))
                     else:
-                        yield from _strings(template, ("templates", "?"))
+                        yield from strings(template, ("templates", "?"))
                 continue
             if isinstance(key, str):
                 yield (*path, key, "<key>"), key
-            yield from _strings(value, (*path, key))
+            yield from strings(value, (*path, key))
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            yield from _strings(item, (*path, index))
+            yield from strings(item, (*path, index))
 
 
 def mentions(text: str, token: str) -> bool:
@@ -329,13 +331,13 @@ def _is_simple(tag: str, token: str) -> bool:
     return tag == token
 
 
-def _bare(text: str, token: str) -> bool:
+def mentions_bare(text: str, token: str) -> bool:
     """A mention outside any `{{…}}` tag (e.g. in an expression's body split across tags, or plain text)."""
-    outside = _TAG.sub("", text)
+    outside = TAG.sub("", text)
     return _mentions(outside, token)
 
 
-def _dotted(path: tuple[str | int, ...]) -> str:
+def dotted(path: tuple[str | int, ...]) -> str:
     parts: list[str] = []
     for part in path:
         if isinstance(part, int):

@@ -25,7 +25,7 @@ from wfboost.shrink.refs import PATTERN, reference_for
 from wfboost.shrink.restore import TEMPLATE_REFS_LABEL, TEMPLATE_REFS_UNREAD
 from wfboost.structs.patch import PatchOp
 
-__all__ = ["MAX_MOVED_BYTES", "RESTORE_LABEL", "SHRUNK_KINDS", "MovedValue", "WorkflowShrink", "malformed",
+__all__ = ["MAX_MOVED_BYTES", "RESTORE_LABEL", "SHRUNK_KINDS", "MovedValue", "WorkflowShrink", "label_ops", "malformed",
            "plan_workflow_shrink", "workflow_spec_of"]
 
 RESTORE_LABEL: Final = "wfboost.io/restore"
@@ -49,6 +49,7 @@ class WorkflowShrink:
     kept: dict[str, str] = field(default_factory=dict)  # argument name -> why it stays inline
     tables: list[TablePlan] = field(default_factory=list)
     untabled: dict[str, str] = field(default_factory=dict)  # called template -> why it has no argument table
+    labelled: set[str] = field(default_factory=set)  # templates given the restore label (by name, as sent)
     size_before: int = 0
     size_after: int = 0
 
@@ -163,7 +164,8 @@ def _planned(spec: Mapping[str, Any], settings: ShrinkSettings, whole: bool, siz
     saved += literals.saved
     if not plan.moved and not plan.tables:
         return "nothing_to_move"
-    labels = _label_ops(spec, receivers - tabled)
+    labels = label_ops(spec, receivers - tabled)
+    plan.labelled = receivers | tabled
     plan.ops.extend(labels)
     plan.ops.extend(op for table in plan.tables for op in table.ops)
     plan.size_after = size - saved + sum(len(orjson.dumps(op)) for op in labels)
@@ -255,7 +257,7 @@ def _offload_reason(receivers: set[str], templates: Mapping[str, Mapping[str, An
     return None
 
 
-def _label_ops(spec: Mapping[str, Any], receivers: set[str]) -> list[PatchOp]:
+def label_ops(spec: Mapping[str, Any], receivers: set[str]) -> list[PatchOp]:
     """`wfboost.io/restore: "true"` on each receiving template's metadata labels, built against the object as sent;
     on one that is not a script, also `wfboost.io/template-refs: unread` (restore.TEMPLATE_REFS_LABEL)."""
     ops: list[PatchOp] = []

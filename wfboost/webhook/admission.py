@@ -32,6 +32,7 @@ from wfboost.structs.patch import PatchOp
 from wfboost.webhook.errors import PatchDoesNotApply, SideStoreNotConfigured, StoreNotConfigured
 from wfboost.webhook.failopen import FailOpen, classify
 from wfboost.webhook.metrics import Metrics
+from wfboost.webhook.movable_outputs import MovableOutputs
 from wfboost.webhook.table_cache import TableCache
 from wfboost.webhook.wire import build_denial, build_response
 
@@ -73,6 +74,7 @@ class AdmissionContext:
     kube: ObjectApi | None = None  # for the rare reads (an offloaded Argo template)
     namespace_labels: Mapping[str, str] | None = None  # None when unknown: label-gated policy rules do not match
     tables: TableCache = field(default_factory=TableCache)  # argument tables already fetched, for restoring
+    movable_outputs: MovableOutputs = field(default_factory=MovableOutputs)  # Workflows' verdicts, for task results
     tally: CacheTally | None = None  # hits and misses for `wfboost cache stats`, written to Redis in the background
 
     def remaining(self) -> float:
@@ -124,6 +126,7 @@ class Admission:
     kube: ObjectApi | None = None
     namespace_labels: Callable[[str], Mapping[str, str] | None] = field(default=lambda namespace: None)
     tables: TableCache = field(default_factory=TableCache)
+    movable_outputs: MovableOutputs = field(default_factory=MovableOutputs)
     tally: CacheTally | None = None
 
     async def admit(self, route_name: str, review: AdmissionReview, budget: float) -> Outcome:
@@ -156,6 +159,7 @@ class Admission:
             metrics=self.metrics,
             namespace_labels=labels,
             tables=self.tables,
+            movable_outputs=self.movable_outputs,
             tally=self.tally,
         )
         try:

@@ -117,12 +117,13 @@ class ShrinkMetrics:
         self.bytes_saved = Counter(
             "wfboost_shrink_saved_bytes",
             "Bytes by which admitted objects were made smaller, by what was shrunk (status: node statuses stored "
-            "compressed; values: values moved to the side store)",
+            "compressed; values: Workflow values moved to the side store; outputs: task-result values moved)",
             ["what"],
             registry=self.registry,
         )
         self.bytes_saved.labels(what="status")
         self.bytes_saved.labels(what="values")
+        self.bytes_saved.labels(what="outputs")
         self.unrestored_pods = Counter(
             "wfboost_shrink_unrestored_pods",
             "Pods seen holding wfboost references without the restore mark (a gap to report: they run with them)",
@@ -130,7 +131,7 @@ class ShrinkMetrics:
         )
         self.values_moved = Counter(
             "wfboost_shrink_values_moved",
-            "Workflow values moved to the side store at CREATE (each replaced by a reference)",
+            "Values moved to the side store, each replaced by a reference (Workflows' at CREATE, task outputs)",
             registry=self.registry,
         )
 

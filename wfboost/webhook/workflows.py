@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from wfboost.argo.schema_limits import schema_limits_exceeded
+from wfboost.shrink.outputs import MOVABLE_OUTPUTS_ANNOTATION, plan_output_marks
 from wfboost.shrink.status import compress_status, status_nodes_json
 from wfboost.shrink.workflow import plan_workflow_shrink
 from wfboost.structs.admission import AdmissionRequest
@@ -36,7 +37,12 @@ async def admit_workflow(request: AdmissionRequest, ctx: AdmissionContext) -> De
     if (request.get("kind") or {}).get("kind", "Workflow") != "Workflow":
         return await _template_holder(request, workflow, ctx, create)
     warnings = schema_warnings(workflow.get("spec"), "spec", ctx) if create else []
-    decisions = [await _moved(request, workflow, ctx)] if create else []
+    decisions = []
+    if create:
+        moved, labelled = await _moved(request, workflow, ctx)
+        decisions += [moved, _outputs_marked(request, workflow, ctx, labelled)]
+    else:
+        decisions.append(_stale_output_marks(request, workflow))
     decisions.append(await _compressed(request, workflow, ctx))
     ops = [op for decision in decisions for op in decision.patch]
     patched = [decision.outcome for decision in decisions if decision.patch]
@@ -49,16 +55,18 @@ async def admit_workflow(request: AdmissionRequest, ctx: AdmissionContext) -> De
     return Decision(ops, outcome, warnings)
 
 
-async def _moved(request: AdmissionRequest, workflow: dict[str, object], ctx: AdmissionContext) -> Decision:
-    """Bulky arguments to the side store (before the answer: a pod may need them as soon as the Workflow exists)."""
+async def _moved(request: AdmissionRequest, workflow: dict[str, object],
+                 ctx: AdmissionContext) -> tuple[Decision, set[str]]:
+    """Bulky arguments to the side store (before the answer: a pod may need them as soon as the Workflow exists);
+    with the templates the patch gives the restore label."""
     namespace = request.get("namespace") or ""
     if not ctx.policy.shrink_workflows_in(namespace, ctx.namespace_labels):
-        return UNCHANGED
+        return UNCHANGED, set()
     if ctx.dry_run:
-        return Decision(outcome="dry_run")  # nothing written, so nothing may point at the side store either
+        return Decision(outcome="dry_run"), set()  # nothing written, so nothing may point at the side store either
     plan = plan_workflow_shrink(workflow, ctx.policy.shrink)
     if isinstance(plan, str):
-        return Decision(outcome=plan)
+        return Decision(outcome=plan), set()
     client = ctx.require_sidestore()
     await asyncio.gather(*(client.put(namespace, data) for data in plan.blobs()))
     ctx.metrics.shrink.values_moved.inc(len(plan.moved) + sum(table.calls * len(table.inputs) for table in plan.tables))
@@ -68,7 +76,44 @@ async def _moved(request: AdmissionRequest, workflow: dict[str, object], ctx: Ad
         workflow.get("kind") or "Workflow", namespace, request.get("name") or "(generateName)", len(plan.moved),
         len(plan.tables), plan.size_before, plan.size_after,
     )
-    return Decision(plan.ops, "values_moved")
+    return Decision(plan.ops, "values_moved"), plan.labelled
+
+
+def _outputs_marked(request: AdmissionRequest, workflow: dict[str, object], ctx: AdmissionContext,
+                    labelled: set[str]) -> Decision:
+    """Which step outputs may later move out of task results, written on the Workflow (wfboost.shrink.outputs), and
+    their consumers marked for restoring. Nothing is stored: a dry run gets the same patch."""
+    if not ctx.policy.shrink_task_results_in(request.get("namespace") or "", ctx.namespace_labels):
+        return UNCHANGED
+    marks = plan_output_marks(workflow, labelled)
+    if marks.analysis.movable:
+        log.debug("Workflow %s/%s: outputs that may move: %s", request.get("namespace"),
+                  request.get("name") or "(generateName)", ", ".join(sorted(marks.analysis.movable)))
+    return Decision(marks.ops, "outputs_marked" if marks.analysis.movable else "no_movable_outputs")
+
+
+# Fields of a running Workflow's spec that `argo stop`, `argo suspend` and the like set: none decides where outputs go.
+_SPEC_SWITCHES = frozenset({"suspend", "shutdown", "activeDeadlineSeconds"})
+
+
+def _stale_output_marks(request: AdmissionRequest, workflow: dict[str, object]) -> Decision:
+    """At UPDATE: the verdict on outputs stays only as CREATE wrote it and while the spec it was made from stands.
+    An edited spec may have changed its consumers (and their restore marks): no more of its outputs move."""
+    metadata = workflow.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict) or MOVABLE_OUTPUTS_ANNOTATION not in annotations:
+        return UNCHANGED
+    old: Any = request.get("oldObject") or {}
+    old_annotations = (old.get("metadata") or {}).get("annotations") or {}
+    if old_annotations.get(MOVABLE_OUTPUTS_ANNOTATION) == annotations[MOVABLE_OUTPUTS_ANNOTATION] and _decisive(
+            old.get("spec")) == _decisive(workflow.get("spec")):
+        return UNCHANGED
+    path = "/metadata/annotations/" + MOVABLE_OUTPUTS_ANNOTATION.replace("/", "~1")
+    return Decision([{"op": "remove", "path": path}], "outputs_unmarked")
+
+
+def _decisive(spec: Any) -> Any:
+    return {k: v for k, v in spec.items() if k not in _SPEC_SWITCHES} if isinstance(spec, dict) else spec
 
 
 async def _template_holder(request: AdmissionRequest, holder: dict[str, object], ctx: AdmissionContext,
@@ -84,7 +129,7 @@ async def _template_holder(request: AdmissionRequest, holder: dict[str, object],
         cron = (request.get("kind") or {}).get("kind") == "CronWorkflow"
         warnings = schema_warnings(spec.get("workflowSpec") if cron else spec, "spec.workflowSpec" if cron else "spec",
                                    ctx)
-    decision = await _moved(request, holder, ctx)
+    decision, _ = await _moved(request, holder, ctx)
     outcome = "schema_limit_warned" if warnings and not decision.patch else decision.outcome
     return Decision(decision.patch, outcome, warnings)
 
