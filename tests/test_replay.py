@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from tests.harness.validate import validate_object
 from wfboost.argo.pods import ArgoStep, parse_pod
+from wfboost.argo.template_json import dumps_template, loads_template
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.marker import MARKER_PARAMETER, restored_outputs
 from wfboost.policy import Policy
@@ -293,10 +294,23 @@ def test_a_volume_another_container_uses_as_a_block_device_is_kept() -> None:
 def test_the_executor_template_is_read_and_written_whatever_go_put_in_it() -> None:
     """orjson on the hot path, the standard library for what orjson refuses (a lone surrogate escape, an integer
     past 64 bits): such a template is rewritten as before, never dropped."""
-    from wfboost.webhook import executor_template
-
     for text in ('{"a":"\\ud800","b":1}', '{"n":123456789012345678901234567890}', '{"é":"ü","x":[1.5,null]}'):
-        parsed = executor_template._loads(text)
+        parsed = loads_template(text)
         assert parsed == json.loads(text)
-        assert json.loads(executor_template._dumps(parsed)) == parsed
-    assert executor_template._loads("not json") is None
+        assert json.loads(dumps_template(parsed)) == parsed
+    with pytest.raises(json.JSONDecodeError, match="Expecting value"):
+        loads_template("not json")
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(_json_values, st.booleans())
+def test_reading_a_template_fast_gives_what_the_standard_library_reads(value: Any, ascii_only: bool) -> None:
+    """As Go wrote it or otherwise: every JSON text reads as the standard library reads it (big integers exact)."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert loads_template(text) == json.loads(text)
+    assert json.loads(dumps_template(loads_template(text))) == json.loads(text)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from wfboost.argo import names
+from wfboost.argo.template_json import loads_template
 
 Layout = Literal["v3.5", "v3.6+", "v4.1-initless"]
 TemplateKind = Literal["container", "script", "containerSet", "resource", "data", "http", "plugin", "unknown"]
@@ -51,6 +52,7 @@ class ArgoStep:
     command: tuple[str, ...]  # the user's command after `--`
     args: tuple[str, ...] | None  # None while offloaded to the ConfigMap (3.7.10+)
     include_script_output: bool
+    template_text: str | None = None  # the ARGO_TEMPLATE text `template` was read from (a rewrite reuses it)
 
     @property
     def main(self) -> Mapping[str, Any]:
@@ -178,6 +180,7 @@ def parse_pod(pod: Mapping[str, Any], namespace: str | None = None) -> ArgoStep:
         command=tuple(str(c) for c in command[cut:]),
         args=args,
         include_script_output=(_env(main, names.ENV_INCLUDE_SCRIPT_OUTPUT) or "").lower() == "true",
+        template_text=None if template is None else raw_template,
     )
 
 
@@ -235,7 +238,7 @@ def _env(container: Mapping[str, Any], name: str) -> str | None:
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = loads_template(text)
     except json.JSONDecodeError as exc:
         raise NotAnArgoStep(f"{what} is not JSON: {exc}") from None
     if not isinstance(value, dict):

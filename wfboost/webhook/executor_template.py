@@ -14,15 +14,12 @@ The offloaded copy never did (the executor read it from a file), so an inlined c
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
 from wfboost.argo import names
 from wfboost.argo.pods import ArgoStep
+from wfboost.argo.template_json import dumps_template, loads_template
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.errors import WebhookError
 
@@ -51,28 +48,33 @@ def template_slots(step: ArgoStep) -> list[EnvSlot]:
     for field in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(field) or []):
             for position, env in enumerate(container.get("env") or []):
-                if isinstance(env, Mapping) and env.get("name") == names.ENV_TEMPLATE:
+                if type(env) is dict and env.get("name") == names.ENV_TEMPLATE:  # a pod read from JSON: dicts
                     slots.append((field, index, position))
     return slots
 
 
-def rewritten_values(step: ArgoStep, transform: Transform) -> dict[EnvSlot, str]:
-    """The new ARGO_TEMPLATE value of each slot; TemplateTooLarge when one would not fit."""
+def rewritten_values(step: ArgoStep, transform: Transform,
+                     slots: list[EnvSlot] | None = None) -> dict[EnvSlot, str]:
+    """The new ARGO_TEMPLATE value of each slot (`slots`: template_slots, when the caller has them); TemplateTooLarge
+    when one would not fit."""
     spec = step.pod.get("spec") or {}
     values = {}
-    for slot in template_slots(step):
+    done: dict[Any, str] = {}  # at 3.5 every container carries the same text: rewritten once
+    for slot in template_slots(step) if slots is None else slots:
         field, index, position = slot
         value = (spec[field][index]["env"][position]).get("value")
-        values[slot] = _rewritten(value, step, transform)
+        if value not in done:
+            done[value] = _rewritten(value, step, transform)
+        values[slot] = done[value]
     return values
 
 
-def offloaded(step: ArgoStep) -> bool:
+def offloaded(step: ArgoStep, slots: list[EnvSlot] | None = None) -> bool:
     """Whether some executor container reads the template from Argo's ConfigMap instead of its env."""
     spec = step.pod.get("spec") or {}
     return any(
         spec[field][index]["env"][position].get("value") in (None, names.TEMPLATE_OFFLOADED)
-        for field, index, position in template_slots(step)
+        for field, index, position in (template_slots(step) if slots is None else slots)
     )
 
 
@@ -86,40 +88,19 @@ def value_ops(values: Mapping[EnvSlot, str], *, skip_container: tuple[str, int] 
     ]
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
-
-
-def _loads(text: str) -> Any:
-    """orjson on the admission path (a third of the stdlib's time); the stdlib for what orjson refuses (lone
-    surrogate escapes) or reads otherwise (an integer of 19 digits or more may pass 64 bits, which orjson turns
-    into a float), so that the template is always the one the controller wrote."""
-    if _LONG_NUMBER.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def _dumps(template: Any) -> str:
-    """Compact JSON with UTF-8 left as it is, as the executor's Go decoder reads it; orjson, else the stdlib."""
-    try:
-        return orjson.dumps(template).decode()
-    except TypeError:
-        return json.dumps(template, separators=(",", ":"), ensure_ascii=False)
-
-
 def _rewritten(value: Any, step: ArgoStep, transform: Transform) -> str:
     template: Any = None
     inlined = value in (None, names.TEMPLATE_OFFLOADED)
-    if not inlined:
-        template = _loads(str(value))
+    if not inlined and value == step.template_text:
+        template = step.template  # the copy parse_pod read: not parsed again
+    elif not inlined:
+        try:
+            template = loads_template(str(value))
+        except ValueError:
+            template = None
     if not isinstance(template, Mapping):
         template, inlined = step.template or {}, True
-    text = _dumps(transform(template))
+    text = dumps_template(transform(template))
     if inlined:
         text = kubelet_literal(text)
     if len(text.encode()) > MAX_ENV_VALUE:

@@ -21,7 +21,13 @@ from wfboost.argo.artifacts import ArtifactLocationError, get_key, set_key
 from wfboost.argo.pods import ArgoStep
 from wfboost.cache.runs import run_key
 from wfboost.structs.patch import PatchOp
-from wfboost.webhook.executor_template import TemplateTooLarge, offloaded, rewritten_values, value_ops
+from wfboost.webhook.executor_template import (
+    TemplateTooLarge,
+    offloaded,
+    rewritten_values,
+    template_slots,
+    value_ops,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +38,16 @@ def write_once_ops(step: ArgoStep, run_id: str) -> list[PatchOp]:
     template = step.template or {}
     if not (template.get("outputs") or {}).get("artifacts"):
         return []
-    if offloaded(step):
+    slots = template_slots(step)
+    if offloaded(step, slots):
         # Inlining the template Argo moved to its ConfigMap would make the pod differ from what the recorder keys
         # (every `$` doubled for the kubelet), and would copy up to 128 KiB into each executor container.
         log.info("pod %s/%s: outputs stay at Argo's own key (not cached): its template is offloaded to a ConfigMap",
                  step.namespace, step.pod_name)
         return []
     try:
-        under_run(template, run_id)
-        return value_ops(rewritten_values(step, lambda t: under_run(t, run_id)))
+        ours = under_run(template, run_id)  # raises for a location whose key cannot be rewritten
+        return value_ops(rewritten_values(step, lambda t: ours if t is template else under_run(t, run_id), slots))
     except (ArtifactLocationError, TemplateTooLarge) as exc:
         log.info("pod %s/%s: outputs stay at Argo's own key (not cached): %s", step.namespace, step.pod_name, exc)
         return []
