@@ -36,6 +36,11 @@ def results() -> dict[str, Any]:
                    "corpus": {"defaults": {"present": False, "path": "/nowhere"}, "lowest": {"present": False}}},
         "status": ["status line"],
         "latch": ["latch line"],
+        "etcd_run": {"workflows": 2, "tasks": 60,
+                     "without": {"bytes": {"Workflow": 4000, "pods": 1000}, "total": 5000, "db_growth": 6000,
+                                 "writes": 10},
+                     "with": {"bytes": {"Workflow": 1000, "pods": 1000}, "total": 2000, "db_growth": 3000,
+                              "writes": 10}},
     }
 
 
@@ -47,6 +52,7 @@ def test_the_report_puts_every_number_beside_its_floor(tmp_path: Path) -> None:
     assert "| pod CREATE, miss | 2 | 500 | 250 | 0.50 | 8.0 |" in text
     assert "1,310 bytes per entry" in text and "The corpus was not at /nowhere" in text
     assert "a CPU, 2 cores, 24 GiB" in text and "Written by `make bench`" in text
+    assert "| Workflow | 4,000 | 1,000 | 0.25 |" in text and "| all (10 writes) | 5,000 | 2,000 | 0.40 |" in text
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("hey") is None,

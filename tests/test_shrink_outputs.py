@@ -16,26 +16,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.argo_source import controller_pod, task_result
+from tests.argo_source import controller_pod, gojson, task_result
 from tests.conftest import StartWebhook, Webhook, corpus_dir
 from tests.harness.validate import validate_object
 from tests.sidestore_fixtures import TOKENS, SideStoreTls, make_tls, run_sidestore
 from tests.test_server import metric
 from tests.test_shrink_workflows import what_containers_run, without_templates
 from wfboost.kube import KubeConfig
-from wfboost.shrink.outputs import (
-    MAX_OUTPUT_BYTES,
-    MOVABLE_OUTPUTS_ANNOTATION,
-    analyse_task_outputs,
-    movable_outputs_of,
-    plan_output_marks,
-    why_output_stays,
-)
+from wfboost.shrink.outputs import MAX_OUTPUT_BYTES, analyse_task_outputs, plan_output_marks, why_output_stays
 from wfboost.shrink.refs import PATTERN, reference_for
 
 VERSION = "v3.7.18"
@@ -122,6 +116,21 @@ def test_an_output_only_copied_into_containers_may_move_and_its_consumers_are_ma
         when="{{=tasks.producer.outputs.result == 'x'}}"), "an expression can read step outputs"),
     (lambda wf: wf["spec"].update(templateDefaults={"timeout": "1h"}), "templateDefaults"),
     (lambda wf: wf["spec"]["templates"][3]["dag"]["tasks"][1].update(template="elsewhere"), "not defined"),
+    # an expression whose braces hide its tag from a `[^{}]` scan, and the bracket form that avoids the name
+    (lambda wf: wf["spec"]["templates"][3]["dag"]["tasks"][2].update(
+        when="{{= len(toJson({'v': tasks.producer.outputs['parameters']['p']})) > 5000 }}"), "an expression"),
+    (lambda wf: wf["spec"]["templates"][3]["dag"]["tasks"][2].update(when="{{= len(toJson($env)) > 1 }}"),
+     "an expression"),
+    (lambda wf: wf["spec"]["templates"][3]["dag"]["tasks"][2].update(arguments={"parameters": [
+        {"name": "data", "value": "x"}], "artifacts": [{"name": "a", "fromExpression":
+                                                         "tasks.producer.outputs['parameters']['p'] == 'x'"}]}),
+     "an expression"),
+    # an inline producer of the same name, called in a loop (scope.go resolveArtifact, dag.go buildLocalScopeFromTask)
+    (lambda wf: wf["spec"]["templates"][3]["dag"]["tasks"].append({"name": "loop", "withItems": [1, 2], "inline": {
+        "container": {"image": "busybox"}, "outputs": {"parameters": [{"name": "p", "valueFrom": {"path": "/p"}}]}}}),
+     "an inline template"),
+    (lambda wf: wf["spec"]["templates"].__setitem__(1, {"name": "consume", "inputs": {"parameters": [
+        {"name": "data"}]}, "suspend": {}}), "not a container, script, DAG or steps template"),
 ])
 def test_any_use_the_controller_evaluates_keeps_every_value_of_that_output_inline(change: Any, why: str) -> None:
     workflow = pipeline()
@@ -146,24 +155,39 @@ def test_steps_consumers_and_nested_templates_are_followed() -> None:
     assert "when" in analyse_task_outputs(workflow["spec"]).kept["p"]
 
 
-def test_the_verdict_is_written_on_the_workflow_and_a_copied_one_is_replaced() -> None:
+def test_consumers_are_marked_at_create_and_the_stored_workflow_is_judged_as_it_is() -> None:
     workflow = pipeline()
     marks = plan_output_marks(workflow)
     stored = apply(workflow, marks.ops)
-    assert movable_outputs_of(stored["metadata"]["annotations"]) == marks.analysis.movable
+    assert "annotations" not in stored["metadata"]  # nothing the task-result side would have to trust
     assert stored["spec"]["templates"][1]["metadata"]["labels"] == {
         "wfboost.io/restore": "true", "wfboost.io/template-refs": "unread"}
     assert stored["spec"]["templates"][2]["metadata"]["labels"] == {"wfboost.io/restore": "true"}  # a script
     validate_object(stored)
-    # a Workflow copied with the annotation (argo resubmit) but whose consumers now evaluate the output
+    assert set(analyse_task_outputs(stored["spec"], stored=True).movable) == {"p"}
+    # as the controller writes it back (Go's encoding of every template: empty inputs, outputs, resources…)
+    written = copy.deepcopy(stored)
+    written["spec"]["templates"] = [gojson.template(t) for t in stored["spec"]["templates"]]
+    assert set(analyse_task_outputs(written["spec"], stored=True).movable) == {"p"}
+    # the unmarked original, as stored (created while the feature was off, or admitted unchanged): nothing moves
+    assert "not marked for restoring" in analyse_task_outputs(workflow["spec"], stored=True).kept["p"]
+    # a copy (argo resubmit, kubectl get -o yaml) whose consumer now evaluates the output: nothing moves
     copied = copy.deepcopy(stored)
     copied["spec"]["templates"][3]["dag"]["tasks"][1]["when"] = f"'{FROM_P}' != ''"
-    copied["spec"]["templates"][3]["dag"]["tasks"][2]["when"] = f"'{FROM_P}' != ''"
-    again = apply(copied, plan_output_marks(copied).ops)
-    assert MOVABLE_OUTPUTS_ANNOTATION not in again["metadata"]["annotations"]
-    # anything but what this module writes moves nothing
-    for text in ("", "[]", '{"p": true}', '{"p": 999999999}', "{not json"):
-        assert movable_outputs_of({MOVABLE_OUTPUTS_ANNOTATION: text}) == {}
+    assert analyse_task_outputs(copied["spec"], stored=True).movable == {}
+
+
+def test_a_script_that_takes_several_values_shares_its_room_among_them() -> None:
+    """Restored, every value lands in the script's source inside ARGO_TEMPLATE: together under Argo's offload."""
+    script = consume_script()
+    script["inputs"]["parameters"].append({"name": "more"})
+    script["script"]["source"] += "\nprint('{{inputs.parameters.more}}', '{{inputs.parameters.data}}')"
+    tasks = [task("producer", "produce"), {"name": "r", "template": "consume-script", "depends": "producer",
+             "arguments": {"parameters": [{"name": "data", "value": FROM_P},
+                                          {"name": "more", "value": "{{tasks.producer.outputs.parameters.q}}"}]}}]
+    analysis = analyse_task_outputs(dag_workflow(tasks, [produce(["p", "q"]), consume(), script])["spec"])
+    assert set(analysis.movable) == {"p", "q"}
+    assert sum(analysis.movable.values()) + len(orjson.dumps(script)) < 100 * 1024
 
 
 @pytest.mark.parametrize(("value", "why"), [
@@ -298,7 +322,7 @@ async def test_a_big_output_travels_as_a_reference_and_its_consumers_get_it_back
         webhook = outputs_webhook(start_webhook, tmp_path, sidestore.url, tls, str(kmock.url))
         admitted = await asyncio.to_thread(webhook.api.admit, "workflows", workflow)
         stored = admitted.object
-        assert set(movable_outputs_of(stored["metadata"]["annotations"])) == {"p"}
+        assert stored["spec"]["templates"][1]["metadata"]["labels"]["wfboost.io/restore"] == "true"
         validate_object(stored)
         stored["metadata"]["uid"] = UID
         kmock.objects[WORKFLOWS, NS, stored["metadata"]["name"]] = stored
@@ -341,27 +365,3 @@ async def test_a_big_output_travels_as_a_reference_and_its_consumers_get_it_back
     other["outputs"]["parameters"][0]["value"] = value + "more"
     assert (await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", other)).patch == []
     assert metric(webhook, "wfboost_fail_open_total", reason="sidestore_unavailable") == 1
-
-
-async def test_an_edited_spec_withdraws_the_verdict_and_status_writes_keep_it(
-    tmp_path: Path, start_webhook: StartWebhook, kmock: Any, valkey: Any, tls: SideStoreTls
-) -> None:
-    async with run_sidestore(valkey, tls, tmp_path) as sidestore:
-        webhook = outputs_webhook(start_webhook, tmp_path, sidestore.url, tls, str(kmock.url))
-        stored = (await asyncio.to_thread(webhook.api.admit, "workflows", pipeline())).object
-        running = copy.deepcopy(stored)
-        running["status"] = {"phase": "Running"}
-        running["spec"]["suspend"] = True  # `argo suspend`
-        kept = await asyncio.to_thread(webhook.api.admit, "workflows", running, operation="UPDATE",
-                                       old_object=stored)
-        assert kept.patch == []
-        edited = copy.deepcopy(running)
-        edited["spec"]["templates"][3]["dag"]["tasks"][1]["when"] = f"'{FROM_P}' != ''"
-        withdrawn = await asyncio.to_thread(webhook.api.admit, "workflows", edited, operation="UPDATE",
-                                            old_object=running)
-        assert MOVABLE_OUTPUTS_ANNOTATION not in withdrawn.object["metadata"]["annotations"]
-        forged = copy.deepcopy(running)
-        forged["metadata"]["annotations"][MOVABLE_OUTPUTS_ANNOTATION] = '{"p": 122880, "q": 122880}'
-        refused = await asyncio.to_thread(webhook.api.admit, "workflows", forged, operation="UPDATE",
-                                          old_object=running)
-        assert MOVABLE_OUTPUTS_ANNOTATION not in refused.object["metadata"]["annotations"]

@@ -35,9 +35,9 @@ from typing import Any
 
 from wfboost.shrink.refs import MARK
 
-__all__ = ["TAG", "Analysis", "TextIndex", "analyse_workflow_arguments", "dotted", "go_quotes_as_json", "mentions",
-           "mentions_bare", "only_dollar_tags", "passed_argument", "strings", "template_at", "text_index",
-           "uses_in_scope", "uses_reason", "whole_spec_reason"]
+__all__ = ["TAG", "Analysis", "TextIndex", "analyse_workflow_arguments", "dotted", "expression_field",
+           "expression_tags", "go_quotes_as_json", "mentions", "mentions_bare", "only_dollar_tags", "passed_argument",
+           "strings", "template_at", "text_index", "uses_in_scope", "uses_reason", "whole_spec_reason"]
 
 # Argo's simple tags allow spaces inside the braces (`{{ inputs.parameters.x }}`).
 TAG = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -150,7 +150,7 @@ def _received_reason(
 
 # Identifiers through which an expression can read every value at once (`toJson(inputs)`, `workflow.parameters`):
 # util/expr/env/env.go `GetFuncMap` nests the flat keys into these objects.
-_EXPRESSION_READS = re.compile(r"\b(inputs|workflow|parameters)\b")
+_EXPRESSION_READS = re.compile(r"\b(inputs|workflow|parameters)\b|\$env")
 
 
 def uses_reason(spec: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]], token: str,
@@ -161,30 +161,50 @@ def uses_reason(spec: Mapping[str, Any], templates: Mapping[str, Mapping[str, An
         (path, text) for path, text in strings(templates[scope], ("templates", scope)) if "parameters" in text]})
 
 
-def whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
+def whole_spec_reason(spec: Mapping[str, Any], *, references_allowed: bool = False) -> str | None:
     """Why nothing in this spec may move at all (it refers to templates elsewhere, it already holds references, an
-    expression reads values), or None."""
-    return _whole_spec_reason(spec)
+    expression reads values), or None. `references_allowed`: the spec as stored, whose references wfboost wrote."""
+    return _whole_spec_reason(spec, references_allowed)
 
 
-def _whole_spec_reason(spec: Mapping[str, Any]) -> str | None:
+def expression_field(path: tuple[str | int, ...]) -> bool:
+    """A field the controller compiles as an expression: `expression` (hooks, outputs' valueFrom), `fromExpression`
+    (artifact arguments: workflow/controller/scope.go resolveArtifact)."""
+    return bool(path) and isinstance(path[-1], str) and path[-1].endswith(("expression", "Expression"))
+
+
+def expression_tags(text: str) -> Iterator[str]:
+    """The `{{=…}}` tags of `text` as Argo's template scanner finds them (util/template NewTemplate: `{{` to the next
+    `}}`, whatever braces lie between: `{{= toJson({'a': inputs.parameters.x}) }}` is one tag)."""
+    position = 0
+    while (start := text.find("{{", position)) >= 0:
+        end = text.find("}}", start + 2)
+        if end < 0:
+            return
+        tag = text[start + 2:end]
+        if tag.lstrip().startswith("="):
+            yield tag
+        position = end + 2
+
+
+def _whole_spec_reason(spec: Mapping[str, Any], references_allowed: bool = False) -> str | None:
     if spec.get("workflowTemplateRef"):
         return "the templates are in a WorkflowTemplate (workflowTemplateRef), not in this object"
     for path, text in strings(spec, ()):
         if "templateRef" in path:
             return "a template comes from elsewhere (templateRef): it can read any argument unseen"
-        if MARK in text:
+        if MARK in text and not references_allowed:
             return "the Workflow already holds reference text: restoring its pods would change it"
-        if path and path[-1] == "expression" and _EXPRESSION_READS.search(text):
+        if expression_field(path) and _EXPRESSION_READS.search(text):
             return "an expression field reads values: the controller evaluates it"
+        if "{{" in text and any(_EXPRESSION_READS.search(tag) for tag in expression_tags(text)):
+            return "an expression reads values: `{{=…}}` is evaluated by the controller"
         if path[:1] not in (("templates",), ("arguments",)) and any(
                 tag.strip().startswith("inputs.") for tag in TAG.findall(text)):
             # spec.podSpecPatch, podMetadata, volumes, scheduling fields: the controller substitutes each pod's
             # template inputs into them (workflowpod.go processPodSpecPatch and substitutePodParams, v3.5.14 to v4.1.2)
             return f"{dotted(path)} reads template inputs: the controller substitutes them into every pod"
         for tag in TAG.findall(text):
-            if tag.startswith("=") and _EXPRESSION_READS.search(tag):
-                return "an expression reads values: `{{=…}}` is evaluated by the controller"
             if tag in ("workflow.parameters", "workflow.parameters.json"):
                 return f"`{{{{{tag}}}}}` hands every argument over at once, as JSON"
     return None

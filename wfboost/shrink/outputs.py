@@ -19,10 +19,11 @@ consumers' pods. Anything else keeps every value of that name inline:
   whole-map form `{{tasks.<t>.outputs.parameters}}`, `templateDefaults` (merged into every template at run time),
   and everything that keeps a workflow argument inline in every template (`templateRef`, `workflowTemplateRef`…).
 
-The verdict is per output *name*, whichever template declares it: a task result names its node, not its template,
-and the webhook that moves its values must decide from the Workflow's metadata alone. It is written at Workflow
-CREATE into the annotation `wfboost.io/movable-outputs` (name → the most bytes a value may have), and the templates
-that may receive a moved value get the restore label, like those receiving a moved argument.
+The verdict is per output *name*, whichever template declares it: a task result names its node, not its template.
+At Workflow CREATE the templates that may receive a moved value get the restore label, like those receiving a moved
+argument; at task-result time the verdict is made again on the Workflow as the API server stores it (read by the
+webhook), where a name moves only if every receiving template still carries that label. Nothing is taken on trust
+from the object: a copy with edited consumers, or an edit after CREATE, is judged as it is.
 Pure: it reads the spec only.
 """
 
@@ -40,6 +41,8 @@ from wfboost.shrink.analysis import (
     TAG,
     TextIndex,
     dotted,
+    expression_field,
+    expression_tags,
     go_quotes_as_json,
     mentions,
     mentions_bare,
@@ -51,13 +54,11 @@ from wfboost.shrink.analysis import (
     whole_spec_reason,
 )
 from wfboost.shrink.refs import MARK
-from wfboost.shrink.workflow import label_ops
+from wfboost.shrink.workflow import RESTORE_LABEL, label_ops
 from wfboost.structs.patch import PatchOp
 
-__all__ = ["MOVABLE_OUTPUTS_ANNOTATION", "OutputAnalysis", "OutputMarks", "analyse_task_outputs", "movable_outputs_of",
-           "plan_output_marks", "why_output_stays"]
+__all__ = ["OutputAnalysis", "OutputMarks", "analyse_task_outputs", "plan_output_marks", "why_output_stays"]
 
-MOVABLE_OUTPUTS_ANNOTATION: Final = "wfboost.io/movable-outputs"
 # Restored into one container string a value may not pass Linux's 128 KiB per-string limit (as for arguments:
 # wfboost.shrink.workflow MAX_MOVED_BYTES); nothing offloads a task output Argo substitutes into a pod.
 MAX_OUTPUT_BYTES: Final = 120 * 1024
@@ -67,10 +68,12 @@ MAX_RECEIVER_TEMPLATE_BYTES: Final = 100 * 1024
 
 _OUTPUT_TAG = re.compile(r"(?:tasks|steps)\.[^.{}\s]+\.outputs\.parameters\.(.+)")
 _WHOLE_MAP = re.compile(r"(?:tasks|steps)\.[^.{}\s]+\.outputs\.parameters")
-_READS_OUTPUTS = re.compile(r"\b(tasks|steps|outputs)\b")
+_READS_OUTPUTS = re.compile(r"\b(tasks|steps|outputs)\b|\$env")
 _LOOPS: Final = ("withItems", "withParam", "withSequence")
 # Templates whose pod's wait container reports outputs in a task result (executor.go ReportOutputs).
 _POD_KINDS: Final = ("container", "script", "containerSet", "resource", "data")
+# Templates a moved value may reach: their pods' container strings are restored, or they pass it on.
+_RECEIVER_KINDS: Final = ("container", "script", "dag", "steps")
 
 
 @dataclass
@@ -80,7 +83,11 @@ class OutputAnalysis:
     kept: dict[str, str] = field(default_factory=dict)  # output name -> why its values stay inline
 
 
-def analyse_task_outputs(spec: Any) -> OutputAnalysis:
+def analyse_task_outputs(spec: Any, *, stored: bool = False) -> OutputAnalysis:
+    """The verdict on each output name. `stored`: the spec as the API server holds it (read back at task-result time):
+    the references wfboost wrote are allowed, and a name moves only where every receiving template carries the
+    restore label (which this module's CREATE gave them: a template without it, in a copy or an edit, is never
+    restored, so nothing may reach it as a reference)."""
     analysis = OutputAnalysis()
     if not isinstance(spec, Mapping):
         return analysis
@@ -96,7 +103,7 @@ def analyse_task_outputs(spec: Any) -> OutputAnalysis:
                 declared.setdefault(parameter["name"], []).append((name, parameter))
     if not declared:
         return analysis
-    whole = whole_spec_reason(spec) or _whole_outputs_reason(spec)
+    whole = whole_spec_reason(spec, references_allowed=stored) or _whole_outputs_reason(spec)
     if whole is not None:
         analysis.kept = dict.fromkeys(declared, whole)
         return analysis
@@ -110,11 +117,7 @@ def analyse_task_outputs(spec: Any) -> OutputAnalysis:
         for receiver in sorted(receivers):
             if reason is not None:
                 break
-            size = go_json_size(templates[receiver])  # as the controller measures ARGO_TEMPLATE
-            if size > MAX_RECEIVER_TEMPLATE_BYTES:
-                reason = f"template {receiver} is {size} bytes, near the 128 KiB past which Argo offloads it"
-            elif "script" in templates[receiver]:
-                budget = min(budget, MAX_RECEIVER_TEMPLATE_BYTES - size)
+            reason, budget = _receiver_reason(receiver, templates[receiver], budget, stored)
         if reason is None:
             analysis.movable[name] = budget
             analysis.receivers |= receivers
@@ -123,34 +126,45 @@ def analyse_task_outputs(spec: Any) -> OutputAnalysis:
     return analysis
 
 
-def movable_outputs_of(annotations: Any) -> dict[str, int]:
-    """The annotation's verdict (name → most bytes), or {} when it is absent or not what this module writes."""
-    if not isinstance(annotations, Mapping):
-        return {}
-    text = annotations.get(MOVABLE_OUTPUTS_ANNOTATION)
-    if not isinstance(text, str):
-        return {}
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    return {name: size for name, size in doc.items()
-            if isinstance(name, str) and isinstance(size, int) and not isinstance(size, bool) and 0 < size
-            <= MAX_OUTPUT_BYTES}
+def _receiver_reason(name: str, template: Mapping[str, Any], budget: int, stored: bool) -> tuple[str | None, int]:
+    """Why a receiving template cannot take a moved value, or None and what each value may weigh there."""
+    if not any(key in template for key in _RECEIVER_KINDS):
+        # a suspend template parses its inputs (a dynamic enum: operator.go resolveInputFieldsForSuspendNode), an
+        # http or plugin template reaches its executor through the task set, where nothing restores it
+        return f"template {name} is not a container, script, DAG or steps template", budget
+    metadata = template.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    if stored and (not isinstance(labels, Mapping) or labels.get(RESTORE_LABEL) != "true"):
+        return f"template {name} is not marked for restoring", budget
+    size = go_json_size(template)  # as the controller measures ARGO_TEMPLATE
+    if size > MAX_RECEIVER_TEMPLATE_BYTES:
+        return f"template {name} is {size} bytes, near the 128 KiB past which Argo offloads it", budget
+    script = template.get("script")
+    if not isinstance(script, Mapping):
+        return None, budget
+    if MARK in orjson.dumps(template).decode():
+        return f"script {name} also gets moved values back into its source", budget
+    # every input substituted into the source comes back there: together they must stay clear of Argo's offload
+    source = script.get("source")
+    landings = max(1, source.count("inputs.parameters.") if isinstance(source, str) else 0)
+    return None, min(budget, (MAX_RECEIVER_TEMPLATE_BYTES - size) // landings)
 
 
 def _whole_outputs_reason(spec: Mapping[str, Any]) -> str | None:
     if spec.get("templateDefaults"):
         return "spec.templateDefaults is merged into every template when the Workflow runs, unseen here"
     for path, text in strings(spec, ()):
-        for tag in TAG.findall(text):
-            if tag.startswith("=") and _READS_OUTPUTS.search(tag):
+        if "inline" in path:
+            # a task's or step's own template (DAGTask.Inline, WorkflowStep.Inline): its outputs, loops and
+            # consumers are not where this analysis looks
+            return f"{dotted(path[:path.index('inline') + 1])}: an inline template"
+        if "{{" in text:
+            if any(_READS_OUTPUTS.search(tag) for tag in expression_tags(text)):
                 return f"{dotted(path)}: an expression can read step outputs (`{{{{=…}}}}`)"
-            if _WHOLE_MAP.fullmatch(tag):
-                return f"{dotted(path)}: `{{{{{tag}}}}}` hands every output over at once, as JSON"
-        if path and path[-1] == "expression" and _READS_OUTPUTS.search(text):
+            for tag in TAG.findall(text):
+                if _WHOLE_MAP.fullmatch(tag):
+                    return f"{dotted(path)}: `{{{{{tag}}}}}` hands every output over at once, as JSON"
+        if expression_field(path) and _READS_OUTPUTS.search(text):
             return f"{dotted(path)}: an expression can read step outputs"
     return None
 
@@ -225,38 +239,21 @@ def _consumer_reason(spec: Mapping[str, Any], templates: Mapping[str, Mapping[st
 
 @dataclass
 class OutputMarks:
-    """The patch that writes the verdict on a Workflow at CREATE: the annotation, and the restore label on each
-    receiving template not labelled already (by the same admission's own shrink, `labelled`)."""
+    """The patch that marks a Workflow at CREATE: the restore label on each template that may receive a moved
+    output, unless the same admission's own shrink labelled it already (`labelled`)."""
 
     ops: list[PatchOp]
     analysis: OutputAnalysis
 
 
 def plan_output_marks(workflow: Mapping[str, Any], labelled: Set[str] = frozenset()) -> OutputMarks:
-    """Against the object as sent. An annotation the object already carries (copied from another Workflow) is
-    replaced by this object's own verdict, or removed when nothing of it may move."""
+    """Against the object as sent. Nothing else is written: at task-result time the verdict is made again on the
+    Workflow as stored, whose marks this patch put there (so a copy, an edit or a forged note cannot widen it)."""
     spec = workflow.get("spec")
     analysis = analyse_task_outputs(spec)
-    metadata = workflow.get("metadata") if isinstance(workflow.get("metadata"), Mapping) else {}
-    assert isinstance(metadata, Mapping)
-    annotations = metadata.get("annotations")
-    has = isinstance(annotations, Mapping) and MOVABLE_OUTPUTS_ANNOTATION in annotations
-    ops: list[PatchOp] = []
-    key = "/metadata/annotations/" + MOVABLE_OUTPUTS_ANNOTATION.replace("/", "~1")
-    if not analysis.movable:
-        if has:
-            ops.append({"op": "remove", "path": key})
-        return OutputMarks(ops, analysis)
-    verdict = orjson.dumps(analysis.movable, option=orjson.OPT_SORT_KEYS).decode()
-    if "metadata" not in workflow:
-        ops.append({"op": "add", "path": "/metadata", "value": {"annotations": {MOVABLE_OUTPUTS_ANNOTATION: verdict}}})
-    elif not isinstance(annotations, Mapping):
-        ops.append({"op": "add", "path": "/metadata/annotations", "value": {MOVABLE_OUTPUTS_ANNOTATION: verdict}})
-    else:
-        ops.append({"op": "add", "path": key, "value": verdict})
-    assert isinstance(spec, Mapping)
-    ops.extend(label_ops(spec, analysis.receivers - set(labelled)))
-    return OutputMarks(ops, analysis)
+    if not analysis.movable or not isinstance(spec, Mapping):
+        return OutputMarks([], analysis)
+    return OutputMarks(label_ops(spec, analysis.receivers - set(labelled)), analysis)
 
 
 def why_output_stays(value: object, most: int, threshold: int) -> str | None:

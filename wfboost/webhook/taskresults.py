@@ -10,11 +10,12 @@ result itself says whether it comes from a replay and where its artifacts are, s
 needed, and a task result without a marker (a step that ran for real) is never touched by it. When this webhook
 cannot answer, the recorder finds the marker on the completed task result and makes the same change.
 
-With `shrinkTaskResults` on, an output value of at least `valueThresholdBytes` whose name the Workflow's CREATE
-found movable (wfboost.shrink.outputs: every consumer only copies it into container strings, and is marked for
-restoring) is stored in the side store, held by the Workflow's uid, and replaced by its reference; the controller
-hands the reference to the consumers, whose pods get the value back at CREATE (wfboost.webhook.restore). Only a task
-result with such a value costs anything more: one GET of its Workflow (kept briefly, by uid) and one PUT per value.
+With `shrinkTaskResults` on, an output value of at least `valueThresholdBytes` whose name is movable in the Workflow
+as stored (wfboost.shrink.outputs: every consumer only copies it into container strings, and carries the restore
+mark the Workflow's CREATE gave it) is stored in the side store, held by the Workflow's uid, and replaced by its
+reference; the controller hands the reference to the consumers, whose pods get the value back at CREATE
+(wfboost.webhook.restore). Only a task result with such a value costs anything more: one GET of its Workflow (kept
+briefly, by uid; analysed once per version of its spec) and one PUT per value.
 Any failure there moves nothing (the value stays inline, counted as fail-open), never losing the replay's change.
 """
 

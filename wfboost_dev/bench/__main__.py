@@ -4,8 +4,9 @@ The floor is `wfboost_dev.bench.floor`: the same aiohttp server, TLS and worker 
 parsing the review. wfboost runs as users run it (`wfboost serve` as a subprocess, a real Valkey, a real side store).
 Load comes from Debian's `wrk` (closed loop, 8 keep-alive connections) and `hey` (fixed offered rates); see
 loadgen.py. Then, in the same run: worker scaling, Redis memory per 100,000 entries, shrinking before/after bytes
-(corpus and Kubeflow-shaped workflows of 100 to 5,000 tasks), status compression beside Go's default gzip level, and
-latching. It writes docs/benchmarks.md and the plots beside it, and says which benchmark is running on stderr.
+(corpus and Kubeflow-shaped workflows of 100 to 5,000 tasks), status compression beside Go's default gzip level,
+latching, and the bytes a reference run writes into a real etcd without and with wfboost (etcd_run.py). It writes
+docs/benchmarks.md and the plots beside it, and says which benchmark is running on stderr.
 
 `python -m wfboost_dev.bench [--seconds S] [--out DIR]` (`make bench` uses the defaults: 10 s per measurement).
 """
@@ -31,6 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import orjson
 import yaml
 
@@ -38,11 +40,12 @@ from wfboost.argo.pods import parse_pod
 from wfboost.cache import redis_client
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.store import CacheStore
+from wfboost.shrink.outputs import plan_output_marks
 from wfboost.tls.certs import write_local_material
 from wfboost.webhook.wire import review_for_object
 from wfboost_dev.argosim.kubeflow import kubeflow_compiled
 from wfboost_dev.argosim.status import kubeflow_run_nodes
-from wfboost_dev.bench import loadgen, report, sizes
+from wfboost_dev.bench import etcd_run, loadgen, report, sizes
 from wfboost_dev.bench.latch import measure_latching
 from wfboost_dev.bench.status import report as status_report
 from wfboost_dev.demo.cluster import EmulatedCluster
@@ -57,7 +60,7 @@ RATES = ((100, 1), (100, 8), (500, 8), (1000, 8))
 UPDATE_TASKS = 1250  # 3,751 nodes, 2.9 MiB of status.nodes
 POLICY = f"""apiVersion: wfboost.io/v1alpha1
 kind: Policy
-features: {{memoize: true, compressStatus: true, shrinkWorkflows: true}}
+features: {{memoize: true, compressStatus: true, shrinkWorkflows: true, shrinkTaskResults: true}}
 memoize: {{namespaces: ["{NAMESPACE}"], trustImageTags: true, trustArtifactLocations: true}}
 """
 
@@ -115,12 +118,12 @@ def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
     procs.cluster = EmulatedCluster({NAMESPACE: {}, "wfboost": {}}).start()
     kubeconfig = procs.cluster.write_kubeconfig(root / "kubeconfig")
     sidestore_url, token = start_sidestore(procs, root, redis, kubeconfig)
-    paths = admission_paths(redis)
+    paths = admission_paths(redis) + task_result_paths(procs.cluster)
     results: dict[str, Any] = {"paths": {}, "rates": {}, "workers": {}}
 
     for workers in (1, 2):
         floor = Server.floor(root, workers)
-        webhook = Server.webhook(root, workers, redis, sidestore_url, token)
+        webhook = Server.webhook(root, workers, redis, sidestore_url, token, kubeconfig)
         try:
             chosen = paths if workers == 1 else [p for p in paths if p.name in ("pod CREATE, miss", "pod CREATE, hit")]
             for path in chosen:
@@ -151,6 +154,8 @@ def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
     results["shrink"] = sizes.measure()
     say("status compression beside Go's default gzip level")
     results["status"] = status_report()
+    say("etcd bytes of a reference run, without and with wfboost (a real etcd each)")
+    results["etcd_run"] = etcd_run.measure()
     say("latching: 100 identical steps at once")
     results["latch"] = measure_latching(root, redis.url)
     results["versions"] = {**loadgen.versions(), "valkey": redis_version(redis)}
@@ -185,6 +190,45 @@ def admission_paths(redis: RedisProcess) -> list[AdmissionPath]:
         AdmissionPath(f"Workflow UPDATE, {3 * UPDATE_TASKS + 1:,}-node status", "workflows",
                       orjson.dumps(review_for_object(running, operation="UPDATE", old_object=running)),
                       connections=2, longer=2.0),
+    ]
+
+
+OUTPUT_BYTES = 64 * 1024
+
+
+def task_result_paths(cluster: EmulatedCluster) -> list[AdmissionPath]:
+    """A step's task result as its wait container writes it (taskresult.go createTaskResult: named after the node,
+    owned by the Workflow), small and with a 64 KiB output whose consumer only reads it as an argument. The Workflow,
+    marked at CREATE as the webhook marks it, is in the emulated cluster for the webhook's one GET per Workflow."""
+    producer = {"name": "produce", "script": {"image": "python:3.12", "command": ["python"], "source": "print(1)"},
+                "outputs": {"parameters": [{"name": "table", "valueFrom": {"path": "/tmp/table"}}]}}
+    consumer = {"name": "consume", "inputs": {"parameters": [{"name": "table"}]},
+                "container": {"image": "busybox", "args": ["{{inputs.parameters.table}}"]}}
+    workflow: dict[str, Any] = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": "outputs-x7k2p", "namespace": NAMESPACE, "uid": "6f1c2a9e-0d4b-4c1e-9b7a-3e5f0a1b2c3d"},
+        "spec": {"entrypoint": "main", "templates": [producer, consumer, {"name": "main", "dag": {"tasks": [
+            {"name": "produce", "template": "produce"},
+            {"name": "consume", "template": "consume", "depends": "produce", "arguments": {"parameters": [
+                {"name": "table", "value": "{{tasks.produce.outputs.parameters.table}}"}]}}]}}]}}
+    marked = jsonpatch.apply_patch(workflow, plan_output_marks(workflow).ops)
+    cluster.create(f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflows", marked)
+    meta = workflow["metadata"]
+
+    def result(value: str) -> bytes:
+        return orjson.dumps(review_for_object({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTaskResult",
+            "metadata": {"name": "outputs-x7k2p-1234567890", "namespace": NAMESPACE,
+                         "labels": {"workflows.argoproj.io/workflow": meta["name"],
+                                    "workflows.argoproj.io/report-outputs-completed": "true"},
+                         "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                                              "name": meta["name"], "uid": meta["uid"]}]},
+            "outputs": {"parameters": [{"name": "table", "value": value}]}}, operation="UPDATE"))
+
+    rows = "\n".join(f"{i},{i * 7 % 1000},row {i}" for i in range(OUTPUT_BYTES // 16))[:OUTPUT_BYTES]
+    return [
+        AdmissionPath("WorkflowTaskResult UPDATE, small outputs", "workflowtaskresults", result("42")),
+        AdmissionPath("WorkflowTaskResult UPDATE, 64 KiB output moved", "workflowtaskresults", result(rows)),
     ]
 
 
@@ -235,7 +279,8 @@ class Server:
         return server
 
     @classmethod
-    def webhook(cls, root: Path, workers: int, redis: RedisProcess, sidestore_url: str, token: Path) -> Server:
+    def webhook(cls, root: Path, workers: int, redis: RedisProcess, sidestore_url: str, token: Path,
+                kubeconfig: Path) -> Server:
         port, status = free_port(), free_port()
         log = (root / f"webhook-{workers}.log").open("wb")
         process = subprocess.Popen(
@@ -243,7 +288,8 @@ class Server:
              "--port", str(port), "--metrics-port", str(status), "--cert-dir", str(root),
              "--policy", str(root / "policy.yaml"), "--redis-url", redis.url, "--namespace", "wfboost",
              "--sidestore-url", sidestore_url, "--sidestore-token-file", str(token),
-             "--sidestore-ca", str(root / "sidestore-ca.crt"), "--log-level", "WARNING"],
+             "--sidestore-ca", str(root / "sidestore-ca.crt"), "--kubeconfig", str(kubeconfig),
+             "--log-level", "WARNING"],
             start_new_session=True, stdout=log, stderr=log)
         server = cls("wfboost", process, port)
         server.wait(lambda: _ready(status))

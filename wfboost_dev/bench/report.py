@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wfboost_dev.bench import etcd_run
 from wfboost_dev.bench.loadgen import Result
 
 COMMAND = "make bench"
@@ -39,7 +40,10 @@ def _document(r: dict[str, Any], plots: list[str]) -> list[str]:
         "",
         "8 connections for pods, 2 for Workflows (a 2,000-task CREATE is planned in ~1 s of CPU). Each hit is another "
         "node (the wrk script gives each request another Workflow uid): a node served a hit before is answered "
-        "`rerun`, and a repeated body would measure that path instead.",
+        "`rerun`, and a repeated body would measure that path instead. The task results are the wait container's "
+        "UPDATEs: with small outputs (no API call, no side store), and with a 64 KiB output that the Workflow's "
+        "CREATE found movable (its Workflow read once per 15 s, the value PUT to the side store on every request: "
+        "content-addressed, so each PUT after the first stores nothing new).",
         "",
         "| path | floor req/s | wfboost req/s | × floor | p50 ms | p99 ms | p99.9 ms | floor p50 / p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -81,14 +85,14 @@ def _document(r: dict[str, Any], plots: list[str]) -> list[str]:
               f"artifact each, as a typical step): {memory['bytes'] / 2**20:,.1f} MiB of `used_memory`, "
               f"{memory['per_entry']:,.0f} bytes per entry.", ""]
     lines += _shrink_section(r["shrink"])
+    if "etcd_run" in r:
+        lines += ["", "## etcd bytes of a reference run", "", *etcd_run.report(r["etcd_run"])]
     lines += ["", "## Status compression", "", "```", *r["status"], "```", "", "## Latching", "", "```", *r["latch"],
               "```", ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{name}](benchmarks/{name})" for name in plots] + [""]
     lines += ["## Not measured yet", "",
-              "- etcd bytes for a reference run (N workflows × M steps, some hits) with and without wfboost.",
-              "- the task-result path (WorkflowTaskResult shrinking is not built; replayed task results are restored "
-              "on the same route and measured by the tests, not here)."]
+              "- hits at fixed offered loads: hey sends one body, and a node served a hit before is answered `rerun`."]
     return lines
 
 

