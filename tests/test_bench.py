@@ -29,6 +29,7 @@ def results() -> dict[str, Any]:
         "versions": {"wrk": "4.1.0", "hey": "0.1.4", "valkey": "9.1.2"},
         "paths": {"pod CREATE, miss": pair},
         "rates": {"pod CREATE, miss": {(100, 1): pair, (100, 8): pair, (500, 8): pair}},
+        "paced": {"pod CREATE, hit": {(500, 8): pair}},
         "workers": {"pod CREATE, miss (1 worker)": pair, "pod CREATE, miss": pair},
         "redis_memory": {"entries": 100_000, "bytes": 131_000_000, "per_entry": 1310.0},
         "shrink": {"kubeflow": [{"tasks": 100, "before": 1000, "defaults": 600, "defaults_s": 0.1, "tables": 400,
@@ -52,6 +53,7 @@ def test_the_report_puts_every_number_beside_its_floor(tmp_path: Path) -> None:
     assert "| pod CREATE, miss | 2 | 500 | 250 | 0.50 | 8.0 |" in text
     assert "1,310 bytes per entry" in text and "The corpus was not at /nowhere" in text
     assert "a CPU, 2 cores, 24 GiB" in text and "Written by `make bench`" in text
+    assert "| pod CREATE, hit | 500 | 8 | 250 | 2.00 | 8.00 | 20.00 | 1.00 / 4.00 / 9.00 | 2.00 |" in text
     assert "| Workflow | 4,000 | 1,000 | 0.25 |" in text and "| all (10 writes) | 5,000 | 2,000 | 0.40 |" in text
 
 
@@ -70,6 +72,10 @@ def test_the_load_generators_measure_the_floor(tmp_path: Path) -> None:
         assert closed.requests > 100 and closed.errors == 0 and 0 < closed.p50_ms <= closed.p99_ms
         fixed = loadgen.fixed_rate(f"https://127.0.0.1:{port}/mutate/pods", body, 100, seconds=2)
         assert 150 <= fixed.requests <= 210 and fixed.errors == 0
+        # 100/s over 4 connections: each pauses 40 ms, so at most 2 s × 100 requests, and well more than half
+        paced = loadgen.paced(f"https://127.0.0.1:{port}/mutate/pods", body, 100, connections=4, seconds=2,
+                              counter=True)
+        assert 100 <= paced.requests <= 210 and paced.errors == 0, paced
     finally:
         os.killpg(floor.pid, signal.SIGTERM)
         floor.wait(10)

@@ -57,6 +57,7 @@ NAMESPACE = "bench"
 # (offered req/s, connections): one connection shows the latency of one request at a time; with 8, hey's workers
 # tick together, so requests come in bursts of 8 (see report.py).
 RATES = ((100, 1), (100, 8), (500, 8), (1000, 8))
+PACED_RATES = ((100, 1), (500, 8), (1000, 8))
 UPDATE_TASKS = 1250  # 3,751 nodes, 2.9 MiB of status.nodes
 POLICY = f"""apiVersion: wfboost.io/v1alpha1
 kind: Policy
@@ -119,7 +120,7 @@ def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
     kubeconfig = procs.cluster.write_kubeconfig(root / "kubeconfig")
     sidestore_url, token = start_sidestore(procs, root, redis, kubeconfig)
     paths = admission_paths(redis) + task_result_paths(procs.cluster)
-    results: dict[str, Any] = {"paths": {}, "rates": {}, "workers": {}}
+    results: dict[str, Any] = {"paths": {}, "rates": {}, "paced": {}, "workers": {}}
 
     for workers in (1, 2):
         floor = Server.floor(root, workers)
@@ -144,6 +145,13 @@ def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
                             server.name: loadgen.fixed_rate(server.url(path.route), path.body, rate, seconds=seconds,
                                                             connections=connections)
                             for server in (floor, webhook)}
+                hit = next(p for p in paths if p.name == "pod CREATE, hit")
+                for rate, connections in PACED_RATES:  # each hit another node: wrk paced, floor and wfboost alike
+                    say(f"paced {rate}/s, {connections} connection(s): {hit.name}")
+                    results["paced"].setdefault(hit.name, {})[(rate, connections)] = {
+                        server.name: loadgen.paced(server.url(hit.route), hit.body, rate, seconds=seconds,
+                                                   connections=connections, counter=True)
+                        for server in (floor, webhook)}
         finally:
             floor.stop()
             webhook.stop()

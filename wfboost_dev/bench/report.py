@@ -55,7 +55,7 @@ def _document(r: dict[str, Any], plots: list[str]) -> list[str]:
         "## Fixed offered load (hey, keep-alive HTTPS)",
         "",
         "hey throttles each connection to its share of the rate and sends one body, so the hit path (another node per "
-        "request) is measured closed-loop only; it records latency to 0.1 ms. Its workers' tickers start together: "
+        "request) is paced with wrk below; it records latency to 0.1 ms. Its workers' tickers start together: "
         "with 8 connections the requests arrive in bursts of 8, and the last of a burst waits for the seven before "
         "it, which is most of the latency far from saturation (compare the one-connection row at the same rate: "
         "there it is one request's own time).",
@@ -72,6 +72,27 @@ def _document(r: dict[str, Any], plots: list[str]) -> list[str]:
                 f"{ours.p999_ms:.1f} | "
                 f"{floor.p50_ms:.1f} / {floor.p99_ms:.1f} / {floor.p999_ms:.1f} | {_ratio(ours.p50_ms, floor.p50_ms)} |"
             )
+    if r.get("paced"):
+        lines += [
+            "",
+            "## Near a fixed load, a body per request (wrk paced)",
+            "",
+            "Each hit must be another node, which hey (one body) cannot send; wrk pauses each connection "
+            "connections/rate before each request (its `delay()` hook), so the rate achieved is a little under the "
+            "one offered (the pause plus the answer's own time), for the floor and for wfboost alike. Latency is "
+            "the answer's own, to 0.01 ms.",
+            "",
+            "| path | offered req/s | connections | achieved | p50 ms | p99 ms | p99.9 ms | "
+            "floor p50 / p99 / p99.9 ms | p99 × floor |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, by_rate in r["paced"].items():
+            for (rate, connections), pair in by_rate.items():
+                floor, ours = pair["floor"], pair["wfboost"]
+                lines.append(
+                    f"| {name} | {rate} | {connections} | {ours.rate:,.0f} | {ours.p50_ms:.2f} | {ours.p99_ms:.2f} | "
+                    f"{ours.p999_ms:.2f} | {floor.p50_ms:.2f} / {floor.p99_ms:.2f} / {floor.p999_ms:.2f} | "
+                    f"{_ratio(ours.p99_ms, floor.p99_ms)} |")
     lines += ["", "## Worker processes (`wfboost serve --workers N`, the floor with the same N)", "",
               "| path | workers | floor req/s | wfboost req/s | × floor | p99 ms |", "|---|---|---|---|---|---|"]
     for name, pair in r["workers"].items():
@@ -92,7 +113,7 @@ def _document(r: dict[str, Any], plots: list[str]) -> list[str]:
     if plots:
         lines += ["## Plots", ""] + [f"![{name}](benchmarks/{name})" for name in plots] + [""]
     lines += ["## Not measured yet", "",
-              "- hits at fixed offered loads: hey sends one body, and a node served a hit before is answered `rerun`."]
+              "- a true open loop for hits (a fixed schedule whatever the answers' times): wrk paces per connection."]
     return lines
 
 
