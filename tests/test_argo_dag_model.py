@@ -697,3 +697,75 @@ def test_property_deterministic_and_starts_only_after_depends_hold(case: tuple[d
             if item and child.kind in ("Pod", "DAG"):
                 assert child.inputs == {"message": item.group(1)}
     assert first.phase in (SUCCEEDED, FAILED, ERROR, RUNNING)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What a nested DAG boundary changes: facts of Argo's semantics that issue 13's split has to respect
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def group(name: str, tasks: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]] = (),
+          **dag: Any) -> dict[str, Any]:
+    template: dict[str, Any] = {"name": name, "dag": {"tasks": list(tasks), **dag}}
+    if outputs:
+        template["outputs"] = {"parameters": list(outputs)}
+    return template
+
+
+def test_boundary_an_omitted_group_leaves_its_tasks_without_nodes() -> None:
+    """Flat, B is an Omitted node. Behind a group that is omitted as a whole, B gets no node at all: Omitted
+    (and Skipped) come only from depends (and when) evaluated inside the same DAG."""
+    flat = run(workflow([task("A"), task("B", "A")]), {"A": FAILED})
+    assert flat.phases() == {"wf": FAILED, "wf.A": FAILED, "wf.B": OMITTED}
+    split = run(workflow([task("g1", template="p1"), task("g2", "g1", template="p2")],
+                         templates=[group("p1", [task("A")]), group("p2", [task("B")])]), {"A": FAILED})
+    assert split.phases() == {"wf": FAILED, "wf.g1": FAILED, "wf.g1.A": FAILED, "wf.g2": OMITTED}
+
+
+def test_boundary_a_group_fails_on_its_own_leaves() -> None:
+    """assessDAGPhase counts only the DAG's targets. Flat, A's failure is handled by B (A.Failed) and the DAG
+    succeeds; as the leaf of its group A fails the group, so the outer edge must accept the group's failure."""
+    flat = run(workflow([task("A"), task("B", "A.Failed")]), {"A": FAILED})
+    assert flat.phase == SUCCEEDED
+    split = run(workflow([task("g1", template="p1"), task("g2", "g1", template="p2")],
+                         templates=[group("p1", [task("A")]), group("p2", [task("B")])]), {"A": FAILED})
+    assert (split.phases()["wf.g1"], split.phases()["wf.g2"], split.phase) == (FAILED, OMITTED, FAILED)
+
+
+def test_boundary_group_outputs_exist_only_when_the_group_succeeds() -> None:
+    """executeDAG resolves outputs.parameters only on Succeeded: a value read from a failed task behind a failed
+    group is never there, so the reader requeues for ever (flat, it runs with the value)."""
+    def reader(name: str, depends: str, ref: str) -> dict[str, Any]:
+        return task(name, depends, template="echo", arguments={"parameters": [{"name": "message", "value": ref}]})
+
+    table = {"A": LeafOutcome(phase=FAILED, parameters={"p": "v"})}
+    flat = run(workflow([task("A"), reader("B", "A.Failed", "{{tasks.A.outputs.parameters.p}}")]), table)
+    assert (flat.phase, flat.nodes["wf.B"].inputs) == (SUCCEEDED, {"message": "v"})
+    split_b = reader("B", "g1.Failed", "{{tasks.g1.outputs.parameters.p}}")
+    out = [{"name": "p", "valueFrom": {"parameter": "{{tasks.A.outputs.parameters.p}}"}}]
+    split = run(workflow([task("g1", template="p1"), split_b], templates=[group("p1", [task("A")], out)]), table)
+    assert "wf.B" not in split.nodes
+    assert split.phase == RUNNING
+
+
+def test_boundary_daemons_are_killed_when_their_group_completes() -> None:
+    """killDaemonedChildren runs when the daemon's own DAG is fulfilled: a daemon in an earlier group is gone
+    (Succeeded) before a later group's client starts; flat, it serves the client."""
+    table = {"svc": LeafOutcome(daemoned=True)}
+    flat = run(workflow([task("svc"), task("client", "svc")]), table)
+    assert flat.nodes["wf.client"].daemons_running == {"wf.svc"}
+    split = run(workflow([task("g1", template="p1"), task("client", "g1")], templates=[group("p1", [task("svc")])]),
+                table)
+    assert split.nodes["wf.client"].daemons_running == frozenset()
+
+
+def test_boundary_node_names_gain_the_group_and_targets_do_not_cross() -> None:
+    """dagContext.taskNodeName is `<boundary>.<task>`, so names (and the ids hashed from them, and the onExit
+    node `<task node>.onExit`) change; a DAG's `target` restricts only its own tasks: a group runs all of its
+    leaves unless given its own target."""
+    exit_tmpl = {"name": "cleanup", "container": {"image": "busybox"}}
+    split = run(workflow([task("g1", template="p1")], templates=[
+        exit_tmpl, group("p1", [task("A", onExit="cleanup"), task("B", "A"), task("C", "A")])]))
+    assert set(split.nodes) == {"wf", "wf.g1", "wf.g1.A", "wf.g1.A.onExit", "wf.g1.B", "wf.g1.C"}
+    flat = run(workflow([task("A"), task("B", "A"), task("C", "A")], target="B"))
+    assert set(flat.nodes) == {"wf", "wf.A", "wf.B"}

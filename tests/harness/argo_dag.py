@@ -18,7 +18,8 @@ resulting phases do not depend on that timing: in v4 `failFast` does not stop re
 (`assessDAGPhase` returns Running as soon as any node under the DAG is unfulfilled, and nothing in
 `executeDAGTask` checks failFast), so it only changes the DAG's phase when a target task was never created.
 The run stops when the entrypoint node is fulfilled, or when a pass changes nothing (Argo would hang; the
-workflow phase is then reported as Running).
+workflow phase is then reported as Running). The entrypoint node is named after the workflow (`metadata.name`,
+else `generateName` without its trailing dash), so task nodes are `wf.task`, `wf.group.task`, `wf.loop(0:a)`.
 
 Modelled:
 - `depends` with `.Succeeded .Failed .Errored .Skipped .Omitted .Daemoned .AnySucceeded .AllFailed`, bare task
@@ -111,6 +112,7 @@ class NodeRecord:
     started_after: frozenset[str]
     hooked: bool
     outputs: Mapping[str, str]
+    daemons_running: frozenset[str] = frozenset()  # daemoned pods alive when this node was created
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class _Node:
     inputs: dict[str, str]
     started_after: frozenset[str]
     created_pass: int
+    daemons_running: frozenset[str] = frozenset()
     children: list[str] = field(default_factory=list)
     outbound: list[str] = field(default_factory=list)
     daemoned: bool = False
@@ -149,6 +152,7 @@ class _Node:
     result: str | None = None
     exit_code: str | None = None
     pending: LeafOutcome | None = None
+    message: str = ""
 
     def fulfilled(self) -> bool:
         """[pkg/apis/workflow/v1alpha1/workflow_types.go:NodeStatus.Fulfilled] completed, skipped, omitted, or a
@@ -580,7 +584,9 @@ class _Model:
             raise AssertionError(f"node {name} initialised twice")
         node = _Node(name=name, kind=kind, phase=phase, boundary=boundary, template=template,
                      inputs=dict(inputs or {}), started_after=self._fulfilled_names(), created_pass=self.pass_no,
-                     hooked=hooked)
+                     hooked=hooked,
+                     daemons_running=frozenset(n.name for n in self.nodes.values()
+                                               if n.daemoned and n.phase == RUNNING))
         self.nodes[name] = node
         self.changed = True
         return node
@@ -646,7 +652,8 @@ class _Model:
     def _trace(self, phase: str) -> Trace:
         records = {
             n.name: NodeRecord(name=n.name, kind=n.kind, template=n.template, phase=n.phase, inputs=dict(n.inputs),
-                               started_after=n.started_after, hooked=n.hooked, outputs=dict(n.parameters or {}))
+                               started_after=n.started_after, hooked=n.hooked, outputs=dict(n.parameters or {}),
+                               daemons_running=n.daemons_running)
             for n in self.nodes.values()
         }
         workflow_phase = phase if phase in LEAF_PHASES else RUNNING
@@ -747,7 +754,7 @@ class _Model:
             # [operator.go:executeTemplate] an error from executeDAG marks the DAG node Error
             self._update_outbound(ctx, node, targets)
             self._mark_phase(node, ERROR)
-            node.parameters = {"__error__": f"unresolved {missing}"}
+            node.message = f"unresolved {missing}"
             self._kill_daemoned_children(node)
             return node
         node.parameters = outputs
@@ -990,7 +997,11 @@ class _Model:
             args: dict[str, str] = dict(self.workflow_args)
         elif hook is not None:
             template = str(hook["template"])
-            args = self._exit_hook_args(ctx, hook, str(task["name"]), parent)
+            if (hook.get("arguments") or {}).get("parameters"):
+                args = self._exit_hook_args(ctx, hook, str(task["name"]), parent)
+            else:
+                # [workflow_types.go:LifecycleHook.WithArgs] a hook without arguments gets the workflow's
+                args = dict(self.workflow_args)
         else:
             return False, None
         exit_name = f"{parent.name}.onExit"
@@ -1065,7 +1076,7 @@ class _Model:
                     break
                 parsed.append(loaded)
             rendered = parsed if parsed and len(parsed) == len(plist) else plist
-            values[f"tasks.{task_name}.outputs.parameters.{pname}"] = json.dumps(rendered, separators=(",", ":"))
+            values[f"tasks.{task_name}.outputs.parameters.{pname}"] = _go_json(rendered)
         return values
 
     def _check_refs(self, ctx: _DagContext, task: Mapping[str, Any], text: str) -> None:
@@ -1085,6 +1096,8 @@ class _Model:
             if what not in ("status", "exitCode", "outputs.result") and not what.startswith("outputs.parameters."):
                 raise Unsupported(f"reference {{{{{tag}}}}} is outside the model")
             dep_node = self.nodes.get(ctx.task_node_name(dep))
+            if dep_node is not None and dep_node.kind == "TaskGroup" and what == "outputs.result":
+                raise Unsupported(f"{{{{{tag}}}}}: aggregated results of a loop are not modelled")
             if dep_node is not None and dep_node.phase in (SKIPPED, OMITTED) and what != "status":
                 raise Unsupported(f"{{{{{tag}}}}} reads outputs of a {dep_node.phase.lower()} task")
 
@@ -1175,6 +1188,15 @@ class _Model:
         return outputs
 
 
+def _go_json(value: Any) -> str:
+    """json.Marshal's output: compact, map keys sorted, UTF-8 kept, and <, >, &, U+2028, U+2029 escaped."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                          ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
 def _deep_substitute_strict(value: Any, values: Mapping[str, str], leave: Sequence[str]) -> Any:
     """Strict substitution of tasks.* through a task's fields ([util/template:ReplaceStrictAny])."""
     if isinstance(value, str):
@@ -1214,7 +1236,7 @@ def _item_values(item: Any) -> tuple[dict[str, str], str]:
             raise Unsupported("loop item with parentheses (generateNodeName strips them)")
         return {"item": text}, text
     if isinstance(item, dict):
-        values = {"item": json.dumps(item, separators=(",", ":"), sort_keys=True)}
+        values = {"item": _go_json(item)}
         parts = []
         for key, val in item.items():
             if not isinstance(val, str | int | float) or isinstance(val, bool):
