@@ -769,3 +769,13 @@ def test_boundary_node_names_gain_the_group_and_targets_do_not_cross() -> None:
     assert set(split.nodes) == {"wf", "wf.g1", "wf.g1.A", "wf.g1.A.onExit", "wf.g1.B", "wf.g1.C"}
     flat = run(workflow([task("A"), task("B", "A"), task("C", "A")], target="B"))
     assert set(flat.nodes) == {"wf", "wf.A", "wf.B"}
+
+
+def test_dag_output_error_leaves_no_outbound_nodes() -> None:
+    """executeDAG returns the outputs error before setting OutboundNodes: a dependant of the Error DAG runs but
+    hangs from no node, so the outer assessDAGPhase never reaches it and the workflow stays Running (as the Go
+    code reads; most likely an Argo bug, but it is what a split must not newly expose)."""
+    wf = workflow([task("G", template="inner", arguments={"parameters": [{"name": "msg", "value": "hi"}]}),
+                   task("after", "G.Errored")], templates=[INNER])
+    trace = run(wf)
+    assert (trace.phases()["wf.G"], trace.phases()["wf.after"], trace.phase) == (ERROR, SUCCEEDED, RUNNING)

@@ -266,6 +266,8 @@ _DEPENDS_TOKEN = re.compile(r"\s*(?:(\(|\)|!|&&|\|\|)|([A-Za-z0-9_]+)\.([A-Za-z]
 
 
 def _depends_tokens(logic: str) -> list[str]:
+    """[argoexpr.EvalBool → expr-lang lexer] only the tokens the modelled subset needs; `and`, `or`, `not`,
+    comparisons and literals are refused (GetTaskDependencies would even take `and` for a task name)."""
     tokens: list[str] = []
     pos = 0
     while pos < len(logic):
@@ -350,6 +352,8 @@ WhenValue = bool | float | str
 
 
 def _when_tokens(when: str) -> list[tuple[str, WhenValue]]:
+    """[steps.go:shouldExecute → govaluate lexer] numbers are float64, quoted strings are strings, `true`/`false`
+    booleans, and every VARIABLE token is turned into a STRING by shouldExecute; anything else is refused."""
     tokens: list[tuple[str, WhenValue]] = []
     pos = 0
     while pos < len(when) and when[pos:].strip():
@@ -488,7 +492,8 @@ def substitute(text: str, values: Mapping[str, str], *, strict_prefixes: Sequenc
 
 
 def _deep_substitute(value: Any, values: Mapping[str, str], leave: Sequence[str]) -> Any:
-    """Substitute through a YAML-shaped value: Argo marshals the template to JSON and replaces in the string."""
+    """[util/template:Replace via common.SubstituteParams / processItem] substitute through a YAML-shaped value:
+    Argo marshals the template to JSON and replaces in that string."""
     if isinstance(value, str):
         return substitute(value, values, leave=leave)
     if isinstance(value, list):
@@ -499,7 +504,7 @@ def _deep_substitute(value: Any, values: Mapping[str, str], leave: Sequence[str]
 
 
 def _scalar(value: Any) -> str:
-    """How Argo renders a parameter value (AnyString): strings as is, numbers and booleans in JSON form."""
+    """[pkg/apis/workflow/v1alpha1/anystring.go:AnyString] strings as is, numbers and booleans in JSON form."""
     if isinstance(value, str):
         return value
     return json.dumps(value)
@@ -632,7 +637,9 @@ class _Model:
         raise Unsupported("the model did not settle")
 
     def _reconcile_pods(self) -> bool:
-        """[operator.go:podReconciliation] every pod created in an earlier pass reaches its outcome."""
+        """[operator.go:podReconciliation / assessNodeStatus] every pod created in an earlier pass reaches its
+        outcome; a daemoned pod becomes Running with Daemoned set (assessNodeStatus: a daemon template's pod that
+        is running and ready). A daemon that later exits is not modelled (assessNodeStatus would mark it Failed)."""
         changed = False
         for node in self.nodes.values():
             if node.pending is None or node.created_pass >= self.pass_no:
@@ -662,6 +669,8 @@ class _Model:
     # -- templates ---------------------------------------------------------------------------------------------
 
     def _template(self, name: str) -> dict[str, Any]:
+        """[templateresolution:TemplateContext.ResolveTemplate] local templates only; the features whose
+        semantics this model does not reproduce are refused here."""
         if name not in self.templates:
             raise Unsupported(f"template {name!r} not found")
         template = self.templates[name]
@@ -751,11 +760,11 @@ class _Model:
         try:
             outputs = self._dag_outputs(ctx, template)
         except _Requeue as missing:
-            # [operator.go:executeTemplate] an error from executeDAG marks the DAG node Error
-            self._update_outbound(ctx, node, targets)
+            # [dag.go:executeDAG] returns the error before updateOutboundNodesForTargetTasks, and its deferred
+            # killDaemonedChildren runs before [operator.go:executeTemplate] marks the node Error: the DAG keeps no
+            # outbound nodes (its dependants hang from nothing) and its daemons are not stopped.
             self._mark_phase(node, ERROR)
             node.message = f"unresolved {missing}"
-            self._kill_daemoned_children(node)
             return node
         node.parameters = outputs
         self._update_outbound(ctx, node, targets)
@@ -1038,6 +1047,8 @@ class _Model:
         return values
 
     def _node_scope(self, task_name: str, node: _Node) -> dict[str, str]:
+        """[operator.go:buildLocalScope / addNodeOutputsToLocalScope] status always; result, exitCode and
+        parameters only when the node has them (a DAG node has only its declared outputs, never an exitCode)."""
         values = {f"tasks.{task_name}.status": node.phase}
         if node.kind == "TaskGroup":
             values.update(self._aggregate_scope(task_name, node))
@@ -1080,8 +1091,10 @@ class _Model:
         return values
 
     def _check_refs(self, ctx: _DagContext, task: Mapping[str, Any], text: str) -> None:
-        """Refuse what the model cannot reproduce: non-ancestors (validation refuses them), node ids and pod ips
-        (hashes and addresses), outputs of skipped/omitted tasks (placeholders of addSkippedNodeOutputsToScope)."""
+        """Refuse what the model cannot reproduce: non-ancestors ([workflow/validate/validate.go:validateDAG,
+        validateDAGTaskArgumentDependency] refuse them at submission), node ids and pod ips (hashes of node names
+        and addresses), outputs of skipped/omitted tasks ([dag.go:buildLocalScopeFromTask →
+        addSkippedNodeOutputsToScope] placeholders and defaults)."""
         ancestors = set(task_ancestry(str(task["name"]), ctx.dependencies))
         for match in _TAG.finditer(text):
             tag = match.group(1)
