@@ -553,6 +553,50 @@ def test_argo_dag_disable_fail_fast() -> None:
     assert all(trace.phases()[f"wf.{n}"] == SUCCEEDED for n in "ABDE")
 
 
+def test_argo_assess_phase_continue_on_expanded_task() -> None:
+    """dag_test.go:TestDagAssessPhaseContinueOnExpandedTask: a loop with continueOn failed whose item 1 fails;
+    whalesay (dependencies [one-will-fail], continueOn failed) runs; the workflow Succeeds."""
+    num = {"name": "one-will-fail", "inputs": {"parameters": [{"name": "num"}]}, "container": {"image": "alpine"}}
+    wf = workflow([task("one-will-fail", template="one-will-fail", withItems=[1, 2], continueOn={"failed": True},
+                        arguments={"parameters": [{"name": "num", "value": "{{item}}"}]}),
+                   task("whalesay", dependencies=["one-will-fail"], continueOn={"failed": True})], templates=[num])
+    trace = run_workflow(wf, lambda inv: LeafOutcome(phase=FAILED if inv.inputs.get("num") == "1" else SUCCEEDED))
+    assert (trace.phases()["wf.one-will-fail"], trace.phases()["wf.whalesay"], trace.phase) == (
+        FAILED, SUCCEEDED, SUCCEEDED)
+
+
+def test_argo_empty_with_param_dag() -> None:
+    """dag_test.go:TestEmptyWithParamDAG: withParam of an empty list makes a Skipped node, its dependant runs,
+    the workflow Succeeds."""
+    wf = workflow([task("scheduler"),
+                   task("children", dependencies=["scheduler"], withParam="{{tasks.scheduler.outputs.parameters.jobs}}",
+                        arguments={"parameters": [{"name": "job_name", "value": "{{item.job_name}}"}]}),
+                   task("postprocess", dependencies=["children"])])
+    trace = run(wf, {"scheduler": LeafOutcome(parameters={"jobs": "[]"})})
+    assert (trace.phases()["wf.children"], trace.phases()["wf.postprocess"], trace.phase) == (
+        SKIPPED, SUCCEEDED, SUCCEEDED)
+
+
+def test_argo_fails_with_param_dag() -> None:
+    """dag_test.go:TestFailsWithParamDAG (retryStrategy and deadlines left out): chunk 3 of ten fails, finish is
+    omitted and the workflow Fails."""
+    chunk = {"name": "process", "inputs": {"parameters": [{"name": "chunk"}]}, "script": {"image": "python"}}
+    wf = workflow([task("gen-tasks"),
+                   task("process-tasks", dependencies=["gen-tasks"], template="process",
+                        withParam="{{tasks.gen-tasks.outputs.result}}",
+                        arguments={"parameters": [{"name": "chunk", "value": "{{item}}"}]}),
+                   task("finish", dependencies=["process-tasks"])], templates=[chunk])
+
+    def oracle(inv: Invocation) -> LeafOutcome:
+        if inv.template == "leaf" and inv.node == "wf.gen-tasks":
+            return LeafOutcome(result='["0","1","2","3","4","5","6","7","8","9"]')
+        return LeafOutcome(phase=FAILED if inv.inputs.get("chunk") == "3" else SUCCEEDED)
+
+    trace = run_workflow(wf, oracle)
+    assert len([n for n in trace.nodes if n.startswith("wf.process-tasks(")]) == 10
+    assert (trace.phases()["wf.process-tasks"], trace.phases()["wf.finish"], trace.phase) == (FAILED, OMITTED, FAILED)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Property: deterministic, and every task starts only once its depends expression is satisfied
 # ---------------------------------------------------------------------------------------------------------------
