@@ -30,6 +30,7 @@ from tests.harness.argo_dag import (
     Unsupported,
     eval_depends,
     outcomes,
+    renamed,
     run_workflow,
     should_execute,
     task_dependencies,
@@ -823,3 +824,17 @@ def test_dag_output_error_leaves_no_outbound_nodes() -> None:
                    task("after", "G.Errored")], templates=[INNER])
     trace = run(wf)
     assert (trace.phases()["wf.G"], trace.phases()["wf.after"], trace.phase) == (ERROR, SUCCEEDED, RUNNING)
+
+
+def test_renamed_maps_a_grouped_trace_onto_the_flat_names() -> None:
+    flat = run(workflow([task("A"), task("B", "A")]))
+    grouped = run(workflow([task("g1", template="p1"), task("g2", "g1", template="p2")],
+                           templates=[group("p1", [task("A")]), group("p2", [task("B")])]))
+
+    def strip(name: str) -> str | None:
+        parts = name.split(".")
+        return None if len(parts) == 2 else ".".join([parts[0], *parts[2:]])
+
+    view = renamed(grouped, strip)
+    assert view.phases() == flat.phases()
+    assert view.nodes["wf.B"].started_after == flat.nodes["wf.B"].started_after == {"wf.A"}

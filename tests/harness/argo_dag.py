@@ -16,7 +16,8 @@ every pod created in an earlier pass finishes with the outcome the oracle gives 
 the model is deterministic without relying on an order Argo does not guarantee. In the modelled subset the
 resulting phases do not depend on that timing: in v4 `failFast` does not stop ready tasks from being created
 (`assessDAGPhase` returns Running as soon as any node under the DAG is unfulfilled, and nothing in
-`executeDAGTask` checks failFast), so it only changes the DAG's phase when a target task was never created.
+`executeDAGTask` checks failFast), so it only changes the DAG's phase when a target task was never created
+(maintainers confirmed this reading and kept it: argoproj/argo-workflows #5223, #5227; #10312 is still open).
 The run stops when the entrypoint node is fulfilled, or when a pass changes nothing (Argo would hang; the
 workflow phase is then reported as Running). The entrypoint node is named after the workflow (`metadata.name`,
 else `generateName` without its trailing dash), so task nodes are `wf.task`, `wf.group.task`, `wf.loop(0:a)`.
@@ -40,6 +41,9 @@ Modelled:
   for ancestors X (a missing value requeues: the task waits, as `ReplaceStrictAny` makes it).
 - `when` after substitution, as govaluate evaluates it in `shouldExecute`: `==`, `!=`, `<`, `<=`, `>`, `>=` on
   numbers, `==`/`!=` on strings and booleans, `&&`, `||`, `!`, parentheses; bare words are strings.
+
+Use: `run_workflow(workflow, oracle)` gives a `Trace`; `outcomes({...})` builds an oracle from a table;
+`renamed(trace, rename)` maps a split workflow's node names back onto the original's for comparison.
 
 Raises `Unsupported` (the model cannot be exact there, so it refuses rather than guess): steps templates,
 templateRef and inline templates, retryStrategy, parallelism, memoize, template-level failFast, timeouts and
@@ -1302,6 +1306,28 @@ def outcomes(table: Mapping[str, LeafOutcome | str], default: LeafOutcome | None
         return default if default is not None else LeafOutcome()
 
     return oracle
+
+
+def renamed(trace: Trace, rename: Callable[[str], str | None]) -> Trace:
+    """The trace with every node name (and every name in `started_after`/`daemons_running`) mapped by `rename`;
+    nodes it maps to None are dropped. For comparing a split workflow with its original: map `wf.part-2.t7` to
+    `wf.t7` and drop the group nodes, then compare phases, inputs and start order."""
+
+    def names(group: frozenset[str]) -> frozenset[str]:
+        return frozenset(n for n in map(rename, group) if n is not None)
+
+    nodes: dict[str, NodeRecord] = {}
+    for name, record in trace.nodes.items():
+        new_name = rename(name)
+        if new_name is None:
+            continue
+        if new_name in nodes:
+            raise ValueError(f"rename maps two nodes to {new_name!r}")
+        nodes[new_name] = NodeRecord(name=new_name, kind=record.kind, template=record.template, phase=record.phase,
+                                     inputs=record.inputs, started_after=names(record.started_after),
+                                     hooked=record.hooked, outputs=record.outputs,
+                                     daemons_running=names(record.daemons_running))
+    return Trace(nodes=nodes, phase=trace.phase, passes=trace.passes)
 
 
 def iter_task_records(trace: Trace) -> Iterator[NodeRecord]:
