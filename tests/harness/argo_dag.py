@@ -1242,30 +1242,39 @@ def _loop_index(name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _item_text(value: Any) -> str:
+    """[item.go:Item.String / Format] json.Marshal of the item, a string's quotes removed; only values whose JSON
+    form is unambiguous from Python are accepted (no floats, whose YAML→JSON form Go normalises differently, and
+    no strings that JSON would escape)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if any(c in value for c in '"\\\u2028\u2029') or any(ord(c) < 0x20 for c in value):
+            raise Unsupported("loop item string with characters JSON escapes")
+        return value
+    raise Unsupported(f"loop item value of type {type(value).__name__}")
+
+
 def _item_values(item: Any) -> tuple[dict[str, str], str]:
-    """[operator.go:processItem / generateNodeName] the `{{item}}` values and the name suffix of one item."""
-    if isinstance(item, bool):
-        text = "true" if item else "false"
-        return {"item": text}, text
-    if isinstance(item, int | float | str):
-        text = item if isinstance(item, str) else json.dumps(item)
-        if "(" in text or ")" in text:
-            raise Unsupported("loop item with parentheses (generateNodeName strips them)")
-        return {"item": text}, text
+    """[operator.go:processItem] the `{{item}}` / `{{item.key}}` values and the description of one item; a map's
+    description is its sorted `key:value` pairs joined by commas."""
     if isinstance(item, dict):
         values = {"item": _go_json(item)}
         parts = []
         for key, val in item.items():
-            if not isinstance(val, str | int | float) or isinstance(val, bool):
-                raise Unsupported("loop map item with a non-scalar value")
-            rendered = _scalar(val)
+            rendered = _item_text(val)
             values[f"item.{key}"] = rendered
             parts.append(f"{key}:{rendered}")
-        desc = ",".join(sorted(parts))
-        if "(" in desc or ")" in desc:
-            raise Unsupported("loop item with parentheses (generateNodeName strips them)")
-        return values, desc
-    raise Unsupported(f"loop item of type {type(item).__name__}")
+        return values, _node_desc(",".join(sorted(parts)))
+    text = _item_text(item)
+    return {"item": text}, _node_desc(text)
+
+
+def _node_desc(desc: str) -> str:
+    """[operator.go:generateNodeName] parentheses are removed from the description in `name(i:desc)`."""
+    return desc.replace("(", "").replace(")", "")
 
 
 def _expand_sequence(seq: Mapping[str, Any]) -> list[str]:
