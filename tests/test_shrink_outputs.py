@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -56,6 +55,12 @@ def consume(name: str = "consume") -> dict[str, Any]:
                           "env": [{"name": "DATA", "value": "data={{inputs.parameters.data}}"}]}}
 
 
+def consume_env() -> dict[str, Any]:
+    return {"name": "consume-env", "inputs": {"parameters": [{"name": "data"}]},
+            "container": {"image": "busybox", "command": ["sh", "-c", "printf %s \"$DATA\" | wc -c"],
+                          "env": [{"name": "DATA", "value": "{{inputs.parameters.data}}"}]}}
+
+
 def consume_script() -> dict[str, Any]:
     return {"name": "consume-script", "inputs": {"parameters": [{"name": "data"}]},
             "script": {"image": "python:3.12", "command": ["python"],
@@ -74,7 +79,7 @@ def dag_workflow(tasks: list[dict[str, Any]], templates: list[dict[str, Any]] | 
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
             "metadata": {"name": "outs-x7k2p", "namespace": NS},
             "spec": {"entrypoint": "main", **spec, "templates": [
-                *(templates if templates is not None else [produce(), consume(), consume_script()]),
+                *(templates if templates is not None else [produce(), consume(), consume_env()]),
                 {"name": "main", "dag": {"tasks": tasks}}]}}
 
 
@@ -84,7 +89,7 @@ FROM_P = "{{tasks.producer.outputs.parameters.p}}"
 def pipeline() -> dict[str, Any]:
     return dag_workflow([task("producer", "produce"),
                          task("consumer", "consume", FROM_P, depends="producer"),
-                         task("reader", "consume-script", FROM_P, depends="producer")])
+                         task("reader", "consume-env", FROM_P, depends="producer")])
 
 
 # --- the analysis ---------------------------------------------------------------------------------------------------
@@ -92,9 +97,7 @@ def pipeline() -> dict[str, Any]:
 
 def test_an_output_only_copied_into_containers_may_move_and_its_consumers_are_marked() -> None:
     analysis = analyse_task_outputs(pipeline()["spec"])
-    assert set(analysis.movable) == {"p"} and analysis.receivers == {"consume", "consume-script"}
-    # the script gets its source back inside ARGO_TEMPLATE: the value must leave that under Argo's offload limit
-    assert 90 * 1024 < analysis.movable["p"] < MAX_OUTPUT_BYTES
+    assert analysis.movable == {"p": MAX_OUTPUT_BYTES} and analysis.receivers == {"consume", "consume-env"}
 
 
 @pytest.mark.parametrize(("change", "why"), [
@@ -130,7 +133,10 @@ def test_an_output_only_copied_into_containers_may_move_and_its_consumers_are_ma
         "container": {"image": "busybox"}, "outputs": {"parameters": [{"name": "p", "valueFrom": {"path": "/p"}}]}}}),
      "an inline template"),
     (lambda wf: wf["spec"]["templates"].__setitem__(1, {"name": "consume", "inputs": {"parameters": [
-        {"name": "data"}]}, "suspend": {}}), "not a container, script, DAG or steps template"),
+        {"name": "data"}]}, "suspend": {}}), "not a container, DAG or steps template"),
+    # the executor reads a script's source from ARGO_TEMPLATE, which Argo may move to a ConfigMap at run time
+    (lambda wf: (wf["spec"]["templates"].append(consume_script()),
+                 wf["spec"]["templates"][3]["dag"]["tasks"][2].update(template="consume-script")), "script"),
 ])
 def test_any_use_the_controller_evaluates_keeps_every_value_of_that_output_inline(change: Any, why: str) -> None:
     workflow = pipeline()
@@ -162,7 +168,7 @@ def test_consumers_are_marked_at_create_and_the_stored_workflow_is_judged_as_it_
     assert "annotations" not in stored["metadata"]  # nothing the task-result side would have to trust
     assert stored["spec"]["templates"][1]["metadata"]["labels"] == {
         "wfboost.io/restore": "true", "wfboost.io/template-refs": "unread"}
-    assert stored["spec"]["templates"][2]["metadata"]["labels"] == {"wfboost.io/restore": "true"}  # a script
+    assert stored["spec"]["templates"][2]["metadata"]["labels"] == stored["spec"]["templates"][1]["metadata"]["labels"]
     validate_object(stored)
     assert set(analyse_task_outputs(stored["spec"], stored=True).movable) == {"p"}
     # as the controller writes it back (Go's encoding of every template: empty inputs, outputs, resources…)
@@ -175,19 +181,6 @@ def test_consumers_are_marked_at_create_and_the_stored_workflow_is_judged_as_it_
     copied = copy.deepcopy(stored)
     copied["spec"]["templates"][3]["dag"]["tasks"][1]["when"] = f"'{FROM_P}' != ''"
     assert analyse_task_outputs(copied["spec"], stored=True).movable == {}
-
-
-def test_a_script_that_takes_several_values_shares_its_room_among_them() -> None:
-    """Restored, every value lands in the script's source inside ARGO_TEMPLATE: together under Argo's offload."""
-    script = consume_script()
-    script["inputs"]["parameters"].append({"name": "more"})
-    script["script"]["source"] += "\nprint('{{inputs.parameters.more}}', '{{inputs.parameters.data}}')"
-    tasks = [task("producer", "produce"), {"name": "r", "template": "consume-script", "depends": "producer",
-             "arguments": {"parameters": [{"name": "data", "value": FROM_P},
-                                          {"name": "more", "value": "{{tasks.producer.outputs.parameters.q}}"}]}}]
-    analysis = analyse_task_outputs(dag_workflow(tasks, [produce(["p", "q"]), consume(), script])["spec"])
-    assert set(analysis.movable) == {"p", "q"}
-    assert sum(analysis.movable.values()) + len(orjson.dumps(script)) < 100 * 1024
 
 
 @pytest.mark.parametrize(("value", "why"), [
@@ -206,7 +199,9 @@ def test_a_reported_value_that_cannot_travel_stays_inline(value: str, why: str) 
 USES: dict[str, tuple[bool, Any]] = {
     "argument to a container": (True, lambda t: {"template": "consume", "arguments": {"parameters": [
         {"name": "data", "value": t}]}}),
-    "argument to a script": (True, lambda t: {"template": "consume-script", "arguments": {"parameters": [
+    "argument to an env value": (True, lambda t: {"template": "consume-env", "arguments": {"parameters": [
+        {"name": "data", "value": t}]}}),
+    "argument to a script": (False, lambda t: {"template": "consume-script", "arguments": {"parameters": [
         {"name": "data", "value": t}]}}),
     "when": (False, lambda t: {"template": "consume", "when": f"{t} == a", "arguments": {"parameters": [
         {"name": "data", "value": "b"}]}}),
@@ -228,7 +223,7 @@ def test_an_output_moves_exactly_when_every_use_of_it_only_reaches_containers(
     for index, (use, name) in enumerate(uses):
         tasks.append({"name": f"c{index}", "depends": "producer",
                       **USES[use][1](f"{{{{tasks.producer.outputs.parameters.{name}}}}}")})
-    workflow = dag_workflow(tasks, [produce(["p", "q"]), consume(), consume_script()])
+    workflow = dag_workflow(tasks, [produce(["p", "q"]), consume(), consume_env(), consume_script()])
     analysis = analyse_task_outputs(workflow["spec"])
     for name in ("p", "q"):
         expected = not looped and all(USES[use][0] for use, used in uses if used == name)
@@ -343,7 +338,7 @@ async def test_a_big_output_travels_as_a_reference_and_its_consumers_get_it_back
                                         old_object=moved)
         assert again.patch == []
 
-        for consumer in ("consume", "consume-script"):
+        for consumer in ("consume", "consume-env"):
             node = f"{name}.{consumer}"
             original = controller_pod(VERSION, name, UID, NS, template(workflow, consumer), node,
                                       inputs={"data": value}).pod
@@ -365,3 +360,55 @@ async def test_a_big_output_travels_as_a_reference_and_its_consumers_get_it_back
     other["outputs"]["parameters"][0]["value"] = value + "more"
     assert (await asyncio.to_thread(webhook.api.admit, "workflowtaskresults", other)).patch == []
     assert metric(webhook, "wfboost_fail_open_total", reason="sidestore_unavailable") == 1
+
+
+async def test_a_marked_pod_whose_template_argo_offloaded_with_references_is_refused(
+    tmp_path: Path, start_webhook: StartWebhook, kmock: Any, valkey: Any, tls: SideStoreTls
+) -> None:
+    """Values arriving at run time can make Argo (3.6+) move a template to a ConfigMap named after the pod: the pod
+    then holds no reference, its executor reads them there. Refused (400), unless the ConfigMap holds none."""
+    kmock.resources["v1/configmaps"] = {}
+    script = {**consume_script(), "metadata": {"labels": {"wfboost.io/restore": "true"}}}
+    script["inputs"] = {"parameters": [{"name": "data"}, {"name": "pad"}]}
+    script["script"] = {**script["script"], "source": "print('{{inputs.parameters.data}}{{inputs.parameters.pad}}')"}
+    async with run_sidestore(valkey, tls, tmp_path) as sidestore:
+        webhook = outputs_webhook(start_webhook, tmp_path, sidestore.url, tls, str(kmock.url))
+        for data, refused in ((reference_for("v" * 5000).text, True), ("plain", False)):
+            created = controller_pod(VERSION, "outs-x7k2p", UID, NS, script, f"outs-x7k2p.r-{refused}",
+                                     inputs={"data": data, "pad": "p" * 140_000})
+            assert created.configmap is not None and PATTERN.search(json.dumps(created.pod)) is None
+            name = created.pod["metadata"]["name"]
+            kmock.objects["v1/configmaps", NS, name] = created.configmap
+            answer = await asyncio.to_thread(webhook.api.answer, "restore", created.pod)
+            assert answer["allowed"] is not refused, answer
+            if refused:
+                assert answer["status"]["code"] == 400
+                assert "offload ConfigMap, which holds references" in answer["status"]["message"]
+
+
+async def test_a_spec_written_back_without_the_restore_marks_keeps_them(
+    tmp_path: Path, start_webhook: StartWebhook, kmock: Any, valkey: Any, tls: SideStoreTls
+) -> None:
+    """`kubectl replace -f` of the original manifest while the Workflow runs: its nodes may hold references already,
+    so the marks stay (and a status write that keeps them changes nothing)."""
+    async with run_sidestore(valkey, tls, tmp_path) as sidestore:
+        webhook = outputs_webhook(start_webhook, tmp_path, sidestore.url, tls, str(kmock.url))
+        original = pipeline()
+        stored = (await asyncio.to_thread(webhook.api.admit, "workflows", original)).object
+        replaced = await asyncio.to_thread(webhook.api.admit, "workflows", original, operation="UPDATE",
+                                           old_object=stored)
+        assert replaced.object["spec"]["templates"] == stored["spec"]["templates"]
+        status = copy.deepcopy(stored)
+        status["status"] = {"phase": "Running"}
+        again = await asyncio.to_thread(webhook.api.admit, "workflows", status, operation="UPDATE",
+                                        old_object=stored)
+        assert again.patch == []
+
+
+def test_a_script_marked_for_restoring_never_keeps_an_unread_label() -> None:
+    """The executor reads a script's source from its template: `unread` (copied or written) is not true of it."""
+    from wfboost.shrink.workflow import label_ops
+
+    script = {**consume_script(), "metadata": {"labels": {"wfboost.io/template-refs": "unread", "team": "a"}}}
+    marked = apply({"spec": {"templates": [script]}}, label_ops({"templates": [script]}, {"consume-script"}))
+    assert marked["spec"]["templates"][0]["metadata"]["labels"] == {"team": "a", "wfboost.io/restore": "true"}

@@ -25,16 +25,17 @@ from typing import Any, Final
 
 import orjson
 import zstandard
-from isal import igzip
+from zlib_ng import gzip_ng
 
 from wfboost.policy.model import NodeCompression
 
 # `ArtifactGCNever`: what an artifact whose strategy is undefined at every level gets.
 ARTIFACT_GC_NEVER: Final = "Never"
 
-# isal's level 1: on Kubeflow-shaped node statuses as small as zlib's level 6 (Go's gzip default) within a few
-# per cent, at a tenth of the time (`make bench` prints both); ISA-L levels run 0..3.
-ISAL_LEVEL: Final = 1
+# zlib-ng's level 5: on Kubeflow-shaped node statuses as small as zlib's level 6 (Go's gzip default, what Argo
+# writes with) within one per cent, at about a quarter of the time; ISA-L's fastest levels are ten times quicker but
+# 8% larger, zlib-ng's lower levels 10-35% larger (`make bench` prints them beside zlib; docs/shrinking.md).
+GZIP_LEVEL: Final = 5
 # zstd's default level, as klauspost's `zstd.SpeedDefault` that Argo v4.1 writes with.
 ZSTD_LEVEL: Final = 3
 
@@ -88,7 +89,7 @@ def compressed_nodes(nodes_json: bytes, compression: NodeCompression = "gzip") -
     if compression == "zstd":
         packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(nodes_json)
     else:
-        packed = igzip.compress(nodes_json, compresslevel=ISAL_LEVEL, mtime=0)
+        packed = gzip_ng.compress(nodes_json, compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[no-untyped-call]
     return base64.b64encode(packed).decode("ascii")
 
 

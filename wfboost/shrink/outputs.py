@@ -34,8 +34,6 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
-
 from wfboost.argo.offload import go_json_size
 from wfboost.shrink.analysis import (
     TAG,
@@ -62,8 +60,8 @@ __all__ = ["OutputAnalysis", "OutputMarks", "analyse_task_outputs", "plan_output
 # Restored into one container string a value may not pass Linux's 128 KiB per-string limit (as for arguments:
 # wfboost.shrink.workflow MAX_MOVED_BYTES); nothing offloads a task output Argo substitutes into a pod.
 MAX_OUTPUT_BYTES: Final = 120 * 1024
-# A receiving script's ARGO_TEMPLATE gets its script source back restored: with the value in it, it must stay clear
-# of the 128 KiB past which Argo would have moved it to a ConfigMap (wfboost.shrink.workflow).
+# A receiving template near Argo's 128 KiB offload limit as it is written may be moved to a ConfigMap whatever its
+# inputs (wfboost.shrink.workflow).
 MAX_RECEIVER_TEMPLATE_BYTES: Final = 100 * 1024
 
 _OUTPUT_TAG = re.compile(r"(?:tasks|steps)\.[^.{}\s]+\.outputs\.parameters\.(.+)")
@@ -72,8 +70,9 @@ _READS_OUTPUTS = re.compile(r"\b(tasks|steps|outputs)\b|\$env")
 _LOOPS: Final = ("withItems", "withParam", "withSequence")
 # Templates whose pod's wait container reports outputs in a task result (executor.go ReportOutputs).
 _POD_KINDS: Final = ("container", "script", "containerSet", "resource", "data")
-# Templates a moved value may reach: their pods' container strings are restored, or they pass it on.
-_RECEIVER_KINDS: Final = ("container", "script", "dag", "steps")
+# Templates a moved value may reach: their pods' container strings are restored (the executor never reads the
+# copies in ARGO_TEMPLATE), or they pass it on.
+_RECEIVER_KINDS: Final = ("container", "dag", "steps")
 
 
 @dataclass
@@ -113,41 +112,36 @@ def analyse_task_outputs(spec: Any, *, stored: bool = False) -> OutputAnalysis:
         receivers: set[str] = set()
         reason = _producer_reason(producers, templates, looped) or _consumer_reason(
             spec, templates, name, receivers, index)
-        budget = MAX_OUTPUT_BYTES
         for receiver in sorted(receivers):
             if reason is not None:
                 break
-            reason, budget = _receiver_reason(receiver, templates[receiver], budget, stored)
+            reason = _receiver_reason(receiver, templates[receiver], stored)
         if reason is None:
-            analysis.movable[name] = budget
+            analysis.movable[name] = MAX_OUTPUT_BYTES
             analysis.receivers |= receivers
         else:
             analysis.kept[name] = reason
     return analysis
 
 
-def _receiver_reason(name: str, template: Mapping[str, Any], budget: int, stored: bool) -> tuple[str | None, int]:
-    """Why a receiving template cannot take a moved value, or None and what each value may weigh there."""
+def _receiver_reason(name: str, template: Mapping[str, Any], stored: bool) -> str | None:
+    """Why a receiving template cannot take a moved value, or None."""
+    if "script" in template:
+        # the executor reads a script's source from ARGO_TEMPLATE, which inputs arriving at run time can make any
+        # size: Argo then moves it, source and references with it, to a ConfigMap restoring cannot reach
+        return f"script {name} reads its inputs from a template Argo may move to a ConfigMap"
     if not any(key in template for key in _RECEIVER_KINDS):
         # a suspend template parses its inputs (a dynamic enum: operator.go resolveInputFieldsForSuspendNode), an
         # http or plugin template reaches its executor through the task set, where nothing restores it
-        return f"template {name} is not a container, script, DAG or steps template", budget
+        return f"template {name} is not a container, DAG or steps template"
     metadata = template.get("metadata")
     labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
     if stored and (not isinstance(labels, Mapping) or labels.get(RESTORE_LABEL) != "true"):
-        return f"template {name} is not marked for restoring", budget
+        return f"template {name} is not marked for restoring"
     size = go_json_size(template)  # as the controller measures ARGO_TEMPLATE
     if size > MAX_RECEIVER_TEMPLATE_BYTES:
-        return f"template {name} is {size} bytes, near the 128 KiB past which Argo offloads it", budget
-    script = template.get("script")
-    if not isinstance(script, Mapping):
-        return None, budget
-    if MARK in orjson.dumps(template).decode():
-        return f"script {name} also gets moved values back into its source", budget
-    # every input substituted into the source comes back there: together they must stay clear of Argo's offload
-    source = script.get("source")
-    landings = max(1, source.count("inputs.parameters.") if isinstance(source, str) else 0)
-    return None, min(budget, (MAX_RECEIVER_TEMPLATE_BYTES - size) // landings)
+        return f"template {name} is {size} bytes, near the 128 KiB past which Argo offloads it"
+    return None
 
 
 def _whole_outputs_reason(spec: Mapping[str, Any]) -> str | None:

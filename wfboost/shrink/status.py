@@ -76,7 +76,7 @@ def status_nodes_json(workflow: Mapping[str, Any], threshold: int) -> bytes | st
 
 
 def compress_status(nodes_json: bytes, compression: NodeCompression) -> StatusCompression:
-    """The patch for nodes that `status_nodes_json` chose. CPU-bound (ISA-L and zstd release the GIL, so the
+    """The patch for nodes that `status_nodes_json` chose. CPU-bound (zlib-ng and zstd release the GIL, so the
     webhook runs it in a thread)."""
     text = compressed_nodes(nodes_json, compression)
     ops: list[PatchOp] = [

@@ -269,6 +269,10 @@ def label_ops(spec: Mapping[str, Any], receivers: set[str]) -> list[PatchOp]:
             added[TEMPLATE_REFS_LABEL] = TEMPLATE_REFS_UNREAD
         base = f"/spec/templates/{index}/metadata"
         metadata = template.get("metadata")
+        if "script" in template and isinstance(metadata, Mapping) and isinstance(metadata.get("labels"), Mapping) \
+                and TEMPLATE_REFS_LABEL in metadata["labels"]:
+            # the executor reads a script's source from its template: a copied or written `unread` is not true here
+            ops.append({"op": "remove", "path": f"{base}/labels/{TEMPLATE_REFS_LABEL.replace('/', '~1')}"})
         if not isinstance(metadata, Mapping):
             ops.append({"op": "add", "path": base, "value": {"labels": added}})
         elif not isinstance(metadata.get("labels"), Mapping):

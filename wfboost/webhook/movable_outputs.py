@@ -42,14 +42,25 @@ class MovableOutputs:
         self.reads = 0  # GETs made
         self.analyses = 0  # specs analysed
         self._seen: OrderedDict[str, tuple[float, str, dict[str, int]]] = OrderedDict()  # uid -> (when, digest, …)
+        self._reading: dict[str, asyncio.Task[dict[str, int]]] = {}  # uid -> the read under way
 
     async def of(self, kube: ObjectApi | None, namespace: str, name: str, uid: str) -> dict[str, int]:
         """Output name → the most bytes a moved value may have, for the Workflow `namespace/name` with `uid`.
-        KubeUnavailable when the API cannot be read (the caller moves nothing then)."""
+        KubeUnavailable when the API cannot be read (the caller moves nothing then). Task results of one Workflow
+        arriving together share one read and one analysis (a fan-out's steps finish together)."""
+        seen = self._seen.get(uid)
+        if seen is not None and self.clock() - seen[0] < self.ttl:
+            return seen[2]
+        reading = self._reading.get(uid)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(kube, namespace, name, uid))
+            self._reading[uid] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(uid, None))
+        return await asyncio.shield(reading)  # one caller's deadline does not cancel the others' read
+
+    async def _read(self, kube: ObjectApi | None, namespace: str, name: str, uid: str) -> dict[str, int]:
         now = self.clock()
         seen = self._seen.get(uid)
-        if seen is not None and now - seen[0] < self.ttl:
-            return seen[2]
         if kube is None:
             raise KubeUnavailable("task outputs may move only where the webhook can read Workflows (no API access)")
         self.reads += 1

@@ -19,14 +19,17 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
+
 from wfboost.argo.offload import offloads_container_args
 from wfboost.blobs.client import SideStoreClientError, SideStoreUnavailable
 from wfboost.kube import KubeApiError, KubeError, resource_path
-from wfboost.shrink.refs import Reference, ReferenceMismatch, value_of
+from wfboost.shrink.refs import Reference, ReferenceMismatch, references_in, value_of
 from wfboost.shrink.restore import RestoreRefused, offloaded_slots, pod_references, restore_pod
 from wfboost.shrink.tables import ArgumentTable, TableError, parse_table
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision, Denial
+from wfboost.webhook.errors import KubeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +41,18 @@ async def admit_restore(request: AdmissionRequest, ctx: AdmissionContext) -> Dec
     if request.get("operation") != "CREATE":
         return UNCHANGED
     references = pod_references(pod)
-    if not references:
-        return Decision(outcome="no_references")
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
     metadata = pod.get("metadata") or {}
     what = f"pod {namespace}/{metadata.get('name') or metadata.get('generateName', '')}"
     offloaded = offloaded_slots(pod)
+    if not references:
+        if offloaded and await _offload_holds_references(namespace, str(metadata.get("name") or ""), ctx):
+            # values arriving at run time made Argo move the template (or the arguments) to its ConfigMap, with the
+            # references in it: the process would read them there
+            return _refuse(what, 400, f"{', '.join(offloaded)} read(s) Argo's offload ConfigMap, which holds "
+                                      "references wfboost cannot restore there; keep this Workflow's values inline "
+                                      "(wfboost.io/shrink off)")
+        return Decision(outcome="no_references")
     if offloaded:
         return _refuse(what, 400, f"{', '.join(offloaded)} read(s) Argo's offload ConfigMap, where wfboost cannot "
                                   "restore references; keep this Workflow's values inline (wfboost.io/shrink off)")
@@ -119,3 +128,19 @@ def _refuse(what: str, code: int, reason: str) -> Decision:
     message = f"wfboost cannot restore the values of this pod: {reason}"
     log.warning("refusing %s (%d): %s", what, code, reason)
     return Decision(outcome="refused", denial=Denial(code, message))
+
+
+async def _offload_holds_references(namespace: str, name: str, ctx: AdmissionContext) -> bool:
+    """Whether the ConfigMap Argo offloaded this pod's template or arguments to (named after the pod) holds
+    reference text. Unreadable for now: KubeUnavailable (429, the controller creates the pod again later)."""
+    if ctx.kube is None:
+        raise KubeUnavailable("the pod reads Argo's offload ConfigMap and the webhook has no Kubernetes API access")
+    try:
+        configmap = await ctx.kube.get(resource_path("", "v1", "configmaps", namespace, name))
+    except KubeApiError as exc:
+        if exc.status == 404:
+            return False  # nothing offloaded under this name: the executor finds nothing to read either
+        raise KubeUnavailable(f"reading ConfigMap {namespace}/{name}: {exc}") from exc
+    except KubeError as exc:
+        raise KubeUnavailable(f"reading ConfigMap {namespace}/{name}: {exc}") from exc
+    return bool(references_in(orjson.dumps(configmap.get("data") or {}).decode()))

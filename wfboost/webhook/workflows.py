@@ -20,7 +20,7 @@ import orjson
 from wfboost.argo.schema_limits import schema_limits_exceeded
 from wfboost.shrink.outputs import plan_output_marks
 from wfboost.shrink.status import compress_status, status_nodes_json
-from wfboost.shrink.workflow import plan_workflow_shrink
+from wfboost.shrink.workflow import RESTORE_LABEL, label_ops, plan_workflow_shrink
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.webhook.admission import UNCHANGED, AdmissionContext, Decision
 
@@ -45,6 +45,8 @@ async def admit_workflow(request: AdmissionRequest, ctx: AdmissionContext) -> De
     if create:
         moved, labelled = await _moved(request, workflow, ctx)
         decisions += [moved, await _outputs_marked(request, workflow, ctx, labelled)]
+    else:
+        decisions.append(_restore_marks_kept(request, workflow))
     decisions.append(await _compressed(request, workflow, ctx))
     ops = [op for decision in decisions for op in decision.patch]
     patched = [decision.outcome for decision in decisions if decision.patch]
@@ -95,6 +97,26 @@ async def _outputs_marked(request: AdmissionRequest, workflow: dict[str, object]
         log.debug("Workflow %s/%s: outputs that may move: %s", request.get("namespace"),
                   request.get("name") or "(generateName)", ", ".join(sorted(marks.analysis.movable)))
     return Decision(marks.ops, "outputs_marked" if marks.analysis.movable else "no_movable_outputs")
+
+
+def _restore_marks_kept(request: AdmissionRequest, workflow: dict[str, object]) -> Decision:
+    """At UPDATE, whatever the policy says: a template that carried the restore mark keeps it. Its calls may hold
+    references already (moved arguments, a moved output in a node's status): a spec written back without the marks
+    (`kubectl replace -f` of the original manifest, a GitOps sync) would start its pods with them. Cheap on the
+    controller's hot path: only the templates' labels are compared."""
+    old: Any = request.get("oldObject") or {}
+    marked = {t.get("name") for t in (old.get("spec") or {}).get("templates") or []
+              if isinstance(t, dict) and ((t.get("metadata") or {}).get("labels") or {}).get(RESTORE_LABEL) == "true"}
+    if not marked:
+        return UNCHANGED
+    spec: Any = workflow.get("spec") or {}
+    lost = {t.get("name") for t in spec.get("templates") or [] if isinstance(t, dict) and t.get("name") in marked
+            and ((t.get("metadata") or {}).get("labels") or {}).get(RESTORE_LABEL) != "true"}
+    if not lost:
+        return UNCHANGED
+    log.warning("Workflow %s/%s: the restore mark of %s kept (its pods may receive references)",
+                request.get("namespace"), request.get("name"), ", ".join(sorted(str(n) for n in lost)))
+    return Decision(label_ops(spec, {str(n) for n in lost}), "restore_marks_kept")
 
 
 async def _template_holder(request: AdmissionRequest, holder: dict[str, object], ctx: AdmissionContext,
