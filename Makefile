@@ -13,7 +13,7 @@ apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missi
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-.PHONY: setup test lint typecheck check package-check run bench clean
+.PHONY: setup test lint typecheck check package-check deploy-check run bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,14 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-check: lint typecheck test package-check
+check: lint typecheck test package-check deploy-check
+
+# The install as a cluster gets it: deploy/base rendered as kustomize does, deploy/chart with real Helm code, every
+# object against the Kubernetes and Argo schemas, Pod Security "restricted", Secrets nothing creates, Redis without
+# credentials, who may change the webhook configuration, the chart's values against the policy schema
+# (wfboost_dev/deploy, tests/test_deploy*.py).
+deploy-check: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_checks.py $(wildcard tests/test_deploy_chart.py)
 
 # The wheel as a user gets it: built, installed without extras into a fresh venv, every module imported from there.
 WHEEL_VENV ?= .venv-wheel
