@@ -5,10 +5,12 @@ passes against that server."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -181,20 +183,25 @@ def url(server: RedisProcess, user: str, db: int = 0) -> str:
     return f"redis://{user}:{PASSWORDS[user]}@127.0.0.1:{server.port}/{db}"
 
 
-async def test_nothing_runs_without_a_password(secured: RedisProcess) -> None:
-    anonymous = aioredis.Redis(port=secured.port)
-    try:
-        for command in (("PING",), ("GET", "wfb:v1:x"), ("SET", "wfb:v1:x", "forged"), ("FLUSHALL",)):
-            with pytest.raises(redis.exceptions.AuthenticationError):
-                await anonymous.execute_command(*command)
-    finally:
-        await anonymous.aclose()
-    wrong = aioredis.Redis.from_url(f"redis://webhook:{PASSWORDS['recorder']}@127.0.0.1:{secured.port}/0")
-    try:
-        with pytest.raises(redis.exceptions.AuthenticationError):
-            await wrong.ping()
-    finally:
-        await wrong.aclose()
+def resp(port: int, *commands: tuple[str, ...]) -> list[bytes]:
+    """The first line of the server's answer to each command, sent on one fresh connection (no AUTH)."""
+    answers = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock, sock.makefile("rb") as answers_file:
+        for command in commands:
+            sock.sendall(f"*{len(command)}\r\n".encode() + b"".join(
+                f"${len(part)}\r\n{part}\r\n".encode() for part in command))
+            answers.append(answers_file.readline().strip())
+    return answers
+
+
+def test_nothing_runs_without_a_password(secured: RedisProcess) -> None:
+    commands = [("PING",), ("GET", "wfb:v1:x"), ("SET", "wfb:v1:x", "forged"), ("FLUSHALL",), ("HELLO", "3")]
+    for answer in resp(secured.port, *commands):
+        assert answer.startswith(b"-NOAUTH"), answer
+    wrong = resp(secured.port, ("AUTH", "webhook", PASSWORDS["recorder"]), ("AUTH", "default", ""),
+                 ("SET", "wfb:v1:x", "forged"))
+    assert [answer.split()[0] for answer in wrong] == [b"-WRONGPASS", b"-WRONGPASS", b"-NOAUTH"]
+    assert resp(secured.port, ("AUTH", "webhook", PASSWORDS["webhook"]), ("PING",)) == [b"+OK", b"+PONG"]
 
 
 async def test_each_user_reaches_its_own_keys_only(secured: RedisProcess) -> None:
@@ -265,3 +272,25 @@ def test_the_readiness_probe_passes_with_the_probe_password(secured: RedisProces
     bad = subprocess.run([*command[:2], script], env={"PROBE_PASSWORD": "wrong", "PATH": "/usr/bin:/bin"},
                          capture_output=True, timeout=10)
     assert bad.returncode != 0
+
+
+def test_the_manifests_urls_connect_as_the_kubelet_expands_them(secured: RedisProcess) -> None:
+    """Each component's WFBOOST_REDIS_URL with its $(WFBOOST_REDIS_PASSWORD) put in as the kubelet does (the
+    variable defined above it, from the Secret), the Service's address pointed at the test server."""
+    for name, user in (("webhook.yaml", "webhook"), ("recorder.yaml", "recorder"), ("sidestore.yaml", "sidestore")):
+        (deployment,) = [doc for doc in manifests(name) if doc["kind"] == "Deployment"]
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["WFBOOST_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "wfboost-redis-credentials", "key": user}
+        expanded = env["WFBOOST_REDIS_URL"]["value"].replace("$(WFBOOST_REDIS_PASSWORD)", PASSWORDS[user])
+        local = expanded.replace("@wfboost-redis:6379/", f"@127.0.0.1:{secured.port}/")
+        assert local != expanded
+
+        async def ping(address: str = local) -> bool:
+            client = redis_client.connect(address)
+            try:
+                return bool(await client.ping())
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(ping()), name

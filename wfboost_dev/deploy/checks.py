@@ -195,7 +195,8 @@ def unknown_secrets(objects: Iterable[Obj], user_provided: Set[str] = frozenset(
 
 # --- Redis ----------------------------------------------------------------------------------------------------
 
-_URL_CREDENTIALS = re.compile(r"^rediss?://([A-Za-z0-9_-]*):\$\(([A-Z0-9_]+)\)@")
+# user:$(PASSWORD)@, the user literal (an ACL user of the bundled Valkey) or read from a Secret too.
+_URL_CREDENTIALS = re.compile(r"^rediss?://(?:[A-Za-z0-9_-]+|\$\([A-Z0-9_]+\)):\$\(([A-Z0-9_]+)\)@")
 
 
 def _is_redis(container: Obj) -> bool:
@@ -249,10 +250,10 @@ def _client_problems(container: Obj, secrets: Set[str]) -> Iterator[str]:
         if match is None:
             yield f"env {name}: a Redis URL without user:$(PASSWORD)@ credentials"
             continue
-        password = env.get(match.group(2)) or {}
+        password = env.get(match.group(1)) or {}
         ref = (password.get("valueFrom") or {}).get("secretKeyRef") or {}
         if ref.get("name") not in secrets:
-            yield f"env {name}: the password ${match.group(2)} is not read from a known Secret"
+            yield f"env {name}: the password ${match.group(1)} is not read from a known Secret"
 
 
 def _network_problems(objects: list[Obj], redis_pods: list[tuple[str, Obj]]) -> Iterator[str]:

@@ -1,0 +1,191 @@
+"""The Helm chart (deploy/chart/wfboost, rendered and linted by real Helm code) renders what deploy/base renders for
+its default values, follows its values everywhere (namespace, images, Redis, features), passes every check of
+`make deploy-check` for each of them, and documents the policy's features as the policy schema defines them."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+from tests.harness.validate import validate_object
+from wfboost.policy import load_policy, policy_schema
+from wfboost.policy.model import Features
+from wfboost_dev.deploy import checks
+from wfboost_dev.deploy.chart import lint_chart, render_chart, values_file
+from wfboost_dev.deploy.kustomize import render_base
+from wfboost_dev.deploy.objects import Obj, by_identity, label, pod_specs
+
+BASE = Path(__file__).resolve().parents[1] / "deploy" / "base"
+EXTERNAL = {"redis": {"external": {"url": "rediss://redis.example:6380", "existingSecret": "team-redis"}}}
+
+# Value sets that change what is rendered, each checked like the defaults.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespace": {"namespace": {"name": "team-x"}},
+    "registry": {"images": {"registry": "registry.example.com/mirror", "pullSecrets": ["mirror-pull"]}},
+    "external-redis": EXTERNAL,
+    "no-sidestore": {"sidestore": {"enabled": False}},
+    "external-redis-cluster": {"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}},
+                               "sidestore": {"enabled": False}},
+    "one-replica": {"webhook": {"replicas": 1, "priorityClass": {"create": False, "name": ""}}},
+    "features": {"features": {"memoize": True, "latch": True, "compressStatus": True, "shrinkWorkflows": True},
+                 "policy": {"memoize": {"namespaces": ["team-*"]}}},
+}
+USER_PROVIDED = {"team-redis", "mirror-pull"}  # the Secrets values.yaml documents as the user's
+
+
+def find(objects: list[Obj], kind: str, name: str) -> Obj:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def policy_text(objects: list[Obj]) -> str:
+    text: str = find(objects, "ConfigMap", "wfboost-policy")["data"]["policy.yaml"]
+    return text
+
+
+def env_of(objects: list[Obj], deployment: str) -> dict[str, Any]:
+    container = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_default_values_render_the_kustomize_base() -> None:
+    chart, base = by_identity(render_chart()), by_identity(render_base(BASE))
+    assert sorted(chart) == sorted(base)
+    different = [label(obj) for key, obj in chart.items() if obj != base[key]]
+    assert different == []
+
+
+def test_another_namespace_renders_what_a_kustomize_overlay_would() -> None:
+    chart = by_identity(render_chart(VARIANTS["namespace"]))
+    assert chart == by_identity(render_base(BASE, "team-x"))
+
+
+def test_the_chart_lints_clean() -> None:
+    for name, values in VARIANTS.items():
+        assert lint_chart(values) == [], name
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendering_passes_the_checks(variant: str) -> None:
+    objects = render_chart(VARIANTS[variant])
+    for obj in objects:
+        validate_object(obj)  # Kubernetes 1.36 schemas, strict (Argo's for Argo kinds)
+    assert checks.pod_security(objects) == []
+    assert checks.unknown_secrets(objects, USER_PROVIDED) == []
+    assert checks.redis_without_credentials(objects, USER_PROVIDED) == []
+    powers = checks.rbac_writers(objects)
+    namespace = VARIANTS[variant].get("namespace", {}).get("name", "wfboost")
+    assert {who for who, what in powers.items() if "webhook-configs" in what} == {f"{namespace}/wfboost-certs"}
+    assert not any({"secrets", "escalate"} & what for what in powers.values())
+    load_policy(policy_text(objects))
+
+
+def test_images_follow_the_registry_and_pull_secrets() -> None:
+    objects = render_chart(VARIANTS["registry"])
+    images = {c["image"] for _, pod in pod_specs(objects) for c in [*pod.get("initContainers", []), *pod["containers"]]}
+    mirror = "registry.example.com/mirror"
+    assert images == {f"{mirror}/wfboost/wfboost:0.1.0", f"{mirror}/valkey/valkey:7.2"}
+    assert all(pod["imagePullSecrets"] == [{"name": "mirror-pull"}] for _, pod in pod_specs(objects))
+    # hit pods run in Argo's namespaces: the replay image follows through the policy
+    policy = load_policy(policy_text(objects))
+    assert policy.memoize.replay.image == "registry.example.com/mirror/wfboost/replay:0.1.0"
+
+
+def test_an_external_redis_replaces_the_bundled_one() -> None:
+    objects = render_chart(EXTERNAL)
+    assert not [o for o in objects if "redis" in o["metadata"]["name"] and o["kind"] != "Secret"]
+    assert "wfboost-redis-credentials" not in {o["metadata"]["name"] for o in objects}
+    env = env_of(objects, "wfboost-sidestore")
+    assert env["WFBOOST_REDIS_URL"] == (
+        "rediss://$(WFBOOST_REDIS_USERNAME):$(WFBOOST_REDIS_PASSWORD)@redis.example:6380/1")
+    assert env["WFBOOST_REDIS_PASSWORD"] == {"secretKeyRef": {"name": "team-redis", "key": "password"}}
+    job = find(objects, "Job", "wfboost-certs")["spec"]["template"]["spec"]
+    credentials = next(c for c in job["initContainers"] if c["name"] == "credentials")
+    assert not any(a.startswith("--redis-secret") for a in credentials["args"])
+    cluster = render_chart(VARIANTS["external-redis-cluster"])
+    assert env_of(cluster, "wfboost")["WFBOOST_REDIS_URL"].endswith("@redis.example:6380/0?cluster=true")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"redis": {"external": {"url": "redis://r:6379"}}}, "redis.external.existingSecret is required"),
+    ({"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}}}, "not a Redis Cluster"),
+    ({"features": {"shrinkWorkflows": True}, "sidestore": {"enabled": False}}, "needs the side store"),
+    ({"policy": {"features": {"memoize": True}}}, "feature switches go in the value `features`"),
+])
+def test_values_that_cannot_work_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
+        render_chart(values)
+
+
+def test_without_the_side_store_nothing_of_it_is_left() -> None:
+    objects = render_chart(VARIANTS["no-sidestore"])
+    assert not [label(o) for o in objects if "sidestore" in o["metadata"]["name"]]
+    assert not [k for k in env_of(objects, "wfboost") if k.startswith("WFBOOST_SIDESTORE")]
+    role = find(objects, "Role", "wfboost-certs")
+    assert role["rules"][0]["resourceNames"] == ["wfboost-tls", "wfboost-redis-credentials"]
+
+
+def test_one_replica_has_no_disruption_budget_that_would_block_drains() -> None:
+    objects = render_chart(VARIANTS["one-replica"])
+    assert not [o for o in objects if o["kind"] in ("PodDisruptionBudget", "PriorityClass")]
+    assert "priorityClassName" not in find(objects, "Deployment", "wfboost")["spec"]["template"]["spec"]
+
+
+# --- the documented values against the policy schema -----------------------------------------------------------
+
+
+def _schema_features() -> dict[str, str]:
+    features = policy_schema()["properties"]["features"]["properties"]
+    return {name: spec.get("description", "") for name, spec in features.items()}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def test_the_feature_values_are_the_policys_features() -> None:
+    """Every feature the policy builds is a value with the policy's default; one it does not build is said to be
+    not built, and is no value (the policy would refuse it)."""
+    values = yaml.safe_load(values_file().read_text())
+    text = values_file().read_text()
+    built = {n for n, d in _schema_features().items() if "not built" not in d}
+    assert set(values["features"]) == built
+    defaults = Features()
+    for name, value in values["features"].items():
+        assert value == getattr(defaults, _snake(name)), name
+    for name in set(_schema_features()) - built:
+        assert re.search(rf"#\s*{name}: not built yet", text), name
+
+
+def test_the_policy_sections_are_documented() -> None:
+    text = values_file().read_text()
+    block = text[text.index("# The rest of the policy"):]
+    documented = set(re.findall(r"^#\s+(\w+):", block, re.MULTILINE))
+    sections = set(policy_schema()["properties"]) - {"apiVersion", "kind", "features"}
+    assert documented == sections
+
+
+@pytest.mark.parametrize("camel", sorted(yaml.safe_load(values_file().read_text())["features"]))
+def test_each_feature_value_turns_its_feature_on(camel: str) -> None:
+    feature = _snake(camel)
+    values: dict[str, Any] = {"features": {camel: True}}
+    if camel == "latch":
+        values["features"]["memoize"] = True
+    policy = load_policy(policy_text(render_chart(values)))
+    assert getattr(policy.features, feature) is True
+    default = load_policy(policy_text(render_chart()))
+    assert getattr(default.features, feature) is False
+
+
+def test_policy_values_reach_the_configmap() -> None:
+    values = copy.deepcopy(VARIANTS["features"])
+    values["policy"]["sideStore"] = {"namespaceQuotaBytes": 1024}
+    policy = load_policy(policy_text(render_chart(values)))
+    assert list(policy.memoize.namespaces) == ["team-*"]
+    assert policy.side_store.namespace_quota_bytes == 1024
