@@ -14,7 +14,7 @@ from wfboost.cli import build_parser
 from wfboost.policy import load_policy
 from wfboost.webhook.routes import ROUTES
 from wfboost_dev.deploy.kustomize import render_base
-from wfboost_dev.deploy.objects import label
+from wfboost_dev.deploy.objects import label, pod_specs
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 EXCLUDED = {"key": "wfboost.io/exclude", "operator": "NotIn", "values": ["true"]}
@@ -77,10 +77,9 @@ def test_webhook_paths_are_served_and_fail_open() -> None:
 
 def test_container_args_parse_with_the_cli() -> None:
     parser = build_parser()
-    for _, doc in documents():
-        if doc["kind"] not in ("Deployment", "Job"):
-            continue
-        pod = doc["spec"]["template"]["spec"]
+    pods = list(pod_specs(doc for _, doc in documents()))
+    assert {where.split("/")[0] for where, _ in pods} == {"Deployment", "Job", "CronJob"}
+    for _, pod in pods:
         for container in [*pod.get("initContainers", []), *pod["containers"]]:
             if "wfboost" in container["image"] and "args" in container:
                 parser.parse_args(container["args"])  # exits (fails the test) on an unknown option
@@ -155,3 +154,13 @@ def test_shipped_policies_point_the_side_store_at_its_https_port() -> None:
                    == "wfboost")
     env = {e["name"]: e.get("value") for e in webhook["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["WFBOOST_SIDESTORE_URL"] == f"https://wfboost-sidestore:{min(https)}"
+
+
+def test_the_renewal_cronjob_runs_what_the_install_job_runs() -> None:
+    """Renewal is the install's run again (each step changes only what is due), weekly: far inside the 30 days
+    before expiry when `wfboost certs` renews."""
+    job = next(doc for _, doc in documents() if doc["kind"] == "Job")
+    cron = next(doc for _, doc in documents() if doc["kind"] == "CronJob")
+    assert cron["spec"]["jobTemplate"]["spec"]["template"] == job["spec"]["template"]
+    assert cron["spec"]["schedule"].split()[2:] == ["*", "*", "1"] and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert job["spec"]["ttlSecondsAfterFinished"] <= 3600  # gone before the next upgrade, which creates it again
