@@ -2,8 +2,9 @@
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PYTHON    ?= python3
-# Debian packages the tests and `make run` use; installed only when missing.
-APT_PACKAGES ?= busybox-static
+# Debian packages the tests and `make run` use; installed only when missing. redis-tools: redis-cli, which takes
+# valkey-cli's options, runs the bundled Valkey's readiness probe in tests/test_credentials.py.
+APT_PACKAGES ?= busybox-static redis-tools
 
 # The Debian packages of $(1) that are missing, installed (with sudo unless root).
 apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

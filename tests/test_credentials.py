@@ -158,13 +158,13 @@ PASSWORDS = {user: new_password() for user in REDIS_USERS}
 
 
 def redis_args(acl: Path) -> list[str]:
-    """deploy/base/redis.yaml's arguments, with the ACL file where this test wrote it and no persistence."""
+    """deploy/base/redis.yaml's arguments (they come after start_redis's own, and win), with the ACL file where this
+    test wrote it, and the data in start_redis's directory."""
     (deployment,) = [doc for doc in manifests("redis.yaml") if doc["kind"] == "Deployment"]
     args: list[str] = list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
     args[args.index("--aclfile") + 1] = str(acl)
-    for option in ("--dir", "--appendonly", "--save", "--appendfsync"):  # start_redis sets its own
-        at = args.index(option)
-        del args[at : at + 2]
+    at = args.index("--dir")
+    del args[at : at + 2]
     return args
 
 
@@ -192,6 +192,12 @@ def resp(port: int, *commands: tuple[str, ...]) -> list[bytes]:
                 f"${len(part)}\r\n{part}\r\n".encode() for part in command))
             answers.append(answers_file.readline().strip())
     return answers
+
+
+def test_the_bases_arguments_start_valkey(secured: RedisProcess) -> None:
+    """maxmemory, the eviction policy, the ACL file and persistence as the base writes them: Valkey refuses to start
+    on any it does not take, and the append-only file is where --dir says."""
+    assert (secured.workdir / "appendonlydir").is_dir()
 
 
 def test_nothing_runs_without_a_password(secured: RedisProcess) -> None:
