@@ -42,7 +42,8 @@ check: lint typecheck test package-check deploy-check
 # credentials, who may change the webhook configuration, the chart's values against the policy schema
 # (wfboost_dev/deploy, tests/test_deploy*.py).
 deploy-check: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_checks.py tests/test_deploy_chart.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_checks.py tests/test_deploy_chart.py \
+		tests/test_deploy_monitoring.py
 
 # The wheel as a user gets it: built, installed without extras into a fresh venv, every module imported from there.
 WHEEL_VENV ?= .venv-wheel

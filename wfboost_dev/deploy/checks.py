@@ -21,7 +21,7 @@ from typing import Any
 from wfboost.certs.credentials import ACL_FILE, CLIENTS_FILE, REDIS_USERS, TOKEN
 from wfboost.certs.reconcile import CA_CERT, CA_KEY, TLS_CERT, TLS_KEY
 
-from .objects import Obj, containers, label, pod_specs
+from .objects import Obj, containers, label, pod_specs, selects
 
 # --- Pod Security "restricted" --------------------------------------------------------------------------------
 
@@ -263,7 +263,7 @@ def _network_problems(objects: list[Obj], redis_pods: list[tuple[str, Obj]]) -> 
     templates = {label(o): ((o.get("spec") or {}).get("template") or {}) for o in objects}
     for where, _ in redis_pods:
         labels = (templates.get(where, {}).get("metadata") or {}).get("labels") or {}
-        selecting = [p for p in policies if _selects(p["spec"].get("podSelector") or {}, labels)]
+        selecting = [p for p in policies if selects(p["spec"].get("podSelector") or {}, labels)]
         if not selecting:
             yield f"{where}: no NetworkPolicy selects the Redis pods: any pod in the cluster can connect"
         for policy in selecting:
@@ -274,19 +274,6 @@ def _network_problems(objects: list[Obj], redis_pods: list[tuple[str, Obj]]) -> 
                 for source in sources or []:
                     if "ipBlock" in source or "namespaceSelector" in source or "podSelector" not in source:
                         yield f"{label(policy)}: admits sources beyond this namespace's pods: {source}"
-
-
-def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    if not (selector.get("matchLabels") or {}).items() <= labels.items():
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        present = key in labels
-        if (operator == "In" and not (present and labels[key] in values)) or (
-            operator == "NotIn" and present and labels[key] in values
-        ) or (operator == "Exists" and not present) or (operator == "DoesNotExist" and present):
-            return False
-    return True
 
 
 # --- RBAC -----------------------------------------------------------------------------------------------------

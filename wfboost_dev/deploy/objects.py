@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -62,3 +62,17 @@ def pod_specs(objects: Iterable[Obj]) -> Iterator[tuple[str, Obj]]:
 def containers(pod: Obj) -> Iterator[Obj]:
     for field in ("initContainers", "containers", "ephemeralContainers"):
         yield from pod.get(field) or []
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) matches `labels`."""
+    if not (selector.get("matchLabels") or {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if (operator == "In" and not (present and labels[key] in values)) or (
+            operator == "NotIn" and present and labels[key] in values
+        ) or (operator == "Exists" and not present) or (operator == "DoesNotExist" and present):
+            return False
+    return True
