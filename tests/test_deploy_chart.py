@@ -36,7 +36,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "one-replica": {"webhook": {"replicas": 1, "priorityClass": {"create": False, "name": ""}}},
     "features": {"features": {"memoize": True, "latch": True, "compressStatus": True, "shrinkWorkflows": True},
                  "policy": {"memoize": {"namespaces": ["team-*"]}}},
+    "cert-manager": {"certificates": {"certManager": {"enabled": True}}},
+    "cert-manager-issuer": {
+        "certificates": {"certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
+        "namespace": {"name": "team-x"},
+    },
 }
+# Kinds of CRDs the schemas of tests/harness/validate.py do not cover; tests below check their shape instead.
+CRD_GROUPS = ("cert-manager.io", "monitoring.coreos.com")
 USER_PROVIDED = {"team-redis", "mirror-pull"}  # the Secrets values.yaml documents as the user's
 
 
@@ -75,13 +82,16 @@ def test_the_chart_lints_clean() -> None:
 def test_every_rendering_passes_the_checks(variant: str) -> None:
     objects = render_chart(VARIANTS[variant])
     for obj in objects:
-        validate_object(obj)  # Kubernetes 1.36 schemas, strict (Argo's for Argo kinds)
+        if not obj["apiVersion"].startswith(CRD_GROUPS):
+            validate_object(obj)  # Kubernetes 1.36 schemas, strict (Argo's for Argo kinds)
     assert checks.pod_security(objects) == []
     assert checks.unknown_secrets(objects, USER_PROVIDED) == []
     assert checks.redis_without_credentials(objects, USER_PROVIDED) == []
     powers = checks.rbac_writers(objects)
     namespace = VARIANTS[variant].get("namespace", {}).get("name", "wfboost")
-    assert {who for who, what in powers.items() if "webhook-configs" in what} == {f"{namespace}/wfboost-certs"}
+    # the certificate manager, or, with cert-manager (whose CA injector keeps the caBundle), no one of the install
+    manager = set() if variant.startswith("cert-manager") else {f"{namespace}/wfboost-certs"}
+    assert {who for who, what in powers.items() if "webhook-configs" in what} == manager
     assert not any({"secrets", "escalate"} & what for what in powers.values())
     load_policy(policy_text(objects))
 
@@ -189,3 +199,39 @@ def test_policy_values_reach_the_configmap() -> None:
     policy = load_policy(policy_text(render_chart(values)))
     assert list(policy.memoize.namespaces) == ["team-*"]
     assert policy.side_store.namespace_quota_bytes == 1024
+
+
+@pytest.mark.parametrize("variant", ["cert-manager", "cert-manager-issuer"])
+def test_cert_manager_makes_the_serving_certificates(variant: str) -> None:
+    """The Certificates name every host the Services are reached by, write the Secrets the pods mount, come from
+    the issuer asked for (or the chart's own CA), and the CA injector is pointed at the webhook's."""
+    values = VARIANTS[variant]
+    namespace = values.get("namespace", {}).get("name", "wfboost")
+    objects = render_chart(values)
+    certificates = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "Certificate"}
+    issuers = {o["metadata"]["name"] for o in objects if o["kind"] == "Issuer"}
+    for service in ("wfboost", "wfboost-sidestore"):
+        spec = certificates[f"{service}-tls"]
+        assert spec["secretName"] == f"{service}-tls"
+        assert {service, f"{service}.{namespace}.svc"} <= set(spec["dnsNames"])
+        wanted = values["certificates"]["certManager"].get("issuerRef") or {"name": "wfboost-ca", "kind": "Issuer"}
+        assert spec["issuerRef"] == wanted
+        assert spec["issuerRef"]["kind"] == "ClusterIssuer" or spec["issuerRef"]["name"] in issuers
+    config = find(objects, "MutatingWebhookConfiguration", "wfboost")
+    assert config["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"{namespace}/wfboost-tls"}
+    # nothing else writes the serving certificates or the caBundle: only credentials are left to the Job
+    job = find(objects, "Job", "wfboost-certs")["spec"]["template"]["spec"]
+    assert [c["args"][0] for c in [*job.get("initContainers", []), *job["containers"]]] == ["credentials"]
+    assert not [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("-tls")]
+    assert not [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "wfboost-certs"]
+    mounted = {v["secret"]["secretName"] for _, pod in pod_specs(objects) for v in pod.get("volumes", [])
+               if "secret" in v}
+    assert {"wfboost-tls", "wfboost-sidestore-tls"} <= mounted <= set(certificates) | {
+        o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
+
+
+def test_a_secret_no_certificate_writes_is_found() -> None:
+    objects = render_chart(VARIANTS["cert-manager"])
+    without = [o for o in objects if not (o["kind"] == "Certificate" and o["metadata"]["name"] == "wfboost-tls")]
+    problems = checks.unknown_secrets(without)
+    assert problems and all("Secret wfboost-tls is neither created" in p for p in problems)

@@ -173,10 +173,15 @@ def unknown_secrets(objects: Iterable[Obj], user_provided: Set[str] = frozenset(
     """Secrets referred to that the install does not create, and keys its certificate Job does not write.
 
     `user_provided`: Secret names the chart documents as the operator's (external Redis credentials, pull secrets).
+    A cert-manager Certificate counts as creating its Secret.
     """
     objects = list(objects)
     created = {(str(o["metadata"].get("namespace") or ""), o["metadata"]["name"]): o
                for o in objects if o.get("kind") == "Secret"}
+    for certificate in objects:  # cert-manager writes a Certificate's Secret: tls.crt, tls.key, ca.crt
+        if certificate.get("kind") == "Certificate" and str(certificate["apiVersion"]).startswith("cert-manager.io/"):
+            key = (str(certificate["metadata"].get("namespace") or ""), certificate["spec"]["secretName"])
+            created[key] = {"data": dict.fromkeys((TLS_CERT, TLS_KEY, CA_CERT), "")}
     problems: list[str] = []
     for use in secret_uses(objects):
         if use.name in user_provided:
