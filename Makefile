@@ -43,7 +43,7 @@ check: lint typecheck test package-check deploy-check
 # (wfboost_dev/deploy, tests/test_deploy*.py).
 deploy-check: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_checks.py tests/test_deploy_chart.py \
-		tests/test_deploy_monitoring.py
+		tests/test_deploy_monitoring.py tests/test_deploy_job.py
 
 # The wheel as a user gets it: built, installed without extras into a fresh venv, every module imported from there.
 WHEEL_VENV ?= .venv-wheel

@@ -339,3 +339,18 @@ def rbac_writers(objects: Iterable[Obj]) -> dict[str, set[str]]:
         if verbs & {"escalate", "bind", "impersonate", "*"}:
             powers.setdefault(grant.subject, set()).add("escalate")
     return powers
+
+
+def allowed(objects: Iterable[Obj], subject: str, verb: str, group: str, resource: str, namespace: str | None,
+            name: str | None) -> bool:
+    """Whether the rendered RBAC lets `subject` ("namespace/serviceaccount") do `verb` on one object (or a
+    collection, `name` None): the rule's group, resource, verb and resourceNames, in the binding's scope."""
+    for grant in grants(objects):
+        rule = grant.rule
+        if grant.subject != subject or (grant.namespace is not None and grant.namespace != namespace):
+            continue
+        verbs = set(rule.get("verbs") or [])
+        names = rule.get("resourceNames") or []
+        if (verbs & {verb, "*"} and _matches(rule, group, {resource}) and (not names or name in names)):
+            return True
+    return False
