@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.validate import validate_object
+from tests.harness.validate import ARGO_KINDS, validate_object
 from wfboost.cli import build_parser
 from wfboost.policy import load_policy
 from wfboost.webhook.routes import ROUTES
@@ -164,3 +164,18 @@ def test_the_renewal_cronjob_runs_what_the_install_job_runs() -> None:
     assert cron["spec"]["jobTemplate"]["spec"]["template"] == job["spec"]["template"]
     assert cron["spec"]["schedule"].split()[2:] == ["*", "*", "1"] and cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert job["spec"]["ttlSecondsAfterFinished"] <= 3600  # gone before the next upgrade, which creates it again
+
+
+def test_argo_resources_named_are_argos() -> None:
+    """Every argoproj.io resource the webhook entries and the RBAC rules name is one of Argo's kinds (tests/harness's
+    Argo schemas; Argo's CRD plurals are the kind in lower case plus s): a misspelt one would silently match nothing."""
+    plurals = {kind.lower() + "s" for kind in ARGO_KINDS}
+    named: set[str] = set()
+    for _, doc in documents():
+        rules = [*doc.get("rules", []), *(r for w in doc.get("webhooks", []) for r in w["rules"])]
+        for rule in rules:
+            if "argoproj.io" in rule.get("apiGroups", []):
+                named.update(rule["resources"])
+    assert named
+    assert {name.split("/")[0] for name in named} <= plurals
+    assert {name.split("/")[1] for name in named if "/" in name} <= {"finalizers"}
