@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,39 @@ def lint_chart(values: Mapping[str, Any] | None = None, chart: Path = CHART) -> 
 
 def values_file(chart: Path = CHART) -> Path:
     return chart / "values.yaml"
+
+
+def user_provided_values(chart: Path = CHART) -> list[tuple[str, ...]]:
+    """The value paths values.yaml documents as naming a user-provided Secret: those whose comment block (the
+    comment lines right above the key) says "user-provided"."""
+    paths: list[tuple[str, ...]] = []
+    stack: list[tuple[int, str]] = []
+    comment: list[str] = []
+    for line in values_file(chart).read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped)
+            continue
+        key = re.match(r"^(\s*)([A-Za-z][\w-]*):", line)
+        if key is None:
+            comment = []
+            continue
+        indent = len(key.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key.group(2)))
+        if any("user-provided" in c for c in comment):
+            paths.append(tuple(name for _, name in stack))
+        comment = []
+    return paths
+
+
+def values_at(values: Mapping[str, Any], path: tuple[str, ...]) -> list[str]:
+    """The Secret names a value path holds in `values` (a name, or a list of names); none when unset."""
+    node: Any = values
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return []
+        node = node[part]
+    names = node if isinstance(node, list) else [node]
+    return [str(name) for name in names if name]
