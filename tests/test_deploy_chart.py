@@ -243,7 +243,7 @@ def test_a_secret_no_certificate_writes_is_found() -> None:
 
 def test_the_user_provided_secrets_are_the_documented_ones() -> None:
     """What values.yaml calls user-provided is exactly what the checks let through: documenting another value so
-    would widen them, and a Secret the chart needs but does not document fails test_every_rendering_passes_the_checks."""
+    would widen them, and a Secret the chart needs but does not document fails the checks of every rendering."""
     assert user_provided_values() == [("images", "pullSecrets"), ("redis", "external", "existingSecret")]
     assert user_provided(VARIANTS["registry"]) == {"mirror-pull"}
     assert user_provided(VARIANTS["external-redis"]) == {"team-redis"}
