@@ -2,8 +2,9 @@
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PYTHON    ?= python3
-# Debian packages the tests and `make run` use; installed only when missing.
-APT_PACKAGES ?= busybox-static
+# Debian packages the tests and `make run` use; installed only when missing. redis-tools: redis-cli, which takes
+# valkey-cli's options, runs the bundled Valkey's readiness probe in tests/test_credentials.py.
+APT_PACKAGES ?= busybox-static redis-tools
 
 # The Debian packages of $(1) that are missing, installed (with sudo unless root).
 apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -13,7 +14,7 @@ apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missi
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-.PHONY: setup test lint typecheck check package-check run bench clean
+.PHONY: setup test lint typecheck check package-check deploy-check images run bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,7 +35,15 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-check: lint typecheck test package-check
+check: lint typecheck test package-check deploy-check
+
+# The install as a cluster gets it: deploy/base rendered as kustomize does, deploy/chart with real Helm code, every
+# object against the Kubernetes and Argo schemas, Pod Security "restricted", Secrets nothing creates, Redis without
+# credentials, who may change the webhook configuration, the chart's values against the policy schema
+# (wfboost_dev/deploy, tests/test_deploy*.py).
+deploy-check: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_checks.py tests/test_deploy_chart.py \
+		tests/test_deploy_monitoring.py tests/test_deploy_job.py tests/test_deploy_images.py
 
 # The wheel as a user gets it: built, installed without extras into a fresh venv, every module imported from there.
 WHEEL_VENV ?= .venv-wheel
@@ -44,6 +53,19 @@ package-check: setup
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q dist/wfboost-*.whl
 	cd /tmp && $(CURDIR)/$(WHEEL_VENV)/bin/python $(CURDIR)/wfboost_dev/check_wheel.py $(CURDIR)/dist/wfboost-*.whl
+
+# The service image (webhook, recorder, side store, certificate manager) and the replay image, from deploy/images,
+# for every platform in IMAGE_PLATFORMS, with docker buildx; IMAGE_OUTPUT=--push to push to IMAGE_PREFIX (a
+# multi-platform build cannot --load). Not run by CI: its machines have no container builder.
+IMAGE_PREFIX    ?= ghcr.io/wfboost
+IMAGE_TAG       ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+IMAGE_OUTPUT    ?=
+images:
+	docker buildx build --platform $(IMAGE_PLATFORMS) -f deploy/images/Dockerfile \
+		-t $(IMAGE_PREFIX)/wfboost:$(IMAGE_TAG) $(IMAGE_OUTPUT) .
+	docker buildx build --platform $(IMAGE_PLATFORMS) -f deploy/images/replay/Dockerfile \
+		-t $(IMAGE_PREFIX)/replay:$(IMAGE_TAG) $(IMAGE_OUTPUT) deploy/images/replay
 
 run: setup
 	$(PY) -m wfboost_dev.demo

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.harness.validate import validate_object
+from tests.harness.validate import ARGO_KINDS, validate_object
 from wfboost.cli import build_parser
 from wfboost.policy import load_policy
 from wfboost.webhook.routes import ROUTES
+from wfboost_dev.deploy.kustomize import render_base
+from wfboost_dev.deploy.objects import label, pod_specs
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+EXCLUDED = {"key": "wfboost.io/exclude", "operator": "NotIn", "values": ["true"]}
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:
@@ -49,7 +53,9 @@ def test_webhook_paths_are_served_and_fail_open() -> None:
         path = webhook["clientConfig"]["service"]["path"]
         assert path.removeprefix("/mutate/") in ROUTES
         excluded = webhook["namespaceSelector"]["matchExpressions"][0]["values"]
-        assert {"kube-system", "wfboost"} <= set(excluded)
+        assert "kube-system" in excluded
+        # wfboost's own namespace by label, so that a renamed namespace stays excluded
+        assert EXCLUDED in webhook["namespaceSelector"]["matchExpressions"]
     pods = next(w for w in config["webhooks"] if w["name"].startswith("pods."))
     assert pods["rules"][0]["operations"] == ["CREATE"]  # pod specs are immutable after creation
     assert pods["objectSelector"]["matchExpressions"][0]["key"] == "workflows.argoproj.io/workflow"
@@ -71,10 +77,10 @@ def test_webhook_paths_are_served_and_fail_open() -> None:
 
 def test_container_args_parse_with_the_cli() -> None:
     parser = build_parser()
-    for _, doc in documents():
-        if doc["kind"] not in ("Deployment", "Job"):
-            continue
-        for container in doc["spec"]["template"]["spec"]["containers"]:
+    pods = list(pod_specs(doc for _, doc in documents()))
+    assert {where.split("/")[0] for where, _ in pods} == {"Deployment", "Job", "CronJob"}
+    for _, pod in pods:
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
             if "wfboost" in container["image"] and "args" in container:
                 parser.parse_args(container["args"])  # exits (fails the test) on an unknown option
 
@@ -98,3 +104,78 @@ def test_only_wfboosts_components_reach_redis() -> None:
                       if e["key"] == "app.kubernetes.io/component")
     assert set(components["values"]) == {"webhook", "recorder", "sidestore"}
     assert "namespaceSelector" not in sources[0]["from"][0]  # this namespace only
+
+
+def test_the_install_namespace_is_excluded_by_its_label() -> None:
+    (namespace,) = [doc for _, doc in documents() if doc["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"][EXCLUDED["key"]] == "true"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def _strings(node: Any, path: str = "") -> list[tuple[str, str]]:
+    if isinstance(node, dict):
+        return [found for key, value in node.items() for found in _strings(value, f"{path}.{key}")]
+    if isinstance(node, list):
+        return [found for i, value in enumerate(node) for found in _strings(value, f"{path}[{i}]")]
+    return [(path, node)] if isinstance(node, str) else []
+
+
+def test_another_namespace_leaves_no_wfboost_namespace_behind() -> None:
+    """An overlay with `namespace: team-x` (rendered as kustomize does): no URL, argument, subject, selector or
+    webhook Service still names the namespace wfboost."""
+    objects = render_base(DEPLOY / "base", "team-x")
+    left = []
+    for obj in objects:
+        for path, value in _strings(obj):
+            if path.endswith((".namespace", "matchExpressions[0].values[1]")) and value == "wfboost":
+                left.append((label(obj), path))
+            if re.search(r"\.wfboost(\.svc|:|/|$)|namespace=wfboost\b", value):
+                left.append((label(obj), f"{path}: {value[:60]}"))
+    assert left == []
+    config = next(o for o in objects if o["kind"] == "MutatingWebhookConfiguration")
+    assert {w["clientConfig"]["service"]["namespace"] for w in config["webhooks"]} == {"team-x"}
+    binding = next(o for o in objects if o["kind"] == "ClusterRoleBinding")
+    assert binding["subjects"][0]["namespace"] == "team-x"
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"} == {"team-x"}
+
+
+def test_shipped_policies_point_the_side_store_at_its_https_port() -> None:
+    """`sideStore.url` is not read today (the webhook takes --sidestore-url), but a shipped example naming the
+    plain-HTTP metrics port would teach users to send bearer tokens in the clear."""
+    sidestore = next(doc for _, doc in documents() if doc["kind"] == "Service" and doc["metadata"]["name"]
+                     == "wfboost-sidestore")
+    https = {p["port"] for p in sidestore["spec"]["ports"] if p["name"] == "https"}
+    config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and "policy.yaml" in doc["data"])
+    for text in (config["data"]["policy.yaml"], (DEPLOY / "policy.example.yaml").read_text()):
+        url = (yaml.safe_load(text).get("sideStore") or {}).get("url")
+        if url is not None:
+            assert url.startswith("https://") and (int(url.rsplit(":", 1)[1].split("/")[0]) in https)
+    webhook = next(doc for _, doc in documents() if doc["kind"] == "Deployment" and doc["metadata"]["name"]
+                   == "wfboost")
+    env = {e["name"]: e.get("value") for e in webhook["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WFBOOST_SIDESTORE_URL"] == f"https://wfboost-sidestore:{min(https)}"
+
+
+def test_the_renewal_cronjob_runs_what_the_install_job_runs() -> None:
+    """Renewal is the install's run again (each step changes only what is due), weekly: far inside the 30 days
+    before expiry when `wfboost certs` renews."""
+    job = next(doc for _, doc in documents() if doc["kind"] == "Job")
+    cron = next(doc for _, doc in documents() if doc["kind"] == "CronJob")
+    assert cron["spec"]["jobTemplate"]["spec"]["template"] == job["spec"]["template"]
+    assert cron["spec"]["schedule"].split()[2:] == ["*", "*", "1"] and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert job["spec"]["ttlSecondsAfterFinished"] <= 3600  # gone before the next upgrade, which creates it again
+
+
+def test_argo_resources_named_are_argos() -> None:
+    """Every argoproj.io resource the webhook entries and the RBAC rules name is one of Argo's kinds (tests/harness's
+    Argo schemas; Argo's CRD plurals are the kind in lower case plus s): a misspelt one would silently match nothing."""
+    plurals = {kind.lower() + "s" for kind in ARGO_KINDS}
+    named: set[str] = set()
+    for _, doc in documents():
+        rules = [*doc.get("rules", []), *(r for w in doc.get("webhooks", []) for r in w["rules"])]
+        for rule in rules:
+            if "argoproj.io" in rule.get("apiGroups", []):
+                named.update(rule["resources"])
+    assert named
+    assert {name.split("/")[0] for name in named} <= plurals
+    assert {name.split("/")[1] for name in named if "/" in name} <= {"finalizers"}

@@ -41,7 +41,7 @@ def main() -> int:
             raise SystemExit(f"{module} was imported from {where}, not from the installed wheel")
     print(f"{len(modules)} modules of {wheel.name} import without the development extras")
     wfboost = Path(sys.executable).parent / "wfboost"
-    names = ("serve", "review", "certs", "sidestore", "recorder", "cache", "policy")
+    names: tuple[str, ...] = importlib.import_module("wfboost.cli").COMMAND_MODULES  # every command, from the wheel
     commands: list[list[str]] = [[], *([c] for c in names)]
     for command in commands:
         done = subprocess.run([str(wfboost), *command, "--help"], capture_output=True, text=True, env=dict(os.environ))

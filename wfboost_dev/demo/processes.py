@@ -113,7 +113,7 @@ def start_redis(*extra: str, port: int | None = None) -> RedisProcess:
             raise RuntimeError(f"valkey exited with code {process.returncode}: {tail}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as sock:
             sock.sendall(b"PING\r\n")
-            if sock.recv(16).startswith(b"+PONG"):
+            if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # NOAUTH: up, with its default user off
                 return RedisProcess(port, process, workdir)
         time.sleep(0.05)
     process.kill()

@@ -1,0 +1,251 @@
+"""The Helm chart (deploy/chart/wfboost, rendered and linted by real Helm code) renders what deploy/base renders for
+its default values, follows its values everywhere (namespace, images, Redis, features), passes every check of
+`make deploy-check` for each of them, and documents the policy's features as the policy schema defines them."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+from tests.harness.validate import validate_object
+from wfboost.policy import load_policy, policy_schema
+from wfboost.policy.model import Features
+from wfboost_dev.deploy import checks
+from wfboost_dev.deploy.chart import lint_chart, render_chart, user_provided_values, values_at, values_file
+from wfboost_dev.deploy.kustomize import render_base
+from wfboost_dev.deploy.objects import Obj, by_identity, label, pod_specs
+
+BASE = Path(__file__).resolve().parents[1] / "deploy" / "base"
+EXTERNAL = {"redis": {"external": {"url": "rediss://redis.example:6380", "existingSecret": "team-redis"}}}
+
+# Value sets that change what is rendered, each checked like the defaults.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespace": {"namespace": {"name": "team-x"}},
+    "registry": {"images": {"registry": "registry.example.com/mirror", "pullSecrets": ["mirror-pull"]}},
+    "external-redis": EXTERNAL,
+    "no-sidestore": {"sidestore": {"enabled": False}},
+    "external-redis-cluster": {"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}},
+                               "sidestore": {"enabled": False}},
+    "one-replica": {"webhook": {"replicas": 1, "priorityClass": {"create": False, "name": ""}}},
+    "features": {"features": {"memoize": True, "latch": True, "compressStatus": True, "shrinkWorkflows": True,
+                              "shrinkTaskResults": True},
+                 "policy": {"memoize": {"namespaces": ["team-*"]}}},
+    "cert-manager": {"certificates": {"certManager": {"enabled": True}}},
+    "cert-manager-issuer": {
+        "certificates": {"certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
+        "namespace": {"name": "team-x"},
+    },
+}
+# Kinds of CRDs the schemas of tests/harness/validate.py do not cover; tests below check their shape instead.
+CRD_GROUPS = ("cert-manager.io", "monitoring.coreos.com")
+
+
+def user_provided(values: dict[str, Any]) -> set[str]:
+    """The Secrets `values` names through the values that values.yaml documents as user-provided."""
+    return {name for path in user_provided_values() for name in values_at(values, path)}
+
+
+def find(objects: list[Obj], kind: str, name: str) -> Obj:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def policy_text(objects: list[Obj]) -> str:
+    text: str = find(objects, "ConfigMap", "wfboost-policy")["data"]["policy.yaml"]
+    return text
+
+
+def env_of(objects: list[Obj], deployment: str) -> dict[str, Any]:
+    container = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_default_values_render_the_kustomize_base() -> None:
+    chart, base = by_identity(render_chart()), by_identity(render_base(BASE))
+    assert sorted(chart) == sorted(base)
+    different = [label(obj) for key, obj in chart.items() if obj != base[key]]
+    assert different == []
+
+
+def test_another_namespace_renders_what_a_kustomize_overlay_would() -> None:
+    chart = by_identity(render_chart(VARIANTS["namespace"]))
+    assert chart == by_identity(render_base(BASE, "team-x"))
+
+
+def test_the_chart_lints_clean() -> None:
+    for name, values in VARIANTS.items():
+        assert lint_chart(values) == [], name
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendering_passes_the_checks(variant: str) -> None:
+    objects = render_chart(VARIANTS[variant])
+    for obj in objects:
+        if not obj["apiVersion"].startswith(CRD_GROUPS):
+            validate_object(obj)  # Kubernetes 1.36 schemas, strict (Argo's for Argo kinds)
+    assert checks.pod_security(objects) == []
+    assert checks.unknown_secrets(objects, user_provided(VARIANTS[variant])) == []
+    assert checks.redis_without_credentials(objects, user_provided(VARIANTS[variant])) == []
+    powers = checks.rbac_writers(objects)
+    namespace = VARIANTS[variant].get("namespace", {}).get("name", "wfboost")
+    # the certificate manager, or, with cert-manager (whose CA injector keeps the caBundle), no one of the install
+    manager = set() if variant.startswith("cert-manager") else {f"{namespace}/wfboost-certs"}
+    assert {who for who, what in powers.items() if "webhook-configs" in what} == manager
+    assert not any({"secrets", "escalate"} & what for what in powers.values())
+    load_policy(policy_text(objects))
+
+
+def test_images_follow_the_registry_and_pull_secrets() -> None:
+    objects = render_chart(VARIANTS["registry"])
+    images = {c["image"] for _, pod in pod_specs(objects) for c in [*pod.get("initContainers", []), *pod["containers"]]}
+    mirror = "registry.example.com/mirror"
+    assert images == {f"{mirror}/wfboost/wfboost:0.1.0", f"{mirror}/valkey/valkey:7.2"}
+    assert all(pod["imagePullSecrets"] == [{"name": "mirror-pull"}] for _, pod in pod_specs(objects))
+    # hit pods run in Argo's namespaces: the replay image follows through the policy
+    policy = load_policy(policy_text(objects))
+    assert policy.memoize.replay.image == "registry.example.com/mirror/wfboost/replay:0.1.0"
+
+
+def test_an_external_redis_replaces_the_bundled_one() -> None:
+    objects = render_chart(EXTERNAL)
+    assert not [o for o in objects if "redis" in o["metadata"]["name"] and o["kind"] != "Secret"]
+    assert "wfboost-redis-credentials" not in {o["metadata"]["name"] for o in objects}
+    env = env_of(objects, "wfboost-sidestore")
+    assert env["WFBOOST_REDIS_URL"] == (
+        "rediss://$(WFBOOST_REDIS_USERNAME):$(WFBOOST_REDIS_PASSWORD)@redis.example:6380/1")
+    assert env["WFBOOST_REDIS_PASSWORD"] == {"secretKeyRef": {"name": "team-redis", "key": "password"}}
+    job = find(objects, "Job", "wfboost-certs")["spec"]["template"]["spec"]
+    credentials = next(c for c in job["initContainers"] if c["name"] == "credentials")
+    assert not any(a.startswith("--redis-secret") for a in credentials["args"])
+    cluster = render_chart(VARIANTS["external-redis-cluster"])
+    assert env_of(cluster, "wfboost")["WFBOOST_REDIS_URL"].endswith("@redis.example:6380/0?cluster=true")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"redis": {"external": {"url": "redis://r:6379"}}}, "redis.external.existingSecret is required"),
+    ({"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}}}, "not a Redis Cluster"),
+    ({"features": {"shrinkWorkflows": True}, "sidestore": {"enabled": False}}, "needs the side store"),
+    ({"policy": {"features": {"memoize": True}}}, "feature switches go in the value `features`"),
+])
+def test_values_that_cannot_work_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
+        render_chart(values)
+
+
+def test_without_the_side_store_nothing_of_it_is_left() -> None:
+    objects = render_chart(VARIANTS["no-sidestore"])
+    assert not [label(o) for o in objects if "sidestore" in o["metadata"]["name"]]
+    assert not [k for k in env_of(objects, "wfboost") if k.startswith("WFBOOST_SIDESTORE")]
+    role = find(objects, "Role", "wfboost-certs")
+    assert role["rules"][0]["resourceNames"] == ["wfboost-tls", "wfboost-redis-credentials"]
+
+
+def test_one_replica_has_no_disruption_budget_that_would_block_drains() -> None:
+    objects = render_chart(VARIANTS["one-replica"])
+    assert not [o for o in objects if o["kind"] in ("PodDisruptionBudget", "PriorityClass")]
+    assert "priorityClassName" not in find(objects, "Deployment", "wfboost")["spec"]["template"]["spec"]
+
+
+# --- the documented values against the policy schema -----------------------------------------------------------
+
+
+def _schema_features() -> dict[str, str]:
+    features = policy_schema()["properties"]["features"]["properties"]
+    return {name: spec.get("description", "") for name, spec in features.items()}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def test_the_feature_values_are_the_policys_features() -> None:
+    """Every feature the policy builds is a value with the policy's default; one it does not build is said to be
+    not built, and is no value (the policy would refuse it)."""
+    values = yaml.safe_load(values_file().read_text())
+    text = values_file().read_text()
+    built = {n for n, d in _schema_features().items() if "not built" not in d}
+    assert set(values["features"]) == built
+    defaults = Features()
+    for name, value in values["features"].items():
+        assert value == getattr(defaults, _snake(name)), name
+    for name in set(_schema_features()) - built:
+        assert re.search(rf"#\s*{name}: not built yet", text), name
+
+
+def test_the_policy_sections_are_documented() -> None:
+    text = values_file().read_text()
+    block = text[text.index("# The rest of the policy"):]
+    documented = set(re.findall(r"^#\s+(\w+):", block, re.MULTILINE))
+    sections = set(policy_schema()["properties"]) - {"apiVersion", "kind", "features"}
+    assert documented == sections
+
+
+@pytest.mark.parametrize("camel", sorted(yaml.safe_load(values_file().read_text())["features"]))
+def test_each_feature_value_turns_its_feature_on(camel: str) -> None:
+    feature = _snake(camel)
+    values: dict[str, Any] = {"features": {camel: True}}
+    if camel == "latch":
+        values["features"]["memoize"] = True
+    policy = load_policy(policy_text(render_chart(values)))
+    assert getattr(policy.features, feature) is True
+    default = load_policy(policy_text(render_chart()))
+    assert getattr(default.features, feature) is False
+
+
+def test_policy_values_reach_the_configmap() -> None:
+    values = copy.deepcopy(VARIANTS["features"])
+    values["policy"]["sideStore"] = {"namespaceQuotaBytes": 1024}
+    policy = load_policy(policy_text(render_chart(values)))
+    assert list(policy.memoize.namespaces) == ["team-*"]
+    assert policy.side_store.namespace_quota_bytes == 1024
+
+
+@pytest.mark.parametrize("variant", ["cert-manager", "cert-manager-issuer"])
+def test_cert_manager_makes_the_serving_certificates(variant: str) -> None:
+    """The Certificates name every host the Services are reached by, write the Secrets the pods mount, come from
+    the issuer asked for (or the chart's own CA), and the CA injector is pointed at the webhook's."""
+    values = VARIANTS[variant]
+    namespace = values.get("namespace", {}).get("name", "wfboost")
+    objects = render_chart(values)
+    certificates = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "Certificate"}
+    issuers = {o["metadata"]["name"] for o in objects if o["kind"] == "Issuer"}
+    for service in ("wfboost", "wfboost-sidestore"):
+        spec = certificates[f"{service}-tls"]
+        assert spec["secretName"] == f"{service}-tls"
+        assert {service, f"{service}.{namespace}.svc"} <= set(spec["dnsNames"])
+        wanted = values["certificates"]["certManager"].get("issuerRef") or {"name": "wfboost-ca", "kind": "Issuer"}
+        assert spec["issuerRef"] == wanted
+        assert spec["issuerRef"]["kind"] == "ClusterIssuer" or spec["issuerRef"]["name"] in issuers
+    config = find(objects, "MutatingWebhookConfiguration", "wfboost")
+    assert config["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"{namespace}/wfboost-tls"}
+    # nothing else writes the serving certificates or the caBundle: only credentials are left to the Job
+    job = find(objects, "Job", "wfboost-certs")["spec"]["template"]["spec"]
+    assert [c["args"][0] for c in [*job.get("initContainers", []), *job["containers"]]] == ["credentials"]
+    assert not [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("-tls")]
+    assert not [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "wfboost-certs"]
+    mounted = {v["secret"]["secretName"] for _, pod in pod_specs(objects) for v in pod.get("volumes", [])
+               if "secret" in v}
+    assert {"wfboost-tls", "wfboost-sidestore-tls"} <= mounted <= set(certificates) | {
+        o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
+
+
+def test_a_secret_no_certificate_writes_is_found() -> None:
+    objects = render_chart(VARIANTS["cert-manager"])
+    without = [o for o in objects if not (o["kind"] == "Certificate" and o["metadata"]["name"] == "wfboost-tls")]
+    problems = checks.unknown_secrets(without)
+    assert problems and all("Secret wfboost-tls is neither created" in p for p in problems)
+
+
+def test_the_user_provided_secrets_are_the_documented_ones() -> None:
+    """What values.yaml calls user-provided is exactly what the checks let through: documenting another value so
+    would widen them, and a Secret the chart needs but does not document fails the checks of every rendering."""
+    assert user_provided_values() == [("images", "pullSecrets"), ("redis", "external", "existingSecret")]
+    assert user_provided(VARIANTS["registry"]) == {"mirror-pull"}
+    assert user_provided(VARIANTS["external-redis"]) == {"team-redis"}
+    assert user_provided(VARIANTS["defaults"]) == set()
