@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from wfboost.tls.certs import write_local_material
-from wfboost_dev.bench import loadgen, report
+from wfboost_dev.bench import loadgen, profile, report
 from wfboost_dev.bench.loadgen import Result
 from wfboost_dev.demo.processes import free_port
 
@@ -30,6 +30,8 @@ def results() -> dict[str, Any]:
         "paths": {"pod CREATE, miss": pair},
         "rates": {"pod CREATE, miss": {(100, 1): pair, (100, 8): pair, (500, 8): pair}},
         "paced": {"pod CREATE, hit": {(500, 8): pair}},
+        "profile": profile.shares("main (wfboost/webhook/server.py:1);lookup (wfboost/cache/store.py:9) 30\n"
+                                  "main (wfboost/webhook/server.py:1);read (aiohttp/web_protocol.py:5) 70\n"),
         "workers": {"pod CREATE, miss (1 worker)": pair, "pod CREATE, miss": pair},
         "redis_memory": {"entries": 100_000, "bytes": 131_000_000, "per_entry": 1310.0},
         "shrink": {"kubeflow": [{"tasks": 100, "before": 1000, "defaults": 600, "defaults_s": 0.1, "tables": 400,
@@ -54,6 +56,9 @@ def test_the_report_puts_every_number_beside_its_floor(tmp_path: Path) -> None:
     assert "1,310 bytes per entry" in text and "The corpus was not at /nowhere" in text
     assert "a CPU, 2 cores, 24 GiB" in text and "Written by `make bench`" in text
     assert "| pod CREATE, hit | 500 | 8 | 250 | 2.00 | 8.00 | 20.00 | 1.00 / 4.00 / 9.00 | 2.00 |" in text
+    assert "| pod CREATE, miss, one worker: ≥ 0.4× the floor's throughput | 0.50× | yes |" in text
+    assert "| pod CREATE, hit at 500 req/s: p99 ≤ 2× the floor's | 2.00× | yes |" in text
+    assert "| the lookup (one Redis round trip) | 30% |" in text and "| HTTPS and HTTP (aiohttp, ssl) | 70% |" in text
     assert "| Workflow | 4,000 | 1,000 | 0.25 |" in text and "| all (10 writes) | 5,000 | 2,000 | 0.40 |" in text
 
 

@@ -45,7 +45,7 @@ from wfboost.tls.certs import write_local_material
 from wfboost.webhook.wire import review_for_object
 from wfboost_dev.argosim.kubeflow import kubeflow_compiled
 from wfboost_dev.argosim.status import kubeflow_run_nodes
-from wfboost_dev.bench import etcd_run, loadgen, report, sizes
+from wfboost_dev.bench import etcd_run, loadgen, profile, report, sizes
 from wfboost_dev.bench.latch import measure_latching
 from wfboost_dev.bench.status import report as status_report
 from wfboost_dev.demo.cluster import EmulatedCluster
@@ -138,6 +138,10 @@ def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
                 if workers == 1:
                     results["workers"].setdefault(path.name + " (1 worker)", measured)
             if workers == 1:
+                miss = next(p for p in paths if p.name == "pod CREATE, miss")
+                say("profile: pod CREATE, miss (py-spy on the webhook process)")
+                results["profile"] = profile.profile(webhook.process.pid, webhook.url(miss.route), miss.body,
+                                                     seconds=seconds)
                 for path in paths[:2]:  # pass-through and miss: hey repeats one body (see report.py)
                     for rate, connections in RATES:
                         say(f"fixed rate {rate}/s, {connections} connection(s): {path.name}")

@@ -100,6 +100,7 @@ def _document(r: dict[str, Any], plots: list[str]) -> list[str]:
         floor, ours = pair["floor"], pair["wfboost"]
         lines.append(f"| {label} | {workers} | {floor.rate:,.0f} | {ours.rate:,.0f} | "
                      f"{_ratio(ours.rate, floor.rate)} | {ours.p99_ms:.1f} |")
+    lines += _goals(r)
     memory = r["redis_memory"]
     lines += ["", "## Redis memory", "",
               f"{memory['entries']:,} entries recorded through the store's own write path (one parameter, one "
@@ -203,3 +204,40 @@ def _finish(plt: Any, figure: Any, axis: Any, labels: tuple[str, str, str], path
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _goals(r: dict[str, Any]) -> list[str]:
+    """The issue's goals beside what this run measured, and where the miss path's CPU goes."""
+    rows: list[tuple[str, str, bool]] = []
+
+    def closed(name: str, least: float) -> None:
+        pair = r["paths"].get(name)
+        if pair:
+            ratio = pair["wfboost"].rate / pair["floor"].rate
+            rows.append((f"{name}, one worker: ≥ {least}× the floor's throughput", f"{ratio:.2f}×", ratio >= least))
+
+    closed("pod CREATE, miss", 0.4)
+    closed("pod CREATE, hit", 0.3)
+    for name, table in (("pod CREATE, miss", r["rates"]), ("pod CREATE, hit", r.get("paced") or {})):
+        pair = (table.get(name) or {}).get((500, 8))
+        if pair:
+            ratio = pair["wfboost"].p99_ms / pair["floor"].p99_ms
+            rows.append((f"{name} at 500 req/s: p99 ≤ 2× the floor's", f"{ratio:.2f}×", ratio <= 2))
+    for name in ("pod CREATE, miss", "pod CREATE, hit"):
+        one, two = r["workers"].get(name + " (1 worker)"), r["workers"].get(name)
+        if one and two and one is not two:
+            ratio = two["wfboost"].rate / one["wfboost"].rate
+            rows.append((f"{name}: 2 workers ≥ 1.4× the throughput of 1", f"{ratio:.2f}×", ratio >= 1.4))
+    lines = ["", "## Goals", "", "| goal | this run | met |", "|---|---|---|"]
+    lines += [f"| {goal} | {value} | {'yes' if met else '**no**'} |" for goal, value, met in rows]
+    lines.append("| status compression: ≥ 2× Go-default gzip's speed at ≥ 0.97× its ratio | see Status compression "
+                 "(zlib-ng level 5 row) | |")
+    found = r.get("profile") or {}
+    if "parts" in found:
+        lines += ["", f"Where a miss spends its CPU (py-spy on the one-worker webhook under the closed loop above, "
+                      f"{found['samples']:,} samples; a sample counts for every part its stack passes through):", "",
+                  "| part | share of samples |", "|---|---|"]
+        lines += [f"| {what} | {share:.0%} |" for what, share in found["parts"]]
+    elif found:
+        lines += ["", f"No profile: {found.get('skipped')}."]
+    return lines
