@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import jsonpatch
+import orjson
 import pytest
 import yaml
 from hypothesis import given
@@ -45,6 +46,7 @@ from wfboost.argo.artifacts import relocate
 from wfboost.argo.pods import parse_pod
 from wfboost.cache import redis_client
 from wfboost.cache.keys import cache_key, key_material
+from wfboost.cache.marker import MARKER_PARAMETER, marker_parameter
 from wfboost.cache.store import CacheStore
 from wfboost.kube import resource_path
 from wfboost.policy import Policy, load_policy
@@ -376,6 +378,50 @@ async def test_replayed_events_and_a_second_recorder_change_nothing(cluster: Clu
     assert (await store.stats())["recorded"] == stats["recorded"]
     assert counter(first, "wfboost_recorder_entries_recorded_total", result="new") == 1
     assert counter(second, "wfboost_recorder_entries_recorded_total", result="new") == 0
+
+
+async def test_two_recorders_at_once_record_each_run_once_and_restore_each_replay_once(
+    cluster: Cluster, store: CacheStore
+) -> None:
+    """A rollout runs the old and the new recorder side by side for a while: both see every event. Each finished
+    run is recorded once (the store's write is atomic: one `new`, the other `unchanged`), and a replayed step's
+    task result that both find still marked ends as one restore leaves it."""
+    ns = namespace()
+    pods = workflow_pods("v3.7.18", ns)
+    hit = copy.deepcopy(pods.pop("fetch"))
+    hit["metadata"]["labels"][CACHE_HIT] = "true"
+    cached = {"name": "raw", "path": "/data/raw.parquet", "s3": {"endpoint": "minio:9000", "bucket": "b", "key": "k"}}
+    marker = marker_parameter("k" * 64, "entry-1", [cached])
+    replayed = {"parameters": [{"name": "rows", "value": "7"},
+                               {"name": MARKER_PARAMETER, "value": marker["valueFrom"]["default"]}]}
+    path = resource_path("argoproj.io", "v1alpha1", "workflowtaskresults", ns,
+                         hit["metadata"]["annotations"]["workflows.argoproj.io/node-id"])
+    async with running(cluster, store, policy) as first, running(cluster, store, policy) as second:
+        for pod in pods.values():
+            await cluster.create_pod(pod)
+            await cluster.finish_pod(pod)
+            await cluster.report(pod, declared_outputs(pod))
+        await cluster.create_pod(hit)
+        await cluster.finish_pod(hit)
+        await cluster.report(hit, replayed)
+        for pod in pods.values():
+            await recorded(store, expected_key(pod))
+        async with asyncio.timeout(HANG_GUARD):
+            while sum(counter(r, "wfboost_recorder_entries_recorded_total", result=result)  # noqa: ASYNC110
+                      for r in (first, second) for result in ("new", "unchanged")) < 2 * len(pods):
+                await asyncio.sleep(0.02)
+            while MARKER_PARAMETER in orjson.dumps(await cluster.kube.get(path)).decode():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # the slower recorder's restore, if it makes one, lands too
+        stored = await cluster.kube.get(path)
+    assert stored["outputs"]["artifacts"] == [{**cached, "artifactGC": {"strategy": "Never"}}]
+    assert stored["outputs"]["parameters"] == [{"name": "rows", "value": "7"}]
+    assert sum(counter(r, "wfboost_recorder_entries_recorded_total", result="new") for r in (first, second)) == len(
+        pods)
+    assert (await store.stats())["recorded"] == len(pods)
+    for pod in pods.values():
+        assert len(await store.tracks(expected_key(pod))) == 1
+    assert await store.tracks(expected_key(hit)) == {}
 
 
 async def test_a_watch_that_expires_lists_again_and_still_records(cluster: Cluster, store: CacheStore) -> None:
