@@ -97,7 +97,7 @@ def test_every_rendering_passes_the_checks(variant: str) -> None:
     # the certificate manager, or, with cert-manager (whose CA injector keeps the caBundle), no one of the install
     manager = set() if variant.startswith("cert-manager") else {f"{namespace}/wfboost-certs"}
     assert {who for who, what in powers.items() if "webhook-configs" in what} == manager
-    assert not any({"secrets", "escalate"} & what for what in powers.values())
+    assert not any({"secrets", "escalate", "pods"} & what for what in powers.values())
     load_policy(policy_text(objects))
 
 

@@ -41,7 +41,7 @@ def test_the_base_passes_every_check(objects: list[Obj]) -> None:
 def test_only_the_certificate_manager_may_change_webhook_configurations(objects: list[Obj]) -> None:
     powers = checks.rbac_writers(objects)
     assert {who for who, what in powers.items() if "webhook-configs" in what} == {CERTS_SA}
-    assert not any("secrets" in what or "escalate" in what for what in powers.values())
+    assert not any({"secrets", "escalate", "pods"} & what for what in powers.values())
     subjects = {g.subject for g in checks.grants(objects)}
     # each component its own ServiceAccount; Redis has none bound (and no token mounted)
     assert subjects == {CERTS_SA, "wfboost/wfboost-webhook", "wfboost/wfboost-recorder", "wfboost/wfboost-sidestore"}
@@ -142,3 +142,8 @@ def test_a_second_webhook_config_writer_is_found(objects: list[Obj]) -> None:
     find(minting, "Role", "wfboost-certs")["rules"].append({"apiGroups": [""], "resources": ["secrets"],
                                                             "verbs": ["create"]})
     assert "secrets" in checks.rbac_writers(minting)[CERTS_SA]
+
+    # patch on pods lets an account change any pod's image (the recorder once had it for Argo 3.5's annotation)
+    patching = copy.deepcopy(objects)
+    find(patching, "ClusterRole", "wfboost-recorder")["rules"][0]["verbs"].append("patch")
+    assert "pods" in checks.rbac_writers(patching)["wfboost/wfboost-recorder"]

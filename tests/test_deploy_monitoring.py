@@ -20,7 +20,7 @@ from wfboost_dev.deploy.objects import Obj, selects
 ON = {"monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                      "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}}
 PROMETHEUS_FUNCTIONS = {"sum", "rate", "increase", "clamp_min", "min", "time", "histogram_quantile", "by", "and",
-                        "or", "le"}
+                        "absent", "or", "le"}
 
 
 def exported() -> set[str]:

@@ -8,7 +8,8 @@
 - `redis_without_credentials`: every Redis/Valkey the install runs loads an ACL file from a Secret the install
   creates, and every component connects with a user and a password from a Secret; a NetworkPolicy admits only
   pods of this namespace.
-- `rbac_writers`: who may write webhook configurations, Secrets, or escalate, from the rendered Roles and bindings.
+- `rbac_writers`: who may write webhook configurations, Secrets or pods, or escalate, from the rendered Roles and
+  bindings.
 """
 
 from __future__ import annotations
@@ -326,7 +327,8 @@ def _matches(rule: Mapping[str, Any], group: str, resources: Set[str]) -> bool:
 
 def rbac_writers(objects: Iterable[Obj]) -> dict[str, set[str]]:
     """What each subject may do that matters here: "webhook-configs" (write any webhook configuration), "secrets"
-    (create any Secret, or read Secrets not named), "escalate" (escalate, bind, impersonate)."""
+    (create any Secret, or read Secrets not named), "escalate" (escalate, bind, impersonate), "pods" (create or
+    change pods, whose image and account then run as the writer chooses, or mint ServiceAccount tokens)."""
     powers: dict[str, set[str]] = {}
     for grant in grants(objects):
         verbs = set(grant.rule.get("verbs") or [])
@@ -338,6 +340,9 @@ def rbac_writers(objects: Iterable[Obj]) -> dict[str, set[str]]:
             powers.setdefault(grant.subject, set()).add("secrets")
         if verbs & {"escalate", "bind", "impersonate", "*"}:
             powers.setdefault(grant.subject, set()).add("escalate")
+        if (_matches(grant.rule, "", {"pods", "pods/ephemeralcontainers"}) and verbs & {"create", *_WRITE}) or (
+                _matches(grant.rule, "", {"serviceaccounts/token"}) and verbs & {"create", "*"}):
+            powers.setdefault(grant.subject, set()).add("pods")
     return powers
 
 
