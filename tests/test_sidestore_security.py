@@ -154,6 +154,25 @@ async def test_token_rotation_is_picked_up(valkey: RedisProcess, tls: SideStoreT
             await client.put("team-b", b"two")
 
 
+async def test_a_rotated_ca_is_trusted_without_a_restart(valkey: RedisProcess, tls: SideStoreTls,
+                                                          tmp_path: Path) -> None:
+    """The side store now serves a certificate of a new CA, and the client's CA file (a mounted Secret) is swapped
+    for it: the next connection verifies against it, and the old CA stays trusted (a rotation serves both)."""
+    old = make_tls(tmp_path / "old")
+    trusted = tmp_path / "ca.crt"
+    trusted.write_bytes(old.ca_file.read_bytes())
+    async with run_sidestore(valkey, tls, tmp_path) as ss, SideStoreClient(
+            ss.url, token=TOKENS["team-a"], ca_file=str(trusted), settings=ClientSettings(retries=0)) as client:
+        with pytest.raises(SideStoreUnavailable):
+            await client.put("team-a", b"one")  # the served certificate is of a CA not trusted yet
+        trusted.write_bytes(tls.ca_file.read_bytes())
+        os.utime(trusted, ns=(1, 1))
+        await client.put("team-a", b"one")
+        serials = {c["serialNumber"] for c in client._ssl.get_ca_certs()}  # type: ignore[union-attr]
+        for ca in (old.ca_file, tls.ca_file):  # both trusted now
+            assert ssl.create_default_context(cafile=str(ca)).get_ca_certs()[0]["serialNumber"] in serials
+
+
 async def test_client_retries_transient_errors_with_backoff() -> None:
     calls: list[str] = []
 

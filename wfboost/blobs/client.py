@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import random
 import ssl
@@ -38,6 +39,8 @@ from wfboost.blobs.wire import (
 RETRY_STATUSES = frozenset({502, 503, 504})
 STREAM_CHUNK = 256 * 1024
 BodyFactory = Callable[[], AsyncIterable[bytes]]
+
+log = logging.getLogger(__name__)
 
 
 class SideStoreClientError(Exception):
@@ -96,12 +99,39 @@ class SideStoreClient:
         self.settings = settings or ClientSettings()
         self.server_hostname = server_hostname
         self._ssl: ssl.SSLContext | bool = False
+        self.ca_file = Path(ca_file) if ca_file else None
+        self._ca_seen = self._ca_stamp()
         if self.base_url.startswith("https://"):
             context = ssl.create_default_context(cafile=ca_file)
             if cert_file:
                 context.load_cert_chain(cert_file, key_file)
             self._ssl = context
         self._session: aiohttp.ClientSession | None = None
+
+    def _ca_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            found = self.ca_file.stat() if self.ca_file is not None else None
+        except OSError:
+            return None
+        return None if found is None else (found.st_ino, found.st_mtime_ns, found.st_size)
+
+    def _refresh_trust(self) -> None:
+        """A CA file that changed (a rotated Secret, swapped in by the kubelet) is added to what the client trusts:
+        new connections verify against it, open ones stay, and the CA before it stays trusted too, so a side store
+        that still serves a certificate of the old CA during the rotation is reached as well. Checked at every call
+        (one stat), as the token is re-read."""
+        if self.ca_file is None or not isinstance(self._ssl, ssl.SSLContext):
+            return
+        stamp = self._ca_stamp()
+        if stamp is None or stamp == self._ca_seen:
+            return
+        try:
+            self._ssl.load_verify_locations(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError, ValueError) as exc:  # half written: tried again at the next call
+            log.warning("side store CA %s could not be read (the CA trusted so far stays): %s", self.ca_file, exc)
+            return
+        self._ca_seen = stamp
+        log.info("side store CA %s reloaded", self.ca_file)
 
     async def __aenter__(self) -> SideStoreClient:
         connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self.settings.pool_size)
@@ -296,6 +326,7 @@ class SideStoreClient:
     ) -> Any:
         if self._session is None:
             raise RuntimeError("SideStoreClient is not open: use `async with SideStoreClient(...)`")
+        self._refresh_trust()
         s = self.settings
         if streaming or want == "response":
             timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout, sock_read=s.read_timeout)
