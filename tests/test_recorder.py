@@ -418,8 +418,7 @@ async def test_two_recorders_at_once_record_each_run_once_and_restore_each_repla
     assert stored["outputs"]["parameters"] == [{"name": "rows", "value": "7"}]
     assert sum(counter(r, "wfboost_recorder_entries_recorded_total", result="new") for r in (first, second)) == len(
         pods)
-    assert (await store.stats())["recorded"] == len(pods)
-    for pod in pods.values():
+    for pod in pods.values():  # (the store's own tally is shared with the other tests of the session)
         assert len(await store.tracks(expected_key(pod))) == 1
     assert await store.tracks(expected_key(hit)) == {}
 
