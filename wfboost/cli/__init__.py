@@ -20,7 +20,8 @@ import orjson
 from wfboost import __version__
 
 # Modules under wfboost.cli that contribute a command; each has `register(subparsers)`.
-COMMAND_MODULES = ("serve", "review", "shrink", "certs", "credentials", "sidestore", "recorder", "cache", "policy")
+COMMAND_MODULES = ("serve", "review", "shrink", "split", "certs", "credentials", "sidestore", "recorder", "cache",
+                   "policy")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
