@@ -32,28 +32,15 @@ from tests.harness.argo_dag import (
     SUCCEEDED,
     Invocation,
     LeafOutcome,
-    OrderDependent,
     Trace,
     Unsupported,
     renamed,
     run_workflow,
     task_dependencies,
 )
+from tests.test_argo_dag_model import ECHO, LEAF, PAIR  # the DAG model's own test templates
 from wfboost.split import split_spec
 from wfboost_dev.argosim.kubeflow import kubeflow_compiled
-
-LEAF = {"name": "leaf", "container": {"image": "busybox"}}
-ECHO = {"name": "echo", "inputs": {"parameters": [{"name": "message"}]}, "container": {"image": "busybox"}}
-PAIR = {
-    "name": "pair",
-    "inputs": {"parameters": [{"name": "message"}]},
-    "dag": {"tasks": [
-        {"name": "x", "template": "echo",
-         "arguments": {"parameters": [{"name": "message", "value": "{{inputs.parameters.message}}"}]}},
-        {"name": "y", "template": "leaf", "depends": "x"},
-    ]},
-    "outputs": {"parameters": [{"name": "p", "valueFrom": {"parameter": "{{tasks.x.outputs.parameters.p}}"}}]},
-}
 
 
 def workflow(tasks: Sequence[Mapping[str, Any]], *, seed: str = "s0", **dag: Any) -> dict[str, Any]:
@@ -109,11 +96,13 @@ def oracle_from(table: Mapping[str, str]) -> Callable[[Invocation], LeafOutcome]
 
 
 def assert_same_run(original: Mapping[str, Any], rewritten: Mapping[str, Any],
-                    oracle: Callable[[Invocation], LeafOutcome]) -> Trace:
+                    oracle: Callable[[Invocation], LeafOutcome]) -> Trace | None:
+    """The original's trace, or None when the model refuses the original (Argo's answer depends on map order, or
+    the workflow reads what the model does not reproduce): then there is nothing to compare against."""
     try:
         flat = run_workflow(original, oracle)
-    except OrderDependent:
-        return Trace({}, "", 0)  # Argo's own answer depends on map order: nothing to compare
+    except Unsupported:
+        return None
     trace = renamed(run_workflow(rewritten, oracle), flat_name)
     assert trace.phase == flat.phase
     for name, record in flat.nodes.items():
@@ -237,7 +226,7 @@ def test_a_chain_splits_into_consecutive_groups_that_wait_for_each_other() -> No
         ("part-1", None), ("part-2", "part-1.Succeeded"), ("t6", "part-2.Succeeded")]
     assert result.dags[0].parallelism_kept == 1.0
     for outcome in ({}, {"t1": FAILED}, {"t4": ERROR}, {"t6": FAILED}):
-        assert_same_run(wf, {**wf, "spec": result.spec}, oracle_from(outcome))
+        assert assert_same_run(wf, {**wf, "spec": result.spec}, oracle_from(outcome)) is not None
 
 
 def test_a_fan_out_and_in_keeps_its_parallelism() -> None:
@@ -249,8 +238,10 @@ def test_a_fan_out_and_in_keeps_its_parallelism() -> None:
     rewritten = {**wf, "spec": result.spec}
     sink = next(t for t in rewritten["spec"]["templates"][0]["dag"]["tasks"] if t["name"] == "sink")
     assert sink["depends"] == "part-1.Succeeded && part-2.Succeeded"
-    for outcome in ({}, {"b3": FAILED}, {"b0": ERROR, "b7": FAILED}, {"src": FAILED}, {"sink": ERROR}):
-        assert_same_run(wf, rewritten, oracle_from(outcome))
+    # (b0 Error with b7 Failed is not here: the sink, omitted from both, takes whichever Argo meets first)
+    for outcome in ({}, {"b3": FAILED}, {"b0": ERROR, "b7": ERROR}, {"b1": FAILED, "b6": FAILED}, {"src": FAILED},
+                    {"sink": ERROR}):
+        assert assert_same_run(wf, rewritten, oracle_from(outcome)) is not None
 
 
 def test_values_cross_groups_through_group_inputs_and_outputs() -> None:
@@ -270,6 +261,7 @@ def test_values_cross_groups_through_group_inputs_and_outputs() -> None:
         "{{tasks.t3.outputs.parameters.p}}"
     for outcome in ({}, {"salt": "3"}, {"t1": FAILED}):
         flat = assert_same_run(wf, rewritten, oracle_from(outcome))
+        assert flat is not None
         if not outcome:
             assert flat.nodes["wf.t4"].inputs["message"].startswith("r")
 
@@ -357,9 +349,10 @@ def test_every_corpus_workflow_is_unchanged_or_runs_the_same_when_split_at_a_tin
         assert crd_violations(rewritten, "spec") == [] or crd_violations(rewritten) == crd_violations(wf), name
         for table in ({}, {"salt": "1"}):
             try:
-                assert_same_run(wf, rewritten, oracle_from(table))
+                if assert_same_run(wf, rewritten, oracle_from(table)) is None:
+                    break  # the model does not reproduce this workflow exactly (steps, artifacts, ...)
             except Unsupported:
-                break  # the model does not reproduce this workflow exactly (steps, artifacts, ...)
+                break
             compared += 1
     assert split_count > 0 and compared > 0
 

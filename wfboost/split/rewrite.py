@@ -27,6 +27,7 @@ from wfboost.split.graph import TAG, DagGraph, NotSplittable, ValueRef
 __all__ = ["Rewritten", "rewrite_dag"]
 
 _GROUP_NAME = re.compile(r"(?:wfboost-)?part-\d+")
+_TASK_OUTPUT = re.compile(r"tasks\.([a-zA-Z0-9][-a-zA-Z0-9]*)\.(outputs\..+)")
 
 
 @dataclass
@@ -87,16 +88,9 @@ def rewrite_dag(template: Mapping[str, Any], graph: DagGraph, groups: Sequence[S
 
     def outside(tag: str, reader: _Group | None) -> str | None:
         """The tag a reader outside `tag`'s group uses for it, or None when it stays as it is."""
-        match = re.fullmatch(r"tasks\.([a-zA-Z0-9][-a-zA-Z0-9]*)\.(outputs\..+)", tag)
         if reader is not None:
-            if tag in reader.inputs:
-                return f"inputs.parameters.{reader.inputs[tag]}"
-            return None
-        if match and match.group(1) in owner:
-            source = owner[match.group(1)]
-            output = source.outputs[ValueRef(match.group(1), match.group(2))]
-            return f"tasks.{source.task}.outputs.parameters.{output}"
-        return None
+            return f"inputs.parameters.{reader.inputs[tag]}" if tag in reader.inputs else None
+        return _group_output(tag, owner)
 
     new_tasks: list[dict[str, Any]] = []
     emitted: set[str] = set()
@@ -140,14 +134,18 @@ def _calling_task(group: _Group, graph: DagGraph, owner: Mapping[str, _Group]) -
     if group.inputs:
         parameters = []
         for tag, name in group.inputs.items():
-            match = re.fullmatch(r"tasks\.([a-zA-Z0-9][-a-zA-Z0-9]*)\.(outputs\..+)", tag)
-            if match and match.group(1) in owner:
-                source = owner[match.group(1)]
-                output = source.outputs[ValueRef(match.group(1), match.group(2))]
-                tag = f"tasks.{source.task}.outputs.parameters.{output}"
-            parameters.append({"name": name, "value": "{{" + tag + "}}"})
+            parameters.append({"name": name, "value": "{{" + (_group_output(tag, owner) or tag) + "}}"})
         task["arguments"] = {"parameters": parameters}
     return task
+
+
+def _group_output(tag: str, owner: Mapping[str, _Group]) -> str | None:
+    """`tasks.X.outputs...` of a grouped task X as read from outside its group: its group's output; else None."""
+    match = _TASK_OUTPUT.fullmatch(tag)
+    if match is None or match.group(1) not in owner:
+        return None
+    source = owner[match.group(1)]
+    return f"tasks.{source.task}.outputs.parameters.{source.outputs[ValueRef(match.group(1), match.group(2))]}"
 
 
 def _rewritten_task(raw: Mapping[str, Any], graph: DagGraph, owner: Mapping[str, _Group], group: _Group | None,
@@ -167,12 +165,11 @@ def _rewritten_task(raw: Mapping[str, Any], graph: DagGraph, owner: Mapping[str,
         mapped = Term(owner[term.task].task, "" if condition.legacy else "Succeeded") if term.task in owner else term
         if mapped not in terms:
             terms.append(mapped)
-    kept = [term.task for term in terms]
     task.pop("depends", None)
     task.pop("dependencies", None)
-    if terms:
+    if terms:  # already without repeats
         if condition.legacy:
-            task["dependencies"] = list(dict.fromkeys(kept))
+            task["dependencies"] = [term.task for term in terms]
         else:
             task["depends"] = render_depends(terms)
     return task

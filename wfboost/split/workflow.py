@@ -142,10 +142,10 @@ def _leaves(tasks: Sequence[Mapping[str, Any]], groups: Mapping[str, Mapping[str
     """The DAG's targets in the order assessDAGPhase meets them (sorted leaf names, dag.go `findLeafTaskNames`),
     a group's own targets in its place."""
     depended = {name for task in tasks for name in condition_of(task).names}
+    template_of = {str(task["name"]): str(task.get("template")) for task in tasks}
     order: list[str] = []
-    for name in sorted(str(task["name"]) for task in tasks if task["name"] not in depended):
-        template = next(t.get("template") for t in tasks if t["name"] == name)
-        group = groups.get(str(template))
+    for name in sorted(name for name in template_of if name not in depended):
+        group = groups.get(template_of[name])
         order.extend(_leaves(group["dag"]["tasks"], {}) if group is not None else [name])
     return order
 
