@@ -13,8 +13,10 @@ from wfboost.cli.forecast import memoize_forecast
 from wfboost.cli.inputs import InputError, read_text
 from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.cli.policy_file import read_policy
+from wfboost.cli.split import SPLIT_KINDS
 from wfboost.policy import Policy, PolicyError
 from wfboost.shrink.workflow import SHRUNK_KINDS, plan_workflow_shrink
+from wfboost.split import spec_of, split_spec
 from wfboost.structs.documents import DocumentError, parse_documents
 from wfboost.webhook.errors import ReviewInputError
 from wfboost.webhook.review import (
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
             for line in forecast:
                 print(f"wfboost review: {_what(index, doc)}: {line}", file=sys.stderr)
     for doc in docs:
-        for line in _shrink_summary(doc, policy, args.namespace, labels):
+        for line in _split_summary(doc, policy, args.namespace, labels) + _shrink_summary(doc, policy, args.namespace,
+                                                                                         labels):
             print(f"wfboost review: {line}", file=sys.stderr)
     return 0
 
@@ -130,6 +133,24 @@ def _explained(index: int, doc: dict[str, Any], result: Reviewed) -> str:
 
 def _shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[: limit - 20]}… ({len(text)} characters)"
+
+
+def _split_summary(doc: dict[str, Any], policy: Policy, namespace: str | None,
+                   labels: dict[str, str] | None) -> list[str]:
+    """What the DAG split (its own route, split.wfboost.io, called before the others) would do; `wfboost split`
+    prints the result."""
+    kind = doc.get("kind")
+    if kind not in SPLIT_KINDS or not policy.splits_dags:
+        return []
+    namespace = "" if kind == "ClusterWorkflowTemplate" else (doc.get("metadata") or {}).get("namespace") or namespace
+    if not policy.split_dags_in(namespace or "", labels):
+        return [f"split: not in scope for namespace {namespace}"]
+    spec, _ = spec_of(doc)
+    if spec is None:
+        return []
+    result = split_spec(spec, task_limit=policy.split.max_tasks)
+    return [f"split: {dag.summary()}" + ("" if dag.refused else " (wfboost split FILE prints it)")
+            for dag in result.dags]
 
 
 def _shrink_summary(doc: dict[str, Any], policy: Policy, namespace: str | None,

@@ -33,6 +33,7 @@ from .model import (
     ReplaySettings,
     ShrinkSettings,
     SideStoreSettings,
+    SplitSettings,
 )
 from .schema import policy_schema, validate_document
 from .selector import LabelRequirement, LabelSelector
@@ -65,6 +66,7 @@ __all__ = [
     "ReplaySettings",
     "ShrinkSettings",
     "SideStoreSettings",
+    "SplitSettings",
     "dump_policy",
     "format_duration",
     "load_policy",

@@ -21,6 +21,7 @@ __all__ = [
     "LATCH",
     "MAX_STALENESS",
     "PREFIX",
+    "SPLIT",
 ]
 
 PREFIX: Final = "wfboost.io/"
@@ -32,6 +33,10 @@ MAX_STALENESS: Final = PREFIX + "max-staleness"
 CACHE_SEED: Final = PREFIX + "cache-seed"
 # "false" makes the step run even when an identical one is in flight.
 LATCH: Final = PREFIX + "latch"
+
+# An annotation of a Workflow, WorkflowTemplate, ClusterWorkflowTemplate or CronWorkflow: "false" leaves its DAGs
+# as they are where `splitDags` is on (the API server then refuses a DAG over Argo 4's limit, as without wfboost).
+SPLIT: Final = PREFIX + "split"
 
 # Set by the webhook on a replayed (cache hit) pod; the recorder never records such a pod (its outputs are cached).
 CACHE_HIT: Final = PREFIX + "cache-hit"

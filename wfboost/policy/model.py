@@ -40,6 +40,7 @@ __all__ = [
     "ResourceRequirementsBody",
     "ShrinkSettings",
     "SideStoreSettings",
+    "SplitSettings",
 ]
 
 API_VERSION: Final = "wfboost.io/v1alpha1"
@@ -54,6 +55,9 @@ ALWAYS_EXCLUDED_NAMESPACES: frozenset[str] = frozenset({"kube-system"})
 DEFAULT_REPLAY_IMAGE = "ghcr.io/wfboost/replay:0.1.0"
 
 ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
+# Which CRDs the cluster's Argo install applied: `full` (schema and CEL rules, Argo's release manifests from v4.0,
+# with their list limits) or `minimal` (Argo 3.x, or a v4 install that chose them: no limits).
+ArgoCRDs = Literal["full", "minimal"]
 # How `status.compressedNodes` is written (wfboost.argo.workflow_status.compressed_nodes).
 NodeCompression = Literal["gzip", "zstd"]
 
@@ -102,6 +106,11 @@ class Features:
     shrink_task_results: bool = setting(
         "shrinkTaskResults", default=False,
         doc="Move bulky step output values that only reach containers from WorkflowTaskResults to the side store.",
+    )
+    split_dags: bool | None = setting(
+        "splitDags", default=None, nullable=True,
+        doc="Rewrite DAGs over Argo 4's 200-task limit into nested groups that keep their meaning, at CREATE "
+            "(docs/split.md). null: on exactly when `split.argoCRDs` is `full`.",
     )
 
 
@@ -238,6 +247,21 @@ class ShrinkSettings:
             "pattern": r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?$", "x-expected": "an Argo version such as 4.1 or v4.1.2"
         },
         doc="The oldest Argo controller version the webhook serves (e.g. `4.1`), for formats only newer ones read.",
+    )
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """The `split:` section: what the cluster's Argo CRDs allow, and so what the DAG split must reach."""
+
+    argo_crds: ArgoCRDs | None = setting(
+        "argoCRDs", default=None, nullable=True,
+        doc="The CRDs your Argo install applied: `full` (Argo 4's release manifests; their schema refuses a DAG of "
+            "more than 200 tasks) or `minimal`; null: not declared. `full` turns `splitDags` on unless it is set.",
+    )
+    max_tasks: int = setting(
+        "maxTasks", default=200, schema={"minimum": 2, "maximum": 200},
+        doc="Tasks a DAG may have, after the split too (at most 200, the limit of Argo 4's CRDs).",
     )
 
 
@@ -386,6 +410,9 @@ class Policy:
         "shrink", default_factory=ShrinkSettings, doc="Compressed status; Workflow values moved to the side store."
     )
     side_store: SideStoreSettings = setting("sideStore", default_factory=SideStoreSettings, doc="The side store.")
+    split: SplitSettings = setting(
+        "split", default_factory=SplitSettings, doc="What Argo's CRDs allow, for the DAG split."
+    )
     overrides: tuple[NamespaceOverride, ...] = setting(
         "overrides", default=(),
         doc="Per-namespace changes to memoize and latch defaults, applied in order (a later match wins).",
@@ -480,6 +507,20 @@ class Policy:
     def compress_status_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
         """True when Workflows in this namespace get large node statuses stored compressed."""
         return self.features.compress_status and self.namespace_in_scope(namespace, labels)
+
+    @property
+    def splits_dags(self) -> bool:
+        """True when DAGs over the limit are split: `splitDags` as set, or, left null, when the CRDs are full."""
+        if self.features.split_dags is not None:
+            return self.features.split_dags
+        return self.split.argo_crds == "full"
+
+    def split_dags_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
+        """True when a Workflow (or a template holder) in this namespace gets its DAGs split. Cluster-scoped
+        objects (a ClusterWorkflowTemplate, namespace "") belong to every namespace: only the switch decides."""
+        if not self.splits_dags:
+            return False
+        return namespace == "" or self.namespace_in_scope(namespace, labels)
 
     def shrink_task_results_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
         """True when WorkflowTaskResults in this namespace may have bulky values moved out."""

@@ -159,6 +159,20 @@ def _status_compression_rules(document: Mapping[str, Any]) -> Iterator[str]:
         )
 
 
+def _argo_crds_rules(document: Mapping[str, Any]) -> Iterator[str]:
+    """Full CRDs exist from Argo 4.0 on: a policy that declares them beside an older controller contradicts itself,
+    and the split it turns on would rewrite workflows for limits that controller's CRDs do not have."""
+    split = document.get("split")
+    shrink = document.get("shrink")
+    if not isinstance(split, Mapping) or split.get("argoCRDs") != "full" or not isinstance(shrink, Mapping):
+        return
+    version = shrink.get("controllerVersion")
+    parts = re.match(r"^v?([0-9]+)\.", version) if isinstance(version, str) else None
+    if parts is not None and int(parts[1]) < 4:
+        yield (f"split.argoCRDs: full CRDs come with Argo 4.0 and later, but shrink.controllerVersion is {version}; "
+               "say minimal, or raise controllerVersion")
+
+
 def _unbuilt_features(document: Mapping[str, Any]) -> Iterator[str]:
     """A switch for a feature that does not exist yet would be a promise the webhook cannot keep."""
     features = document.get("features")
@@ -177,5 +191,6 @@ def validate_document(document: object) -> list[str]:
         messages.extend(_lease_rules(document))
         messages.extend(_replay_resource_rules(document))
         messages.extend(_status_compression_rules(document))
+        messages.extend(_argo_crds_rules(document))
         messages.extend(_unbuilt_features(document))
     return sorted(messages)

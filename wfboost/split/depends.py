@@ -14,6 +14,7 @@ parsed, so that every task it names is known, and reported as not a conjunction.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def render_depends(terms: Sequence[Term]) -> str:
     return " && ".join(term.render() for term in terms)
 
 
+@functools.lru_cache(maxsize=8192)  # a DAG is read several times (plan, rewrite, checks); a Condition is immutable
 def _parse(text: str) -> Condition:
     tokens = _tokens(text)
     position = 0

@@ -55,7 +55,7 @@ class Block:
     sinks: frozenset[str]
     part: Part
     first: int  # the smallest task index in it: blocks are visited in the DAG's order
-    members: frozenset[str]
+    members: set[str]  # grows as the block absorbs others (small into large: linear on long chains)
 
     def tasks(self) -> list[str]:
         return self.part.tasks()
@@ -68,11 +68,11 @@ def plan_groups(graph: DagGraph, limit: int) -> list[list[str]]:
     entries = len(graph.tasks)
     groups: list[list[str]] = []
     order = {name: task.index for name, task in graph.tasks.items()}
-    for block in sorted(blocks, key=lambda b: (-b.part.size(), b.first)):
-        if entries <= limit or block.part.size() < 2:
+    for block in sorted(blocks, key=lambda b: (-len(b.members), b.first)):
+        if entries <= limit or len(block.members) < 2:
             break
         pieces = _cut(block.part, limit, graph, ordered=not block.consumers)
-        entries -= block.part.size() - len(pieces)
+        entries -= len(block.members) - len(pieces)
         groups.extend(sorted(piece, key=order.__getitem__) for piece in pieces if len(piece) > 1)
     return sorted(groups, key=lambda g: order[g[0]])
 
@@ -82,28 +82,13 @@ def _reduce(graph: DagGraph) -> list[Block]:
     for name, task in graph.tasks.items():
         if task.stays is None:
             blocks.append(Block(frozenset(graph.terms(name)), frozenset(graph.dependants[name]), frozenset({name}),
-                                Part("task", name), task.index, frozenset({name})))
+                                Part("task", name), task.index, {name}))
     changed = True
     while changed:
-        changed = False
-        by_shape: dict[tuple[frozenset[Term], frozenset[str]], list[Block]] = defaultdict(list)
-        for block in blocks:
-            by_shape[(block.entry, block.consumers)].append(block)
-        merged: list[Block] = []
-        for side_by_side in by_shape.values():
-            if len(side_by_side) == 1:
-                merged.append(side_by_side[0])
-                continue
-            changed = True
-            merged.append(Block(side_by_side[0].entry, side_by_side[0].consumers,
-                                frozenset().union(*(b.sinks for b in side_by_side)),
-                                _join("parallel", [b.part for b in side_by_side]),
-                                min(b.first for b in side_by_side),
-                                frozenset().union(*(b.members for b in side_by_side))))
-        blocks = sorted(merged, key=lambda b: b.first)
+        blocks, changed = _side_by_side(blocks)
         owner = {name: block for block in blocks for name in block.members}
         alive = {id(block) for block in blocks}
-        for block in blocks:
+        for block in list(blocks):
             if id(block) not in alive or not block.entry:
                 continue
             before = {owner.get(term.task) for term in block.entry}
@@ -115,20 +100,49 @@ def _reduce(graph: DagGraph) -> list[Block]:
             if not all(term.positive for term in block.entry) or not earlier.consumers <= block.members \
                     or not earlier.sinks <= {term.task for term in block.entry}:
                 continue
-            combined = Block(earlier.entry, block.consumers, block.sinks,
-                             _join("series", [earlier.part, block.part]), earlier.first,
-                             earlier.members | block.members)
-            alive.discard(id(block))
-            alive.discard(id(earlier))
-            alive.add(id(combined))
-            for name in block.members:
-                owner[name] = combined
-            for name in earlier.members:
-                owner[name] = combined
-            blocks.append(combined)
+            survivor = _in_series(earlier, block)
+            absorbed = block if survivor is earlier else earlier
+            alive.discard(id(absorbed))
+            for name in absorbed.members:
+                owner[name] = survivor
             changed = True
         blocks = sorted((b for b in blocks if id(b) in alive), key=lambda b: b.first)
     return blocks
+
+
+def _side_by_side(blocks: list[Block]) -> tuple[list[Block], bool]:
+    """Blocks with the same way in and the same dependants merged into one parallel block each."""
+    by_shape: dict[tuple[frozenset[Term], frozenset[str]], list[Block]] = defaultdict(list)
+    for block in blocks:
+        by_shape[(block.entry, block.consumers)].append(block)
+    merged: list[Block] = []
+    changed = False
+    for together in by_shape.values():
+        if len(together) == 1:
+            merged.append(together[0])
+            continue
+        changed = True
+        merged.append(Block(together[0].entry, together[0].consumers,
+                            frozenset().union(*(b.sinks for b in together)),
+                            _join("parallel", [b.part for b in together]),
+                            min(b.first for b in together),
+                            set().union(*(b.members for b in together))))
+    return sorted(merged, key=lambda b: b.first), changed
+
+
+def _in_series(earlier: Block, later: Block) -> Block:
+    """`later` after `earlier` as one block, kept in whichever of the two is larger (the other's members move):
+    merging a long chain one task at a time stays linear."""
+    survivor, absorbed = (earlier, later) if len(earlier.members) >= len(later.members) else (later, earlier)
+    survivor.members |= absorbed.members
+    if earlier.part.kind == "series":  # extended in place: the absorbed block is gone, nothing else holds it
+        earlier.part.parts.extend(later.part.parts if later.part.kind == "series" else [later.part])
+        part = earlier.part
+    else:
+        part = _join("series", [earlier.part, later.part])
+    survivor.entry, survivor.consumers, survivor.sinks = earlier.entry, later.consumers, later.sinks
+    survivor.part, survivor.first = part, earlier.first
+    return survivor
 
 
 def _join(kind: str, parts: Sequence[Part]) -> Part:

@@ -102,6 +102,9 @@ class Route:
     kinds: frozenset[tuple[str, str]]  # (group, kind) accepted on this route
     handler: Handler
     fail_closed: bool = False  # failures deny (429) instead of allowing; policy scope does not apply
+    # Admits cluster-scoped objects too (a ClusterWorkflowTemplate): they belong to no namespace, so the namespace
+    # scope cannot apply to them and the handler decides alone.
+    cluster_scoped: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class Admission:
             "namespace", ""
         )
         labels = self.namespace_labels(namespace)
-        if not route.fail_closed and not policy.namespace_in_scope(namespace, labels):
+        scoped = not route.fail_closed and not (route.cluster_scoped and not namespace)
+        if scoped and not policy.namespace_in_scope(namespace, labels):
             return Outcome(build_response(review), "out_of_scope")
         if request["operation"] == "DELETE" or request.get("object") is None:
             return Outcome(build_response(review), "unchanged")

@@ -60,6 +60,7 @@ class Metrics:
         self.memo = MemoMetrics(r)
         self.shrink = ShrinkMetrics(r)
         self.latch = LatchMetrics(r)
+        self.split = SplitMetrics(r)
 
 
 @dataclass(eq=False)  # a registry keeps collectors in a dict: by identity
@@ -134,6 +135,24 @@ class ShrinkMetrics:
             "Values moved to the side store, each replaced by a reference (Workflows' at CREATE, task outputs)",
             registry=self.registry,
         )
+
+
+@dataclass
+class SplitMetrics:
+    """DAGs over Argo 4's task limit, split or left as they were (the reason is in the admission's warning)."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        self.dags = Counter(
+            "wfboost_split_dags",
+            "DAG templates over the task limit seen at admission, by result (split into groups, or refused: left "
+            "unchanged because the split could not keep their meaning)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.dags.labels(result="split")
+        self.dags.labels(result="refused")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The HTTPS admission server (aiohttp).
 
-Routes: `POST /mutate/{restore,pods,workflows,workflowtaskresults}`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+Routes: `POST /mutate/{restore,pods,split,workflows,workflowtaskresults}`, `GET /healthz`, `GET /readyz`,
+`GET /metrics`.
 The server holds its parts (certificate and policy reloaders, the Redis store, the Kubernetes client) and opens
 and closes them as an async context manager; the service shell (wfboost.service) runs its sites and its loops.
 

@@ -147,7 +147,7 @@ def review_for_object(
     kind = str(obj.get("kind") or "")
     resource = plural_of(kind)
     meta = obj.get("metadata") or {}
-    ns = namespace or meta.get("namespace") or "default"
+    ns = namespace or meta.get("namespace") or ("" if kind in _CLUSTER_SCOPED else "default")
     gvk = {"group": group, "version": version, "kind": kind}
     gvr = {"group": group, "version": version, "resource": resource}
     request: dict[str, Any] = {
@@ -168,6 +168,9 @@ def review_for_object(
         request["name"] = meta["name"]
     return cast(AdmissionReview, {"apiVersion": api_version, "kind": "AdmissionReview", "request": request})
 
+
+# Kinds without a namespace: their reviews carry namespace "" (the API server leaves it unset).
+_CLUSTER_SCOPED = frozenset({"ClusterWorkflowTemplate", "Namespace"})
 
 # Kinds we admit and their resource (plural) names; anything else is pluralised the Kubernetes way.
 _PLURALS = {"Pod": "pods", "Workflow": "workflows", "WorkflowTaskResult": "workflowtaskresults"}

@@ -138,11 +138,14 @@ async def _template_holder(request: AdmissionRequest, holder: dict[str, object],
 
 
 def schema_warnings(spec: object, where: str, ctx: AdmissionContext) -> list[str]:
-    """Argo 4's schema limits, unless the policy says every controller is 3.x (whose minimal CRDs have none).
+    """Argo 4's schema limits, unless the policy says every controller is 3.x or the CRDs are minimal (neither has
+    them).
 
     Only at CREATE: the controller's status UPDATEs would repeat the warning into its log at every write.
     """
     version = ctx.policy.shrink.controller_version
+    if ctx.policy.split.argo_crds == "minimal":
+        return []
     if version is not None and version.lstrip("v").split(".")[0] in ("1", "2", "3"):
         return []
     return [limit.warning() for limit in schema_limits_exceeded(spec, where)[:MAX_WARNINGS]]

@@ -1,0 +1,92 @@
+"""DAGs over Argo 4's task limit split into nested groups at admission (wfboost.split, docs/split.md).
+
+Where `splitDags` is on: a Workflow at CREATE, and the spec inside a WorkflowTemplate, ClusterWorkflowTemplate or
+CronWorkflow at CREATE and at each UPDATE that changes it (every Workflow made from them copies or references its
+templates). A Workflow's UPDATEs are the controller's status writes: its spec was settled at CREATE, and a split
+now would change the shape of a running tree. The annotation `wfboost.io/split: "false"` on the object leaves it as
+it is.
+
+Nothing is stored anywhere, so a dry run gets the same patch. The split is deterministic and leaves every DAG within
+the limit, so a second admission of what it wrote changes nothing. A DAG whose meaning a split cannot keep is left
+as it is, with a warning saying why (the API server then refuses it, as it would without wfboost); a split DAG gets
+a warning too, since the person who submitted it will see the groups in the Argo UI.
+
+This route is listed before `workflows.wfboost.io` in the webhook configuration, so shrinking (which may move
+values out of the groups' arguments) sees the split Workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wfboost.policy.controls import SPLIT
+from wfboost.split import DagSplit, spec_of, split_spec
+from wfboost.structs.admission import AdmissionRequest
+from wfboost.structs.patch import PatchOp
+from wfboost.webhook.admission import AdmissionContext, Decision
+
+log = logging.getLogger(__name__)
+
+KINDS = frozenset({("argoproj.io", kind)
+                   for kind in ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")})
+
+# The API server may truncate a response's warnings past a few; one per DAG is plenty.
+MAX_WARNINGS = 5
+
+
+async def admit_split(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
+    obj: Any = request.get("object") or {}
+    kind = (request.get("kind") or {}).get("kind", "Workflow")
+    if request.get("operation") != "CREATE":
+        if kind == "Workflow":
+            return Decision(outcome="not_create")
+        if (request.get("oldObject") or {}).get("spec") == obj.get("spec"):
+            return Decision(outcome="spec_unchanged")
+    if not ctx.policy.split_dags_in(request.get("namespace") or "", ctx.namespace_labels):
+        return Decision(outcome="split_off")
+    if ((obj.get("metadata") or {}).get("annotations") or {}).get(SPLIT) == "false":
+        return Decision(outcome="split_opted_out")
+    spec, where = spec_of(obj)
+    limit = ctx.policy.split.max_tasks
+    if spec is None or not _over(spec, limit):
+        return Decision(outcome="within_limits")
+    # Planning is CPU work (about 0.1 s per 1,000 tasks): off the event loop, which serves pod admissions meanwhile.
+    result = await asyncio.to_thread(split_spec, spec, task_limit=limit)
+    split = [dag for dag in result.dags if dag.refused is None]
+    for dag in result.dags:
+        ctx.metrics.split.dags.labels(result="refused" if dag.refused else "split").inc()
+        log.log(logging.WARNING if dag.refused else logging.INFO, "%s %s/%s %s: %s", kind,
+                request.get("namespace") or "", request.get("name") or "(generateName)", ".".join(where),
+                dag.summary())
+    warnings = [dag.warning() for dag in result.refused] + [_told(dag) for dag in split]
+    if result.spec is None:
+        return Decision(outcome="split_refused", warnings=warnings[:MAX_WARNINGS])
+    ops = template_ops(spec.get("templates") or [], result.spec["templates"], "/" + "/".join(where))
+    return Decision(ops, "dags_split" if not result.refused else "dags_split_partly", warnings[:MAX_WARNINGS])
+
+
+def _over(spec: Mapping[str, Any], limit: int) -> bool:
+    """Cheap: a DAG template with more tasks than the limit."""
+    templates = spec.get("templates")
+    return isinstance(templates, list) and any(
+        isinstance(t, Mapping) and isinstance(t.get("dag"), Mapping) and isinstance(t["dag"].get("tasks"), list)
+        and len(t["dag"]["tasks"]) > limit for t in templates)
+
+
+def template_ops(before: Sequence[Any], after: Sequence[Any], prefix: str) -> list[PatchOp]:
+    """The rewritten DAG templates replaced where they are, the group templates added after the others (split_spec
+    keeps every other template object as it was)."""
+    ops: list[PatchOp] = [{"op": "replace", "path": f"{prefix}/templates/{index}", "value": new}
+                          for index, (old, new) in enumerate(zip(before, after, strict=False)) if new is not old]
+    ops.extend({"op": "add", "path": f"{prefix}/templates/-", "value": new} for new in after[len(before):])
+    return ops
+
+
+def _told(dag: DagSplit) -> str:
+    """What the submitter is told about a split DAG, under 256 characters."""
+    return (f"wfboost split DAG template {dag.template} ({dag.tasks} tasks, over Argo 4's limit) into "
+            f"{len(dag.groups)} nested groups that run it the same way; parallelism kept "
+            f"{dag.parallelism_kept:.0%}; opt out with annotation {SPLIT}: \"false\"")[:256]
