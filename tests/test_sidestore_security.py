@@ -225,3 +225,14 @@ async def test_client_timeout_is_short_and_fails_as_unavailable() -> None:
     finally:
         release.set()
         await runner.cleanup()
+
+
+async def test_the_serving_certificates_expiry_is_exported(valkey: RedisProcess, tls: SideStoreTls,
+                                                           tmp_path: Path) -> None:
+    """Under the webhook's metric name, so that the one certificate-expiry alert watches the side store too."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((tls.cert_dir / "tls.crt").read_bytes())
+    async with run_sidestore(valkey, tls, tmp_path) as ss:
+        exported = ss.server.metrics.registry.get_sample_value("wfboost_tls_certificate_not_after_seconds")
+    assert exported == cert.not_valid_after_utc.timestamp()

@@ -35,6 +35,10 @@ class SideStoreMetrics:
             "wfboost_sidestore_gc_deleted_bytes_total", "Plain bytes of blobs deleted by the sweeper", registry=r
         )
         self.gc_runs = Counter("wfboost_sidestore_gc_runs_total", "Sweeps by outcome", ["outcome"], registry=r)
+        # The webhook's name for the same thing: one alert (certificate expiry) covers both servers.
+        self.tls_not_after = Gauge(
+            "wfboost_tls_certificate_not_after_seconds", "Expiry of the serving certificate (Unix time)", registry=r
+        )
         self.workflows_synced = Gauge(
             "wfboost_sidestore_workflows_synced", "1 while the live-workflow view is in sync", registry=r
         )
