@@ -30,12 +30,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wfboost.blobs.client import ClientSettings, SideStoreClient
+from wfboost.cache import redis_client
+from wfboost.sidestore import keyspace
 from wfboost.sidestore.config import SideStoreConfig, make_backend
 from wfboost.sidestore.live_workflows import LiveWorkflows
 from wfboost.sidestore.server import SideStoreServer
 from wfboost.sidestore.store import BlobStore, StoreSettings
 from wfboost.tls.certs import CertKeyPair, create_ca, create_serving_cert, load_private_key, service_names
-from wfboost_dev.demo.processes import RedisProcess, free_port
+from wfboost_dev.demo.processes import RedisCluster, RedisProcess, free_port
 
 SERVER_NAME = "wfboost-sidestore.wfboost.svc"
 SIDESTORE_DB = 7  # a database of the session's Valkey used only by these tests (flushed by them)
@@ -131,7 +133,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def run_sidestore(
-    valkey: RedisProcess,
+    valkey: RedisProcess | RedisCluster,
     tls: SideStoreTls,
     tmp_path: Path,
     *,
@@ -142,12 +144,15 @@ async def run_sidestore(
     client_ca: bool = False,
     live: LiveWorkflows | None = None,
 ) -> AsyncIterator[Running]:
-    """The service in this test's event loop, HTTPS on a loopback port, with a settable clock."""
-    redis = aioredis.from_url(sidestore_redis_url(valkey))
-    await redis.flushdb()
+    """The service in this test's event loop, HTTPS on a loopback port, with a settable clock. `valkey` may be a
+    Redis Cluster (the session's, shared with other tests: only the side store's keys are removed, not flushed)."""
+    cluster = isinstance(valkey, RedisCluster)
+    url = valkey.url if cluster else sidestore_redis_url(valkey)
+    redis = redis_client.connect(url, socket_timeout=10.0) if cluster else aioredis.from_url(url)
+    await _clean(redis, valkey)
     clients = write_clients_file(tmp_path / "clients.yaml")
     config = SideStoreConfig(
-        redis_url=sidestore_redis_url(valkey),
+        redis_url=url,
         clients_file=clients,
         tls_cert=tls.cert_dir / "tls.crt",
         tls_key=tls.cert_dir / "tls.key",
@@ -192,8 +197,17 @@ async def run_sidestore(
         yield running
     finally:
         await runner.cleanup()
-        await redis.flushdb()
+        await _clean(redis, valkey)
         await redis.aclose()
+
+
+async def _clean(redis: Any, server: RedisProcess | RedisCluster) -> None:
+    if not isinstance(server, RedisCluster):
+        await redis.flushdb()  # the side store's own database of a server the session started
+        return
+    stale = [key async for key in redis.scan_iter(match=keyspace.PREFIX + "*", count=1000)]
+    if stale:
+        await redis.delete(*stale)
 
 
 # --- moto: a real S3-compatible server on loopback -----------------------------------------------------------

@@ -31,8 +31,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "registry": {"images": {"registry": "registry.example.com/mirror", "pullSecrets": ["mirror-pull"]}},
     "external-redis": EXTERNAL,
     "no-sidestore": {"sidestore": {"enabled": False}},
-    "external-redis-cluster": {"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}},
-                               "sidestore": {"enabled": False}},
+    "external-redis-cluster": {"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}}},
     "one-replica": {"webhook": {"replicas": 1, "priorityClass": {"create": False, "name": ""}}},
     "features": {"features": {"memoize": True, "latch": True, "compressStatus": True, "shrinkWorkflows": True,
                               "shrinkTaskResults": True},
@@ -124,12 +123,12 @@ def test_an_external_redis_replaces_the_bundled_one() -> None:
     credentials = next(c for c in job["initContainers"] if c["name"] == "credentials")
     assert not any(a.startswith("--redis-secret") for a in credentials["args"])
     cluster = render_chart(VARIANTS["external-redis-cluster"])
-    assert env_of(cluster, "wfboost")["WFBOOST_REDIS_URL"].endswith("@redis.example:6380/0?cluster=true")
+    for component in ("wfboost", "wfboost-recorder", "wfboost-sidestore"):  # a Cluster has database 0 only
+        assert env_of(cluster, component)["WFBOOST_REDIS_URL"].endswith("@redis.example:6380/0?cluster=true")
 
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"redis": {"external": {"url": "redis://r:6379"}}}, "redis.external.existingSecret is required"),
-    ({"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}}}, "not a Redis Cluster"),
     ({"features": {"shrinkWorkflows": True}, "sidestore": {"enabled": False}}, "needs the side store"),
     ({"policy": {"features": {"memoize": True}}}, "feature switches go in the value `features`"),
 ])

@@ -132,7 +132,7 @@ async def test_digest_mismatch_is_refused_and_nothing_is_kept(
         assert await client.head(NS, sha(data)) is None
         assert [p for p in root.rglob("*") if p.is_file()] == []  # the streamed object was removed
         assert await ss.store.usage(NS) == 0  # and its quota reservation released
-        assert await ss.store.redis.zcard(keys.PENDING) == 0
+        assert await ss.store.redis.zcard(keys.pending(NS)) == 0
         with pytest.raises(SideStoreClientError) as bad:
             await client.put_stream(NS, "md5:abc", 3, lambda: _chunked(b"abc"))
         assert bad.value.status == 400

@@ -206,18 +206,23 @@ async def test_expired_uploads_and_abandoned_objects_are_reclaimed(
             import hashlib
 
             await client.upload_part("team-a", upload_id, 1, hashlib.sha256(part).hexdigest(), len(part), once)
-        # An object whose writer died before it was recorded anywhere (a crash mid-write).
-        orphan_key = "team-a/crashed-writer"
-        await ss.store.redis.zadd(keys.PENDING, {f"fs|{orphan_key}": ss.clock[0]})
+        # An object whose writer died before it was recorded anywhere (a crash mid-write), and one left by a side
+        # store from before the pending sets were per namespace (in its one global set).
+        orphan_key, legacy_key = "team-a/crashed-writer", "team-a/crashed-older-writer"
+        await ss.store.redis.zadd(keys.pending("team-a"), {f"fs|{orphan_key}": ss.clock[0]})
+        await ss.store.redis.zadd(keys.LEGACY_PENDING, {f"fs|{legacy_key}": ss.clock[0]})
         (root / "team-a").mkdir(parents=True, exist_ok=True)
         (root / orphan_key).write_bytes(b"half written")
+        (root / legacy_key).write_bytes(b"half written too")
         ss.clock[0] += 500
         report = await ss.server.sweeper.sweep()
         assert (report["uploads_expired"], report["pending_reclaimed"]) == (0, 0)
         ss.clock[0] += 600
         report = await ss.server.sweeper.sweep()
-        assert (report["uploads_expired"], report["pending_reclaimed"]) == (1, 1)
+        assert (report["uploads_expired"], report["pending_reclaimed"]) == (1, 2)
         assert [p for p in root.rglob("*") if p.is_file()] == []
+        assert await ss.store.redis.zcard(keys.pending("team-a")) == 0
+        assert await ss.store.redis.zcard(keys.LEGACY_PENDING) == 0
         assert await ss.store.usage("team-a") == 0
 
 

@@ -95,7 +95,7 @@ async def test_a_part_whose_digest_does_not_match_is_refused(
         assert f"part 1: its sha256 is {hexsha(bad)}, the request said {hexsha(good)}" in caught.value.message
         assert (await client.upload_info(NS, upload_id))["parts"] == []
         assert await ss.store.usage(NS) == 0
-        assert await ss.store.redis.zcard(keys.PENDING) == 0
+        assert await ss.store.redis.zcard(keys.pending(NS)) == 0
         # A re-sent part replaces the one before it; the quota counts it once.
         await client.upload_part(NS, upload_id, 1, hexsha(bad), len(bad), lambda: once(bad))
         await client.upload_part(NS, upload_id, 1, hexsha(good), len(good), lambda: once(good))

@@ -153,13 +153,13 @@ class Sweeper:
             pipe.delete(blob_key, refs_key)
             pipe.zrem(keyspace.index(namespace), digest)
             pipe.decrby(keyspace.usage(namespace), size)
-            pipe.decrby(keyspace.stored(record[b"backend"].decode()), int(record[b"stored"]))
             for ref in refs:
                 pipe.srem(keyspace.by_ref(namespace, ref.ref), digest)
             try:
                 await pipe.execute()
             except WatchError:
                 return None  # referenced or touched meanwhile: kept
+        await self.store.count_stored(record[b"backend"].decode(), -int(record[b"stored"]))
         await self.store.delete_objects(manifest)
         self.on_delete(decided.reason, size)
         log.info("gc: deleted %s/%s (%d bytes): %s", namespace, digest, size, decided.reason)
@@ -183,13 +183,29 @@ class Sweeper:
         """Objects whose writer never finished (a crash): older than the upload TTL, nobody will finish them."""
         redis = self.store.redis
         cutoff = self.store.clock() - max(self.store.settings.upload_ttl_seconds, self.store.settings.grace_seconds)
-        stale: list[Any] = await redis.zrangebyscore(keyspace.PENDING, "-inf", cutoff)
+        reclaimed = 0
+        for namespace in await self.store.namespaces():
+            stale: list[Any] = await redis.zrangebyscore(keyspace.pending(namespace), "-inf", cutoff)
+            reclaimed += len(stale)
+            if dry_run:
+                continue
+            for member in stale:
+                backend, _, key = member.decode().partition("|")
+                if backend in self.store.backends:
+                    await self.store.discard_object(namespace, backend, key)
+                else:
+                    await redis.zrem(keyspace.pending(namespace), member)
+        return reclaimed + await self._reclaim_legacy_pending(cutoff, dry_run)
+
+    async def _reclaim_legacy_pending(self, cutoff: float, dry_run: bool) -> int:
+        """What a side store from before the per-namespace pending sets left in its one global set."""
+        redis = self.store.redis
+        stale: list[Any] = await redis.zrangebyscore(keyspace.LEGACY_PENDING, "-inf", cutoff)
         if dry_run:
             return len(stale)
         for member in stale:
             backend, _, key = member.decode().partition("|")
             if backend in self.store.backends:
-                await self.store.discard_object(backend, key)
-            else:
-                await redis.zrem(keyspace.PENDING, member)
+                await self.store.backends[backend].delete(key)
+            await redis.zrem(keyspace.LEGACY_PENDING, member)
         return len(stale)

@@ -1,7 +1,9 @@
 """Every Redis key the side store uses, in one place, so the keyspace is documented by the code.
 
 Per-namespace keys carry the namespace in braces (a Redis Cluster hash tag) so that a blob's record, its
-references and its namespace's usage counter sit in one slot and change together in one transaction.
+references, its namespace's usage counter and its objects being written sit in one slot and change together in one
+script or transaction. The few global keys (the namespaces, the uploads' clock, the stored-bytes gauges) are only
+ever changed on their own, so the whole keyspace works on a Redis Cluster as on one Redis (docs/sidestore.md).
 """
 
 from __future__ import annotations
@@ -44,9 +46,17 @@ def completed(namespace: str, upload_id: str) -> str:
     return f"{PREFIX}{{{namespace}}}:completed:{upload_id}"
 
 
-NAMESPACES = PREFIX + "namespaces"  # set of namespaces that ever stored something
+def pending(namespace: str) -> str:
+    """Sorted set "<backend>|<object>" by write start: the namespace's objects not yet owned by a record. Released
+    in the same script that creates the record, so a crash can leave an object here but never a recorded one."""
+    return f"{PREFIX}{{{namespace}}}:pending"
+
+
+NAMESPACES = PREFIX + "namespaces"  # set of namespaces that ever wrote something (added before the first byte)
 UPLOADS = PREFIX + "uploads"  # sorted set "<namespace>/<id>" by start time, for expiry
-PENDING = PREFIX + "pending"  # sorted set "<backend>|<object>" by write start: objects not yet owned by a record
+# Where side stores before per-namespace pending sets listed objects being written; the sweeper still reclaims
+# what a crash of such a version left there.
+LEGACY_PENDING = PREFIX + "pending"
 
 
 def stored(backend: str) -> str:

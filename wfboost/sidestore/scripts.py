@@ -27,27 +27,24 @@ return 1
 """
 
 # Create a blob record unless one exists (a concurrent identical upload won: the caller drops its copy).
-# KEYS[1] blob, KEYS[2] index, KEYS[3] namespaces, KEYS[4] pending, KEYS[5] stored:<backend>
-# ARGV: manifest, size, stored, backend, now, namespace, digest, then pending members to release.
+# KEYS[1] blob, KEYS[2] index, KEYS[3] pending: one namespace, one slot.
+# ARGV: manifest, size, stored, backend, now, digest, then pending members to release.
 COMMIT_BLOB = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'manifest', ARGV[1], 'size', ARGV[2], 'stored', ARGV[3], 'backend', ARGV[4],
            'created', ARGV[5], 'touched', ARGV[5])
-redis.call('ZADD', KEYS[2], 0, ARGV[7])
-redis.call('SADD', KEYS[3], ARGV[6])
-for i = 8, #ARGV do redis.call('ZREM', KEYS[4], ARGV[i]) end
-redis.call('INCRBY', KEYS[5], ARGV[3])
+redis.call('ZADD', KEYS[2], 0, ARGV[6])
+for i = 7, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
 return 1
 """
 
 # Record a received part in its upload, unless the upload is gone (aborted or expired: the caller drops the part).
-# KEYS[1] upload, KEYS[2] pending, KEYS[3] stored:<backend>; ARGV: field, record, pending member, stored bytes.
+# KEYS[1] upload, KEYS[2] pending (one namespace, one slot); ARGV: field, record, pending member.
 # Returns the record it replaced (a re-sent part), "" when none, or false when the upload does not exist.
 COMMIT_PART = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local old = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[3])
-redis.call('INCRBY', KEYS[3], ARGV[4])
 return old
 """

@@ -132,20 +132,28 @@ class BlobStore:
         """Stream into a new object; on any failure the object is removed again before the error propagates."""
         backend = self.backends[backend_name]
         member = f"{backend_name}|{key}"
-        await self.redis.zadd(keyspace.PENDING, {member: self.clock()})
+        await self.redis.sadd(keyspace.NAMESPACES, namespace)  # first: the sweeper finds pending sets through it
+        await self.redis.zadd(keyspace.pending(namespace), {member: self.clock()})
         encoder = FrameEncoder(level=self.settings.level, frame_size=self.settings.frame_size)
         try:
             await backend.write(key, encoder.encode(body))
         except BaseException as exc:
-            await asyncio.shield(self.discard_object(backend_name, key))
+            await asyncio.shield(self.discard_object(namespace, backend_name, key))
             if isinstance(exc, OSError | ConnectionError) and not isinstance(exc, FileNotFoundError):
                 raise BackendError(f"writing to the {backend_name} backend failed: {exc}") from exc
             raise
         return Segment(backend_name, key, tuple(encoder.frames)), encoder
 
-    async def discard_object(self, backend_name: str, key: str) -> None:
+    async def discard_object(self, namespace: str, backend_name: str, key: str) -> None:
         await self.backends[backend_name].delete(key)
-        await self.redis.zrem(keyspace.PENDING, f"{backend_name}|{key}")
+        await self.redis.zrem(keyspace.pending(namespace), f"{backend_name}|{key}")
+
+    async def count_stored(self, backend: str, stored: int) -> None:
+        """The stored-bytes gauge of a backend, changed on its own after the change it counts (a global key: a
+        script of one namespace cannot touch it on a Redis Cluster). A crash in between leaves the gauge off by
+        that object; nothing else reads it."""
+        if stored:
+            await self.redis.incrby(keyspace.stored(backend), stored)
 
     def new_object_key(self, namespace: str, *parts: str) -> str:
         return "/".join([namespace, *parts, uuid.uuid4().hex])
@@ -196,7 +204,7 @@ class BlobStore:
                 committed = await self.commit(namespace, manifest, [f"{backend_name}|{key}"])
             finally:
                 if not committed:
-                    await asyncio.shield(self.discard_object(backend_name, key))
+                    await asyncio.shield(self.discard_object(namespace, backend_name, key))
         finally:
             if not committed:
                 await asyncio.shield(self.release(namespace, length))
@@ -208,24 +216,12 @@ class BlobStore:
         """Create the blob's record; False when another writer created it first (the caller drops its copy)."""
         backend = manifest.segments[0].backend if manifest.segments else self.default
         created = await self._commit_blob(
-            keys=[
-                keyspace.blob(namespace, manifest.digest),
-                keyspace.index(namespace),
-                keyspace.NAMESPACES,
-                keyspace.PENDING,
-                keyspace.stored(backend),
-            ],
-            args=[
-                manifest.to_json(),
-                manifest.size,
-                manifest.stored,
-                backend,
-                self.clock(),
-                namespace,
-                manifest.digest,
-                *pending,
-            ],
+            keys=[keyspace.blob(namespace, manifest.digest), keyspace.index(namespace), keyspace.pending(namespace)],
+            args=[manifest.to_json(), manifest.size, manifest.stored, backend, self.clock(), manifest.digest,
+                  *pending],
         )
+        if created:
+            await self.count_stored(backend, manifest.stored)
         return bool(created)
 
     async def manifest(self, namespace: str, digest: str) -> Manifest:

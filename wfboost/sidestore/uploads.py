@@ -140,15 +140,16 @@ class Uploads:
                     )
                 part = Part(number, sha256, segment)
                 replaced = await self.store.commit_part_script(
-                    keys=[keyspace.upload(namespace, upload_id), keyspace.PENDING, keyspace.stored(backend)],
-                    args=[f"part:{number}", part.encode(), f"{backend}|{key}", segment.stored],
+                    keys=[keyspace.upload(namespace, upload_id), keyspace.pending(namespace)],
+                    args=[f"part:{number}", part.encode(), f"{backend}|{key}"],
                 )
                 if replaced is None:
                     raise NotFound(f"upload {upload_id!r} was aborted or expired while part {number} was sent")
                 committed = True
+                await self.store.count_stored(backend, segment.stored)
             finally:
                 if not committed:
-                    await asyncio.shield(self.store.discard_object(backend, key))
+                    await asyncio.shield(self.store.discard_object(namespace, backend, key))
         finally:
             if not committed:
                 await asyncio.shield(self.store.release(namespace, length))
@@ -222,8 +223,9 @@ class Uploads:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keyspace.completed(namespace, upload_id), orjson.dumps(result), ex=COMPLETED_TTL_SECONDS)
             pipe.delete(keyspace.upload(namespace, upload_id))
-            pipe.zrem(keyspace.UPLOADS, f"{namespace}/{upload_id}")
             await pipe.execute()
+        # Global, so on its own (an entry left by a crash here names no upload: the sweeper drops it).
+        await self.redis.zrem(keyspace.UPLOADS, f"{namespace}/{upload_id}")
         for number, part in parts.items():
             if number in kept:
                 # Now counted as the blob's bytes in the stored:<backend> counter via commit; undo the part's.
