@@ -308,3 +308,56 @@ async def test_the_largest_kubeflow_pipeline_is_split_then_shrunk_as_the_api_ser
         async with sidestore.client() as client:
             for size, digest in tables:
                 assert await client.head("ml", f"sha256:{digest}") == int(size)
+
+
+def test_controller_defaults_that_would_reach_the_groups_refuse_the_split(start_webhook: StartWebhook,
+                                                                          tmp_path: Path) -> None:
+    webhook = split_webhook(start_webhook, tmp_path,
+                            FULL_CRDS.replace("{argoCRDs: full}", "{argoCRDs: full, controllerTemplateDefaults: true}"))
+    admitted = webhook.api.admit("split", in_namespace(kubeflow_compiled(150)))
+    assert admitted.patch == []
+    [warning] = admitted.response["warnings"]
+    assert "split.controllerTemplateDefaults" in warning
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    ({"templateDefaults": {"retryStrategy": {"limit": 2}}}, True),
+    ({"onExit": "report", "templates": [{"name": "report", "container": {
+        "image": "busybox", "args": ["{{workflow.failures}}"]}}]}, True),
+    ({}, False),
+])
+def test_a_workflow_bringing_defaults_to_a_workflowtemplate_is_warned(webhook: Webhook, extra: dict[str, Any],
+                                                                       warned: bool) -> None:
+    """Argo applies the Workflow's templateDefaults to the templates it runs from a WorkflowTemplate, the groups of
+    a DAG split there included; the webhook cannot see that template, so it says so."""
+    wf = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+          "metadata": {"generateName": "run-", "namespace": "ml"},
+          "spec": {"workflowTemplateRef": {"name": "pipeline"}, **extra}}
+    admitted = webhook.api.admit("split", wf)
+    assert admitted.patch == []
+    warnings = admitted.response.get("warnings") or []
+    assert bool(warnings) is warned
+    assert all("if wfboost split a DAG there" in w and len(w) <= 256 for w in warnings)
+
+
+def test_a_new_plan_names_its_changed_groups_anew(webhook: Webhook) -> None:
+    """A Workflow running a WorkflowTemplate through templateRef stores its groups one by one: a group of a new
+    plan that holds other tasks must not be found under an old group's name."""
+    holder = template_holder("WorkflowTemplate")
+    first = webhook.api.admit("split", holder).object
+    changed = copy.deepcopy(holder)
+    root = next(t for t in changed["spec"]["templates"] if t["name"] == "root")
+    first_task = root["dag"]["tasks"][0]  # a driver in the first group: that group's content changes
+    first_task["arguments"]["parameters"][0]["value"] = "changed"
+    second = webhook.api.admit("split", changed, operation="UPDATE", old_object=first).object
+
+    def groups(obj: dict[str, Any]) -> dict[str, list[str]]:
+        return {t["name"]: [task["name"] for task in t["dag"]["tasks"]] for t in obj["spec"]["templates"]
+                if re.fullmatch(r"root-.+-[0-9a-f]{8}", t["name"])}
+
+    before, after = groups(first), groups(second)
+    assert before and after
+    for name, tasks in after.items():
+        assert before.get(name, tasks) == tasks  # a name kept is the same group
+    assert len(set(after) - set(before)) == 1  # the changed group, and only it, has a new name
+    assert webhook.api.admit("split", holder).object == first  # the same plan, the same names

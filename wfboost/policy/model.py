@@ -263,6 +263,11 @@ class SplitSettings:
         "maxTasks", default=200, schema={"minimum": 2, "maximum": 200},
         doc="Tasks a DAG may have, after the split too (at most 200, the limit of Argo 4's CRDs).",
     )
+    controller_template_defaults: bool = setting(
+        "controllerTemplateDefaults", default=False,
+        doc="The controller's `workflowDefaults` (workflow-controller-configmap) set `templateDefaults` or an "
+            "`onExit` that reads `workflow.failures`: they would reach the groups too, so nothing is split.",
+    )
 
 
 @dataclass(frozen=True)

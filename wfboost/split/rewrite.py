@@ -1,9 +1,12 @@
 """Writing a planned split: the groups as DAG templates, the DAG that calls them, values carried across.
 
-Each group becomes a DAG template `<dag>-part-<n>` called by a task `part-<n>` of the original DAG, in the place of
-its tasks. The calling task waits for the group's way in: its members' terms on tasks outside the group, a term on
-a task of another group becoming `<that group>.Succeeded` (plan.py says why that is the same condition). Inside,
-each task keeps its terms on the group's own tasks.
+Each group becomes a DAG template `<dag>-part-<n>-<digest>` called by a task `part-<n>` of the original DAG, in the
+place of its tasks. The digest (of the group template's content) gives a different plan different template names:
+a Workflow that already stored some of a WorkflowTemplate's groups (Argo stores a `templateRef`'s templates one by
+one, as it reaches them) cannot pick up a same-named group of a later plan that holds other tasks; it finds no such
+template and fails loudly instead. The calling task waits for the group's way in: its members' terms on tasks
+outside the group, a term on a task of another group becoming `<that group>.Succeeded` (plan.py says why that is
+the same condition). Inside, each task keeps its terms on the group's own tasks.
 
 Values cross a boundary only through a group's parameters, as Argo resolves them (operator.go
 `getTemplateOutputsFromScope`, dag.go `resolveDependencyReferences`): a value a member reads from outside
@@ -16,16 +19,21 @@ A group's outputs exist only when it succeeds, and every reader of them waits fo
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from wfboost.split.depends import Term, render_depends
 from wfboost.split.graph import TAG, DagGraph, NotSplittable, ValueRef
 
 __all__ = ["Rewritten", "rewrite_dag"]
 
+# validate.go `workflowFieldMaxLength` (v4.1.2): template and task names.
+MAX_NAME: Final = 128
 _GROUP_NAME = re.compile(r"(?:wfboost-)?part-\d+")
 _TASK_OUTPUT = re.compile(r"tasks\.([a-zA-Z0-9][-a-zA-Z0-9]*)\.(outputs\..+)")
 
@@ -64,10 +72,10 @@ def rewrite_dag(template: Mapping[str, Any], graph: DagGraph, groups: Sequence[S
         else:
             number += 1
             task_name = f"{prefix}-{number:0{width}d}"
+        if len(task_name) > MAX_NAME:
+            raise NotSplittable(f"a group named after its first leaf would be over Argo's {MAX_NAME} characters")
         taken_tasks.add(task_name)
-        template_name = _free(f"{template['name']}-{task_name}", taken_templates)
-        taken_templates.add(template_name)
-        group = _Group(task_name, template_name, list(members), {}, {})
+        group = _Group(task_name, "", list(members), {}, {})  # its template is named after its content, below
         planned.append(group)
         for member in members:
             owner[member] = group
@@ -92,6 +100,21 @@ def rewrite_dag(template: Mapping[str, Any], graph: DagGraph, groups: Sequence[S
             return f"inputs.parameters.{reader.inputs[tag]}" if tag in reader.inputs else None
         return _group_output(tag, owner)
 
+    fail_fast = template["dag"].get("failFast")
+    templates = []
+    for group in planned:
+        inner = [_rewritten_task(graph.tasks[m].raw, graph, owner, group, outside) for m in group.members]
+        body: dict[str, Any] = {}
+        if group.inputs:
+            body["inputs"] = {"parameters": [{"name": name} for name in group.inputs.values()]}
+        if group.outputs:
+            body["outputs"] = {"parameters": [{"name": name, "valueFrom": {"parameter": "{{" + ref.tag() + "}}"}}
+                                              for ref, name in group.outputs.items()]}
+        body["dag"] = {"tasks": inner, **({"failFast": fail_fast} if fail_fast is not None else {})}
+        group.template = _template_name(str(template["name"]), group.task, body, taken_templates)
+        taken_templates.add(group.template)
+        templates.append({"name": group.template, **body})
+
     new_tasks: list[dict[str, Any]] = []
     emitted: set[str] = set()
     for task in graph.tasks.values():
@@ -103,19 +126,17 @@ def rewrite_dag(template: Mapping[str, Any], graph: DagGraph, groups: Sequence[S
             new_tasks.append(_calling_task(holder, graph, owner))
     dag = copy.deepcopy(dict(template))
     dag["dag"]["tasks"] = new_tasks
-    fail_fast = template["dag"].get("failFast")
-    templates = []
-    for group in planned:
-        inner = [_rewritten_task(graph.tasks[m].raw, graph, owner, group, outside) for m in group.members]
-        body: dict[str, Any] = {"name": group.template}
-        if group.inputs:
-            body["inputs"] = {"parameters": [{"name": name} for name in group.inputs.values()]}
-        if group.outputs:
-            body["outputs"] = {"parameters": [{"name": name, "valueFrom": {"parameter": "{{" + ref.tag() + "}}"}}
-                                              for ref, name in group.outputs.items()]}
-        body["dag"] = {"tasks": inner, **({"failFast": fail_fast} if fail_fast is not None else {})}
-        templates.append(body)
     return Rewritten(dag, templates, [g.task for g in planned])
+
+
+def _template_name(dag: str, task: str, body: Mapping[str, Any], taken: set[str]) -> str:
+    """`<dag>-<task>-<8 hex of the content>`, within Argo's length limit (the DAG's name shortened if need be)."""
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:8]
+    tail = f"-{task}-{digest}"
+    name = _free(dag[:max(1, MAX_NAME - len(tail) - 3)] + tail, taken)  # room for _free's "-<n>"
+    if len(name) > MAX_NAME:
+        raise NotSplittable(f"a group template's name would be over Argo's {MAX_NAME} characters")
+    return name
 
 
 def _calling_task(group: _Group, graph: DagGraph, owner: Mapping[str, _Group]) -> dict[str, Any]:

@@ -76,17 +76,19 @@ def spec_of(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, tuple[str
     return spec, ("spec",)
 
 
-def split_spec(spec: Mapping[str, Any], *, task_limit: int = TASK_LIMIT,
-               template_limit: int = TEMPLATE_LIMIT) -> SplitResult:
+def split_spec(spec: Mapping[str, Any], *, task_limit: int = TASK_LIMIT, template_limit: int = TEMPLATE_LIMIT,
+               refused: str | None = None) -> SplitResult:
+    """`refused`: a reason from outside the spec that no DAG of it may be split (reported for each DAG over the
+    limit), such as controller defaults that would apply to the groups."""
     templates = spec.get("templates")
     if not isinstance(templates, list):
         return SplitResult(None)
-    over = [t for t in templates if isinstance(t, Mapping) and isinstance((t.get("dag") or {}).get("tasks"), list)
-            and len(t["dag"]["tasks"]) > task_limit]
+    over = [t for t in templates if isinstance(t, Mapping) and isinstance(t.get("dag"), Mapping)
+            and isinstance(t["dag"].get("tasks"), list) and len(t["dag"]["tasks"]) > task_limit]
     if not over:
         return SplitResult(None)
     by_name = {t["name"]: t for t in templates if isinstance(t, Mapping) and isinstance(t.get("name"), str)}
-    spec_reason = _spec_reason(spec)
+    spec_reason = refused or _spec_reason(spec)
     result = SplitResult(None)
     new_templates: list[Any] = list(templates)
     taken = set(by_name)

@@ -18,8 +18,10 @@ values out of the groups' arguments) sees the split Workflow.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from wfboost.policy.controls import SPLIT
@@ -35,6 +37,14 @@ KINDS = frozenset({("argoproj.io", kind)
 
 # The API server may truncate a response's warnings past a few; one per DAG is plenty.
 MAX_WARNINGS = 5
+
+# Planning is CPU work (about 0.1 s per 1,000 tasks): off the event loop, which serves pod admissions meanwhile, and
+# in a thread of its own, so that a burst of big CREATEs never holds up the default pool that compresses the
+# controller's status writes (threads start at the first use: after the workers fork).
+_PLANNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wfboost-split")
+
+CONTROLLER_DEFAULTS = ("the controller's workflowDefaults set templateDefaults or read workflow.failures "
+                       "(policy split.controllerTemplateDefaults): they would apply to the groups too")
 
 
 async def admit_split(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
@@ -52,9 +62,11 @@ async def admit_split(request: AdmissionRequest, ctx: AdmissionContext) -> Decis
     spec, where = spec_of(obj)
     limit = ctx.policy.split.max_tasks
     if spec is None or not _over(spec, limit):
-        return Decision(outcome="within_limits")
-    # Planning is CPU work (about 0.1 s per 1,000 tasks): off the event loop, which serves pod admissions meanwhile.
-    result = await asyncio.to_thread(split_spec, spec, task_limit=limit)
+        warning = _defaults_over_templates(spec) if kind == "Workflow" else None
+        return Decision(outcome="within_limits", warnings=[warning] if warning else [])
+    refused = CONTROLLER_DEFAULTS if ctx.policy.split.controller_template_defaults else None
+    plan = functools.partial(split_spec, spec, task_limit=limit, refused=refused)
+    result = await asyncio.get_running_loop().run_in_executor(_PLANNER, plan)
     split = [dag for dag in result.dags if dag.refused is None]
     for dag in result.dags:
         ctx.metrics.split.dags.labels(result="refused" if dag.refused else "split").inc()
@@ -66,6 +78,25 @@ async def admit_split(request: AdmissionRequest, ctx: AdmissionContext) -> Decis
         return Decision(outcome="split_refused", warnings=warnings[:MAX_WARNINGS])
     ops = template_ops(spec.get("templates") or [], result.spec["templates"], "/" + "/".join(where))
     return Decision(ops, "dags_split" if not result.refused else "dags_split_partly", warnings[:MAX_WARNINGS])
+
+
+def _defaults_over_templates(spec: Mapping[str, Any] | None) -> str | None:
+    """A Workflow that runs templates of a WorkflowTemplate or ClusterWorkflowTemplate, with its own
+    `templateDefaults` or a `workflow.failures` reader: Argo applies those to every template it resolves, the groups
+    of a DAG wfboost split there included (v4.1.2 operator.go `setStoredWfSpec`, `mergedTemplateDefaultsInto`).
+    Whether that template was split is not known here, so this is a warning, not a refusal."""
+    if not isinstance(spec, Mapping):
+        return None
+    text = repr(spec)
+    if "workflowTemplateRef" not in spec and "templateRef" not in text:
+        return None
+    why = "sets spec.templateDefaults" if spec.get("templateDefaults") else (
+        "reads workflow.failures" if "workflow.failures" in text else None)
+    if why is None:
+        return None
+    return (f"this Workflow {why} and runs templates of a WorkflowTemplate: if wfboost split a DAG there, that "
+            f"applies to its groups too (docs/split.md); annotate the template {SPLIT}: \"false\" to keep it "
+            "whole")[:256]
 
 
 def _over(spec: Mapping[str, Any], limit: int) -> bool:
