@@ -38,6 +38,7 @@ from wfboost.certs.reconcile import CertsConfig, CertsError, install_certificate
 from wfboost.cli import build_parser
 from wfboost.cli import credentials as credentials_cli
 from wfboost.kube import KubeClient, KubeConfig
+from wfboost.sidestore import keyspace as sidestore_keys
 from wfboost.sidestore.auth import parse_clients
 from wfboost.sidestore.config import make_backend
 from wfboost.sidestore.store import BlobStore
@@ -219,9 +220,15 @@ async def test_each_user_reaches_its_own_keys_only(secured: RedisProcess) -> Non
             assert await client.set(own, "v") and await client.get(own) == b"v"
             with pytest.raises(redis.exceptions.NoPermissionError):
                 await client.get(other)
-            for dangerous in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("ACL", "LIST")):
+            for dangerous in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("ACL", "LIST"), ("RANDOMKEY",)):
                 with pytest.raises(redis.exceptions.NoPermissionError):
                     await client.execute_command(*dangerous)
+            # SCAN names every key, whatever the key patterns: only the recorder counts leases with it.
+            if user == "recorder":
+                assert isinstance(await client.scan(0, match="wfb:v1:*"), (list, tuple))
+            else:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    await client.scan(0)
         finally:
             await client.aclose()
     probe = aioredis.Redis.from_url(url(secured, "probe"))
@@ -258,6 +265,11 @@ async def test_the_components_work_as_their_users(secured: RedisProcess) -> None
         result = await blobs.put("team-a", digest, stream(), len(body))
         assert result["created"]
         assert (await blobs.info("team-a", digest))["size"] == len(body)
+        # A write killed half way left chunks and no index: found and deleted by name, no SCAN needed.
+        for index in range(3):
+            await side.set(sidestore_keys.data_chunk("team-a/killed", index), b"x")
+        await blobs.backends["redis"].delete("team-a/killed")
+        assert not await side.exists(*(sidestore_keys.data_chunk("team-a/killed", index) for index in range(3)))
     finally:
         await blobs.close()
         await side.aclose()

@@ -41,11 +41,13 @@ WEBHOOK_CLIENT: Final = "webhook"
 
 # Each ACL user of the bundled Redis/Valkey and what it may touch. Key patterns follow the key layouts of
 # wfboost/cache/keyspace.py (`wfb:<version>:`) and wfboost/sidestore/keyspace.py (`wfboost:sidestore:<version>:`).
-_COMMANDS: Final = "+@all -@dangerous"
+# SCAN and RANDOMKEY name keys whatever a user's key patterns say: only the recorder may SCAN (it counts the leases in
+# flight, `CacheStore.inflight`); the webhook and the side store never list the keyspace.
+_COMMANDS: Final = "+@all -@dangerous -randomkey"
 REDIS_USERS: Final[Mapping[str, str]] = {
-    "webhook": f"resetkeys ~wfb:* resetchannels {_COMMANDS}",
+    "webhook": f"resetkeys ~wfb:* resetchannels {_COMMANDS} -scan",
     "recorder": f"resetkeys ~wfb:* resetchannels {_COMMANDS}",
-    "sidestore": f"resetkeys ~wfboost:sidestore:* resetchannels {_COMMANDS}",
+    "sidestore": f"resetkeys ~wfboost:sidestore:* resetchannels {_COMMANDS} -scan",
     "probe": "resetkeys resetchannels -@all +ping",
 }
 

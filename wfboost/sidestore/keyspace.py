@@ -70,7 +70,3 @@ def data_index(key: str) -> str:
 
 def data_chunk(key: str, index: int) -> str:
     return f"{PREFIX}data:{key}:chunk:{index}"
-
-
-def data_chunk_pattern(key: str) -> str:
-    return f"{PREFIX}data:{key}:chunk:*"

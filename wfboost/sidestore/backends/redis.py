@@ -31,7 +31,7 @@ class RedisBackend:
                 lengths.append(len(chunk))
             await self.redis.set(keyspace.data_index(key), orjson.dumps(lengths))
         except BaseException:
-            await self._delete_chunks(key, len(lengths))
+            await self._delete_chunks(key, len(lengths) + 1)  # + the one being written: it may have landed
             raise
         return sum(lengths)
 
@@ -62,10 +62,13 @@ class RedisBackend:
             await self._delete_chunks(key, len(orjson.loads(raw)))
             await self.redis.delete(keyspace.data_index(key))
             return
-        # No index: a write that died half way (the process was killed); its chunks are found by name.
-        stray = [k async for k in self.redis.scan_iter(match=keyspace.data_chunk_pattern(key), count=1000)]
-        if stray:
-            await self.redis.delete(*stray)
+        # No index: a write that died half way (the process was killed). Chunks are written in order, so they are
+        # 0, 1, … up to the first one missing: found by name, without listing the keyspace (the side store's Redis
+        # user may not SCAN).
+        count = 0
+        while await self.redis.exists(keyspace.data_chunk(key, count)):
+            count += 1
+        await self._delete_chunks(key, count)
 
     async def _delete_chunks(self, key: str, count: int) -> None:
         for first in range(0, count, 500):
