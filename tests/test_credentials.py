@@ -13,10 +13,11 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import kmock as kmock_lib
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -32,12 +33,13 @@ from wfboost.certs.credentials import (
     SideStoreSecrets,
     acl_file,
     ensure_credentials,
+    ensure_redis,
     new_password,
 )
 from wfboost.certs.reconcile import CertsConfig, CertsError, install_certificates
 from wfboost.cli import build_parser
 from wfboost.cli import credentials as credentials_cli
-from wfboost.kube import KubeClient, KubeConfig
+from wfboost.kube import KubeClient, KubeConfig, resource_path
 from wfboost.sidestore import keyspace as sidestore_keys
 from wfboost.sidestore.auth import parse_clients
 from wfboost.sidestore.config import make_backend
@@ -312,3 +314,52 @@ def test_the_manifests_urls_connect_as_the_kubelet_expands_them(secured: RedisPr
                 await client.aclose()
 
         assert asyncio.run(ping()), name
+
+
+def plain(value: Any) -> Any:
+    """kmock's stored object as plain JSON values."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+async def test_a_concurrent_writer_wins_and_its_password_is_kept(kube: KubeClient, kmock: Any) -> None:
+    """The install's Job and the CronJob's at once: the patch names the resourceVersion it read, the API server
+    refuses it when another writer came first, and the command reads again and keeps the other's password. The API
+    server's part (a merge patch with metadata.resourceVersion is a precondition: 409 Conflict when it differs) is
+    played here; kmock's emulator applies every patch, so the reaction keeps the server's truth itself."""
+    name = "wfboost-redis-credentials"
+    key = (SECRETS, NS, name)
+    theirs = new_password()
+    truth = plain(kmock.objects[key])
+    truth["metadata"]["resourceVersion"] = "7"
+    kmock.objects[key] = truth
+    sent: list[dict[str, Any]] = []
+
+    def patch(request: Any) -> Any:
+        nonlocal truth
+        if not sent:  # the other writer's patch lands between our read and our write
+            truth = {**truth, "metadata": {**truth["metadata"], "resourceVersion": "8"},
+                     "data": {**(truth.get("data") or {}), "webhook": base64.b64encode(theirs.encode()).decode()}}
+        sent.append(request.data)
+        version = truth["metadata"]["resourceVersion"]
+        if (request.data.get("metadata") or {}).get("resourceVersion") != version:
+            kmock.objects[key] = truth  # refused: what is stored is what was there
+            return kmock_lib.Response(status=409, payload={
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409, "reason": "Conflict",
+                "message": "the object has been modified; please apply your changes to the latest version"})
+        truth = {**truth, "metadata": {**truth["metadata"], "resourceVersion": str(int(version) + 1)},
+                 "data": {**(truth.get("data") or {}), **request.data["data"]}}
+        kmock.objects[key] = truth
+        return kmock_lib.Response(status=200, payload=truth)
+
+    kmock[f"patch {resource_path('', 'v1', 'secrets', NS, name)}"] << patch
+    step = await ensure_redis(kube, NS, name)
+    assert step.action == "updated"
+    assert [body["metadata"]["resourceVersion"] for body in sent] == ["7", "8"]
+    written = data(kmock, name)
+    assert written["webhook"] == theirs  # the first writer's password stands
+    assert set(written) == {*REDIS_USERS, ACL_FILE}
+    assert hashlib.sha256(theirs.encode()).hexdigest() in written[ACL_FILE]

@@ -8,11 +8,16 @@ and this command fills in what is missing:
   `users.acl`, the server's ACL file built from them. The file holds only SHA-256 hashes of the passwords, turns the
   `default` user off (no connection can do anything before AUTH), and gives each user only the keys it uses: the
   cache (`wfb:*`) to the webhook and the recorder, the side store's metadata (`wfboost:sidestore:*`) to the side
-  store, PING alone to the probe. No user gets the `@dangerous` commands (FLUSHALL, CONFIG, KEYS, DEBUG, ...).
+  store, PING alone to the probe. No user gets the `@dangerous` commands (FLUSHALL, CONFIG, KEYS, DEBUG, ...) or
+  RANDOMKEY, and only the recorder SCAN.
 - the webhook's side store client Secret: a bearer `token`, and `ca.crt`, copied from the side store's TLS Secret
   (made beforehand by `wfboost certs`) so that the webhook verifies whom it talks to; a renewed CA is copied again.
 - the side store's clients Secret: `clients.yaml` with the webhook's entry (the token's SHA-256 only, every
   namespace). Entries an operator added for other clients stay.
+
+Every write carries the `resourceVersion` the Secret was read at, so two runs at once (the install's Job and the
+renewal CronJob's) cannot both fill in a missing password: the API server refuses the later one (409 Conflict),
+which reads the Secret again and keeps what the other wrote.
 
 A value already there is never replaced, so running the command again (a Job rerun, an upgrade) changes nothing;
 rotating a password is deleting its key from the Secret and running the command again (then restart Redis, which
@@ -24,15 +29,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import yaml
 
 from wfboost.kube import JsonObject, KubeApiError, KubeClient, resource_path
 
 from .reconcile import CA_CERT, CertsError, Step
+
+_T = TypeVar("_T")
 
 ACL_FILE: Final = "users.acl"
 CLIENTS_FILE: Final = "clients.yaml"
@@ -127,37 +134,72 @@ async def _read(kube: KubeClient, namespace: str, name: str) -> JsonObject:
         raise
 
 
-async def _write(kube: KubeClient, namespace: str, name: str, current: Mapping[str, str],
+async def _write(kube: KubeClient, namespace: str, name: str, read: Mapping[str, Any],
                  wanted: Mapping[str, str]) -> Step:
-    """Merge-patch the keys of `wanted` that differ from `current`; other keys stay."""
+    """Merge-patch the keys of `wanted` that differ from the Secret as `read`; other keys stay. The patch names the
+    resourceVersion it was read at: a Secret changed since is not overwritten (KubeApiError 409)."""
+    current = _decoded(read)
     changes = {key: value for key, value in wanted.items() if current.get(key) != value}
     target = f"Secret {namespace}/{name}"
     if not changes:
         return Step(target, "unchanged")
     encoded = {key: base64.b64encode(value.encode()).decode("ascii") for key, value in changes.items()}
-    await kube.patch(resource_path("", "v1", "secrets", namespace, name), {"data": encoded}, "merge")
+    body: dict[str, Any] = {"data": encoded}
+    version = (read.get("metadata") or {}).get("resourceVersion")
+    if version:
+        body["metadata"] = {"resourceVersion": version}
+    await kube.patch(resource_path("", "v1", "secrets", namespace, name), body, "merge")
     return Step(target, "updated", ", ".join(sorted(changes)))
 
 
+# Attempts when another writer changes a Secret between our read and our write.
+_CONFLICT_ATTEMPTS: Final = 5
+
+
+async def _again_on_conflict(what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """Run `attempt` (read, decide, write) again while the API server says another writer came first."""
+    for number in range(1, _CONFLICT_ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+            if number == _CONFLICT_ATTEMPTS:
+                raise CertsError(f"{what}: changed by another writer {number} times in a row; run again") from None
+    raise AssertionError("unreachable")
+
+
 async def ensure_redis(kube: KubeClient, namespace: str, name: str) -> Step:
-    current = _decoded(await _read(kube, namespace, name))
-    passwords = {user: current.get(user) or new_password() for user in REDIS_USERS}
-    return await _write(kube, namespace, name, current, {**passwords, ACL_FILE: acl_file(passwords)})
+    async def attempt() -> Step:
+        read = await _read(kube, namespace, name)
+        current = _decoded(read)
+        passwords = {user: current.get(user) or new_password() for user in REDIS_USERS}
+        return await _write(kube, namespace, name, read, {**passwords, ACL_FILE: acl_file(passwords)})
+
+    return await _again_on_conflict(f"Secret {namespace}/{name}", attempt)
 
 
 async def ensure_sidestore(kube: KubeClient, ns: str, names: SideStoreSecrets) -> list[Step]:
     tls = _decoded(await _read(kube, ns, names.tls))
     if not tls.get(CA_CERT):
         raise CertsError(f"Secret {ns}/{names.tls} has no {CA_CERT} yet: run `wfboost certs` for the side store first")
-    client = _decoded(await _read(kube, ns, names.webhook_client))
-    token = client.get(TOKEN) or new_password()
-    steps = [await _write(kube, ns, names.webhook_client, client, {TOKEN: token, CA_CERT: tls[CA_CERT]})]
-    clients = _decoded(await _read(kube, ns, names.clients))
-    wanted = clients_file(clients.get(CLIENTS_FILE), token)
-    if clients.get(CLIENTS_FILE) and _same_yaml(clients[CLIENTS_FILE], wanted):
-        wanted = clients[CLIENTS_FILE]  # equal content, other formatting: leave the operator's text alone
-    steps.append(await _write(kube, ns, names.clients, clients, {CLIENTS_FILE: wanted}))
-    return steps
+
+    async def client_step() -> tuple[Step, str]:
+        read = await _read(kube, ns, names.webhook_client)
+        token = _decoded(read).get(TOKEN) or new_password()
+        return await _write(kube, ns, names.webhook_client, read, {TOKEN: token, CA_CERT: tls[CA_CERT]}), token
+
+    step, token = await _again_on_conflict(f"Secret {ns}/{names.webhook_client}", client_step)
+
+    async def clients_step() -> Step:
+        read = await _read(kube, ns, names.clients)
+        clients = _decoded(read)
+        wanted = clients_file(clients.get(CLIENTS_FILE), token)
+        if clients.get(CLIENTS_FILE) and _same_yaml(clients[CLIENTS_FILE], wanted):
+            wanted = clients[CLIENTS_FILE]  # equal content, other formatting: leave the operator's text alone
+        return await _write(kube, ns, names.clients, read, {CLIENTS_FILE: wanted})
+
+    return [step, await _again_on_conflict(f"Secret {ns}/{names.clients}", clients_step)]
 
 
 def _same_yaml(left: str, right: str) -> bool:
