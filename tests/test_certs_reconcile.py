@@ -110,8 +110,8 @@ async def test_creates_secret_and_sets_ca_bundle_on_every_webhook(kube: KubeClie
     assert [(s.target, s.action) for s in result.steps] == [
         ("CA", "created"),
         ("serving certificate", "issued"),
+        ("MutatingWebhookConfiguration wfboost", "updated"),  # the CA trusted before a pod can present its leaf
         (f"Secret {NS}/wfboost-tls", "created"),
-        ("MutatingWebhookConfiguration wfboost", "updated"),
     ]
     secret = kmock.objects[SECRETS, NS, "wfboost-tls"]
     assert secret["type"] == "kubernetes.io/tls"
@@ -150,7 +150,7 @@ async def test_rotation_keeps_old_and_new_ca_until_the_old_expires(kube: KubeCli
 
     # Day 35: the serving certificate (50 days) is inside renew-before (20 days); the CA (100 days) is not.
     renewed = await install_certificates(options(), kube, now=NOW + 35 * DAY)
-    assert [s.action for s in renewed.steps] == ["reused", "reissued", "updated", "unchanged"]
+    assert [s.action for s in renewed.steps] == ["reused", "reissued", "unchanged", "updated"]
     assert serial(renewed.ca.cert_pem) == old_ca
     published = serial(secret_material(kmock)["tls.crt"])
     assert published == serial(renewed.serving.cert_pem) != serial(first.serving.cert_pem)
@@ -158,6 +158,8 @@ async def test_rotation_keeps_old_and_new_ca_until_the_old_expires(kube: KubeCli
     # Day 85: the CA itself is about to expire: a new CA, a new serving certificate, both CAs in caBundle.
     rotated = await install_certificates(options(), kube, now=NOW + 85 * DAY)
     assert [s.action for s in rotated.steps] == ["renewed", "reissued", "updated", "updated"]
+    secret_write = writes(kmock).index(f"PATCH /api/v1/namespaces/{NS}/secrets/wfboost-tls", len(writes(kmock)) - 2)
+    assert writes(kmock)[secret_write - 1].startswith("PATCH /apis/admissionregistration.k8s.io/")
     new_ca = serial(rotated.ca.cert_pem)
     assert new_ca != old_ca
     assert bundles(kmock) == [[new_ca, old_ca], [new_ca, old_ca]]
@@ -171,7 +173,7 @@ async def test_rotation_keeps_old_and_new_ca_until_the_old_expires(kube: KubeCli
 
     # Day 101: the old CA has expired and leaves the bundle; nothing else changes.
     pruned = await install_certificates(options(), kube, now=NOW + 101 * DAY)
-    assert [s.action for s in pruned.steps] == ["reused", "reused", "unchanged", "updated"]
+    assert [s.action for s in pruned.steps] == ["reused", "reused", "updated", "unchanged"]
     assert bundles(kmock) == [[new_ca], [new_ca]]
 
 
@@ -204,7 +206,7 @@ async def test_several_configurations_and_a_missing_one(kube: KubeClient, kmock:
     kmock.objects[MWC, None, "a"] = webhook_configuration("a")
     kmock.objects[MWC, None, "b"] = webhook_configuration("b")
     result = await install_certificates(options(webhook_configs=("a", "b")), kube, now=NOW)
-    assert [s.action for s in result.steps[-2:]] == ["updated", "updated"]
+    assert [s.action for s in result.steps[2:4]] == ["updated", "updated"]
     assert bundles(kmock, "a") == bundles(kmock, "b")
     with pytest.raises(CertsError, match="MutatingWebhookConfiguration absent not found"):
         await install_certificates(options(webhook_configs=("absent",)), kube, now=NOW)
@@ -355,8 +357,8 @@ async def test_cli_against_the_api_with_a_kubeconfig(
     # The handler runs its own event loop (as under `wfboost certs`); kmock keeps serving on this one.
     assert await asyncio.to_thread(args.handler, args) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2] == f"Secret {NS}/wfboost-tls: created (tls.crt, tls.key, ca.crt, ca.key)"
-    assert out[3].startswith("MutatingWebhookConfiguration wfboost: updated (caBundle of 2 of 2 webhook(s) set")
+    assert out[2].startswith("MutatingWebhookConfiguration wfboost: updated (caBundle of 2 of 2 webhook(s) set")
+    assert out[3] == f"Secret {NS}/wfboost-tls: created (tls.crt, tls.key, ca.crt, ca.key)"
     assert all(r.headers.get("Authorization") == "Bearer t" for r in kmock)
     assert await asyncio.to_thread(args.handler, args) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "nothing to do"

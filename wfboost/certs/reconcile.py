@@ -420,12 +420,14 @@ async def install_certificates(
     ca, ca_step = choose_ca(stored.ca, options, at)
     serving, serving_step = choose_serving_cert(stored.serving, ca, options, at)
     steps = [ca_step, serving_step]
+    # The CA into every caBundle first, the certificate it signed into the Secret after: should this pass stop in
+    # between, the pods still present a certificate the bundle trusts (the old one, whose CA stays in it).
+    for name in options.webhook_configs:
+        assert kube is not None
+        steps.append(await apply_ca_bundle(kube, name, ca.cert_pem, at))
     if options.secret is not None:
         assert kube is not None
         steps.append(await apply_secret(kube, options.namespace, options.secret, secret, ca, serving))
     if options.out_dir is not None:
         steps.append(write_directory(options.out_dir, ca, serving))
-    for name in options.webhook_configs:
-        assert kube is not None
-        steps.append(await apply_ca_bundle(kube, name, ca.cert_pem, at))
     return InstallResult(ca=ca, serving=serving, steps=tuple(steps))
