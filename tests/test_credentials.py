@@ -363,3 +363,18 @@ async def test_a_concurrent_writer_wins_and_its_password_is_kept(kube: KubeClien
     assert written["webhook"] == theirs  # the first writer's password stands
     assert set(written) == {*REDIS_USERS, ACL_FILE}
     assert hashlib.sha256(theirs.encode()).hexdigest() in written[ACL_FILE]
+
+
+async def test_a_serving_secret_an_older_install_made_as_kubernetes_io_tls_is_kept_and_renewed(
+        kube: KubeClient, kmock: Any) -> None:
+    """The shipped Secrets name no type: `kubectl apply` then leaves the type of one an older install's Job created
+    (kubernetes.io/tls, which cannot change) alone, and the certificate step writes into it as into an Opaque one."""
+    assert all("type" not in doc for doc in manifests("secrets.yaml"))
+    kmock.objects[SECRETS, NS, SIDESTORE.tls] = {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": SIDESTORE.tls, "namespace": NS}, "data": {"tls.crt": "", "tls.key": ""}}
+    await sidestore_certificate(kube)
+    stored = kmock.objects[SECRETS, NS, SIDESTORE.tls]
+    assert stored["type"] == "kubernetes.io/tls"
+    assert {"tls.crt", "tls.key", "ca.crt", "ca.key"} <= set(dict(stored["data"]))
+    assert data(kmock, SIDESTORE.tls)["tls.crt"].startswith("-----BEGIN CERTIFICATE-----")
