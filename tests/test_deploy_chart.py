@@ -249,3 +249,13 @@ def test_the_user_provided_secrets_are_the_documented_ones() -> None:
     assert user_provided(VARIANTS["registry"]) == {"mirror-pull"}
     assert user_provided(VARIANTS["external-redis"]) == {"team-redis"}
     assert user_provided(VARIANTS["defaults"]) == set()
+
+
+def test_the_admission_port_can_be_narrowed_to_the_control_plane() -> None:
+    default = find(render_chart(), "NetworkPolicy", "wfboost-webhook")["spec"]["ingress"]
+    assert [rule.get("from") for rule in default] == [None, None]  # any source, as the base
+    peers = [{"ipBlock": {"cidr": "10.0.0.0/28"}}]
+    narrowed = find(render_chart({"webhook": {"admissionFrom": peers}}), "NetworkPolicy", "wfboost-webhook")
+    admission, status = narrowed["spec"]["ingress"]
+    assert admission == {"ports": [{"protocol": "TCP", "port": 8443}], "from": peers}
+    assert "from" not in status
