@@ -13,7 +13,7 @@ from wfboost.cli.options import add_policy_option, add_redis_option, add_service
 from wfboost.kube import KubeConfig, KubeConfigError
 from wfboost.service.shell import ServiceFailed
 from wfboost.webhook.config import WebhookConfig
-from wfboost.webhook.server import serve
+from wfboost.webhook.server import client_auth_context, serve
 from wfboost.webhook.workers import serve_workers
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=env_default("WFBOOST_SIDESTORE_CA"),
         help="CA bundle that signed the side store's certificate",
     )
+    p.add_argument(
+        "--client-ca",
+        type=Path,
+        default=env_default("WFBOOST_CLIENT_CA"),
+        help="require a client certificate signed by this CA on the admission port: the API server's, from its "
+        "AdmissionConfiguration (docs/tls.md); env WFBOOST_CLIENT_CA; default: any client",
+    )
     add_policy_option(p, mounted=True)
     p.set_defaults(handler=run)
 
@@ -110,7 +117,13 @@ def run(args: argparse.Namespace) -> int:
         sidestore_url=args.sidestore_url,
         sidestore_token_file=args.sidestore_token_file,
         sidestore_ca_file=args.sidestore_ca,
+        client_ca_file=args.client_ca,
     )
+    try:
+        client_auth_context(config.client_ca_file)  # checked here: a bad file is one line, not a traceback
+    except ValueError as exc:
+        print(f"wfboost serve: --client-ca {exc}", file=sys.stderr)
+        return 1
     if args.workers > 1:
         try:
             return serve_workers(config, args.workers, _worker)

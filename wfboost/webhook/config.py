@@ -36,6 +36,10 @@ class WebhookConfig:
     sidestore_url: str | None = None
     sidestore_token_file: Path | None = None  # a bearer token, re-read when it changes (a mounted Secret)
     sidestore_ca_file: Path | None = None  # the CA that signed the side store's certificate (https://)
+    # The CA of the client certificate the API server presents (its AdmissionConfiguration kubeconfig): when set, a
+    # TLS client without a certificate from it is refused at the handshake (docs/tls.md, "Authenticating the API
+    # server"). None: any client may send reviews.
+    client_ca_file: Path | None = None
     # As one of several worker processes (webhook/workers.py): the admission port is shared (SO_REUSEPORT) and the
     # status routes are served to the parent on this Unix socket instead of metrics_port.
     reuse_port: bool = False

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 
 import orjson
@@ -29,7 +31,7 @@ from wfboost.kube.namespaces import NamespaceLabels
 from wfboost.policy import PolicyWatcher
 from wfboost.service.shell import Site, add_status_routes, run_service, status_app
 from wfboost.service.tasks import ServiceTasks
-from wfboost.tls.reloader import CertificateReloader
+from wfboost.tls.reloader import CertificateReloader, new_server_context
 from wfboost.webhook.admission import Admission, Route, budget_for
 from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.errors import BadReview
@@ -69,7 +71,8 @@ class WebhookServer:
     ) -> None:
         c = self.config = config
         self.metrics = metrics or Metrics()
-        self.tls = tls or CertificateReloader(c.cert_dir, cert_name=c.cert_file, key_name=c.key_file)
+        self.tls = tls or CertificateReloader(c.cert_dir, cert_name=c.cert_file, key_name=c.key_file,
+                                              context=client_auth_context(c.client_ca_file))
         self.policy = policy or PolicyWatcher(c.policy_path, own_namespace=c.own_namespace, interval=c.reload_interval)
         if store is None and c.redis_url:
             store = CacheStore(redis_client.connect(c.redis_url))
@@ -244,3 +247,18 @@ async def serve(config: WebhookConfig, stop: asyncio.Event | None = None) -> Non
 
 
 __all__ = ["WebhookServer", "serve"]
+
+
+def client_auth_context(client_ca: Path | None) -> ssl.SSLContext:
+    """The serving TLS context; with a client CA, one that requires a client certificate chaining to it (the API
+    server's, docs/tls.md). Raises ValueError, with the reason, for a CA file that cannot be used."""
+    context = new_server_context()
+    if client_ca is None:
+        return context
+    try:
+        context.load_verify_locations(cafile=str(client_ca))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ValueError(f"{client_ca}: not a readable PEM CA bundle ({reason})") from None
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
