@@ -104,7 +104,9 @@ def test_images_follow_the_registry_and_pull_secrets() -> None:
     objects = render_chart(VARIANTS["registry"])
     images = {c["image"] for _, pod in pod_specs(objects) for c in [*pod.get("initContainers", []), *pod["containers"]]}
     mirror = "registry.example.com/mirror"
-    assert images == {f"{mirror}/wfboost/wfboost:0.1.0", f"{mirror}/valkey/valkey:7.2"}
+    # the replay image too: the pre-pull DaemonSet puts it on every node
+    assert images == {f"{mirror}/wfboost/wfboost:0.1.0", f"{mirror}/valkey/valkey:7.2",
+                      f"{mirror}/wfboost/replay:0.1.0"}
     assert all(pod["imagePullSecrets"] == [{"name": "mirror-pull"}] for _, pod in pod_specs(objects))
     # hit pods run in Argo's namespaces: the replay image follows through the policy
     policy = load_policy(policy_text(objects))
@@ -259,3 +261,12 @@ def test_the_admission_port_can_be_narrowed_to_the_control_plane() -> None:
     admission, status = narrowed["spec"]["ingress"]
     assert admission == {"ports": [{"protocol": "TCP", "port": 8443}], "from": peers}
     assert "from" not in status
+
+
+def test_the_replay_image_is_pulled_onto_every_node_unless_turned_off() -> None:
+    (daemonset,) = [o for o in render_chart() if o["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"operator": "Exists"}]  # tainted nodes run steps too
+    assert pod["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert pod["automountServiceAccountToken"] is False
+    assert not [o for o in render_chart({"replayPrePull": {"enabled": False}}) if "prepull" in o["metadata"]["name"]]

@@ -33,9 +33,12 @@ def test_the_install_runs_this_versions_images() -> None:
     for objects in (render_base(ROOT / "deploy" / "base"), render_chart()):
         images = {c["image"] for _, pod in pod_specs(objects) for c in containers(pod)}
         ours = {image for image in images if image.startswith("ghcr.io/wfboost/")}
-        assert ours == {f"ghcr.io/wfboost/wfboost:{VERSION}"}
+        assert ours == {f"ghcr.io/wfboost/wfboost:{VERSION}", f"ghcr.io/wfboost/replay:{VERSION}"}
         policy = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "wfboost-policy")
-        assert load_policy(policy["data"]["policy.yaml"]).memoize.replay.image == f"ghcr.io/wfboost/replay:{VERSION}"
+        replay = load_policy(policy["data"]["policy.yaml"]).memoize.replay.image
+        assert replay == f"ghcr.io/wfboost/replay:{VERSION}"
+        prepull = next(o for o in objects if o["kind"] == "DaemonSet")  # the image hits run is the one pre-pulled
+        assert prepull["spec"]["template"]["spec"]["containers"][0]["image"] == replay
 
 
 def test_make_images_builds_them() -> None:
