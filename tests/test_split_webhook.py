@@ -209,6 +209,7 @@ _MUTATIONS: list[tuple[str, Any]] = [
     ("depends", "(a && b"), ("depends", "t0.Bogus"), ("depends", "!t0"), ("depends", 5), ("dependencies", ["t0", 5]),
     ("name", 3), ("name", "t0"), ("template", None), ("template", "missing"), ("arguments", {"parameters": "x"}),
     ("when", "{{tasks.t0.outputs.result}} == x"), ("withItems", "not a list"), ("continueOn", {"failed": True}),
+    ("depends", "t2"), ("depends", "t1 && t2"), ("dependencies", ["t2"]),  # cycles, for the earlier tasks
 ]
 
 
@@ -361,3 +362,38 @@ def test_a_new_plan_names_its_changed_groups_anew(webhook: Webhook) -> None:
         assert before.get(name, tasks) == tasks  # a name kept is the same group
     assert len(set(after) - set(before)) == 1  # the changed group, and only it, has a new name
     assert webhook.api.admit("split", holder).object == first  # the same plan, the same names
+
+
+@pytest.mark.parametrize("tasks", [
+    [echo("a", "b"), echo("b", "a"), echo("c"), echo("d")],
+    [echo("a", "a"), echo("b", "a"), echo("c", "b"), echo("d", "c")],
+    [echo("a", "d"), echo("b", "a"), echo("c", "b"), echo("d", "c")],
+])
+def test_a_dag_with_a_cycle_is_refused_with_the_reason(webhook: Webhook, tasks: list[dict[str, Any]]) -> None:
+    """Argo refuses such a DAG itself; the split must say so rather than look for an order that does not exist."""
+    result = split_spec(workflow(tasks)["spec"], task_limit=3)
+    assert result.spec is None
+    [dag] = result.dags
+    assert dag.refused is not None and "form a cycle" in dag.refused
+
+
+async def test_a_plan_past_its_deadline_does_not_hold_up_the_next() -> None:
+    import threading
+
+    from wfboost.split import SplitResult
+    from wfboost.webhook.splitting import _Planner
+
+    planner = _Planner()
+    release = threading.Event()
+
+    def stuck() -> SplitResult:
+        release.wait(30)
+        return SplitResult(None)
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await planner.run(stuck)
+    try:
+        assert await asyncio.wait_for(planner.run(lambda: SplitResult(None, [])), 5) == SplitResult(None, [])
+    finally:
+        release.set()

@@ -95,6 +95,9 @@ def read_dag(template: Mapping[str, Any], templates: Mapping[str, Mapping[str, A
             if dep not in tasks:
                 raise NotSplittable(f"task {task.name} depends on {dep}, which is not in the DAG")
             dependants[dep].append(task.name)
+    cycle = _in_a_cycle(tasks, dependants)
+    if cycle is not None:  # every walk below assumes an order exists
+        raise NotSplittable(f"its dependencies form a cycle through {cycle} (Argo refuses such a DAG)")
     graph = DagGraph(tasks, dependants)
     for task in tasks.values():
         _read_task(graph, task, templates, declared)
@@ -111,6 +114,18 @@ def read_dag(template: Mapping[str, Any], templates: Mapping[str, Mapping[str, A
             elif any(t.task == task.name and not t.positive for t in conjunction):
                 _stay(task, f"{dependant} asks for more than its success")
     return graph
+
+
+def _in_a_cycle(tasks: Mapping[str, DagTask], dependants: Mapping[str, list[str]]) -> str | None:
+    """A task on a dependency cycle (the first left when Kahn's order stops), or None when the DAG has an order."""
+    waiting = {name: len(task.condition.names) for name, task in tasks.items()}
+    ready = [name for name, count in waiting.items() if count == 0]
+    while ready:
+        for dependant in dependants[ready.pop()]:
+            waiting[dependant] -= 1
+            if waiting[dependant] == 0:
+                ready.append(dependant)
+    return next((name for name, task in tasks.items() if waiting[name] > 0), None)
 
 
 def _check_template(template: Mapping[str, Any]) -> None:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from wfboost.policy.controls import SPLIT
-from wfboost.split import DagSplit, spec_of, split_spec
+from wfboost.split import DagSplit, SplitResult, spec_of, split_spec
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.admission import AdmissionContext, Decision
@@ -41,7 +41,27 @@ MAX_WARNINGS = 5
 # Planning is CPU work (about 0.1 s per 1,000 tasks): off the event loop, which serves pod admissions meanwhile, and
 # in a thread of its own, so that a burst of big CREATEs never holds up the default pool that compresses the
 # controller's status writes (threads start at the first use: after the workers fork).
-_PLANNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wfboost-split")
+class _Planner:
+    """The planning thread. A plan that outlives its admission's deadline keeps running (a thread cannot be stopped):
+    later plans then get a new thread instead of waiting behind it."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wfboost-split")
+
+    async def run(self, plan: Callable[[], SplitResult]) -> SplitResult:
+        future = self.executor.submit(plan)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                log.error("a DAG plan ran past the admission's deadline; later plans get a new thread")
+                stuck, self.executor = self.executor, ThreadPoolExecutor(max_workers=1,
+                                                                         thread_name_prefix="wfboost-split")
+                stuck.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+_PLANNER = _Planner()
 
 CONTROLLER_DEFAULTS = ("the controller's workflowDefaults set templateDefaults or read workflow.failures "
                        "(policy split.controllerTemplateDefaults): they would apply to the groups too")
@@ -65,8 +85,7 @@ async def admit_split(request: AdmissionRequest, ctx: AdmissionContext) -> Decis
         warning = _defaults_over_templates(spec) if kind == "Workflow" else None
         return Decision(outcome="within_limits", warnings=[warning] if warning else [])
     refused = CONTROLLER_DEFAULTS if ctx.policy.split.controller_template_defaults else None
-    plan = functools.partial(split_spec, spec, task_limit=limit, refused=refused)
-    result = await asyncio.get_running_loop().run_in_executor(_PLANNER, plan)
+    result = await _PLANNER.run(functools.partial(split_spec, spec, task_limit=limit, refused=refused))
     split = [dag for dag in result.dags if dag.refused is None]
     for dag in result.dags:
         ctx.metrics.split.dags.labels(result="refused" if dag.refused else "split").inc()
