@@ -150,9 +150,8 @@ def _status_compression_rules(document: Mapping[str, Any]) -> Iterator[str]:
     shrink = document.get("shrink")
     if not isinstance(shrink, Mapping) or shrink.get("statusCompression") != "zstd":
         return
-    version = shrink.get("controllerVersion")
-    parts = re.match(r"^v?([0-9]+)\.([0-9]+)", version) if isinstance(version, str) else None
-    if parts is None or (int(parts[1]), int(parts[2])) < ZSTD_READERS_FROM:
+    version = _controller_version(shrink)
+    if version is None or version < ZSTD_READERS_FROM:
         yield (
             "shrink.statusCompression: zstd is read only by Argo controllers from v4.1 on; set "
             "shrink.controllerVersion to the oldest controller version you run (4.1 or later), or use gzip"
@@ -166,11 +165,17 @@ def _argo_crds_rules(document: Mapping[str, Any]) -> Iterator[str]:
     shrink = document.get("shrink")
     if not isinstance(split, Mapping) or split.get("argoCRDs") != "full" or not isinstance(shrink, Mapping):
         return
+    version = _controller_version(shrink)
+    if version is not None and version < (4, 0):
+        yield (f"split.argoCRDs: full CRDs come with Argo 4.0 and later, but shrink.controllerVersion is "
+               f"{shrink['controllerVersion']}; say minimal, or raise controllerVersion")
+
+
+def _controller_version(shrink: Mapping[str, Any]) -> tuple[int, int] | None:
+    """`shrink.controllerVersion` as (major, minor), None when absent or not a version."""
     version = shrink.get("controllerVersion")
-    parts = re.match(r"^v?([0-9]+)\.", version) if isinstance(version, str) else None
-    if parts is not None and int(parts[1]) < 4:
-        yield (f"split.argoCRDs: full CRDs come with Argo 4.0 and later, but shrink.controllerVersion is {version}; "
-               "say minimal, or raise controllerVersion")
+    parts = re.match(r"^v?([0-9]+)\.([0-9]+)", version) if isinstance(version, str) else None
+    return (int(parts[1]), int(parts[2])) if parts is not None else None
 
 
 def _unbuilt_features(document: Mapping[str, Any]) -> Iterator[str]:

@@ -126,8 +126,7 @@ class SideStoreServer:
             self.tls = serving_tls(config.tls_cert, config.tls_key, config.client_ca)
             if not self.tls.loaded:
                 raise ValueError(f"cannot use the serving certificate: {self.tls.last_error}")
-            tls = self.tls
-            self.metrics.tls_not_after.set_function(lambda: tls.not_after.timestamp() if tls.not_after else 0.0)
+            self.metrics.tls_not_after.set_function(self.tls.not_after_timestamp)
         elif not config.insecure_http:
             raise ValueError("the side store serves TLS only: give a certificate and key (or insecure_http for a demo)")
         self.tasks = ServiceTasks("sidestore")

@@ -156,7 +156,7 @@ class Uploads:
         if replaced:  # a different part under the same number: the old one is gone
             old = Part.decode(number, replaced)
             await self.store.backends[old.segment.backend].delete(old.segment.object)
-            await self.redis.decrby(keyspace.stored(old.segment.backend), old.segment.stored)
+            await self.store.count_stored(old.segment.backend, -old.segment.stored)
             await self.store.release(namespace, old.size)
         return part.info()
 
@@ -229,10 +229,10 @@ class Uploads:
         for number, part in parts.items():
             if number in kept:
                 # Now counted as the blob's bytes in the stored:<backend> counter via commit; undo the part's.
-                await self.redis.decrby(keyspace.stored(part.segment.backend), part.segment.stored)
+                await self.store.count_stored(part.segment.backend, -part.segment.stored)
                 continue
             await self.store.backends[part.segment.backend].delete(part.segment.object)
-            await self.redis.decrby(keyspace.stored(part.segment.backend), part.segment.stored)
+            await self.store.count_stored(part.segment.backend, -part.segment.stored)
             await self.store.release(namespace, part.size)
 
     async def abort(self, namespace: str, upload_id: str) -> int:
@@ -242,7 +242,7 @@ class Uploads:
         await self.redis.zrem(keyspace.UPLOADS, f"{namespace}/{upload_id}")
         for part in parts.values():
             await self.store.backends[part.segment.backend].delete(part.segment.object)
-            await self.redis.decrby(keyspace.stored(part.segment.backend), part.segment.stored)
+            await self.store.count_stored(part.segment.backend, -part.segment.stored)
             await self.store.release(namespace, part.size)
         return len(parts)
 

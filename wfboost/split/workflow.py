@@ -18,7 +18,8 @@ from wfboost.split.graph import DagGraph, DagTask, NotSplittable, read_dag
 from wfboost.split.plan import plan_groups
 from wfboost.split.rewrite import rewrite_dag
 
-__all__ = ["TASK_LIMIT", "TEMPLATE_LIMIT", "DagSplit", "SplitResult", "spec_of", "split_spec"]
+__all__ = ["TASK_LIMIT", "TEMPLATE_LIMIT", "DagSplit", "SplitResult", "dags_over", "reads_workflow_failures", "spec_of",
+           "split_spec"]
 
 # workflow_types.go v4.1.2: `+kubebuilder:validation:MaxItems=200` on DAGTemplate.Tasks and WorkflowSpec.Templates.
 TASK_LIMIT: Final = 200
@@ -76,17 +77,29 @@ def spec_of(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, tuple[str
     return spec, ("spec",)
 
 
+def dags_over(spec: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+    """The DAG templates of a spec with more tasks than `limit`: cheap, list lengths only."""
+    templates = spec.get("templates")
+    if not isinstance(templates, list):
+        return []
+    return [t for t in templates if isinstance(t, Mapping) and isinstance(t.get("dag"), Mapping)
+            and isinstance(t["dag"].get("tasks"), list) and len(t["dag"]["tasks"]) > limit]
+
+
+def reads_workflow_failures(text: str) -> bool:
+    """`workflow.failures` lists every failed node, groups included: a spec (as text) that reads it would see the
+    split."""
+    return "workflow.failures" in text
+
+
 def split_spec(spec: Mapping[str, Any], *, task_limit: int = TASK_LIMIT, template_limit: int = TEMPLATE_LIMIT,
                refused: str | None = None) -> SplitResult:
     """`refused`: a reason from outside the spec that no DAG of it may be split (reported for each DAG over the
     limit), such as controller defaults that would apply to the groups."""
-    templates = spec.get("templates")
-    if not isinstance(templates, list):
-        return SplitResult(None)
-    over = [t for t in templates if isinstance(t, Mapping) and isinstance(t.get("dag"), Mapping)
-            and isinstance(t["dag"].get("tasks"), list) and len(t["dag"]["tasks"]) > task_limit]
+    over = dags_over(spec, task_limit)
     if not over:
         return SplitResult(None)
+    templates: list[Any] = spec["templates"]
     by_name = {t["name"]: t for t in templates if isinstance(t, Mapping) and isinstance(t.get("name"), str)}
     spec_reason = refused or _spec_reason(spec)
     result = SplitResult(None)
@@ -135,7 +148,7 @@ def split_spec(spec: Mapping[str, Any], *, task_limit: int = TASK_LIMIT, templat
 def _spec_reason(spec: Mapping[str, Any]) -> str | None:
     if spec.get("templateDefaults"):
         return "spec.templateDefaults would apply to the groups too"
-    if "workflow.failures" in repr(spec):
+    if reads_workflow_failures(repr(spec)):  # repr: a YAML spec from the CLI may hold what JSON cannot
         return "the workflow reads workflow.failures, which would list the groups' nodes"
     return None
 

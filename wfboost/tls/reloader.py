@@ -100,6 +100,10 @@ class CertificateReloader:
     def not_after(self) -> datetime.datetime | None:
         return self.current.not_after if self.current else None
 
+    def not_after_timestamp(self) -> float:
+        """The expiry as Unix time for the `wfboost_tls_certificate_not_after_seconds` gauge; 0 before a load."""
+        return self.current.not_after.timestamp() if self.current else 0.0
+
     @property
     def serial(self) -> int | None:
         return self.current.serial if self.current else None

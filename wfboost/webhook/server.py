@@ -134,7 +134,7 @@ class WebhookServer:
     def _wire_status_metrics(self) -> None:
         tls, policy, m = self.tls, self.policy, self.metrics
         m.policy_valid.set_function(lambda: 0.0 if policy.last_error else 1.0)
-        m.tls_not_after.set_function(lambda: tls.not_after.timestamp() if tls.not_after else 0.0)
+        m.tls_not_after.set_function(tls.not_after_timestamp)
         m.reload_counts.policy_errors = lambda: policy.errors
         m.reload_counts.tls_reloads = lambda: tls.reloads
         m.reload_counts.tls_errors = lambda: tls.reload_errors

@@ -24,8 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
+
 from wfboost.policy.controls import SPLIT
-from wfboost.split import DagSplit, SplitResult, spec_of, split_spec
+from wfboost.split import DagSplit, SplitResult, dags_over, reads_workflow_failures, spec_of, split_spec
 from wfboost.structs.admission import AdmissionRequest
 from wfboost.structs.patch import PatchOp
 from wfboost.webhook.admission import AdmissionContext, Decision
@@ -81,7 +83,7 @@ async def admit_split(request: AdmissionRequest, ctx: AdmissionContext) -> Decis
         return Decision(outcome="split_opted_out")
     spec, where = spec_of(obj)
     limit = ctx.policy.split.max_tasks
-    if spec is None or not _over(spec, limit):
+    if spec is None or not dags_over(spec, limit):
         warning = _defaults_over_templates(spec) if kind == "Workflow" else None
         return Decision(outcome="within_limits", warnings=[warning] if warning else [])
     refused = CONTROLLER_DEFAULTS if ctx.policy.split.controller_template_defaults else None
@@ -106,24 +108,16 @@ def _defaults_over_templates(spec: Mapping[str, Any] | None) -> str | None:
     Whether that template was split is not known here, so this is a warning, not a refusal."""
     if not isinstance(spec, Mapping):
         return None
-    text = repr(spec)
+    text = orjson.dumps(spec).decode()
     if "workflowTemplateRef" not in spec and "templateRef" not in text:
         return None
     why = "sets spec.templateDefaults" if spec.get("templateDefaults") else (
-        "reads workflow.failures" if "workflow.failures" in text else None)
+        "reads workflow.failures" if reads_workflow_failures(text) else None)
     if why is None:
         return None
     return (f"this Workflow {why} and runs templates of a WorkflowTemplate: if wfboost split a DAG there, that "
             f"applies to its groups too (docs/split.md); annotate the template {SPLIT}: \"false\" to keep it "
             "whole")[:256]
-
-
-def _over(spec: Mapping[str, Any], limit: int) -> bool:
-    """Cheap: a DAG template with more tasks than the limit."""
-    templates = spec.get("templates")
-    return isinstance(templates, list) and any(
-        isinstance(t, Mapping) and isinstance(t.get("dag"), Mapping) and isinstance(t["dag"].get("tasks"), list)
-        and len(t["dag"]["tasks"]) > limit for t in templates)
 
 
 def template_ops(before: Sequence[Any], after: Sequence[Any], prefix: str) -> list[PatchOp]:
