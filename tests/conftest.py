@@ -18,7 +18,14 @@ from wfboost.kube import KubeClient, KubeConfig
 from wfboost.tls.certs import write_local_material
 from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.server import WebhookServer
-from wfboost_dev.demo.processes import RedisCluster, RedisProcess, start_redis, start_redis_cluster
+from wfboost_dev.demo.processes import (
+    RedisCluster,
+    RedisProcess,
+    RedisSentinel,
+    start_redis,
+    start_redis_cluster,
+    start_redis_sentinel,
+)
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -110,6 +117,26 @@ def valkey_cluster() -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_sentinel() -> Iterator[RedisSentinel]:
+    """A master, its replica and a sentinel, for the session; tests that fail over start their own."""
+    deployment = start_redis_sentinel()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+# The Redis deployments every component must work on, by the fixture that starts each (tests parametrize over
+# the keys and ask for `redis_deployment(request)`).
+REDIS_DEPLOYMENTS = {"single": "valkey", "cluster": "valkey_cluster", "sentinel": "valkey_sentinel"}
+
+
+def redis_deployment(request: pytest.FixtureRequest) -> RedisProcess | RedisCluster | RedisSentinel:
+    server: RedisProcess | RedisCluster | RedisSentinel = request.getfixturevalue(REDIS_DEPLOYMENTS[request.param])
+    return server
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from wfboost.sidestore.live_workflows import LiveWorkflows
 from wfboost.sidestore.server import SideStoreServer
 from wfboost.sidestore.store import BlobStore, StoreSettings
 from wfboost.tls.certs import CertKeyPair, create_ca, create_serving_cert, load_private_key, service_names
-from wfboost_dev.demo.processes import RedisCluster, RedisProcess, free_port
+from wfboost_dev.demo.processes import RedisCluster, RedisProcess, RedisSentinel, free_port
 
 SERVER_NAME = "wfboost-sidestore.wfboost.svc"
 SIDESTORE_DB = 7  # a database of the session's Valkey used only by these tests (flushed by them)
@@ -133,7 +133,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def run_sidestore(
-    valkey: RedisProcess | RedisCluster,
+    valkey: RedisProcess | RedisCluster | RedisSentinel,
     tls: SideStoreTls,
     tmp_path: Path,
     *,
@@ -145,10 +145,15 @@ async def run_sidestore(
     live: LiveWorkflows | None = None,
 ) -> AsyncIterator[Running]:
     """The service in this test's event loop, HTTPS on a loopback port, with a settable clock. `valkey` may be a
-    Redis Cluster (the session's, shared with other tests: only the side store's keys are removed, not flushed)."""
+    Redis Cluster (the session's, shared with other tests: only the side store's keys are removed, not flushed) or
+    a Sentinel deployment (its master's side-store database is flushed: the session started it)."""
     cluster = isinstance(valkey, RedisCluster)
-    url = valkey.url if cluster else sidestore_redis_url(valkey)
-    redis = redis_client.connect(url, socket_timeout=10.0) if cluster else aioredis.from_url(url)
+    if isinstance(valkey, RedisSentinel):
+        url = valkey.url_for(SIDESTORE_DB)
+        redis = redis_client.connect(url, socket_timeout=10.0)
+    else:
+        url = valkey.url if cluster else sidestore_redis_url(valkey)
+        redis = redis_client.connect(url, socket_timeout=10.0) if cluster else aioredis.from_url(url)
     await _clean(redis, valkey)
     clients = write_clients_file(tmp_path / "clients.yaml")
     config = SideStoreConfig(
@@ -201,7 +206,7 @@ async def run_sidestore(
         await redis.aclose()
 
 
-async def _clean(redis: Any, server: RedisProcess | RedisCluster) -> None:
+async def _clean(redis: Any, server: RedisProcess | RedisCluster | RedisSentinel) -> None:
     if not isinstance(server, RedisCluster):
         await redis.flushdb()  # the side store's own database of a server the session started
         return

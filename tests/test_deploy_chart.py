@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.harness.validate import validate_object
+from wfboost.cache.redis_client import SentinelUrl
 from wfboost.policy import load_policy, policy_schema
 from wfboost.policy.model import Features
 from wfboost_dev.deploy import checks
@@ -32,6 +33,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "external-redis": EXTERNAL,
     "no-sidestore": {"sidestore": {"enabled": False}},
     "external-redis-cluster": {"redis": {"external": {**EXTERNAL["redis"]["external"], "cluster": True}}},
+    "external-redis-sentinel": {"redis": {"external": {
+        "url": "redis+sentinel://sentinel-0.example:26379,sentinel-1.example:26379", "existingSecret": "team-redis",
+        "sentinel": {"masterName": "cache", "authenticated": True}}}},
     "one-replica": {"webhook": {"replicas": 1, "priorityClass": {"create": False, "name": ""}}},
     "features": {"features": {"memoize": True, "latch": True, "compressStatus": True, "shrinkWorkflows": True,
                               "shrinkTaskResults": True},
@@ -129,8 +133,32 @@ def test_an_external_redis_replaces_the_bundled_one() -> None:
         assert env_of(cluster, component)["WFBOOST_REDIS_URL"].endswith("@redis.example:6380/0?cluster=true")
 
 
+def test_an_external_sentinel_deployment_is_reached_through_its_sentinels() -> None:
+    objects = render_chart(VARIANTS["external-redis-sentinel"])
+    assert not [o for o in objects if o["metadata"]["name"] == "wfboost-redis"]
+    credentials = "sentinel_username=$(WFBOOST_REDIS_USERNAME)&sentinel_password=$(WFBOOST_REDIS_PASSWORD)"
+    for component, db in (("wfboost", 0), ("wfboost-recorder", 0), ("wfboost-sidestore", 1)):
+        url = env_of(objects, component)["WFBOOST_REDIS_URL"]
+        assert url == ("redis+sentinel://$(WFBOOST_REDIS_USERNAME):$(WFBOOST_REDIS_PASSWORD)"
+                       f"@sentinel-0.example:26379,sentinel-1.example:26379/cache/{db}?{credentials}")
+        # What the kubelet will make of it is a URL every component takes.
+        filled = url.replace("$(WFBOOST_REDIS_USERNAME)", "team").replace("$(WFBOOST_REDIS_PASSWORD)", "pw")
+        parsed = SentinelUrl.parse(filled)
+        assert (parsed.master, parsed.db, parsed.username, parsed.password) == ("cache", db, "team", "pw")
+        assert parsed.options == {"sentinel_username": "team", "sentinel_password": "pw"}
+    unauthenticated = render_chart({"redis": {"external": {
+        **VARIANTS["external-redis-sentinel"]["redis"]["external"], "sentinel": {"masterName": "cache"}}}})
+    assert env_of(unauthenticated, "wfboost")["WFBOOST_REDIS_URL"].endswith("/cache/0")
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ({"redis": {"external": {"url": "redis://r:6379"}}}, "redis.external.existingSecret is required"),
+    ({"redis": {"external": {"url": "redis+sentinel://s:26379", "existingSecret": "r"}}},
+     "redis.external.sentinel.masterName is required"),
+    ({"redis": {"external": {"url": "redis://r:6379", "existingSecret": "r", "sentinel": {"masterName": "m"}}}},
+     "masterName needs a redis+sentinel://"),
+    ({"redis": {"external": {"url": "redis+sentinel://s", "existingSecret": "r", "cluster": True,
+                             "sentinel": {"masterName": "m"}}}}, "exclude each other"),
     ({"features": {"shrinkWorkflows": True}, "sidestore": {"enabled": False}}, "needs the side store"),
     ({"policy": {"features": {"memoize": True}}}, "feature switches go in the value `features`"),
 ])

@@ -17,7 +17,7 @@ import yaml
 
 from tests.argo_source.taskresult import executor_template
 from tests.argo_source.taskresult import task_result as argo_task_result
-from tests.conftest import StartWebhook, Webhook, corpus_dir
+from tests.conftest import REDIS_DEPLOYMENTS, StartWebhook, Webhook, corpus_dir, redis_deployment
 from tests.harness.emulated import Cluster, recorded, running, task_result
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from wfboost.argo.pods import parse_pod
@@ -125,10 +125,10 @@ async def cycle(webhook: Webhook, cluster: Cluster, store: CacheStore, workflow:
     ]
 
 
-@pytest.fixture(params=["single", "cluster"])
+@pytest.fixture(params=list(REDIS_DEPLOYMENTS))
 async def parts(request: pytest.FixtureRequest, cluster: Cluster, start_webhook: StartWebhook,
                 tmp_path: Path) -> Any:
-    server = request.getfixturevalue("valkey" if request.param == "single" else "valkey_cluster")
+    server = redis_deployment(request)
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(POLICY)
     webhook = start_webhook(settings={"policy_path": policy_file, "redis_url": server.url})

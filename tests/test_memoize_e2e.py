@@ -16,7 +16,7 @@ import yaml
 
 from tests.argo_source.pods import ControllerConfig, controller_pod
 from tests.argo_source.taskresult import task_result
-from tests.conftest import StartWebhook, Webhook
+from tests.conftest import REDIS_DEPLOYMENTS, StartWebhook, Webhook, redis_deployment
 from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from tests.harness.runs import assert_runs_as_it_was
 from wfboost.argo.pods import parse_pod
@@ -64,9 +64,9 @@ RUN = "wfboost-run-" + "0123456789abcdef" * 2  # a key segment of a run that wfb
 RAW = {"name": "raw", "path": "/data/raw.parquet", "s3": {"key": f"k/{RUN}/raw.tgz"}}
 
 
-@pytest.fixture(params=["single", "cluster"])
+@pytest.fixture(params=list(REDIS_DEPLOYMENTS))
 def memo_webhook(request: pytest.FixtureRequest, start_webhook: StartWebhook, tmp_path: Path) -> Webhook:
-    server = request.getfixturevalue("valkey" if request.param == "single" else "valkey_cluster")
+    server = redis_deployment(request)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     return start_webhook(settings={"policy_path": policy, "redis_url": server.url})

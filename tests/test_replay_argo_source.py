@@ -21,7 +21,7 @@ import pytest
 
 from tests.argo_source.pods import ControllerConfig, controller_pod
 from tests.argo_source.taskresult import executor_template, task_result
-from tests.conftest import StartWebhook, Webhook
+from tests.conftest import REDIS_DEPLOYMENTS, StartWebhook, Webhook, redis_deployment
 from tests.harness.kubelet import BUSYBOX, run_main
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.keys import cache_key, key_material
@@ -47,9 +47,9 @@ TEMPLATE = {
 LAYOUTS = [("v3.5.14", False), ("v3.6.19", False), ("v3.7.18", False), ("v4.1.2", False), ("v4.1.2", True)]
 
 
-@pytest.fixture(params=["single", "cluster"])
+@pytest.fixture(params=list(REDIS_DEPLOYMENTS))
 def memo_webhook(request: pytest.FixtureRequest, start_webhook: StartWebhook, tmp_path: Path) -> Webhook:
-    server = request.getfixturevalue("valkey" if request.param == "single" else "valkey_cluster")
+    server = redis_deployment(request)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     return start_webhook(settings={"policy_path": policy, "redis_url": server.url})

@@ -1,7 +1,8 @@
-"""The side store on a Redis Cluster (three Valkey processes, the slots spread over them): every path that changes
-metadata in one script or transaction — a put, a touch with references, a multipart upload, the sweeper's
-deletion, the reclaiming of objects a crashed writer left — works as on one Redis, because each touches the keys
-of one namespace (one hash slot) and changes the global keys on their own (wfboost/sidestore/keyspace.py)."""
+"""The side store on a Redis Cluster (three Valkey processes, the slots spread over them) and on Sentinel (a master
+found through a sentinel): every path that changes metadata in one script or transaction — a put, a touch with
+references, a multipart upload, the sweeper's deletion, the reclaiming of objects a crashed writer left — works as
+on one Redis. On a cluster that is because each touches the keys of one namespace (one hash slot) and changes the
+global keys on their own (wfboost/sidestore/keyspace.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ from wfboost.blobs.client import SideStoreClientError
 from wfboost.blobs.wire import CompletePart
 from wfboost.sidestore import keyspace as keys
 from wfboost.sidestore.store import StoreSettings
-from wfboost_dev.demo.processes import RedisCluster
+from wfboost_dev.demo.processes import RedisCluster, RedisSentinel
 
 GRACE = 100.0
 SETTINGS = StoreSettings(frame_size=64 * 1024, threshold_bytes=10_000, grace_seconds=GRACE,
                          upload_ttl_seconds=1000.0)
+
+
+@pytest.fixture(params=["valkey_cluster", "valkey_sentinel"])
+def deployment(request: pytest.FixtureRequest) -> RedisCluster | RedisSentinel:
+    server: RedisCluster | RedisSentinel = request.getfixturevalue(request.param)
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +46,11 @@ def slots_of(*names: str) -> set[int]:
     return {key_slot(name.encode()) for name in names}
 
 
-async def test_blobs_references_and_quotas_on_a_cluster(valkey_cluster: RedisCluster, tls: SideStoreTls,
-                                                        tmp_path: Path) -> None:
+async def test_blobs_references_and_quotas(deployment: RedisCluster | RedisSentinel, tls: SideStoreTls,
+                                          tmp_path: Path) -> None:
     # The namespaces used here sit on different slots, so the test crosses nodes.
     assert len(slots_of(keys.blob("team-a", "x"), keys.blob("team-b", "x"))) == 2
-    async with run_sidestore(valkey_cluster, tls, tmp_path, settings=SETTINGS, quota=300_000) as ss:
+    async with run_sidestore(deployment, tls, tmp_path, settings=SETTINGS, quota=300_000) as ss:
         ss.server.live.replace([], "1")
         async with ss.client("admin") as client:
             small, big = b"s" * 5000, os.urandom(200_000)  # the big one is chunked over several keys
@@ -68,12 +75,12 @@ async def test_blobs_references_and_quotas_on_a_cluster(valkey_cluster: RedisClu
             assert await ss.store.usage("team-a") == 0
 
 
-async def test_a_multipart_upload_and_a_crashed_writer_on_a_cluster(valkey_cluster: RedisCluster,
-                                                                    tls: SideStoreTls, tmp_path: Path) -> None:
+async def test_a_multipart_upload_and_a_crashed_writer(deployment: RedisCluster | RedisSentinel,
+                                                       tls: SideStoreTls, tmp_path: Path) -> None:
     root = tmp_path / "pvc"
     data = os.urandom(250_000)
     pieces = [data[i:i + 100_000] for i in range(0, len(data), 100_000)]
-    async with run_sidestore(valkey_cluster, tls, tmp_path, large=f"file://{root}", settings=SETTINGS) as ss:
+    async with run_sidestore(deployment, tls, tmp_path, large=f"file://{root}", settings=SETTINGS) as ss:
         ss.server.live.replace([], "1")
         async with ss.client("team-a") as client:
             upload = await client.start_upload("team-a", digest=sha(data), size=len(data))

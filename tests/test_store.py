@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RedisCluster, RedisProcess
+from tests.conftest import REDIS_DEPLOYMENTS, redis_deployment
 from wfboost.cache import keyspace as ks
 from wfboost.cache import redis_client
 from wfboost.cache.entries import CacheEntry
@@ -41,10 +41,9 @@ def entry(key: str, entry_id: str, finished_ms: int, staleness: timedelta, **ext
     return value  # type: ignore[return-value]
 
 
-@pytest.fixture(params=["single", "cluster"])
+@pytest.fixture(params=list(REDIS_DEPLOYMENTS))
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStore]:
-    fixture = "valkey" if request.param == "single" else "valkey_cluster"
-    server: RedisProcess | RedisCluster = request.getfixturevalue(fixture)
+    server = redis_deployment(request)
     client = redis_client.connect(server.url)
     try:
         yield CacheStore(client)
@@ -196,14 +195,16 @@ async def test_a_run_of_another_image_digest_drops_the_entries_of_the_moved_tag(
     assert (await store.stats())["invalidated"] >= 2
 
 
-async def test_a_burst_past_the_connection_pool_waits_instead_of_failing(valkey: RedisProcess, key: str) -> None:
+@pytest.mark.parametrize("deployment", ["valkey", "valkey_sentinel"])
+async def test_a_burst_past_the_connection_pool_waits_instead_of_failing(deployment: str, key: str,
+                                                                         request: pytest.FixtureRequest) -> None:
     """More admissions at once than the client holds connections (a burst of pod creations): each waits for a
     free connection (bounded by the socket timeout) instead of failing with "Too many connections", which would
     admit the burst unmemoized while Redis is healthy (a cluster client's pools cannot wait: they hold 1,000). The
     wait is what is tested, not its length: the client here
     allows 5 s, so that a machine loaded by the rest of the suite cannot turn a slow wait into a failure."""
     assert redis_client.MAX_CONNECTIONS < 250
-    client = redis_client.connect(valkey.url, socket_timeout=5.0)
+    client = redis_client.connect(request.getfixturevalue(deployment).url, socket_timeout=5.0)
     try:
         store = CacheStore(client)
         await store.record(entry(key, "a", T0, P7D), retention=RETENTION)

@@ -19,7 +19,7 @@ from wfboost.cache.eligibility import Skip, assess
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.errors import CacheError
 from wfboost.cache.keys import KeyMaterial, cache_key, key_material
-from wfboost.cache.store import CacheStore, now_ms
+from wfboost.cache.store import CacheStore, Replication, now_ms
 from wfboost.policy import CACHE_SEED, Policy, format_duration
 
 
@@ -142,11 +142,15 @@ class Invalidation:
     dry_run: bool
     entries: list[EntryToRemove] = field(default_factory=list)
     removed: int = 0  # entries (or, by --key, keys) actually removed
+    replication: Replication | None = None  # of the removal, where the server has replicas
 
     def as_json(self) -> dict[str, Any]:
+        replication = self.replication
         return {
             "dry_run": self.dry_run,
             "removed": self.removed,
+            "replicas": None if replication is None else {"acknowledged": replication.acknowledged,
+                                                          "connected": replication.connected},
             "entries": [
                 {"key": d.key, "entry_id": d.entry["entry_id"], "tracks": list(d.tracks),
                  "namespace": d.entry["producer"]["namespace"], "workflow": d.entry["producer"]["workflow"],
@@ -154,6 +158,10 @@ class Invalidation:
                 for d in self.entries
             ],
         }
+
+
+# How long an invalidation waits for the replicas to confirm it (Sentinel, or a master with replicas).
+REPLICATION_WAIT_MS = 3000  # below the CLI's 5 s socket timeout, which bounds the WAIT reply
 
 
 async def invalidate(
@@ -190,6 +198,7 @@ async def invalidate(
         if key not in whole_keys:
             await store.invalidate_entries(key, ids)
     report.removed = sum(len(ids) for ids in doomed_ids.values())
+    report.replication = await store.replicated(REPLICATION_WAIT_MS)
     return report
 
 
@@ -202,6 +211,7 @@ async def invalidate_all(store: CacheStore, *, dry_run: bool = False) -> Invalid
     if not dry_run:
         report.removed = len(report.entries)
         await store.invalidate_keys(keys)
+        report.replication = await store.replicated(REPLICATION_WAIT_MS)
     return report
 
 

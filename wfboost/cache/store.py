@@ -26,6 +26,14 @@ from wfboost.cache.entries import CacheEntry
 _BATCH = 64  # concurrent reads when the CLI walks every key
 
 
+@dataclass(frozen=True)
+class Replication:
+    """Replicas that acknowledged the writes so far, of those connected to the master."""
+
+    acknowledged: int
+    connected: int
+
+
 def _script(name: str) -> str:
     return resources.files("wfboost.cache").joinpath("lua", name).read_text(encoding="utf-8")
 
@@ -216,6 +224,26 @@ class CacheStore:
         counters = {_text(k): int(v) for k, v in raw.items()}
         counters["keys"] = int(await self.redis.zcard(ks.index_all()))
         return counters
+
+    async def replicated(self, timeout_ms: int) -> Replication | None:
+        """How many of the master's replicas hold what this client has written, waiting at most `timeout_ms`.
+
+        Replication is asynchronous: an invalidation that reached the master only is undone by a failover to a
+        replica that never got it, and the removed entry is served again. None where this cannot be asked: a
+        cluster (replicas per shard), a server without replicas, a user not allowed INFO.
+        """
+        from redis.asyncio.cluster import RedisCluster
+        from redis.exceptions import NoPermissionError, ResponseError
+
+        if isinstance(self.redis, RedisCluster):
+            return None
+        try:
+            replicas = int((await self.redis.info("replication")).get("connected_slaves", 0))
+        except (NoPermissionError, ResponseError):
+            return None
+        if replicas == 0:
+            return None
+        return Replication(int(await self.redis.wait(replicas, timeout_ms)), replicas)
 
     # --- removal --------------------------------------------------------------------------------------------
 

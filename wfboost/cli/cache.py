@@ -20,6 +20,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from wfboost.cache import redis_client
 from wfboost.cache.admin import (
+    REPLICATION_WAIT_MS,
     AdminError,
     EntryFilter,
     Explanation,
@@ -230,6 +231,15 @@ def _render_invalidation(report: Invalidation) -> str:
             f"{producer['node_name']} finished {doomed.entry['finished_at']} "
             f"tracks {','.join(_track(t) for t in doomed.tracks)}"
         )
+    replication = report.replication
+    if replication is not None and replication.acknowledged < replication.connected:
+        lines.append(
+            f"warning: {replication.acknowledged} of {replication.connected} replicas confirmed the removal within "
+            f"{REPLICATION_WAIT_MS // 1000} s; a failover to one that did not would serve the removed entries "
+            "again: run the command again once the replicas are back"
+        )
+    elif replication is not None:
+        lines.append(f"confirmed by {replication.connected} of {replication.connected} replicas")
     return "\n".join(lines)
 
 

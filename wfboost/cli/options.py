@@ -5,19 +5,29 @@ from __future__ import annotations
 import argparse
 import os
 
+from wfboost.cache import redis_client
+
 
 def env_default(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
 
 
-def add_redis_option(parser: argparse.ArgumentParser) -> None:
-    """Where cache entries live."""
-    parser.add_argument(
-        "--redis-url",
-        default=env_default("WFBOOST_REDIS_URL"),
-        help="Redis/Valkey URL, e.g. redis://host:6379/0; ?cluster=true for Redis Cluster (env WFBOOST_REDIS_URL)",
-    )
+REDIS_URL_HELP = ("Redis/Valkey URL: redis://host:6379/0, rediss:// for TLS, ?cluster=true for Redis Cluster, "
+                  "redis+sentinel://sentinel:26379,.../master/0 for Sentinel (docs/redis.md; env WFBOOST_REDIS_URL)")
+
+
+def redis_url(text: str) -> str:
+    """argparse's type for Redis URLs: a bad one is refused before anything starts, with the reason."""
+    try:
+        return redis_client.check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_redis_option(parser: argparse.ArgumentParser, help: str = REDIS_URL_HELP) -> None:
+    """Where cache entries live (and the side store's metadata)."""
+    parser.add_argument("--redis-url", type=redis_url, default=env_default("WFBOOST_REDIS_URL"), help=help)
 
 
 def add_policy_option(parser: argparse.ArgumentParser, *, mounted: bool = False) -> None:

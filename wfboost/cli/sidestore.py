@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from wfboost.blobs.client import SideStoreClient, SideStoreClientError
-from wfboost.cli.options import env_default
+from wfboost.cli.options import add_redis_option, env_default
 from wfboost.service.shell import ServiceFailed
 from wfboost.sidestore.config import SideStoreConfig
 from wfboost.sidestore.errors import AuthConfigError, BadRequest
@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--port", type=int, default=int(env_default("WFBOOST_SIDESTORE_PORT", "8443") or 8443),
                    help="HTTPS port (env WFBOOST_SIDESTORE_PORT)")
     s.add_argument("--metrics-port", type=int, default=0, help="plain-HTTP /healthz /readyz /metrics (0: none)")
-    s.add_argument("--redis-url", default=env_default("WFBOOST_REDIS_URL"), help="metadata (and default backend)")
+    add_redis_option(s, help="Redis/Valkey URL of the metadata (and of the default backend); the forms of "
+                     "wfboost serve --redis-url (env WFBOOST_REDIS_URL)")
     s.add_argument("--backend", default="redis", help="redis | file:///path | s3://bucket?endpoint=…")
     s.add_argument("--large-backend", default=None, help="where blobs over --threshold and multipart uploads go")
     s.add_argument("--threshold", type=int, default=StoreSettings.threshold_bytes, help="bytes (default 4 MiB)")

@@ -84,21 +84,32 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        stop_process(self.process, self.workdir)
 
 
-def start_redis(*extra: str, port: int | None = None) -> RedisProcess:
+def stop_process(process: subprocess.Popen[bytes], workdir: Path) -> None:
+    """SIGTERM, then SIGKILL after 10 s; the server's scratch directory goes with it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_redis(*extra: str, port: int | None = None, config: str | None = None) -> RedisProcess:
+    """A Valkey on loopback; `config`, a configuration file's text, is read first (Sentinel needs one it can
+    rewrite)."""
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="wfboost-valkey-"))
+    config_args: list[str] = []
+    if config is not None:
+        (workdir / "server.conf").write_text(config)
+        config_args = [str(workdir / "server.conf")]
     args = [
-        valkey_binary(),
+        valkey_binary(), *config_args,
         "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no", *extra,
     ]
@@ -147,11 +158,15 @@ class RedisCluster:
 _SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
 
 
-def _command(port: int, *args: str) -> bytes:
-    """One RESP command over a plain socket: the cluster is assembled before any client library is involved."""
-    parts = [b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args]
+def valkey_command(port: int, *args: str, password: str | None = None) -> bytes:
+    """One RESP command over a plain socket (after AUTH with `password`): the cluster and the Sentinel deployment
+    are assembled before any client library is involved."""
     with socket.create_connection(("127.0.0.1", port), 5) as sock:
-        sock.sendall(b"".join(parts))
+        if password is not None:
+            sock.sendall(_resp("AUTH", password))
+            if not sock.recv(64).startswith(b"+OK"):
+                raise RuntimeError(f"valkey on port {port} refused the password")
+        sock.sendall(_resp(*args))
         reply = b""
         while not reply.endswith(b"\r\n"):
             chunk = sock.recv(65536)
@@ -165,6 +180,11 @@ def _command(port: int, *args: str) -> bytes:
         return reply
 
 
+def _resp(*args: str) -> bytes:
+    parts = [b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args]
+    return b"".join(parts)
+
+
 def start_redis_cluster() -> RedisCluster:
     nodes: list[RedisProcess] = []
     try:
@@ -176,18 +196,101 @@ def start_redis_cluster() -> RedisCluster:
                 )
             )
         for node, (first, last) in zip(nodes, _SLOT_RANGES, strict=True):
-            _command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
+            valkey_command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
         for node in nodes[1:]:
-            _command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port))
+            valkey_command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if all(b"cluster_state:ok" in _command(n.port, "CLUSTER", "INFO") for n in nodes):
+            if all(b"cluster_state:ok" in valkey_command(n.port, "CLUSTER", "INFO") for n in nodes):
                 return RedisCluster(nodes)
             time.sleep(0.1)
         raise RuntimeError("the Valkey cluster did not reach cluster_state:ok within 30 s")
     except BaseException:
         for node in nodes:
             node.stop()
+        raise
+
+
+@dataclass
+class RedisSentinel:
+    """A Valkey master, one replica and `len(sentinels)` sentinels watching them as `master_name` on loopback."""
+
+    master: RedisProcess
+    replica: RedisProcess
+    sentinels: list[RedisProcess]
+    master_name: str = "wfboost"
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.url_for(0)
+
+    def url_for(self, db: int) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        credentials = f"default:{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.password}" if self.password else ""
+        return f"redis+sentinel://{credentials}{hosts}/{self.master_name}/{db}{query}"
+
+    def current_master_port(self) -> int:
+        """The master's port as the first sentinel reports it."""
+        reply = valkey_command(self.sentinels[0].port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name,
+                         password=self.password)
+        return int(reply.split(b"\r\n")[-2])
+
+    def fail_over(self, timeout: float = 30.0, *, settle: bool = True) -> int:
+        """Promote the replica (SENTINEL FAILOVER, as an operator would) and wait until the sentinel and the new
+        master agree, and with `settle` until the old master follows the new one too (the sentinels reconfigure
+        it about 10 s later: until then it still takes writes); returns the new master's port."""
+        pw = self.password
+        before = self.current_master_port()
+        after = self.replica.port if before == self.master.port else self.master.port
+        valkey_command(self.sentinels[0].port, "SENTINEL", "FAILOVER", self.master_name, password=pw)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.current_master_port() == after
+                    and b"role:master" in valkey_command(after, "INFO", "replication", password=pw)
+                    and (not settle
+                         or b"master_link_status:up" in valkey_command(before, "INFO", "replication", password=pw))):
+                return after
+            time.sleep(0.1)
+        raise RuntimeError(f"the failover of {self.master_name} did not finish within {timeout} s")
+
+    def stop(self) -> None:
+        for server in (*self.sentinels, self.replica, self.master):
+            server.stop()
+
+
+def start_redis_sentinel(*, sentinels: int = 1, password: str | None = None) -> RedisSentinel:
+    """Sentinel as operators run it, small: the replica follows the master, the sentinels (quorum 1) watch it and
+    notice a failure after 1 s. With `password`, the master, the replica and the sentinels all require it."""
+    auth = ("--requirepass", password, "--masterauth", password) if password else ()
+    started: list[RedisProcess] = []
+    try:
+        master = start_redis(*auth)
+        started.append(master)
+        replica = start_redis(*auth, "--replicaof", "127.0.0.1", str(master.port))
+        started.append(replica)
+        config = "\n".join([
+            "sentinel resolve-hostnames no",
+            f"sentinel monitor wfboost 127.0.0.1 {master.port} 1",
+            "sentinel down-after-milliseconds wfboost 1000",
+            "sentinel failover-timeout wfboost 10000",
+            *([f"sentinel auth-pass wfboost {password}", f"requirepass {password}"] if password else []),
+        ]) + "\n"
+        watchers = []
+        for _ in range(sentinels):
+            watchers.append(start_redis("--sentinel", config=config))
+            started.append(watchers[-1])
+        deployment = RedisSentinel(master, replica, watchers, password=password)
+        deadline = time.monotonic() + 30
+        while b"master_link_status:up" not in valkey_command(replica.port, "INFO", "replication", password=password):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Valkey replica did not catch up with its master within 30 s")
+            time.sleep(0.1)
+        return deployment
+    except BaseException:
+        for server in reversed(started):
+            server.stop()
         raise
 
 
@@ -225,14 +328,7 @@ class EtcdProcess:
         return int(found["dbSize"])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        stop_process(self.process, self.workdir)
 
 
 def start_etcd() -> EtcdProcess:

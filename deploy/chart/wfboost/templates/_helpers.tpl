@@ -41,15 +41,30 @@ imagePullSecrets:
 {{- if not $external.existingSecret -}}
 {{- fail "redis.external.existingSecret is required with redis.external.url (keys username and password)" -}}
 {{- end -}}
-{{- $query := ternary "?cluster=true" "" $external.cluster -}}
+{{- $parts := splitList "://" $external.url -}}
+{{- $sentinel := hasSuffix "+sentinel" (first $parts) -}}
+{{- $hosts := trimSuffix "/" (last $parts) -}}
 {{- $db := ternary 0 .db $external.cluster -}}
-{{- $parts := splitList "://" $external.url }}
+{{- $path := printf "%v" $db -}}
+{{- $query := ternary "?cluster=true" "" $external.cluster -}}
+{{- if $sentinel -}}
+{{- if $external.cluster -}}
+{{- fail "redis.external.cluster and a redis+sentinel:// url exclude each other: Sentinel watches one master" -}}
+{{- end -}}
+{{- if not $external.sentinel.masterName -}}
+{{- fail "redis.external.sentinel.masterName is required with a redis+sentinel:// url (the name the sentinels monitor)" -}}
+{{- end -}}
+{{- $path = printf "%s/%v" $external.sentinel.masterName .db -}}
+{{- $query = ternary "?sentinel_username=$(WFBOOST_REDIS_USERNAME)&sentinel_password=$(WFBOOST_REDIS_PASSWORD)" "" $external.sentinel.authenticated -}}
+{{- else if $external.sentinel.masterName -}}
+{{- fail "redis.external.sentinel.masterName needs a redis+sentinel:// or rediss+sentinel:// url" -}}
+{{- end }}
 - name: WFBOOST_REDIS_USERNAME  # from the user-provided Secret redis.external.existingSecret
   valueFrom: {secretKeyRef: {name: {{ $external.existingSecret }}, key: username}}
 - name: WFBOOST_REDIS_PASSWORD
   valueFrom: {secretKeyRef: {name: {{ $external.existingSecret }}, key: password}}
 - name: WFBOOST_REDIS_URL
-  value: {{ first $parts }}://$(WFBOOST_REDIS_USERNAME):$(WFBOOST_REDIS_PASSWORD)@{{ trimSuffix "/" (last $parts) }}/{{ $db }}{{ $query }}
+  value: {{ first $parts }}://$(WFBOOST_REDIS_USERNAME):$(WFBOOST_REDIS_PASSWORD)@{{ $hosts }}/{{ $path }}{{ $query }}
 {{- else }}
 - name: WFBOOST_REDIS_PASSWORD  # the Redis ACL user `{{ .user }}`
   valueFrom: {secretKeyRef: {name: wfboost-redis-credentials, key: {{ .user }}}}
