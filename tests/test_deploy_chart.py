@@ -15,6 +15,7 @@ import yaml
 
 from tests.harness.validate import validate_object
 from wfboost.cache.redis_client import SentinelUrl
+from wfboost.cli import build_parser
 from wfboost.policy import load_policy, policy_schema
 from wfboost.policy.model import Features
 from wfboost_dev.deploy import checks
@@ -36,6 +37,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "external-redis-sentinel": {"redis": {"external": {
         "url": "redis+sentinel://sentinel-0.example:26379,sentinel-1.example:26379", "existingSecret": "team-redis",
         "sentinel": {"masterName": "cache", "authenticated": True}}}},
+    "client-ca": {"webhook": {"clientCA": {"configMap": "apiserver-client-ca", "key": "bundle.pem"}}},
     "one-replica": {"webhook": {"replicas": 1, "priorityClass": {"create": False, "name": ""}}},
     "features": {"features": {"memoize": True, "latch": True, "compressStatus": True, "shrinkWorkflows": True,
                               "shrinkTaskResults": True},
@@ -67,6 +69,23 @@ def policy_text(objects: list[Obj]) -> str:
 def env_of(objects: list[Obj], deployment: str) -> dict[str, Any]:
     container = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_the_webhook_can_require_the_api_servers_client_certificate() -> None:
+    objects = render_chart(VARIANTS["client-ca"])
+    pod = find(objects, "Deployment", "wfboost")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    assert str(args.client_ca) == "/etc/wfboost/client-ca/bundle.pem"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "client-ca")
+    volume = next(v for v in pod["volumes"] if v["name"] == "client-ca")
+    assert mount == {"name": "client-ca", "mountPath": "/etc/wfboost/client-ca", "readOnly": True}
+    assert volume["configMap"] == {"name": "apiserver-client-ca",
+                                   "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}
+    # The probes do not go through the admission port, so they pass without a client certificate.
+    assert {p["httpGet"]["port"] for p in (container["readinessProbe"], container["livenessProbe"])} == {"metrics"}
+    default = find(render_chart(), "Deployment", "wfboost")["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in default["args"] if a.startswith("--client-ca")]
 
 
 def test_default_values_render_the_kustomize_base() -> None:
