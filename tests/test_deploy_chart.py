@@ -26,6 +26,7 @@ from wfboost_dev.deploy.objects import Obj, by_identity, label, pod_specs
 BASE = Path(__file__).resolve().parents[1] / "deploy" / "base"
 EXTERNAL = {"redis": {"external": {"url": "rediss://redis.example:6380", "existingSecret": "team-redis"}}}
 
+ALL_ENTRIES = {"webhook": {"entries": "all"}}
 # Value sets that change what is rendered, each checked like the defaults.
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -88,16 +89,63 @@ def test_the_webhook_can_require_the_api_servers_client_certificate() -> None:
     assert not [a for a in default["args"] if a.startswith("--client-ca")]
 
 
-def test_default_values_render_the_kustomize_base() -> None:
-    chart, base = by_identity(render_chart()), by_identity(render_base(BASE))
+def entry_names(objects: list[Obj]) -> list[str]:
+    return [w["name"] for w in find(objects, "MutatingWebhookConfiguration", "wfboost")["webhooks"]]
+
+
+def test_the_chart_with_every_entry_renders_the_kustomize_base() -> None:
+    """The base keeps every entry: its users switch features on in the ConfigMap, where an entry left out would
+    make the feature do nothing."""
+    chart, base = by_identity(render_chart(ALL_ENTRIES)), by_identity(render_base(BASE))
     assert sorted(chart) == sorted(base)
     different = [label(obj) for key, obj in chart.items() if obj != base[key]]
     assert different == []
 
 
+def test_default_values_render_the_kustomize_base_less_the_entries_of_features_that_are_off() -> None:
+    chart, base = by_identity(render_chart()), by_identity(render_base(BASE))
+    assert sorted(chart) == sorted(base)
+    assert [label(obj) for key, obj in chart.items() if obj != base[key]] == [
+        "MutatingWebhookConfiguration/wfboost"]
+    key = next(k for k in chart if chart[k]["kind"] == "MutatingWebhookConfiguration")
+    kept = {w["name"]: w for w in chart[key]["webhooks"]}
+    assert [w for w in base[key]["webhooks"] if w["name"] in kept] == list(kept.values())  # same entries, same order
+    assert list(kept) == ["restore.wfboost.io", "workflows.wfboost.io"]
+
+
 def test_another_namespace_renders_what_a_kustomize_overlay_would() -> None:
-    chart = by_identity(render_chart(VARIANTS["namespace"]))
+    chart = by_identity(render_chart({**VARIANTS["namespace"], **ALL_ENTRIES}))
     assert chart == by_identity(render_base(BASE, "team-x"))
+
+
+SWITCHES = ("memoize", "compressStatus", "shrinkWorkflows", "shrinkTaskResults")
+
+
+@pytest.mark.parametrize("on", [(), *((s,) for s in SWITCHES), SWITCHES])
+@pytest.mark.parametrize(("split_dags", "argo_crds"), [(None, None), (None, "full"), (None, "minimal"),
+                                                        (True, None), (False, "full")])
+def test_each_entry_is_installed_where_a_feature_of_the_rendered_policy_uses_it(
+        on: tuple[str, ...], split_dags: bool | None, argo_crds: str | None) -> None:
+    """The entries follow the policy the same values write, as the webhook reads it (wfboost.policy)."""
+    values: dict[str, Any] = {"features": {**{s: s in on for s in SWITCHES}, "latch": "memoize" in on,
+                                           "splitDags": split_dags}}
+    if argo_crds:
+        values["policy"] = {"split": {"argoCRDs": argo_crds}}
+    objects = render_chart(values)
+    policy = load_policy(policy_text(objects))
+    features = policy.features
+    expected = ["restore.wfboost.io"]
+    expected += ["pods.wfboost.io"] if features.memoize else []
+    expected += ["workflowtaskresults.wfboost.io"] if features.memoize or features.shrink_task_results else []
+    expected += ["split.wfboost.io"] if policy.splits_dags else []
+    expected += ["workflows.wfboost.io"]
+    assert entry_names(objects) == expected
+
+
+def test_every_entry_can_be_kept_and_nothing_else_is_taken() -> None:
+    assert entry_names(render_chart(ALL_ENTRIES)) == entry_names(render_base(BASE))
+    with pytest.raises(helm_python.HelmError, match=re.escape("webhook.entries is features or all, not some")):
+        render_chart({"webhook": {"entries": "some"}})
 
 
 def test_the_chart_lints_clean() -> None:

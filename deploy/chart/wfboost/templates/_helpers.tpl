@@ -115,3 +115,23 @@ kind: Policy
 {{ toYaml $policy }}
 {{- end -}}
 {{- end -}}
+
+{{/* webhook.entries, checked: `features` (the default) or `all`. */}}
+{{- define "wfboost.entries" -}}
+{{- $entries := .Values.webhook.entries | default "features" -}}
+{{- if not (has $entries (list "features" "all")) -}}
+{{- fail (printf "webhook.entries is features or all, not %v" $entries) -}}
+{{- end -}}
+{{- $entries -}}
+{{- end -}}
+
+{{/* "true" when DAGs are split, as the policy decides (wfboost.policy.model Policy.splits_dags): features.splitDags
+     as set, or, left null, when policy.split.argoCRDs is full. */}}
+{{- define "wfboost.splitsDags" -}}
+{{- $switch := .Values.features.splitDags -}}
+{{- if kindIs "bool" $switch -}}
+{{- if $switch }}true{{ end -}}
+{{- else if eq (toString (dig "split" "argoCRDs" "" (.Values.policy | default dict))) "full" -}}
+true
+{{- end -}}
+{{- end -}}
