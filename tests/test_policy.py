@@ -948,3 +948,29 @@ def test_watcher_survives_a_failing_callback(tmp_path: Path, caplog: pytest.LogC
         assert watcher.check_now() is True
     assert watcher.current.memoize_settings_for("other-a").enabled
     assert any(re.search("on_change callback failed", record.getMessage()) for record in caplog.records)
+
+
+@settings(max_examples=300)
+@given(asks=st.lists(st.tuples(st.sampled_from(["team-a", "team-b1", "ml", "team-secret", "other", ""]),
+                               st.none() | st.dictionaries(st.sampled_from(["env", "tier"]),
+                                                           st.sampled_from(["prod", "experimental", "dev"]),
+                                                           max_size=2)),
+                     min_size=1, max_size=12))
+def test_kept_answers_are_the_answers_computed_afresh(asks: list[tuple[str, dict[str, str] | None]]) -> None:
+    """Effective settings are kept per policy, namespace and label set: asked again, in any order, with the labels
+    changed, they are what the policy says when computed anew."""
+    policy = load_policy(policy_text(FULL))
+    for namespace, labels in asks + asks[::-1]:
+        assert policy.memoize_settings_for(namespace, labels) == policy._memoize_settings_for(namespace, labels)
+        assert policy.latch_settings_for(namespace, labels) == policy._latch_settings_for(namespace, labels)
+
+
+def test_a_reloaded_policy_answers_for_itself() -> None:
+    prod = {"env": "prod"}
+    before = load_policy(policy_text(FULL))
+    assert before.memoize_settings_for("team-b1", prod).enabled
+    assert not before.memoize_settings_for("team-b1", {"env": "dev"}).enabled  # other labels, another answer
+    after = load_policy(policy_text(FULL).replace("memoize: {enabled: true, maxStaleness: PT6H}",
+                                                  "memoize: {enabled: false}"))
+    assert not after.memoize_settings_for("team-b1", prod).enabled
+    assert before.memoize_settings_for("team-b1", prod).enabled

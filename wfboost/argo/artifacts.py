@@ -152,15 +152,15 @@ def relocate(artifact: Mapping[str, Any], archive_location: Mapping[str, Any] | 
     are kept. The inputs are never changed.
     """
     if has_location(artifact):
-        return copy.deepcopy(dict(artifact))
+        return _copied(artifact)
     if archive_location is None:
         raise ArtifactLocationError("template artifact location not set")
     key = get_key(artifact)
-    relocated = {name: copy.deepcopy(value) for name, value in artifact.items() if name not in LOCATION_FIELDS}
+    relocated = {name: value for name, value in artifact.items() if name not in LOCATION_FIELDS}
     for name in LOCATION_FIELDS:
         if archive_location.get(name) is not None:
-            relocated[name] = copy.deepcopy(archive_location[name])
-    return set_key(relocated, key)
+            relocated[name] = archive_location[name]
+    return set_key(relocated, key)  # a deep copy: the inputs are shared by `relocated`, never changed
 
 
 def location_of(artifact: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,7 +174,8 @@ def location_of(artifact: Mapping[str, Any]) -> dict[str, Any]:
     driver = driver_of(artifact)
     if driver is None:
         return {}
-    return {driver: copy.deepcopy(artifact[driver])}
+    body = artifact[driver]
+    return {driver: _copied(body) if isinstance(body, Mapping) else copy.deepcopy(body)}
 
 
 def _keyed_driver(location: Mapping[str, Any] | None) -> tuple[str, Mapping[str, Any]]:

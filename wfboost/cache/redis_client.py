@@ -121,12 +121,41 @@ def _host_port(text: str, url: str) -> tuple[str, int]:
     return host, int(port) if port else DEFAULT_SENTINEL_PORT
 
 
-class _WaitingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+class WaitingPool(aioredis.BlockingConnectionPool):
+    """A pool that waits for a free connection on a burst, and costs what the plain pool costs otherwise.
+
+    redis-py's blocking pool takes an asyncio.Condition and a timeout on every command, even with connections
+    idle; on the admission path that was a fifth of a lookup's client time (`make bench`). Here a command takes
+    the plain pool's path while nobody waits and a connection is free, and the blocking path (with its
+    notification on release) only while someone waits.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting = 0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._waiting == 0 and self.can_get_connection():
+            return await aioredis.ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
+        self._waiting += 1
+        try:
+            return await super().get_connection()  # type: ignore[no-untyped-call]
+        finally:
+            self._waiting -= 1
+
+    async def release(self, connection: Any) -> None:
+        if self._waiting == 0:
+            await aioredis.ConnectionPool.release(self, connection)
+        else:
+            await super().release(connection)
+
+
+class _WaitingSentinelPool(SentinelConnectionPool, WaitingPool):
     """The master's connections, found through the sentinels.
 
     Two things redis-py's SentinelConnectionPool does not do. It waits for a free connection on a burst, as the
     single-server pool does (the Sentinel pool alone raises "Too many connections"): redis-py's pools cooperate,
-    the Sentinel pool picks the address, the blocking pool the waiting. And it asks the sentinels again every
+    the Sentinel pool picks the address, `WaitingPool` the waiting. And it asks the sentinels again every
     `MASTER_CHECK_INTERVAL`, in the background, leaving the old master's connections as soon as the answer
     changes. Without that a pooled connection keeps talking to a demoted master for as long as it still accepts
     writes (about 10 s after a manual failover, until the sentinels reconfigure it), and a lookup there would not
@@ -143,7 +172,7 @@ class _WaitingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPo
         if now - self._checked_at >= MASTER_CHECK_INTERVAL and (self._check is None or self._check.done()):
             self._checked_at = now
             self._check = asyncio.get_running_loop().create_task(self._recheck_master())
-        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        return await super().get_connection(*args, **kwargs)
 
     async def _recheck_master(self) -> None:
         # Sentinels down while the master is up: keep the address known (commands still work), ask again later.
@@ -206,7 +235,7 @@ def connect(url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> Any:
     }
     if cluster:
         return RedisCluster.from_url(clean, max_connections=CLUSTER_MAX_CONNECTIONS, **options)
-    pool = aioredis.BlockingConnectionPool.from_url(
+    pool = WaitingPool.from_url(
         clean, max_connections=MAX_CONNECTIONS, timeout=socket_timeout, retry_on_timeout=False, **options
     )
     return aioredis.Redis.from_pool(pool)  # closing the client closes its pool

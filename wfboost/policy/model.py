@@ -10,10 +10,10 @@ in file order) are written in one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, ClassVar, Final, Literal, TypedDict
+from typing import Any, ClassVar, Final, Literal, TypedDict, TypeVar, cast
 
 from .fields import setting
 from .selector import LabelSelector, matches_any_glob
@@ -461,6 +461,9 @@ class Policy:
 
     def memoize_settings_for(self, namespace: str, labels: Mapping[str, str] | None = None) -> EffectiveMemoize:
         """Effective memoization settings: overrides that match apply in file order, a later one winning."""
+        return _effective(self, "memoize", namespace, labels, self._memoize_settings_for)
+
+    def _memoize_settings_for(self, namespace: str, labels: Mapping[str, str] | None) -> EffectiveMemoize:
         base = self.memoize
         enabled = matches_any_glob(namespace, base.namespaces) or (
             base.namespace_selector is not None and base.namespace_selector.matches(labels)
@@ -486,6 +489,9 @@ class Policy:
         When layered overrides leave a heartbeat that is not shorter than the lease, the heartbeat becomes a
         third of the lease: a lease that expires between heartbeats would let a second leader start.
         """
+        return _effective(self, "latch", namespace, labels, self._latch_settings_for)
+
+    def _latch_settings_for(self, namespace: str, labels: Mapping[str, str] | None) -> EffectiveLatch:
         base = self.latch
         enabled = True
         lease_ttl, heartbeat, follower_wait = base.lease_ttl, base.heartbeat, base.follower_wait
@@ -530,3 +536,34 @@ class Policy:
     def shrink_task_results_in(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
         """True when WorkflowTaskResults in this namespace may have bulky values moved out."""
         return self.features.shrink_task_results and self.namespace_in_scope(namespace, labels)
+
+
+# Effective settings per namespace, kept for the policies in use. A Policy never changes once loaded, and the
+# webhook asks for the same few namespaces' settings on every pod (a sixteenth of a pod's admission when computed
+# each time); a reload brings a new Policy, and so new answers. Labels are part of the key: a namespace whose labels
+# change gets its settings computed again.
+_EFFECTIVE_POLICIES = 4  # policies whose answers are kept (the current one, and those requests still hold)
+_EFFECTIVE_ANSWERS = 4096  # answers per policy before they are all dropped (namespaces × label sets)
+_effective_answers: dict[int, tuple[Policy, dict[tuple[Any, ...], Any]]] = {}
+
+_T = TypeVar("_T")
+
+
+def _effective(policy: Policy, kind: str, namespace: str, labels: Mapping[str, str] | None,
+               compute: Callable[[str, Mapping[str, str] | None], _T]) -> _T:
+    held = _effective_answers.get(id(policy))
+    if held is None or held[0] is not policy:
+        while len(_effective_answers) >= _EFFECTIVE_POLICIES:
+            del _effective_answers[next(iter(_effective_answers))]
+        held = _effective_answers[id(policy)] = (policy, {})
+    answers = held[1]
+    try:
+        key = (kind, namespace, None if labels is None else tuple(sorted(labels.items())))
+        found = answers.get(key)
+    except (AttributeError, TypeError):  # not a namespace's name and labels (hostile input): answered, not kept
+        return compute(namespace, labels)
+    if found is None:
+        if len(answers) >= _EFFECTIVE_ANSWERS:
+            answers.clear()
+        found = answers[key] = compute(namespace, labels)
+    return cast(_T, found)

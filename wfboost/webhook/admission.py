@@ -19,9 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
-import orjson
-
 from wfboost.blobs.client import SideStoreClient
 from wfboost.cache.store import CacheStore
 from wfboost.cache.tally import CacheTally
@@ -33,6 +30,7 @@ from wfboost.webhook.errors import PatchDoesNotApply, SideStoreNotConfigured, St
 from wfboost.webhook.failopen import FailOpen, classify
 from wfboost.webhook.metrics import Metrics
 from wfboost.webhook.movable_outputs import MovableOutputs
+from wfboost.webhook.patch_check import PatchFailed, apply_patch
 from wfboost.webhook.table_cache import TableCache
 from wfboost.webhook.wire import build_denial, build_response
 
@@ -212,15 +210,13 @@ def _described(request: AdmissionRequest) -> str:
 
 
 def verify_patch(obj: Any, patch: Sequence[PatchOp]) -> dict[str, Any]:
-    """Apply the patch to a copy of the object exactly as received, as the API server will.
-
-    The copy goes through orjson (a C round trip) rather than deepcopy, which matters for multi-megabyte
-    Workflows. Returns the patched object so callers (review --show-object) need not apply it again.
+    """Apply the patch to the object exactly as received, as the API server will (wfboost.webhook.patch_check:
+    the original is left unchanged, and the result shares what the patch does not touch with it). Returns the
+    patched object so callers (review --show-object) need not apply it again.
     """
-    copy = orjson.loads(orjson.dumps(obj))
     try:
-        result = jsonpatch.JsonPatch(list(patch)).apply(copy, in_place=True)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError, TypeError) as exc:
+        result = apply_patch(obj, patch)
+    except PatchFailed as exc:
         raise PatchDoesNotApply(f"patch does not apply: {exc}") from exc
     if not isinstance(result, dict):
         raise PatchDoesNotApply("patched object is not a JSON object")
