@@ -64,9 +64,11 @@ def test_a_sentinel_url_names_the_sentinels_the_master_and_the_credentials(url: 
 @pytest.mark.parametrize(("url", "reason"), [
     ("redis+sentinel://s1", "names the master"),
     ("redis+sentinel://s1/", "names the master"),
-    ("redis+sentinel:///cache", "at least one host"),
-    ("redis+sentinel://s1,/cache", "at least one host"),
-    ("redis+sentinel://s1:port/cache", "not a host[:port]"),
+    ("redis+sentinel:///cache", "a list of host[:port]"),
+    ("redis+sentinel://s1,/cache", "a list of host[:port]"),
+    ("redis+sentinel://s1:port/cache", "a list of host[:port]"),
+    ("redis+sentinel://s1:70000/cache", "a list of host[:port]"),
+    ("redis+sentinel://[::1/cache", "a list of host[:port]"),
     ("redis+sentinel://s1/cache/zero", "is a number"),
     ("redis+sentinel://s1/cache/0/extra", "names the master"),
     ("redis+sentinel://s1/cache?cluster=true", "unknown Sentinel URL option 'cluster'"),
@@ -87,8 +89,29 @@ def test_a_bad_url_is_one_line_from_the_command_line() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith(
         "argument --redis-url: a Sentinel URL names the master after the hosts: "
-        "redis+sentinel://host:26379/mymaster[/db]")
+        "redis+sentinel://host:26379/mymaster[/db]: redis+sentinel://s1")
     assert "Traceback" not in done.stderr and "bug" not in done.stderr
+
+
+@pytest.mark.parametrize(("url", "secret"), [
+    ("redis+sentinel://u:p@ss@h1,h2/m", "p@ss"),  # an unencoded @: the parse splits at the last one
+    ("redis://:s3cr/et@host:6379/0", "s3cr/et"),
+    ("redis://user:ab?cd@host:6379", "ab?cd"),
+    ("unix:///run/redis.sock?password=s3cret", "s3cret"),
+    ("rediss://host?ssl_password=s3cret", "s3cret"),
+    ("redis+sentinel://h1/m?sentinel%5Fpassword=s3cret", "s3cret"),
+])
+def test_redaction_hides_every_password_form(url: str, secret: str) -> None:
+    assert secret not in redact(url)
+
+
+@pytest.mark.parametrize("url", ["redis+sentinel://u:sec/ret@h1/m", "redis+sentinel://u:p?w@h1/m",
+                                 "redis+sentinel://u:123?x@h1/m", "redis+sentinel://u:a/b@h/c"])
+def test_a_malformed_url_is_refused_without_showing_its_password(url: str) -> None:
+    secret = url.split("u:", 1)[1].rsplit("@", 1)[0]
+    with pytest.raises(ValueError, match="redis") as refused:
+        redis_client.connect(url)
+    assert secret not in str(refused.value) and "u:***@" in str(refused.value)
 
 
 @given(user=st.text(min_size=1, max_size=12), secret=st.text(min_size=1, max_size=24),
@@ -301,3 +324,25 @@ async def test_tls_to_the_sentinels_and_the_master(tmp_path: Path) -> None:
             await untrusting.aclose()
     finally:
         deployment.stop()
+
+
+async def test_a_connection_whose_disconnect_fails_goes_back_to_the_pool(valkey_sentinel: RedisSentinel) -> None:
+    """Leaving the old master's connection must not lose the pool's slot when the disconnect fails (a TLS close
+    that times out, a cancelled admission): 100 such losses and every admission would fail open."""
+    client = redis_client.connect(valkey_sentinel.url)
+    try:
+        await client.ping()
+        pool = client.connection_pool
+        connection = await pool.get_connection()
+
+        async def failing_disconnect(*args: object, **kwargs: object) -> None:
+            raise RedisTimeoutError("Timed out closing connection")
+
+        connection.disconnect = failing_disconnect
+        pool.master_address = ("127.0.0.1", 1)  # the sentinels named another master meanwhile
+        with pytest.raises(RedisTimeoutError):
+            await pool.release(connection)
+        assert connection not in pool._in_use_connections
+        del connection.disconnect  # its own again, for the client's close
+    finally:
+        await client.aclose()

@@ -9,12 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import REDIS_DEPLOYMENTS, redis_deployment
 from wfboost.cache import keyspace as ks
 from wfboost.cache import redis_client
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.store import CacheStore, LeaseRequest, Verdict
+from wfboost_dev.demo.processes import RedisProcess
 
 DAY = 86_400_000
 T0 = 1_790_000_000_000  # a fixed "now" in ms, so staleness arithmetic is exact
@@ -213,3 +215,20 @@ async def test_a_burst_past_the_connection_pool_waits_instead_of_failing(deploym
         await client.aclose()
     assert {f.verdict for f in found} == {Verdict.HIT}
     assert client.connection_pool.max_connections == redis_client.MAX_CONNECTIONS  # the pool did not grow
+
+
+async def test_a_command_that_finds_the_last_connection_taken_while_it_queued_waits(valkey: RedisProcess) -> None:
+    """The waiting pool takes the plain path while a connection is free; two commands that both saw one free,
+    queued behind the pool's lock (held across a reconnect in redis-py), must not make the second fail with
+    "Too many connections": it waits for the first to be done."""
+    pool = redis_client.WaitingPool.from_url(valkey.url, max_connections=1, timeout=5.0)
+    client = aioredis.Redis.from_pool(pool)
+    try:
+        await client.ping()
+        async with pool._lock:  # what a release that reconnects does: hold the lock across an await
+            both = asyncio.gather(client.ping(), client.ping())
+            await asyncio.sleep(0.05)  # both have passed the "is one free" check and wait for the lock
+        assert await both == [True, True]
+        assert len(pool._in_use_connections) == 0 and len(pool._available_connections) == 1
+    finally:
+        await client.aclose()

@@ -23,6 +23,8 @@ cluster alike. Index keys live in other slots; only the recorder and the CLI tou
 - `wfb:v1:tally:<namespace>` (hash): `hits`, `misses`, `saved_ms` of real admissions, added by each webhook process
   every few seconds (wfboost.cache.tally). Forever. `wfb:v1:tally:<namespace>:<YYYY-MM-DD>`: the same per UTC day,
   90 days. `wfb:v1:tally-namespaces` (set): the namespaces counted. Never on the admission path.
+- `wfb:v1:replication-probe` (string): written by `wfboost cache invalidate` just before it waits for the replicas
+  (where there are any). A minute.
 
 There is deliberately no index by namespace, image or workflow: such sets go stale when Redis expires a key, while
 the entries themselves always say where they came from. `wfboost cache ls/invalidate` filters by reading entries.
@@ -83,6 +85,11 @@ def index_all() -> str:
 
 def stats_key() -> str:
     return f"{PREFIX}stats"
+
+
+def replication_probe_key() -> str:
+    """Written just before WAIT, on the same connection, by `CacheStore.replicated`; expires after a minute."""
+    return f"{PREFIX}replication-probe"
 
 
 def tally_key(namespace: str, day: str | None = None) -> str:

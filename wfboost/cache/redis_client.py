@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio as aioredis
+import redis.exceptions as redis_exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 DEFAULT_SOCKET_TIMEOUT = 0.5  # seconds; one round trip on a healthy Redis is well under a millisecond
 # Connections per client. Past it, a request waits (at most the socket timeout) for one to come free rather than
@@ -36,8 +37,10 @@ MAX_CONNECTIONS = 100
 # redis-py's cluster pools cannot wait for a connection: they get room for a burst instead (per node; Valkey's
 # default maxclients is 10,000).
 CLUSTER_MAX_CONNECTIONS = 1000
-# How often a Sentinel client asks the sentinels where the master is, besides on every new connection.
+# How often a Sentinel client asks the sentinels where the master is, besides on every new connection: in the
+# background while commands flow, and before the first command after IDLE_MASTER_CHECK without any.
 MASTER_CHECK_INTERVAL = 1.0
+IDLE_MASTER_CHECK = 5.0
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
 DEFAULT_SENTINEL_PORT = 26379
 # Query options of a Sentinel URL: the sentinels' own credentials (when they require any), and for TLS the files
@@ -65,9 +68,15 @@ class SentinelUrl:
 
     @classmethod
     def parse(cls, url: str) -> SentinelUrl:
+        """ValueError for a URL that is not one; its message shows the URL redacted, never a piece of it (a
+        password with an unencoded `/`, `?` or `@` is cut wherever the parse goes wrong)."""
+
+        def bad(reason: str) -> ValueError:
+            return ValueError(f"{reason}: {redact(url)}")
+
         scheme, _, rest = url.partition("://")
         if scheme.lower() not in SENTINEL_SCHEMES:
-            raise ValueError(f"not a Sentinel URL (scheme {scheme}://): use redis+sentinel:// or rediss+sentinel://")
+            raise bad("not a Sentinel URL: use redis+sentinel:// or rediss+sentinel://")
         rest, _, query = rest.partition("?")
         netloc, _, path = rest.partition("/")
         credentials, _, hosts = netloc.rpartition("@")
@@ -76,25 +85,31 @@ class SentinelUrl:
             user, has_password, secret = credentials.partition(":")
             username = unquote(user) or None
             password = unquote(secret) if has_password else None
-        sentinels = tuple(_host_port(part, url) for part in hosts.split(","))
+        sentinels = []
+        for part in hosts.split(","):
+            address = _host_port(part)
+            if address is None:
+                raise bad("a Sentinel URL needs a list of host[:port] (percent-encode / ? @ in a password)")
+            sentinels.append(address)
         segments = [unquote(s) for s in path.split("/")] if path else []
         if not segments or not segments[0] or len(segments) > 2:
-            raise ValueError("a Sentinel URL names the master after the hosts: redis+sentinel://host:26379/mymaster[/db]")
+            raise bad("a Sentinel URL names the master after the hosts: redis+sentinel://host:26379/mymaster[/db]")
         db = 0
         if len(segments) == 2 and segments[1]:
             if not segments[1].isdigit():
-                raise ValueError(f"the database in a Sentinel URL is a number, not {segments[1]!r}")
+                raise bad("the database after the master is a number")
             db = int(segments[1])
         options: dict[str, str] = {}
         known = SENTINEL_CREDENTIALS + SENTINEL_TLS_OPTIONS
         for name, value in parse_qsl(query, keep_blank_values=True):
             if name not in known:
-                raise ValueError(f"unknown Sentinel URL option {name!r} (known: {', '.join(known)})")
+                what = f"option {name!r}" if re.fullmatch(r"[a-z_]{1,40}", name) else "option"
+                raise bad(f"unknown Sentinel URL {what} (known: {', '.join(known)})")
             options[name] = value
         tls = SENTINEL_SCHEMES[scheme.lower()]
         if not tls and any(name in options for name in SENTINEL_TLS_OPTIONS):
-            raise ValueError("ssl_* options need TLS: use rediss+sentinel://")
-        return cls(sentinels, segments[0], db, username, password, tls, options)
+            raise bad("ssl_* options need TLS: use rediss+sentinel://")
+        return cls(tuple(sentinels), segments[0], db, username, password, tls, options)
 
     def connection_options(self, socket_timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
         """The keyword arguments for the master's connections and for the sentinels' (redis-py's `Sentinel`)."""
@@ -108,16 +123,17 @@ class SentinelUrl:
         return master, sentinel
 
 
-def _host_port(text: str, url: str) -> tuple[str, int]:
-    if not text:
-        raise ValueError(f"a Sentinel URL needs at least one host:port: {redact(url)}")
-    if text.startswith("["):  # [ipv6]:port
-        host, _, port = text[1:].partition("]")
-        port = port.removeprefix(":")
+def _host_port(text: str) -> tuple[str, int] | None:
+    """`host`, `host:port` or `[ipv6]:port`; None for anything else."""
+    if text.startswith("["):
+        host, closed, port = text[1:].partition("]")
+        if not closed or (port and not port.startswith(":")):
+            return None
+        port = port[1:]
     else:
         host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
-    if not host or (port and not port.isdigit()):
-        raise ValueError(f"not a host[:port] in a Sentinel URL: {text!r}")
+    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        return None
     return host, int(port) if port else DEFAULT_SENTINEL_PORT
 
 
@@ -136,7 +152,12 @@ class WaitingPool(aioredis.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._waiting == 0 and self.can_get_connection():
-            return await aioredis.ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
+            try:
+                return await aioredis.ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
+            except RedisConnectionError as exc:
+                # Others took the last free connections while this one waited for the pool's lock: wait too.
+                if not _pool_exhausted(exc):
+                    raise
         self._waiting += 1
         try:
             return await super().get_connection()  # type: ignore[no-untyped-call]
@@ -150,16 +171,23 @@ class WaitingPool(aioredis.BlockingConnectionPool):
             await super().release(connection)
 
 
+def _pool_exhausted(exc: Exception) -> bool:
+    """redis-py's "no connection left" (MaxConnectionsError since 5.1; a plain ConnectionError before)."""
+    exhausted = getattr(redis_exceptions, "MaxConnectionsError", None)
+    return (exhausted is not None and isinstance(exc, exhausted)) or str(exc) == "Too many connections"
+
+
 class _WaitingSentinelPool(SentinelConnectionPool, WaitingPool):
     """The master's connections, found through the sentinels.
 
     Two things redis-py's SentinelConnectionPool does not do. It waits for a free connection on a burst, as the
     single-server pool does (the Sentinel pool alone raises "Too many connections"): redis-py's pools cooperate,
     the Sentinel pool picks the address, `WaitingPool` the waiting. And it asks the sentinels again every
-    `MASTER_CHECK_INTERVAL`, in the background, leaving the old master's connections as soon as the answer
-    changes. Without that a pooled connection keeps talking to a demoted master for as long as it still accepts
-    writes (about 10 s after a manual failover, until the sentinels reconfigure it), and a lookup there would not
-    see an invalidation made on the new master meanwhile.
+    `MASTER_CHECK_INTERVAL` (in the background; before the command after an idle spell), leaving the old
+    master's connections as soon as the answer changes. Without that a pooled connection keeps talking to a
+    demoted master for as long as it still accepts writes (about 10 s after a manual failover, until the sentinels
+    reconfigure it; for good when a partition cuts it off from them), and a lookup there would not see an
+    invalidation made on the new master meanwhile.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -169,20 +197,27 @@ class _WaitingSentinelPool(SentinelConnectionPool, WaitingPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         now = time.monotonic()
-        if now - self._checked_at >= MASTER_CHECK_INTERVAL and (self._check is None or self._check.done()):
+        since = now - self._checked_at
+        if since >= MASTER_CHECK_INTERVAL and (self._check is None or self._check.done()):
             self._checked_at = now
-            self._check = asyncio.get_running_loop().create_task(self._recheck_master())
+            if since >= IDLE_MASTER_CHECK:
+                await self._recheck_master()  # after a quiet spell, before the first command, not beside it
+            else:
+                self._check = asyncio.get_running_loop().create_task(self._recheck_master())
         return await super().get_connection(*args, **kwargs)
 
     async def _recheck_master(self) -> None:
-        # Sentinels down while the master is up: keep the address known (commands still work), ask again later.
-        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+        # Sentinels down (or refusing) while the master is up: keep the address known (commands still work), ask
+        # again later.
+        with contextlib.suppress(redis_exceptions.RedisError, OSError):
             await self.get_master_address()  # type: ignore[no-untyped-call]
 
     async def release(self, connection: Any) -> None:
-        if self.master_address is not None and (connection.host, connection.port) != tuple(self.master_address):
-            await connection.disconnect()  # it reconnects, through the sentinels, when next used
-        await super().release(connection)
+        try:
+            if self.master_address is not None and (connection.host, connection.port) != tuple(self.master_address):
+                await connection.disconnect(nowait=True)  # it reconnects, through the sentinels, when next used
+        finally:
+            await super().release(connection)  # whatever the disconnect did: a lost connection is a lost slot
 
     async def stop_checks(self) -> None:
         if self._check is not None and not self._check.done():
@@ -255,17 +290,22 @@ def _sentinel_master(parsed: SentinelUrl, socket_timeout: float) -> aioredis.Red
 
 
 def redact(url: str) -> str:
-    """A Redis URL without its passwords, for logs and error messages."""
+    """A Redis URL without its passwords, for logs and error messages: the user's (everything between `://` and
+    the last `@`, but the user name) and any query option whose name says password. A malformed URL is hidden
+    more, never less."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    shown = ""
+    at = rest.rfind("@")
+    if at >= 0:
+        credentials, rest = rest[:at], rest[at + 1:]
+        user, has_password, _ = credentials.partition(":")
+        shown = f"{user}:***@" if has_password else "***@"
     rest, qsep, query = rest.partition("?")
     if query:
         query = "&".join(
-            f"{p.partition('=')[0]}=***" if p.partition("=")[0] == "sentinel_password" else p for p in query.split("&")
+            f"{name}=***" if eq and "password" in unquote(name).lower() else f"{name}{eq}{value}"
+            for name, eq, value in (part.partition("=") for part in query.split("&"))
         )
-    if "@" in rest.split("/", 1)[0]:
-        credentials, host = rest.split("@", 1)
-        user = credentials.split(":", 1)[0]
-        rest = f"{user + ':***' if ':' in credentials else '***'}@{host}"
-    return f"{scheme}://{rest}{qsep}{query}"
+    return f"{scheme}://{shown}{rest}{qsep}{query}"

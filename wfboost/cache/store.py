@@ -230,7 +230,7 @@ class CacheStore:
 
         Replication is asynchronous: an invalidation that reached the master only is undone by a failover to a
         replica that never got it, and the removed entry is served again. None where this cannot be asked: a
-        cluster (replicas per shard), a server without replicas, a user not allowed INFO.
+        cluster (replicas per shard), a server without replicas, a user not allowed INFO or WAIT.
         """
         from redis.asyncio.cluster import RedisCluster
         from redis.exceptions import NoPermissionError, ResponseError
@@ -243,7 +243,17 @@ class CacheStore:
             return None
         if replicas == 0:
             return None
-        return Replication(int(await self.redis.wait(replicas, timeout_ms)), replicas)
+        # WAIT counts the replicas that have this connection's last write. The writes before went over pooled
+        # connections, maybe others; the replication stream is one ordered stream, so a write made here, on the
+        # connection that then waits, is acknowledged only once everything written before it is.
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(ks.replication_probe_key(), now_ms(), px=60_000)
+                pipe.wait(replicas, timeout_ms)
+                _, acknowledged = await pipe.execute()
+        except (NoPermissionError, ResponseError):
+            return None  # a user not allowed SET of that key or WAIT: the removal stands, unconfirmed
+        return Replication(int(acknowledged), replicas)
 
     # --- removal --------------------------------------------------------------------------------------------
 
