@@ -64,7 +64,9 @@ class EmulatedCluster:
             app = web.Application(client_max_size=64 * 1024 * 1024)
             app.router.add_get("/api/v1/namespaces", self._namespaces)
             app.router.add_route("*", "/{path:.*}", lambda request: self._forward(request, upstream))
-            runner = web.AppRunner(app, access_log=None)
+            # Watches held open (forwarded, or the namespaces' sleeping one) end with the loop: without a short
+            # shutdown timeout, cleanup waited for them past stop()'s 10 s join, on every Ctrl-C of the demo.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
