@@ -68,10 +68,15 @@ def test_the_demo_replays_a_corpus_workflow() -> None:
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_everything_it_started(stop: signal.Signals, tmp_path: Path) -> None:
-    """Ctrl-C, or SIGTERM (a CI cancel, `kill`); with --keep, the logs stay where the user asked."""
+    """Ctrl-C, or SIGTERM (a CI cancel, `kill`); with --keep, the logs stay where the user asked.
+
+    The demo starts as from a terminal, with SIGINT's default action: a test run in the background (a CI job
+    started with `&`) has SIGINT ignored, the demo would inherit that, and Python then raises no KeyboardInterrupt.
+    """
     keep = tmp_path / "logs"
     proc = subprocess.Popen([*DEMO, "--pace", "5", "--keep", str(keep)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     pids: list[int] = []
     deadline = time.monotonic() + 60
