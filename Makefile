@@ -16,7 +16,7 @@ apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missi
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-.PHONY: setup test lint typecheck check package-check deploy-check images run bench clean
+.PHONY: setup test lint typecheck check package-check deploy-check images images-check run bench clean
 
 setup: $(VENV)/.installed
 
@@ -37,7 +37,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-check: lint typecheck test package-check deploy-check
+check: lint typecheck test package-check deploy-check images-check
 
 # The install as a cluster gets it: deploy/base rendered as kustomize does, deploy/chart with real Helm code, every
 # object against the Kubernetes and Argo schemas, Pod Security "restricted", Secrets nothing creates, Redis without
@@ -46,6 +46,19 @@ check: lint typecheck test package-check deploy-check
 deploy-check: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_checks.py tests/test_deploy_chart.py \
 		tests/test_deploy_monitoring.py tests/test_deploy_job.py tests/test_deploy_images.py
+
+# The two images built from deploy/images with podman on stand-in bases made from Debian's packages (no image
+# registry needed), then run as the manifests run them: the webhook answering reviews from its image, a hit replayed
+# in the replay image (wfboost_dev/images.py, tests/test_images.py). This machine's platform, or IMAGES_PLATFORM
+# (linux/arm64 on an amd64 machine: under qemu-user-static, which is then installed and registered too).
+IMAGES_APT_PACKAGES ?= podman runc mmdebstrap
+IMAGES_PLATFORM     ?=
+images-check: setup
+	@$(call apt_install,$(IMAGES_APT_PACKAGES) $(if $(IMAGES_PLATFORM),qemu-user-static binfmt-support))
+	@if [ -n "$(IMAGES_PLATFORM)" ]; then SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  mountpoint -q /proc/sys/fs/binfmt_misc || $$SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+	  $$SUDO update-binfmts --enable >/dev/null 2>&1 || true; fi
+	WFBOOST_IMAGES_CHECK=1 WFBOOST_IMAGES_PLATFORM=$(IMAGES_PLATFORM) $(PY) -m pytest -q -p no:cacheprovider tests/test_images.py
 
 # The wheel as a user gets it: built, installed without extras into a fresh venv, every module imported from there.
 WHEEL_VENV ?= .venv-wheel
@@ -57,17 +70,27 @@ package-check: setup
 	cd /tmp && $(CURDIR)/$(WHEEL_VENV)/bin/python $(CURDIR)/wfboost_dev/check_wheel.py $(CURDIR)/dist/wfboost-*.whl
 
 # The service image (webhook, recorder, side store, certificate manager) and the replay image, from deploy/images,
-# for every platform in IMAGE_PLATFORMS, with docker buildx; IMAGE_OUTPUT=--push to push to IMAGE_PREFIX (a
-# multi-platform build cannot --load). Not run by CI: its machines have no container builder.
+# for every platform in IMAGE_PLATFORMS, with docker buildx (IMAGE_BUILDER=podman: a podman manifest list per
+# image); IMAGE_OUTPUT=--push to push to IMAGE_PREFIX (a multi-platform build cannot --load). PYTHON_IMAGE and
+# BUSYBOX_IMAGE name the bases (a mirror). CI builds and runs them with `make images-check` (no registry there).
 IMAGE_PREFIX    ?= ghcr.io/wfboost
 IMAGE_TAG       ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 IMAGE_OUTPUT    ?=
+IMAGE_BUILDER   ?= docker
+PYTHON_IMAGE    ?= python:3.11-slim
+BUSYBOX_IMAGE   ?= busybox:1.36-musl
+# $(1): Dockerfile, $(2): image name, $(3): build argument, $(4): context.
+ifeq ($(IMAGE_BUILDER),podman)
+image_build = podman manifest rm $(2) >/dev/null 2>&1 || true; \
+	podman build --platform $(IMAGE_PLATFORMS) --build-arg $(3) -f $(1) --manifest $(2) $(4) \
+	$(if $(filter --push,$(IMAGE_OUTPUT)),&& podman manifest push --all $(2) docker://$(2))
+else
+image_build = docker buildx build --platform $(IMAGE_PLATFORMS) --build-arg $(3) -f $(1) -t $(2) $(IMAGE_OUTPUT) $(4)
+endif
 images:
-	docker buildx build --platform $(IMAGE_PLATFORMS) -f deploy/images/Dockerfile \
-		-t $(IMAGE_PREFIX)/wfboost:$(IMAGE_TAG) $(IMAGE_OUTPUT) .
-	docker buildx build --platform $(IMAGE_PLATFORMS) -f deploy/images/replay/Dockerfile \
-		-t $(IMAGE_PREFIX)/replay:$(IMAGE_TAG) $(IMAGE_OUTPUT) deploy/images/replay
+	$(call image_build,deploy/images/Dockerfile,$(IMAGE_PREFIX)/wfboost:$(IMAGE_TAG),PYTHON_IMAGE=$(PYTHON_IMAGE),.)
+	$(call image_build,deploy/images/replay/Dockerfile,$(IMAGE_PREFIX)/replay:$(IMAGE_TAG),BUSYBOX_IMAGE=$(BUSYBOX_IMAGE),deploy/images/replay)
 
 run: setup
 	$(PY) -m wfboost_dev.demo

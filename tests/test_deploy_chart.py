@@ -176,7 +176,7 @@ def test_images_follow_the_registry_and_pull_secrets() -> None:
     images = {c["image"] for _, pod in pod_specs(objects) for c in [*pod.get("initContainers", []), *pod["containers"]]}
     mirror = "registry.example.com/mirror"
     # the replay image too: the pre-pull DaemonSet puts it on every node
-    assert images == {f"{mirror}/wfboost/wfboost:0.1.0", f"{mirror}/valkey/valkey:7.2",
+    assert images == {f"{mirror}/wfboost/wfboost:0.1.0", f"{mirror}/valkey/valkey:9.1.2",
                       f"{mirror}/wfboost/replay:0.1.0"}
     assert all(pod["imagePullSecrets"] == [{"name": "mirror-pull"}] for _, pod in pod_specs(objects))
     # hit pods run in Argo's namespaces: the replay image follows through the policy

@@ -281,7 +281,7 @@ def _sentinel_master(parsed: SentinelUrl, socket_timeout: float) -> aioredis.Red
     turns its READONLY into a ConnectionError, an admission that fails open) and the next command asks the
     sentinels again."""
     master_options, sentinel_options = parsed.connection_options(socket_timeout)
-    sentinels = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call, unused-ignore]
     client: aioredis.Redis = sentinels.master_for(
         parsed.master, redis_class=_SentinelMaster, connection_pool_class=_WaitingSentinelPool,
         max_connections=MAX_CONNECTIONS, timeout=socket_timeout, retry_on_timeout=False, **master_options,
