@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 from tests.harness.validate import ARGO_KINDS, validate_object
 from wfboost.cli import build_parser
 from wfboost.policy import load_policy
+from wfboost.policy.schema import policy_schema
 from wfboost.webhook.routes import ROUTES
 from wfboost_dev.deploy.kustomize import render_base
 from wfboost_dev.deploy.objects import label, pod_specs
@@ -89,6 +91,46 @@ def test_shipped_policies_load() -> None:
     config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and "policy.yaml" in doc["data"])
     load_policy(config["data"]["policy.yaml"])
     load_policy((DEPLOY / "policy.example.yaml").read_text())
+
+
+def schema_options(node: Mapping[str, Any], definitions: Mapping[str, Any], path: tuple[str, ...] = ()
+                   ) -> Iterator[tuple[str, ...]]:
+    """Every leaf option of the policy schema, as its path of field names (lists of objects stop at the list)."""
+    if "$ref" in node:
+        node = definitions[node["$ref"].rsplit("/", 1)[1]]
+    for alternative in node.get("anyOf") or []:
+        if "$ref" in alternative or "properties" in alternative:
+            yield from schema_options(alternative, definitions, path)
+            return
+    if "properties" in node:
+        for name, sub in node["properties"].items():
+            yield from schema_options(sub, definitions, (*path, name))
+    else:
+        yield path
+
+
+def uncommented(text: str) -> str:
+    """The policy with its commented-out options turned on: `# key:` and `# - ` lines lose their `# `."""
+    return re.sub(r"^(\s*)# (\s*)(?=[A-Za-z]+:|- )", r"\1\2", text, flags=re.MULTILINE)
+
+
+def test_the_installed_policy_shows_every_option_and_they_load_as_shown() -> None:
+    """The ConfigMap is where users turn things on: each option of the schema is there (commented out where it is
+    not set), nested where it belongs, and the whole example, uncommented, is a policy that loads."""
+    config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and "policy.yaml" in doc["data"])
+    text = config["data"]["policy.yaml"]
+    schema = policy_schema()
+    shown = yaml.safe_load(uncommented(text))
+    for option in schema_options(schema, schema.get("$defs") or {}):
+        node: Any = shown
+        for name in option:
+            if isinstance(node, list):  # overrides: the option is shown in one of the entries
+                node = next((entry for entry in node if name in entry), {})
+            assert isinstance(node, dict) and name in node, f"policy option {'.'.join(option)} is not shown"
+            node = node[name]
+    load_policy(uncommented(text))
+    assert yaml.safe_load(text)["features"] == dict.fromkeys(
+        ["memoize", "latch", "compressStatus", "shrinkWorkflows", "shrinkTaskResults"], False)  # as installed: off
 
 
 def test_only_wfboosts_components_reach_redis() -> None:
