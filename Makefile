@@ -42,10 +42,13 @@ check: lint typecheck test package-check deploy-check images-check
 # The install as a cluster gets it: deploy/base rendered as kustomize does, deploy/chart with real Helm code, every
 # object against the Kubernetes and Argo schemas, Pod Security "restricted", Secrets nothing creates, Redis without
 # credentials, who may change the webhook configuration, the chart's values against the policy schema
-# (wfboost_dev/deploy, tests/test_deploy*.py).
+# (wfboost_dev/deploy, tests/test_deploy*.py), and the alerts evaluated by Prometheus's promtool (Debian's
+# prometheus package; its service is never started).
+DEPLOY_APT_PACKAGES ?= prometheus
 deploy-check: setup
+	@$(call apt_install,$(DEPLOY_APT_PACKAGES))
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_checks.py tests/test_deploy_chart.py \
-		tests/test_deploy_monitoring.py tests/test_deploy_job.py tests/test_deploy_images.py
+		tests/test_deploy_monitoring.py tests/test_deploy_alerts.py tests/test_deploy_job.py tests/test_deploy_images.py
 
 # The two images built from deploy/images with podman on stand-in bases made from Debian's packages (no image
 # registry needed), then run as the manifests run them: the webhook answering reviews from its image, a hit replayed

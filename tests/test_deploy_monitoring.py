@@ -19,7 +19,7 @@ from wfboost_dev.deploy.objects import Obj, selects
 
 ON = {"monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                      "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}}
-PROMETHEUS_FUNCTIONS = {"sum", "rate", "increase", "clamp_min", "min", "time", "histogram_quantile", "by", "and",
+PROMETHEUS_FUNCTIONS = {"sum", "rate", "increase", "clamp_min", "min", "max", "time", "histogram_quantile", "by", "and",
                         "absent", "or", "le"}
 
 
@@ -75,6 +75,7 @@ def test_alerts_read_metrics_that_exist(objects: list[Obj]) -> None:
         assert used and used <= names, (rule["alert"], used - names)
         assert rule["for"] and rule["labels"]["severity"] and rule["annotations"]["summary"]
     redis = next(r for r in rules if r["alert"] == "WfboostRedisUnavailable")
+    assert "wfboost_redis_up" in metric_names(redis["expr"])  # fires without traffic too (tests/test_redis_probe.py)
     for reason in re.findall(r'reason="([a-z_]+)"', redis["expr"]):
         assert reason in {member.value for member in FailOpen}
 
@@ -92,4 +93,4 @@ def test_the_dashboard_reads_metrics_that_exist(objects: list[Obj]) -> None:
             used = metric_names(target["expr"].replace("$__rate_interval", "").replace("$__range", ""))
             assert used and used <= names, (panel["title"], used - names)
     assert {"Hit rate", "Admission latency", "Bytes saved by shrinking", "Latching: leases and waiting followers",
-            "Failing open"} <= titles
+            "Failing open", "Compute time saved by hits", "Redis answers"} <= titles

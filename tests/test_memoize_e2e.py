@@ -307,6 +307,8 @@ def test_cache_stats_say_the_hit_rate_and_the_compute_time_saved(
     assert tally is not None and store is not None
     memo_webhook.running.call(lambda: tally.flush(store.redis))
     before = counted()
+    saved = memo_webhook.server.metrics.memo.saved_seconds
+    saved_before = saved._value.get()
     api = memo_webhook.api
     first = pods("stats-first", "v3.7.18")
     assert api.admit("pods", first["fetch"]).object["metadata"]["annotations"][
@@ -319,6 +321,7 @@ def test_cache_stats_say_the_hit_rate_and_the_compute_time_saved(
     after = counted()
     assert {k: after[k] - before[k] for k in ("hits", "misses", "skipped", "saved_ms")} == {
         "hits": 1, "misses": 1, "skipped": 0, "saved_ms": 95_000}
+    assert saved._value.get() - saved_before == 95.0  # wfboost_memo_saved_seconds: the dashboard's time saved
     assert after["hit_rate"] == round(after["hits"] / (after["hits"] + after["misses"]), 4)
 
     assert main(["cache", "stats", "--redis-url", url, "--days", "2"]) == 0

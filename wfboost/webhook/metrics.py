@@ -54,6 +54,13 @@ class Metrics:
             "Expiry of the serving certificate (Unix time)",
             registry=r,
         )
+        self.redis_up = Gauge(
+            "wfboost_redis_up",
+            "1 when Redis answered this process's last PING (every reload interval, whatever the traffic), 0 when it "
+            "did not; NaN without Redis",
+            registry=r,
+        )
+        self.redis_up.set(float("nan"))
         # Counted by the watcher and the reloader themselves; exported as counters when scraped.
         self.reload_counts = ReloadCounters()
         r.register(self.reload_counts)
@@ -105,6 +112,12 @@ class MemoMetrics:
         )
         self.replayed_bytes = Counter(
             "wfboost_memo_replayed_bytes", "Bytes of cached outputs put into replayed pods", registry=r
+        )
+        self.saved_seconds = Counter(
+            "wfboost_memo_saved_seconds",
+            "Compute time saved by hits: each replayed run's own run time (its main container's finishedAt minus "
+            "startedAt, as the recorder stored it)",
+            registry=r,
         )
 
 

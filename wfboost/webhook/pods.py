@@ -56,6 +56,8 @@ async def admit_pod(request: AdmissionRequest, ctx: AdmissionContext) -> Decisio
     decision = decide(step, assessment, found, owner=latch[0].owner if latch else "")
     ctx.metrics.memo.decisions.labels(decision=decision.verdict, reason=decision.reason).inc()
     ctx.metrics.memo.replayed_bytes.inc(decision.replayed_bytes)
+    if decision.verdict == "hit" and decision.entry is not None and not ctx.dry_run:
+        ctx.metrics.memo.saved_seconds.inc(max(0, decision.entry.get("ran_ms", 0)) / 1000)
     if found is not None:
         _count_latch(ctx, found)
     if ctx.tally is not None and not ctx.dry_run:

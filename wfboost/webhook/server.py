@@ -37,6 +37,7 @@ from wfboost.webhook.config import WebhookConfig
 from wfboost.webhook.errors import BadReview
 from wfboost.webhook.go_duration import parse_go_duration
 from wfboost.webhook.metrics import Metrics
+from wfboost.webhook.redis_probe import probe_redis
 from wfboost.webhook.routes import ROUTES
 from wfboost.webhook.wire import parse_review
 
@@ -112,6 +113,9 @@ class WebhookServer:
         tally, store = self.admission.tally, self.store
         if tally is not None and store is not None:
             self.tasks.add("cache-tally", lambda: tally.run(store.redis, c.tally_interval))
+        if store is not None:
+            up = self.metrics.redis_up
+            self.tasks.add("redis-probe", lambda: probe_redis(store.redis, c.reload_interval, up))
         self._wire_status_metrics()
 
     async def __aenter__(self) -> WebhookServer:
