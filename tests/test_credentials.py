@@ -25,7 +25,7 @@ import yaml
 
 from tests.test_store import P7D, RETENTION, T0, entry
 from wfboost.cache import redis_client
-from wfboost.cache.store import CacheStore, Verdict
+from wfboost.cache.store import CacheStore, Verdict, now_ms
 from wfboost.certs.credentials import (
     ACL_FILE,
     REDIS_USERS,
@@ -37,7 +37,7 @@ from wfboost.certs.credentials import (
     new_password,
 )
 from wfboost.certs.reconcile import CertsConfig, CertsError, install_certificates
-from wfboost.cli import build_parser
+from wfboost.cli import build_parser, main
 from wfboost.cli import credentials as credentials_cli
 from wfboost.kube import KubeClient, KubeConfig, resource_path
 from wfboost.sidestore import keyspace as sidestore_keys
@@ -275,6 +275,28 @@ async def test_the_components_work_as_their_users(secured: RedisProcess) -> None
     finally:
         await blobs.close()
         await side.aclose()
+
+
+def test_a_backup_runs_as_the_recorders_user(secured: RedisProcess, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/operations.md runs `wfboost cache export` and `import` in the recorder's container: its user may."""
+    key = uuid.uuid4().hex * 2
+
+    async def record() -> None:
+        client = redis_client.connect(url(secured, "recorder"))
+        try:
+            assert await CacheStore(client).record(entry(key, "a", now_ms() - 1000, P7D), retention=RETENTION)
+        finally:
+            await client.aclose()
+
+    asyncio.run(record())
+    exported = tmp_path / "cache.jsonl"
+    assert main(["cache", "export", "--redis-url", url(secured, "recorder"), "-o", str(exported)]) == 0
+    assert main(["cache", "invalidate", "--key", key, "--redis-url", url(secured, "recorder")]) == 0
+    assert main(["cache", "import", "--redis-url", url(secured, "recorder"), str(exported)]) == 0
+    assert "tracks written" in capsys.readouterr().out
+    assert main(["cache", "show", key, "--json", "--redis-url", url(secured, "recorder")]) == 0
+    assert key in capsys.readouterr().out
 
 
 def test_the_readiness_probe_passes_with_the_probe_password(secured: RedisProcess) -> None:

@@ -155,15 +155,17 @@ class CacheStore:
         moved, _ = await self.record_run(entry, retention=retention, lease_owner=lease_owner)
         return moved
 
-    async def record_run(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "") -> tuple[bool, bool]:
-        """`record`, and whether the lease `lease_owner` names was held and is now released (latching)."""
+    async def record_run(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "",
+                         track: int | None = None) -> tuple[bool, bool]:
+        """`record`, and whether the lease `lease_owner` names was held and is now released (latching). `track`:
+        the staleness track to write (default the entry's own; an import restores tracks a lookup adopted)."""
         key = entry["key"]
         body = orjson.dumps(entry)
         expire_at = entry["finished_ms"] + int(retention.total_seconds() * 1000)
         replaced, dropped, released = await self._record(
             keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key), ks.digest_key(key)],
-            args=[str(entry["staleness_s"]), entry["finished_ms"], entry["entry_id"], body, expire_at, lease_owner,
-                  image_digest(entry["image_id"])],
+            args=[str(entry["staleness_s"] if track is None else track), entry["finished_ms"], entry["entry_id"], body,
+                  expire_at, lease_owner, image_digest(entry["image_id"])],
         )
         await self.redis.zadd(ks.index_all(), {key: entry["finished_ms"]}, gt=True)  # another slot: CLI only
         if dropped:

@@ -1,4 +1,5 @@
-"""`wfboost cache ls|show|explain|invalidate|stats`: look into the memoization cache and act on it.
+"""`wfboost cache ls|show|explain|invalidate|stats|inflight|export|import`: look into the memoization cache and
+act on it.
 
 Thin: every answer comes from wfboost.cache.admin, which uses the same store, keys and eligibility code as the
 webhook and the recorder. `explain` needs no Redis; the others read `--redis-url` (env WFBOOST_REDIS_URL).
@@ -42,6 +43,7 @@ from wfboost.cache.leases import describe_owner
 from wfboost.cache.redis_client import redact
 from wfboost.cache.store import CacheStore
 from wfboost.cache.tally import read_tallies
+from wfboost.cli import cache_backup
 from wfboost.cli.inputs import InputError, read_text
 from wfboost.cli.options import add_policy_option, add_redis_option
 from wfboost.cli.policy_file import read_policy
@@ -99,6 +101,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for sub in (ls, show, inv, stats, inflight, explain):
         add_redis_option(sub)
     add_policy_option(explain)
+    cache_backup.register(commands, _run)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
