@@ -4,8 +4,10 @@ its default values, follows its values everywhere (namespace, images, Redis, fea
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                               "shrinkTaskResults": True},
                  "policy": {"memoize": {"namespaces": ["team-*"]}}},
     "cert-manager": {"certificates": {"certManager": {"enabled": True}}},
+    "sidestore-s3": {"sidestore": {
+        "s3": {"bucket": "blobs", "region": "eu-west-1", "existingSecret": "s3-creds"},
+        "serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/w"}}},
     "cert-manager-issuer": {
         "certificates": {"certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
         "namespace": {"name": "team-x"},
@@ -228,6 +233,7 @@ def test_an_external_sentinel_deployment_is_reached_through_its_sentinels() -> N
                              "sentinel": {"masterName": "m"}}}}, "exclude each other"),
     ({"features": {"shrinkWorkflows": True}, "sidestore": {"enabled": False}}, "needs the side store"),
     ({"policy": {"features": {"memoize": True}}}, "feature switches go in the value `features`"),
+    ({"sidestore": {"s3": {"endpoint": "http://minio:9000"}}}, "sidestore.s3 needs a bucket"),
 ])
 def test_values_that_cannot_work_are_refused(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm_python.HelmError, match=re.escape(message)):
@@ -342,7 +348,8 @@ def test_a_secret_no_certificate_writes_is_found() -> None:
 def test_the_user_provided_secrets_are_the_documented_ones() -> None:
     """What values.yaml calls user-provided is exactly what the checks let through: documenting another value so
     would widen them, and a Secret the chart needs but does not document fails the checks of every rendering."""
-    assert user_provided_values() == [("images", "pullSecrets"), ("redis", "external", "existingSecret")]
+    assert user_provided_values() == [("images", "pullSecrets"), ("sidestore", "s3", "existingSecret"),
+                                      ("redis", "external", "existingSecret")]
     assert user_provided(VARIANTS["registry"]) == {"mirror-pull"}
     assert user_provided(VARIANTS["external-redis"]) == {"team-redis"}
     assert user_provided(VARIANTS["defaults"]) == set()
@@ -365,3 +372,39 @@ def test_the_replay_image_is_pulled_onto_every_node_unless_turned_off() -> None:
     assert pod["containers"][0]["imagePullPolicy"] == "IfNotPresent"
     assert pod["automountServiceAccountToken"] is False
     assert not [o for o in render_chart({"replayPrePull": {"enabled": False}}) if "prepull" in o["metadata"]["name"]]
+
+
+def sidestore_of(values: dict[str, Any]) -> tuple[dict[str, Any], list[Obj]]:
+    objects = render_chart(values)
+    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "wfboost-sidestore")
+    return deployment["spec"]["template"]["spec"], objects
+
+
+async def test_the_side_store_on_s3_keeps_blobs_in_the_bucket_the_values_name(tmp_path: Path) -> None:
+    """sidestore.s3: the rendered --backend, given to the side store's own backend code, writes to and reads from a
+    real S3-compatible server (moto) in the bucket and under the prefix the values name; no PVC, no data volume;
+    the credentials Secret becomes the environment obstore reads."""
+    from tests.sidestore_fixtures import s3_server_process
+    from wfboost.sidestore.config import make_backend
+
+    with s3_server_process() as s3:
+        s3.create_bucket("blobs")
+        pod, objects = sidestore_of({"sidestore": {"s3": {
+            "bucket": "blobs", "prefix": "/wfboost/", "endpoint": s3.url, "region": "us-east-1", "allowHttp": True,
+            "existingSecret": "s3-creds"}}})
+        container = pod["containers"][0]
+        (backend_arg,) = [a for a in container["args"] if a.startswith("--backend=")]
+        assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+        assert "data" not in {v["name"] for v in pod["volumes"]}
+        claims = {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+        assert "wfboost-sidestore" not in claims
+        backend = make_backend(backend_arg.removeprefix("--backend="), None)
+
+        async def chunks() -> Any:
+            yield b"moved out of etcd"
+
+        assert await backend.write("team-a/object", chunks()) == len(b"moved out of etcd")
+        assert b"".join([c async for c in backend.read("team-a/object", 0, 17)]) == b"moved out of etcd"
+        listing = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"{s3.url}/blobs?list-type=2", timeout=10).read().decode())
+        assert "<Key>wfboost/team-a/object</Key>" in listing
