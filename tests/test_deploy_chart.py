@@ -408,3 +408,12 @@ async def test_the_side_store_on_s3_keeps_blobs_in_the_bucket_the_values_name(tm
         listing = await asyncio.to_thread(
             lambda: urllib.request.urlopen(f"{s3.url}/blobs?list-type=2", timeout=10).read().decode())
         assert "<Key>wfboost/team-a/object</Key>" in listing
+
+
+def test_each_components_resources_are_values() -> None:
+    wanted = {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    for component, deployment in (("webhook", "wfboost"), ("recorder", "wfboost-recorder"),
+                                  ("sidestore", "wfboost-sidestore"), ("redis", "wfboost-redis")):
+        objects = render_chart({component: {"resources": wanted}})
+        found = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment)
+        assert found["spec"]["template"]["spec"]["containers"][0]["resources"] == wanted, component
