@@ -6,7 +6,7 @@ import math
 import time
 
 from tests.conftest import StartWebhook
-from wfboost_dev.demo.processes import start_redis
+from wfboost_dev.demo.processes import free_port, start_redis
 
 
 def wait_for(read: object, value: float, timeout: float = 20) -> None:
@@ -40,3 +40,14 @@ def test_without_redis_the_gauge_says_nothing(start_webhook: StartWebhook) -> No
     webhook = start_webhook()
     time.sleep(0.3)
     assert math.isnan(webhook.server.metrics.redis_up._value.get())  # neither up nor down: no false alert
+
+
+def test_an_unreachable_cluster_is_down_and_the_server_keeps_serving(start_webhook: StartWebhook) -> None:
+    """redis-py's Cluster client fails with RedisClusterException, which is no RedisError: the probe says 0 and the
+    webhook goes on admitting (failing open), it does not stop."""
+    webhook = start_webhook(settings={"redis_url": f"redis://127.0.0.1:{free_port()}/0?cluster=true",
+                                      "reload_interval": 0.1})
+    wait_for(webhook.server.metrics.redis_up._value.get, 0.0)
+    time.sleep(0.5)  # several failed probes
+    answer = webhook.api.request("GET", "/healthz")
+    assert answer.status == 200

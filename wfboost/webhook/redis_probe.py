@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from prometheus_client import Gauge
-from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 PING_TIMEOUT = 2.0  # seconds; the admission path's own timeouts are shorter, this only has to notice an outage
@@ -25,8 +24,8 @@ async def probe_redis(redis: Any, interval: float, up: Gauge) -> None:
         try:
             await asyncio.wait_for(redis.ping(), PING_TIMEOUT)
             now = 1.0
-        except (RedisError, OSError, TimeoutError) as exc:
-            now = 0.0
+        except Exception as exc:  # any failure is "down": redis-py's Cluster errors are no RedisError, and this
+            now = 0.0             # task must never stop the server it reports on
             if last != now:
                 log.warning("Redis does not answer: %s", exc or type(exc).__name__)
         if last == 0.0 and now == 1.0:
