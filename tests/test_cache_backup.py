@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.conftest import REDIS_DEPLOYMENTS, redis_deployment
 from wfboost.cache import keyspace as ks
 from wfboost.cache import redis_client
-from wfboost.cache.backup import BackupError, KeyRecord, read_export
+from wfboost.cache.backup import BackupError, KeyRecord, check_export, parse_export
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.store import CacheStore, Verdict, now_ms
 from wfboost.cli import main
@@ -74,8 +74,8 @@ def fill(url: str, prefix: str) -> list[str]:
     async def write(store: CacheStore) -> None:
         await store.record(entry(first, "old", finished_ms=recent - 60_000), retention=timedelta(days=90))
         await store.record(entry(first, "new", finished_ms=recent, value="43"), retention=timedelta(days=90))
-        await store.record_run(entry(first, "new", finished_ms=recent, value="43"), retention=timedelta(days=90),
-                               track=86400)
+        adopted = await store.lookup(first, staleness=timedelta(days=1))  # copies "new" onto the day's track
+        assert adopted.adopted and adopted.entry is not None and adopted.entry["entry_id"] == "new"
         await store.record(entry(second, "only", finished_ms=recent, digest="b"), retention=timedelta(days=90))
         hit = await store.lookup(second, staleness=timedelta(days=7), node="ml/u/wf.a")
         assert hit.verdict is Verdict.HIT
@@ -141,6 +141,17 @@ def _rekey(lines: list[bytes]) -> list[bytes]:
     return [lines[0], orjson.dumps(record), *lines[2:]]
 
 
+def _edited(line: bytes, change: Any) -> bytes:
+    record = orjson.loads(line)
+    change(record)
+    return orjson.dumps(record)
+
+
+def _finished_in_the_future(record: dict[str, Any]) -> None:
+    for value in record["entries"].values():
+        value["finished_ms"] = now_ms() + 86_400_000
+
+
 def _other_keyspace(lines: list[bytes]) -> list[bytes]:
     header = orjson.loads(lines[0])
     return [orjson.dumps({**header, "keyspace": "v0"}), *lines[1:]]
@@ -160,8 +171,11 @@ def _no_value(lines: list[bytes]) -> list[bytes]:
     (_no_value, "`value`"),
     (lambda lines: [b"{\"format\": \"something else\"}", *lines[1:]], "not a wfboost cache export"),
     (lambda lines: [lines[0], b"{not json", *lines[1:]], "line 2: not JSON"),
+    (lambda lines: [lines[0], _edited(lines[1], lambda r: r["tracks"].update({"\u00b2": next(iter(r["entries"]))})),
+                    *lines[2:]], "is not a staleness in seconds"),
+    (lambda lines: [lines[0], _edited(lines[1], _finished_in_the_future), *lines[2:]], "in the future"),
 ], ids=["cut short", "entry under another key", "other keyspace", "parameter without value", "not an export",
-        "not JSON"])
+        "not JSON", "track not digits", "finished in the future"])
 def test_what_is_not_a_whole_export_is_refused_and_nothing_is_written(
     source: RedisProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Any, said: str,
     request: pytest.FixtureRequest
@@ -225,8 +239,8 @@ names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_si
 def key_records(draw: st.DrawFn) -> KeyRecord:
     key = key_of(draw(names))
     ids = draw(st.lists(names, min_size=1, max_size=3, unique=True))
-    entries = {i: entry(key, i, finished_ms=draw(st.integers(0, 2**50)), staleness_s=draw(st.integers(0, 10**7)),
-                        value=draw(st.text(max_size=40))) for i in ids}
+    entries = {i: entry(key, i, finished_ms=draw(st.integers(0, 1_700_000_000_000)),
+                        staleness_s=draw(st.integers(0, 10**7)), value=draw(st.text(max_size=40))) for i in ids}
     tracks = {str(draw(st.integers(0, 10**7))): draw(st.sampled_from(ids)) for _ in range(draw(st.integers(1, 3)))}
     return {"key": key, "tracks": tracks, "entries": entries, "served": draw(st.lists(names, max_size=3)),
             "served_ttl_ms": draw(st.integers(0, 10**9))}
@@ -236,15 +250,65 @@ def key_records(draw: st.DrawFn) -> KeyRecord:
 @given(st.lists(key_records(), max_size=5))
 def test_any_export_reads_back_as_written(records: list[KeyRecord]) -> None:
     header = {"format": "wfboost-cache", "version": 1, "keyspace": ks.KEY_VERSION,
-              "exported_at": "2026-12-04T00:00:00Z", "keys": len(records)}
-    lines = [orjson.dumps(header), *(orjson.dumps(r) for r in records)]
-    read_header, read_records = read_export(lines)
-    assert read_header == header and read_records == records
-    with pytest.raises(BackupError):
-        read_export(lines[:-1] if records else [orjson.dumps({**header, "keys": 1})])
+              "exported_at": "2026-12-04T00:00:00Z", "exported_ms": 1_796_342_400_000}
+    lines = [orjson.dumps(header), *(orjson.dumps(r) for r in records), orjson.dumps({"end": True,
+                                                                                       "keys": len(records)})]
+    assert list(parse_export(lines)) == [header, *records]
+    assert check_export(lines).keys == len(records)
+    with pytest.raises(BackupError, match="cut short"):
+        check_export(lines[:-1])
+    with pytest.raises(BackupError, match="trailer counts"):
+        check_export([*lines[:-1], orjson.dumps({"end": True, "keys": len(records) + 1})])
 
 
 def test_export_progress_is_shown(source: RedisProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fill(source.url, "progress")
     assert main(["cache", "export", "--redis-url", source.url, "-o", str(tmp_path / "c.jsonl")]) == 0
     assert "read 2/2 keys" in capsys.readouterr().err
+
+
+def test_an_older_backup_never_brings_back_an_image_the_tag_has_moved_away_from(
+    source: RedisProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backup holds an entry of image a; since then the tag was pushed again and a run of image b recorded,
+    which dropped a's entries. Importing the backup must not drop b's entry and serve a's outputs again; a backup
+    entry newer than everything there still wins, as a new run would."""
+    key = key_of("pushed again")
+    old_ms = now_ms() - 7_200_000
+    run(source.url, lambda store: store.record(entry(key, "before", finished_ms=old_ms, digest="a"),
+                                                retention=timedelta(days=90)))
+    exported = tmp_path / "cache.jsonl"
+    assert main(["cache", "export", "--redis-url", source.url, "-o", str(exported)]) == 0
+    target = start_redis()
+    try:
+        run(target.url, lambda store: store.record(entry(key, "after", finished_ms=old_ms + 60_000, value="b",
+                                                         digest="b"), retention=timedelta(days=90)))
+        capsys.readouterr()
+        assert main(["cache", "import", "--redis-url", target.url, str(exported)]) == 0
+        assert "1 of an image the key has moved away from left out" in capsys.readouterr().out
+        kept = run(target.url, lambda store: store.lookup(key, staleness=timedelta(days=7), adopt=False))
+        assert kept.entry is not None and kept.entry["entry_id"] == "after"
+    finally:
+        target.stop()
+    newer = start_redis()
+    try:  # the backup's entry is the newest: it replaces the older image's entry
+        run(newer.url, lambda store: store.record(entry(key, "older", finished_ms=old_ms - 60_000, digest="b"),
+                                                  retention=timedelta(days=90)))
+        assert main(["cache", "import", "--redis-url", newer.url, str(exported)]) == 0
+        found = run(newer.url, lambda store: store.tracks(key))
+        assert {t: e["entry_id"] for t, e in found.items()} == {str(WEEK): "before"}
+    finally:
+        newer.stop()
+
+
+def test_served_nodes_keep_what_is_left_of_their_lifetime(source: RedisProcess, tmp_path: Path) -> None:
+    keys = fill(source.url, "lifetime")
+    exported = tmp_path / "cache.jsonl"
+    assert main(["cache", "export", "--redis-url", source.url, "-o", str(exported)]) == 0
+    target = start_redis()
+    try:
+        assert main(["cache", "import", "--redis-url", target.url, str(exported)]) == 0
+        left = run(target.url, lambda store: store.redis.pttl(ks.served_key(keys[1])))
+        assert 0 < left <= int(ks.SERVED_TTL.total_seconds() * 1000)
+    finally:
+        target.stop()

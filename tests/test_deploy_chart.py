@@ -234,6 +234,8 @@ def test_an_external_sentinel_deployment_is_reached_through_its_sentinels() -> N
     ({"features": {"shrinkWorkflows": True}, "sidestore": {"enabled": False}}, "needs the side store"),
     ({"policy": {"features": {"memoize": True}}}, "feature switches go in the value `features`"),
     ({"sidestore": {"s3": {"endpoint": "http://minio:9000"}}}, "sidestore.s3 needs a bucket"),
+    ({"sidestore": {"s3": {"bucket": "b", "prefix": "team#1"}}}, "may not hold ?, #, %, & or spaces"),
+    ({"sidestore": {"s3": {"bucket": "b", "endpoint": "http://minio:9000"}}}, "set sidestore.s3.allowHttp"),
 ])
 def test_values_that_cannot_work_are_refused(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm_python.HelmError, match=re.escape(message)):

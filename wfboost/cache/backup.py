@@ -2,19 +2,22 @@
 
 A volume snapshot of the bundled Valkey restores only onto the same kind of deployment; an export is a file that
 imports anywhere (a single server into a Cluster, a Sentinel master, another install) and that a person can read.
-An import goes through the recorder's own write (record.lua), track by track, so expiry, the index, the image-digest
-rule and "a track only moves to a newer result" are what recording makes them; importing twice writes nothing new.
+An import goes through the recorder's own write (record.lua, `CacheStore.restore`), track by track, so expiry, the
+index and "a track only moves to a newer result" are what recording makes them, and importing twice writes nothing
+new. One rule differs: a restored entry never drops entries that finished after it. When the key's entries now run
+another image (the tag was pushed again since the backup), the older image's outputs stay out (`superseded`).
 
-Format, JSON Lines (one object per line, UTF-8):
+Format, JSON Lines (one object per line, UTF-8), written and read one line at a time:
 
-- a header: `{"format": "wfboost-cache", "version": 1, "keyspace": "v1", "exported_at": RFC 3339, "keys": N}`;
-- then one line per cache key: `{"key": K, "tracks": {"<staleness s>": "<entry id>", ...}, "entries": {"<entry
-  id>": entry, ...}, "served": [node, ...], "served_ttl_ms": ms}` (an entry as wfboost.cache.entries has it;
-  `served`: the nodes already given a hit from K, so that their retries still run for real).
+- a header: `{"format": "wfboost-cache", "version": 1, "keyspace": "v1", "exported_at": RFC 3339, "exported_ms": ms}`;
+- one line per cache key: `{"key": K, "tracks": {"<staleness s>": "<entry id>", ...}, "entries": {"<entry id>":
+  entry, ...}, "served": [node, ...], "served_ttl_ms": ms}` (an entry as wfboost.cache.entries has it; `served`:
+  the nodes already given a hit from K, so that their retries still run for real), each key read in one script;
+- a trailer: `{"end": true, "keys": N}`. A file without it was cut short.
 
 Not exported: leases and waiting followers (in-flight state that an import could only make wrong), tallies and the
-store's counters (statistics, not cache). Every line is checked before anything is written: a file cut short (fewer
-keys than its header says), a line that is not an entry of its key, another keyspace version: nothing is imported.
+store's counters (statistics, not cache). The whole file is checked before anything is written: cut short, a line
+that is not an entry of its key, another keyspace version: nothing is imported.
 
 What an import cannot know is what was invalidated after the export: those entries come back. The command says so;
 run the invalidations again after an import (docs/operations.md, "Back up and restore the cache").
@@ -38,13 +41,26 @@ from wfboost.cache.store import CacheStore, now_ms
 
 FORMAT: Final = "wfboost-cache"
 VERSION: Final = 1
+PROGRESS_EVERY: Final = 1000
+FUTURE_SKEW_MS: Final = 10 * 60 * 1000  # an entry that finishes later than this from now is not a backup's
 _KEY = re.compile(r"[0-9a-f]{64}")
+_TRACK = re.compile(r"[0-9]{1,12}")
 _ENTRY_FIELDS: Final = {"key": str, "entry_id": str, "finished_at": str, "finished_ms": int, "staleness_s": int,
                         "parameters": list, "artifacts": list, "image": str, "image_id": str, "producer": dict,
                         "recorded_at": str}
 _PRODUCER_FIELDS: Final = ("namespace", "workflow", "workflow_uid", "node_id", "node_name", "pod")
-PROGRESS_EVERY: Final = 1000
 _SERVED_TTL_MS: Final = int(ks.SERVED_TTL.total_seconds() * 1000)
+# One key's tracks, entries and served nodes as of one moment (a record in between could move a track).
+_READ_KEY: Final = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]),
+        redis.call('PTTL', KEYS[3])}
+"""
+# The served nodes and their lifetime in one step (never a set left without expiry).
+_RESTORE_SERVED: Final = """
+for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
 
 
 class BackupError(CacheError, ValueError):
@@ -56,7 +72,7 @@ class Header(TypedDict):
     version: int
     keyspace: str
     exported_at: str
-    keys: int
+    exported_ms: int
 
 
 class KeyRecord(TypedDict):
@@ -68,77 +84,113 @@ class KeyRecord(TypedDict):
 
 
 @dataclass(frozen=True)
+class Checked:
+    header: Header
+    keys: int
+    entries: int
+
+
+@dataclass(frozen=True)
 class Imported:
     keys: int
     tracks_written: int  # tracks that moved to the file's entry (0 on a second import of the same file)
     tracks_kept: int  # tracks that already held that entry or a newer one
     tracks_expired: int  # entries past retention now, not written
+    tracks_superseded: int  # entries of an image the key has since moved away from, not written
 
 
 # --- export ----------------------------------------------------------------------------------------------------
 
 
-async def export_lines(store: CacheStore, progress: Callable[[int, int], None] = lambda done, total: None
-                       ) -> Iterator[bytes]:
-    """The export, line by line (header first). Keys that expire while it runs are left out, so the header's count
-    is of the keys written: it is the last thing known, so the lines are gathered before they are handed out."""
+def header_now() -> Header:
+    now = datetime.datetime.now(datetime.UTC)
+    return {"format": FORMAT, "version": VERSION, "keyspace": ks.KEY_VERSION,
+            "exported_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "exported_ms": int(now.timestamp() * 1000)}
+
+
+async def export(store: CacheStore, write: Callable[[bytes], object],
+                 progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Write the export line by line (each followed by a newline); the number of keys written. Keys that expire
+    while it runs are left out."""
+    read_key = store.redis.register_script(_READ_KEY)
     keys = await store.keys()
-    lines: list[bytes] = []
+    write(orjson.dumps(header_now()) + b"\n")
+    written = 0
     for number, key in enumerate(keys, 1):
-        record = await _key_record(store, key)
+        record = _key_record(key, await read_key(keys=[ks.tracks_key(key), ks.entries_key(key), ks.served_key(key)]))
         if record is not None:
-            lines.append(orjson.dumps(record))
+            write(orjson.dumps(record) + b"\n")
+            written += 1
         if number % PROGRESS_EVERY == 0 or number == len(keys):
             progress(number, len(keys))
-    header: Header = {"format": FORMAT, "version": VERSION, "keyspace": ks.KEY_VERSION,
-                      "exported_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      "keys": len(lines)}
-    return iter([orjson.dumps(header), *lines])
+    write(orjson.dumps({"end": True, "keys": written}) + b"\n")
+    return written
 
 
-async def _key_record(store: CacheStore, key: str) -> KeyRecord | None:
-    redis = store.redis
-    tracks_raw = await redis.hgetall(ks.tracks_key(key))
-    entries_raw = await redis.hgetall(ks.entries_key(key))
-    served_raw = await redis.smembers(ks.served_key(key))
-    served_ttl = int(await redis.pttl(ks.served_key(key)))
-    bodies = {_text(k): v for k, v in entries_raw.items()}
+def _key_record(key: str, answer: list[Any]) -> KeyRecord | None:
+    tracks_raw, entries_raw, served_raw, served_ttl = answer
+    bodies = {_text(k): v for k, v in zip(entries_raw[::2], entries_raw[1::2], strict=True)}
     tracks: dict[str, str] = {}
     entries: dict[str, CacheEntry] = {}
-    for field, value in tracks_raw.items():
+    for field, value in zip(tracks_raw[::2], tracks_raw[1::2], strict=True):
         entry_id = _text(value).split(":", 1)[1]
-        if entry_id in bodies:
+        body = bodies.get(entry_id)
+        if body is not None:
             tracks[_text(field).removeprefix("t:")] = entry_id
-            entries[entry_id] = cast(CacheEntry, orjson.loads(bodies[entry_id]))
+            entries[entry_id] = cast(CacheEntry, orjson.loads(body))
     if not tracks:
         return None  # expired or invalidated since the index was read
     return {"key": key, "tracks": tracks, "entries": entries, "served": sorted(_text(n) for n in served_raw),
-            "served_ttl_ms": max(0, served_ttl) if served_raw else 0}
+            "served_ttl_ms": max(0, int(served_ttl)) if served_raw else 0}
 
 
 # --- import ----------------------------------------------------------------------------------------------------
 
 
-def read_export(lines: Iterable[bytes]) -> tuple[Header, list[KeyRecord]]:
-    """The whole file, checked; BackupError naming the first line that is wrong."""
+def parse_export(lines: Iterable[bytes]) -> Iterator[Header | KeyRecord]:
+    """The header, then each key's record, each checked; BackupError naming the first line that is wrong, and at
+    the end when the trailer is missing or counts other keys."""
     header: Header | None = None
-    records: list[KeyRecord] = []
+    keys = 0
+    ended = False
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if ended:
+            raise BackupError(f"line {number}: after the trailer")
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise BackupError(f"line {number}: not JSON ({exc})") from None
         if header is None:
             header = _check_header(value, number)
+            yield header
+        elif isinstance(value, dict) and value.get("end") is True:
+            if value.get("keys") != keys:
+                raise BackupError(f"line {number}: the trailer counts {value.get('keys')!r} keys, the file holds "
+                                  f"{keys}")
+            ended = True
         else:
-            records.append(_check_record(value, number))
+            keys += 1
+            yield _check_record(value, number)
     if header is None:
         raise BackupError("the file is empty: not a wfboost cache export")
-    if len(records) != header["keys"]:
-        raise BackupError(f"the file holds {len(records)} of the {header['keys']} keys its header counts: cut short?")
-    return header, records
+    if not ended:
+        raise BackupError(f"no trailer after {keys} keys: the file was cut short")
+
+
+def check_export(lines: Iterable[bytes]) -> Checked:
+    """Read a whole export, keeping nothing but counts."""
+    header: Header | None = None
+    keys = entries = 0
+    for item in parse_export(lines):
+        if header is None:
+            header = cast(Header, item)
+        else:
+            keys += 1
+            entries += len(cast(KeyRecord, item)["entries"])
+    assert header is not None  # parse_export raises on a file without one
+    return Checked(header, keys, entries)
 
 
 def _check_header(value: Any, number: int) -> Header:
@@ -150,8 +202,8 @@ def _check_header(value: Any, number: int) -> Header:
     if value.get("keyspace") != ks.KEY_VERSION:
         raise BackupError(f"line {number}: keyspace {value.get('keyspace')!r}; this wfboost keys its cache as "
                           f"{ks.KEY_VERSION!r}, and entries keyed otherwise would never be found")
-    if not isinstance(value.get("keys"), int) or not isinstance(value.get("exported_at"), str):
-        raise BackupError(f"line {number}: the header lacks `keys` or `exported_at`")
+    if not _is_int(value.get("exported_ms")) or not isinstance(value.get("exported_at"), str):
+        raise BackupError(f"line {number}: the header lacks `exported_at` or `exported_ms`")
     return cast(Header, value)
 
 
@@ -166,17 +218,18 @@ def _check_record(value: Any, number: int) -> KeyRecord:
     if not isinstance(tracks, dict) or not tracks or not isinstance(entries, dict):
         raise BackupError(f"{where}: `tracks` and `entries` must be objects, `tracks` not empty")
     for track, entry_id in tracks.items():
-        if not track.isdigit() or not isinstance(entry_id, str) or entry_id not in entries:
-            raise BackupError(f"{where}: track {track!r} does not name one of the line's entries")
+        if not _TRACK.fullmatch(track) or not isinstance(entry_id, str) or entry_id not in entries:
+            raise BackupError(f"{where}: track {track!r} is not a staleness in seconds naming one of the line's "
+                              "entries")
     for entry_id, entry in entries.items():
         _check_entry(entry, key, entry_id, f"{where}, entry {entry_id!r}")
     served = value.get("served", [])
     if not isinstance(served, list) or not all(isinstance(n, str) for n in served):
         raise BackupError(f"{where}: `served` must be a list of node names")
-    if not isinstance(value.get("served_ttl_ms", 0), int):
-        raise BackupError(f"{where}: `served_ttl_ms` must be an integer")
-    return cast(KeyRecord, {"key": key, "tracks": tracks, "entries": entries, "served": served,
-                            "served_ttl_ms": value.get("served_ttl_ms", 0)})
+    served_ttl = value.get("served_ttl_ms", 0)
+    if not _is_int(served_ttl) or served_ttl < 0:
+        raise BackupError(f"{where}: `served_ttl_ms` must be an integer ≥ 0")
+    return {"key": key, "tracks": tracks, "entries": entries, "served": served, "served_ttl_ms": served_ttl}
 
 
 def _check_entry(entry: Any, key: str, entry_id: str, where: str) -> None:
@@ -185,11 +238,15 @@ def _check_entry(entry: Any, key: str, entry_id: str, where: str) -> None:
     if not isinstance(entry, dict):
         raise BackupError(f"{where}: not an object")
     for name, kind in _ENTRY_FIELDS.items():
-        if not isinstance(entry.get(name), kind) or (kind is int and isinstance(entry.get(name), bool)):
+        if not (_is_int(entry.get(name)) if kind is int else isinstance(entry.get(name), kind)):
             raise BackupError(f"{where}: `{name}` missing or not a {kind.__name__}")
     if entry["key"] != key or entry["entry_id"] != entry_id:
         raise BackupError(f"{where}: the entry names key {entry['key'][:16]}… / id {entry['entry_id']!r}, not its "
                           "line's: an entry filed under another key would be served for the wrong step")
+    if not 0 <= entry["finished_ms"] <= now_ms() + FUTURE_SKEW_MS:
+        raise BackupError(f"{where}: `finished_ms` is in the future: its track would never take a newer real run")
+    if entry["staleness_s"] < 0 or ("ran_ms" in entry and (not _is_int(entry["ran_ms"]) or entry["ran_ms"] < 0)):
+        raise BackupError(f"{where}: `staleness_s` and `ran_ms` must be integers ≥ 0")
     for parameter in entry["parameters"]:
         if not (isinstance(parameter, dict) and isinstance(parameter.get("name"), str)
                 and isinstance(parameter.get("value"), str)):
@@ -200,35 +257,40 @@ def _check_entry(entry: Any, key: str, entry_id: str, where: str) -> None:
         raise BackupError(f"{where}: `producer` needs {', '.join(_PRODUCER_FIELDS)}")
     if "result" in entry and not isinstance(entry["result"], str):
         raise BackupError(f"{where}: `result` must be a string")
-    if "ran_ms" in entry and (not isinstance(entry["ran_ms"], int) or isinstance(entry["ran_ms"], bool)):
-        raise BackupError(f"{where}: `ran_ms` must be an integer")
 
 
-async def import_records(store: CacheStore, records: list[KeyRecord], *, retention: timedelta,
-                         progress: Callable[[int, int], None] = lambda done, total: None) -> Imported:
-    """Write checked records through the recorder's path. Entries past `retention` expire at once, as they would
-    have; a key's tracks are written oldest entry first, so the image-digest rule sees them in the order they ran."""
-    written = kept = expired = 0
+async def import_export(store: CacheStore, lines: Iterable[bytes], *, retention: timedelta, total: int,
+                        progress: Callable[[int, int], None] = lambda done, total: None) -> Imported:
+    """Write a checked export through the recorder's path. A key's served nodes go first (a retry of one of them must
+    never meet an entry without them); then its tracks, oldest entry first. Entries past `retention` stay out, as
+    they would have expired here too."""
+    restore_served = store.redis.register_script(_RESTORE_SERVED)
+    counts = {"written": 0, "kept": 0, "expired": 0, "superseded": 0}
     cutoff = now_ms() - int(retention.total_seconds() * 1000)
-    for number, record in enumerate(records, 1):
+    items = parse_export(lines)
+    header = cast(Header, next(items))
+    elapsed = max(0, now_ms() - header["exported_ms"])
+    keys = 0
+    for item in items:
+        record = cast(KeyRecord, item)
+        keys += 1
+        lifetime = min(record["served_ttl_ms"] or _SERVED_TTL_MS, _SERVED_TTL_MS) - elapsed
+        if record["served"] and lifetime > 0:  # what is left of the nodes' lifetime since the export
+            await restore_served(keys=[ks.served_key(record["key"])], args=[lifetime, *record["served"]])
         pairs = sorted(record["tracks"].items(), key=lambda item: record["entries"][item[1]]["finished_ms"])
         for track, entry_id in pairs:
             entry = record["entries"][entry_id]
             if entry["finished_ms"] <= cutoff:
-                expired += 1  # past retention since the export: it would have expired here too
+                counts["expired"] += 1
                 continue
-            moved, _ = await store.record_run(entry, retention=retention, track=int(track))
-            written += int(moved)
-            kept += int(not moved)
-        if record["served"]:  # the nodes' lifetime as exported (never longer than a lookup would give it)
-            served = ks.served_key(record["key"])
-            lifetime = min(record["served_ttl_ms"] or _SERVED_TTL_MS, _SERVED_TTL_MS)
-            await store.redis.sadd(served, *record["served"])
-            if int(await store.redis.pttl(served)) < lifetime:
-                await store.redis.pexpire(served, lifetime)
-        if number % PROGRESS_EVERY == 0 or number == len(records):
-            progress(number, len(records))
-    return Imported(len(records), written, kept, expired)
+            counts[await store.restore(entry, retention=retention, track=int(track))] += 1
+        if keys % PROGRESS_EVERY == 0 or keys == total:
+            progress(keys, total)
+    return Imported(keys, counts["written"], counts["kept"], counts["expired"], counts["superseded"])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _text(value: Any) -> str:

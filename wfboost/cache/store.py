@@ -155,25 +155,37 @@ class CacheStore:
         moved, _ = await self.record_run(entry, retention=retention, lease_owner=lease_owner)
         return moved
 
-    async def record_run(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "",
-                         track: int | None = None) -> tuple[bool, bool]:
-        """`record`, and whether the lease `lease_owner` names was held and is now released (latching). `track`:
-        the staleness track to write (default the entry's own; an import restores tracks a lookup adopted)."""
+    async def record_run(self, entry: CacheEntry, *, retention: timedelta, lease_owner: str = "") -> tuple[bool, bool]:
+        """`record`, and whether the lease `lease_owner` names was held and is now released (latching)."""
+        replaced, released, _ = await self._write(entry, retention, str(entry["staleness_s"]), lease_owner, False)
+        return replaced, released
+
+    async def restore(self, entry: CacheEntry, *, retention: timedelta, track: int) -> str:
+        """Write an entry from a backup on `track` (a lookup may have adopted it there): "written", "kept" (the track
+        already holds it or a newer one) or "superseded" (the key's entries now run another image and one finished
+        after this entry: the tag was pushed again since the backup, so its outputs must not come back)."""
+        replaced, _, superseded = await self._write(entry, retention, str(track), "", True)
+        return "superseded" if superseded else "written" if replaced else "kept"
+
+    async def _write(self, entry: CacheEntry, retention: timedelta, track: str, lease_owner: str,
+                     restoring: bool) -> tuple[bool, bool, bool]:
         key = entry["key"]
         body = orjson.dumps(entry)
         expire_at = entry["finished_ms"] + int(retention.total_seconds() * 1000)
-        replaced, dropped, released = await self._record(
+        replaced, dropped, released, superseded = await self._record(
             keys=[ks.tracks_key(key), ks.entries_key(key), ks.lease_key(key), ks.digest_key(key)],
-            args=[str(entry["staleness_s"] if track is None else track), entry["finished_ms"], entry["entry_id"], body,
-                  expire_at, lease_owner, image_digest(entry["image_id"])],
+            args=[track, entry["finished_ms"], entry["entry_id"], body, expire_at, lease_owner,
+                  image_digest(entry["image_id"]), "1" if restoring else "0"],
         )
+        if superseded:
+            return False, False, True
         await self.redis.zadd(ks.index_all(), {key: entry["finished_ms"]}, gt=True)  # another slot: CLI only
         if dropped:
             await self.redis.hincrby(ks.stats_key(), "invalidated", int(dropped))
         if replaced:
             await self.redis.hincrby(ks.stats_key(), "recorded", 1)
             await self.redis.hincrby(ks.stats_key(), "bytes", len(body))
-        return bool(replaced), bool(released)
+        return bool(replaced), bool(released), False
 
     # --- reading, for the CLI -------------------------------------------------------------------------------
 
