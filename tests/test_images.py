@@ -40,7 +40,7 @@ from wfboost.cache.store import CacheStore
 from wfboost_dev.demo.processes import RedisProcess, free_ports
 from wfboost_dev.deploy.kustomize import render_base
 from wfboost_dev.deploy.objects import containers, pod_specs
-from wfboost_dev.images import Images, build_all, podman, version
+from wfboost_dev.images import Images, build_all, podman, remove, version
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(os.environ.get("WFBOOST_IMAGES_CHECK") != "1",
@@ -55,9 +55,14 @@ CACHED = {"rows": "42\n", "schema": '{"columns": ["a", "b$(HOME)"], "note": "it\
 
 
 @pytest.fixture(scope="module")
-def images() -> Images:
-    """Built for WFBOOST_IMAGES_PLATFORM (`make images-check IMAGES_PLATFORM=linux/arm64`), default this machine's."""
-    return build_all(os.environ.get("WFBOOST_IMAGES_PLATFORM") or None, announce=lambda line: print(line, flush=True))
+def images() -> Iterator[Images]:
+    """Built for WFBOOST_IMAGES_PLATFORM (`make images-check IMAGES_PLATFORM=linux/arm64`), default this machine's;
+    removed afterwards."""
+    built = build_all(os.environ.get("WFBOOST_IMAGES_PLATFORM") or None, announce=lambda line: print(line, flush=True))
+    try:
+        yield built
+    finally:
+        remove(built)
 
 
 def manifest_container(name: str, kind: str = "Deployment") -> tuple[dict[str, Any], dict[str, Any]]:

@@ -193,6 +193,15 @@ def build_all(target: str | None = None, announce: Callable[[str], None] = print
     return build_images(target, python_image, busybox_image)
 
 
+def remove(images: Images) -> None:
+    """Drop what a check built (both images and their stand-in bases) and the layers nothing uses any more: each
+    run builds anew, and a CI machine would otherwise keep every run's half gigabyte."""
+    arch = arch_of(images.platform)
+    podman("rmi", "--force", images.service, images.replay, f"{STANDIN_PREFIX}/python:3.11-slim-{arch}",
+           f"{STANDIN_PREFIX}/busybox:1.36-musl-{arch}", check=False)
+    podman("image", "prune", "--force", check=False)
+
+
 def standin_manifests(targets: Sequence[str], announce: Callable[[str], None] = print) -> tuple[str, str]:
     """Stand-in bases for every platform in `targets`, each gathered in a manifest list under the stand-in name
     (python:3.11-slim, busybox:1.36-musl), which is what a multi-platform `make images` needs as its bases."""
