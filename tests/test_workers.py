@@ -194,3 +194,16 @@ async def test_a_worker_that_answers_late_keeps_its_last_counts() -> None:
         totals.append(sum(s.value for family in status.collect() for s in family.samples))
         answers.pop(0)
     assert totals == [200.0, 201.0]
+
+
+def test_workers_end_when_their_parent_is_killed(serve_workers: Any) -> None:
+    """SIGKILL (or an OOM kill) runs no cleanup in the parent: its workers must not go on serving the port alone."""
+    served = serve_workers(2)
+    workers = children(served.process.pid)
+    assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    served.process.kill()
+    served.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)

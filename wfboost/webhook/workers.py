@@ -20,6 +20,7 @@ server does; the parent exits when they have.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from typing import Final
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -57,12 +59,36 @@ def serve_workers(config: WebhookConfig, workers: int, start_worker: Callable[[W
     processes: list[BaseProcess] = []
     for index, socket_path in enumerate(sockets):
         worker_config = replace(config, reuse_port=True, metrics_port=0, status_socket=socket_path)
-        process = context.Process(target=start_worker, args=(worker_config,), name=f"wfboost-webhook-{index}")
+        process = context.Process(target=_run_worker, args=(start_worker, worker_config, os.getpid()),
+                                  name=f"wfboost-webhook-{index}")
         process.start()
         processes.append(process)
     log.info("webhook: %d worker processes on port %d (pids %s)", workers, config.port,
              ", ".join(str(p.pid) for p in processes))
     return asyncio.run(_supervise(config, processes, sockets))
+
+
+_PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+
+
+def _run_worker(start_worker: Callable[[WebhookConfig], None], config: WebhookConfig, parent: int) -> None:
+    """A worker that ends with its parent: killed parents (SIGKILL, an OOM kill) run no `finally`, and workers left
+    behind would go on serving the port with what they loaded, unsupervised and out of every probe's sight. Linux
+    sends SIGTERM (a drain) when the parent dies; elsewhere the worker runs as before."""
+    _die_with_parent(parent)
+    start_worker(config)
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    except (OSError, AttributeError) as exc:
+        log.warning("webhook: this worker will not stop by itself if its parent is killed (%s)", exc)
+        return
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(0)
 
 
 async def _supervise(config: WebhookConfig, processes: list[BaseProcess], sockets: list[str]) -> int:
