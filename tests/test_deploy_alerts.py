@@ -18,6 +18,7 @@ from wfboost_dev.deploy.chart import render_chart
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (make deploy-check installs it)")
 NS = 'namespace="wfboost"'
+NANS = " ".join(["NaN"] * 41)  # promtool's `NaNxN` shorthand is not parsed
 
 
 def series(name: str, values: str, **labels: str) -> dict[str, str]:
@@ -33,6 +34,12 @@ CASES: list[tuple[str, str, list[dict[str, str]], str, bool]] = [
     ("WfboostRedisUnavailable", "one webhook pod's PING fails, the other answers", [
         series("wfboost_redis_up", "1x40", pod="webhook-a"), series("wfboost_redis_up", "1 0x40", pod="webhook-b")],
      "30m", True),
+    ("WfboostRedisUnavailable", "webhooks without Redis configured (the gauge is NaN)",
+     [series("wfboost_redis_up", NANS, pod="webhook-a"), series("wfboost_redis_up", NANS, pod="webhook-b")],
+     "30m", False),
+    ("WfboostRedisUnavailable", "lookups fail open with store_unavailable (the PINGs pass)",
+     [series("wfboost_redis_up", "1x40", pod="webhook-a"),
+      series("wfboost_fail_open_total", "0+2x40", reason="store_unavailable")], "30m", True),
     ("WfboostRedisUnavailable", "Redis answers, admissions succeed",
      [series("wfboost_redis_up", "1x40", pod="webhook-a"),
       series("wfboost_fail_open_total", "0x40", reason="store_unavailable")], "30m", False),
@@ -45,14 +52,17 @@ CASES: list[tuple[str, str, list[dict[str, str]], str, bool]] = [
     ("WfboostFailingOpen", "1% of admissions fail open",
      [series("wfboost_admission_requests_total", "0+100x60", route="pods", outcome="patched"),
       series("wfboost_fail_open_total", "0+1x60", reason="store_unavailable")], "40m", False),
-    ("WfboostNoHits", "pods are seen, none is a hit, for eight hours",
+    ("WfboostNoHits", "pods are seen and none was ever a hit (no hit series exists at all)",
+     [series("wfboost_memo_decisions_total", "0+5x480", decision="miss", reason="no_entry")], "7h30m", True),
+    ("WfboostNoHits", "hits stopped eight hours ago",
      [series("wfboost_memo_decisions_total", "0+5x480", decision="miss", reason="no_entry"),
-      series("wfboost_memo_decisions_total", "0x480", decision="hit", reason="")], "7h30m", True),
+      series("wfboost_memo_decisions_total", "0+1x20 20x460", decision="hit", reason="")], "7h30m", True),
     ("WfboostNoHits", "pods are seen and some are hits",
      [series("wfboost_memo_decisions_total", "0+5x480", decision="miss", reason="no_entry"),
       series("wfboost_memo_decisions_total", "0+1x480", decision="hit", reason="")], "7h30m", False),
     ("WfboostNoHits", "no pods at all (a quiet cluster is not a broken cache)",
      [series("wfboost_memo_decisions_total", "0x480", decision="miss", reason="no_entry")], "7h30m", False),
+    ("WfboostNoHits", "memoization sees nothing: no decision series at all", [], "7h30m", False),
     ("WfboostCertificateExpiresSoon", "the side store's certificate expires in 3 days",
      [series("wfboost_tls_certificate_not_after_seconds", f"{3 * 86400}x120", service="wfboost-sidestore"),
       series("wfboost_tls_certificate_not_after_seconds", f"{300 * 86400}x120", service="wfboost")], "90m", True),
