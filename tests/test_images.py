@@ -80,13 +80,16 @@ def security_flags(pod: Mapping[str, Any], container: Mapping[str, Any]) -> list
     flags: list[str] = []
     user = merged.pop("runAsUser", None)
     group = merged.pop("runAsGroup", None)
+    assert user is not None or group is None, "runAsGroup without runAsUser is not translated here"
     if user is not None:
         flags += ["--user", f"{user}:{group if group is not None else user}"]
     if merged.pop("readOnlyRootFilesystem", False):
-        flags.append("--read-only")
+        flags += ["--read-only", "--read-only-tmpfs=false"]  # podman's default adds writable /tmp, /run: Kubernetes not
     if merged.pop("allowPrivilegeEscalation", True) is False:
         flags += ["--security-opt", "no-new-privileges"]
-    for capability in (merged.pop("capabilities", None) or {}).get("drop") or []:
+    capabilities = merged.pop("capabilities", None) or {}
+    assert not capabilities.get("add"), capabilities  # not translated: none is asked for
+    for capability in capabilities.get("drop") or []:
         flags += ["--cap-drop", capability]
     assert merged.pop("runAsNonRoot", True) is True
     assert merged.pop("seccompProfile", {"type": "RuntimeDefault"}) == {"type": "RuntimeDefault"}  # podman's default
@@ -140,13 +143,22 @@ def webhook_in_image(images: Images, tls_material: TlsMaterial, valkey: RedisPro
         "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\n"
         f"memoize: {{namespaces: [ml], replay: {{image: '{images.replay}'}}}}\n")
     readable_copy(policy_dir, tmp_path / "policy-volume")
+    client = tmp_path / "sidestore-client-source"  # the side store client Secret: a token and the side store's CA
+    client.mkdir()
+    (client / "token").write_text("a-token-for-the-side-store")
+    (client / "ca.crt").write_bytes(tls_material.ca_bundle.read_bytes())
     port, metrics = free_ports(2)
     name = f"wfboost-check-webhook-{port}"
+    # The manifest's env as the kubelet gives it: literal values, POD_NAMESPACE from the pod, the Redis URL (whose
+    # password comes from a Secret) pointed at this test's Valkey.
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(POD_NAMESPACE="wfboost", WFBOOST_REDIS_URL=valkey.url)
     podman("run", "--detach", "--name", name, "--network", "host", *images.run_flags,
            *security_flags(pod, container),
            "-v", f"{tls}:{mounts['tls']}:ro", "-v", f"{tmp_path / 'policy-volume'}:{mounts['policy']}:ro",
-           "-e", "POD_NAMESPACE=wfboost", images.service,
-           *container["args"], f"--port={port}", f"--metrics-port={metrics}", f"--redis-url={valkey.url}")
+           "-v", f"{readable_copy(client, tmp_path / 'sidestore-client')}:{mounts['sidestore-client']}:ro",
+           *(flag for key, value in env.items() for flag in ("-e", f"{key}={value}")), images.service,
+           *container["args"], f"--port={port}", f"--metrics-port={metrics}")
     try:
         wait_ready(metrics, name)
         yield ApiServer(port, tls_material.ca_bundle)
@@ -304,3 +316,22 @@ def test_the_replay_prepull_pod_idles_in_the_replay_image_and_stops_on_term(imag
         assert state == ["0", "false"], (state, podman("logs", name, check=False))
     finally:
         podman("rm", "--force", name, check=False)
+
+
+def test_a_cache_import_runs_in_the_recorders_container(images: Images, valkey: RedisProcess, tmp_path: Path) -> None:
+    """docs/operations.md restores the cache with `kubectl exec -i deploy/wfboost-recorder -- wfboost cache import
+    ... -`: with the recorder's read-only root and its mounts, standard input is spooled to its /tmp emptyDir."""
+    from wfboost.cli import main
+
+    pod, container = manifest_container("wfboost-recorder")
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    exported = tmp_path / "cache.jsonl"
+    assert main(["cache", "export", "--redis-url", valkey.url, "-o", str(exported)]) == 0
+    flags = security_flags(pod, container)
+    for mount in container["volumeMounts"]:
+        if mount["name"] in empty_dirs:
+            flags += ["-v", f"{volume_dir(tmp_path / mount['name'])}:{mount['mountPath']}"]
+    assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"] if m["name"] in empty_dirs}
+    printed = podman("run", "--rm", "-i", "--network", "host", *images.run_flags, *flags, images.service,
+                     "cache", "import", "--redis-url", valkey.url, "-", stdin=exported.read_bytes())
+    assert printed.startswith("imported "), printed

@@ -185,17 +185,23 @@ def build_all(target: str | None = None, announce: Callable[[str], None] = print
     """Stand-in bases, then both images, for `target` (default: this machine's platform); each step announced."""
     target = target or host_platform()
     arch = arch_of(target)
-    announce(f"[1/3] {target}: stand-in for python:3.11-slim, Debian {DEBIAN_SUITE} python3 (mmdebstrap)")
-    python_image = import_python_standin(arch)
-    announce(f"[2/3] {target}: stand-in for busybox:1.36-musl, Debian busybox-static")
-    busybox_image = import_busybox_standin(arch)
-    announce(f"[3/3] {target}: building deploy/images/Dockerfile and deploy/images/replay/Dockerfile (podman)")
-    return build_images(target, python_image, busybox_image)
+    try:
+        announce(f"[1/3] {target}: stand-in for python:3.11-slim, Debian {DEBIAN_SUITE} python3 (mmdebstrap)")
+        python_image = import_python_standin(arch)
+        announce(f"[2/3] {target}: stand-in for busybox:1.36-musl, Debian busybox-static")
+        busybox_image = import_busybox_standin(arch)
+        announce(f"[3/3] {target}: building deploy/images/Dockerfile and deploy/images/replay/Dockerfile (podman)")
+        return build_images(target, python_image, busybox_image)
+    except BaseException:
+        tag = f"{version()}-{arch}"
+        remove(Images(f"{CHECK_PREFIX}/wfboost:{tag}", f"{CHECK_PREFIX}/replay:{tag}", target))
+        raise
 
 
 def remove(images: Images) -> None:
     """Drop what a check built (both images and their stand-in bases) and the layers nothing uses any more: each
-    run builds anew, and a CI machine would otherwise keep every run's half gigabyte."""
+    run builds anew, and a CI machine would otherwise keep every run's half gigabyte. The prune takes every dangling
+    image of the machine's podman storage, which on a CI machine are this check's."""
     arch = arch_of(images.platform)
     podman("rmi", "--force", images.service, images.replay, f"{STANDIN_PREFIX}/python:3.11-slim-{arch}",
            f"{STANDIN_PREFIX}/busybox:1.36-musl-{arch}", check=False)

@@ -8,6 +8,7 @@ check all of it and once to write, so a file that is wrong anywhere writes nothi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -107,9 +108,14 @@ def _importing(write: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             args.import_retention = retention(read_policy(args.policy))
         except (PolicyError, OSError) as exc:
             return _fail("import", f"--policy: {exc}")
-        with tempfile.TemporaryDirectory(prefix="wfboost-import-") as scratch:
+        try:
+            scratch_dir = tempfile.TemporaryDirectory(prefix="wfboost-import-") if args.file == "-" else None
+        except OSError as exc:  # a read-only root with nothing mounted at /tmp
+            return _fail("import", f"standard input needs a writable temporary directory ({exc.strerror or exc}): "
+                                   "give a file instead, or mount one at /tmp (TMPDIR)")
+        with scratch_dir or contextlib.nullcontext() as scratch:
             try:
-                path = _spooled(args.file, Path(scratch))
+                path = _spooled(args.file, Path(scratch or "."))
                 with path.open("rb") as lines:
                     checked = check_export(lines)
             except OSError as exc:

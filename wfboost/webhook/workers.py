@@ -74,7 +74,10 @@ _PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 def _run_worker(start_worker: Callable[[WebhookConfig], None], config: WebhookConfig, parent: int) -> None:
     """A worker that ends with its parent: killed parents (SIGKILL, an OOM kill) run no `finally`, and workers left
     behind would go on serving the port with what they loaded, unsupervised and out of every probe's sight. Linux
-    sends SIGTERM (a drain) when the parent dies; elsewhere the worker runs as before."""
+    sends SIGTERM (a drain) when the parent dies; elsewhere the worker runs as before. (As a container's PID 1 the
+    parent takes its whole PID namespace with it anyway; this matters under tini, a shared process namespace, or
+    outside containers.) The parent forks from its main thread, which lives as long as it does: the signal is tied
+    to the forking thread."""
     _die_with_parent(parent)
     start_worker(config)
 
