@@ -36,7 +36,7 @@ from wfboost.argo.pods import parse_pod
 from wfboost.blobs.client import SideStoreClient
 from wfboost.cache import redis_client
 from wfboost.cache.keys import cache_key, key_material
-from wfboost.cache.store import CacheStore
+from wfboost.cache.store import CacheStore, now_ms
 from wfboost_dev.demo.processes import RedisProcess, free_ports
 from wfboost_dev.deploy.kustomize import render_base
 from wfboost_dev.deploy.objects import containers, pod_specs
@@ -190,7 +190,7 @@ def record(valkey: RedisProcess, pod: dict[str, Any]) -> None:
     step = parse_pod(pod)
     entry = {
         "key": cache_key(key_material(step, seed="images-check")), "entry_id": "first", "staleness_s": 604800,
-        "finished_at": "2026-12-01T10:00:00Z", "finished_ms": 1_900_000_000_000, "artifacts": [],
+        "finished_at": "2026-12-01T10:00:00Z", "finished_ms": now_ms() - 60_000, "artifacts": [],
         "parameters": [{"name": name, "value": wait_reads(value.encode())} for name, value in CACHED.items()],
         "image": step.main["image"], "image_id": "sha256:" + "4" * 64, "recorded_at": "2026-12-01T10:00:01Z",
         "producer": {"namespace": "ml", "workflow": "rows", "workflow_uid": "uid-first", "node_id": step.node_id,
