@@ -16,7 +16,7 @@ apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missi
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-.PHONY: setup test lint typecheck check package-check deploy-check images images-check run bench clean
+.PHONY: setup test lint typecheck check package-check deploy-check images images-check run bench bench-cpu clean
 
 setup: $(VENV)/.installed
 
@@ -105,6 +105,11 @@ bench: setup
 	@$(call apt_install,$(BENCH_APT_PACKAGES))
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m wfboost_dev.bench
+
+# CPU per pod admission in one process (no HTTP, no load generator): the quick measure while changing the
+# admission path; `make bench` stays the reference (wfboost_dev/bench/cpu.py).
+bench-cpu: setup
+	$(PY) -m wfboost_dev.bench.cpu
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

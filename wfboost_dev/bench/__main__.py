@@ -47,7 +47,6 @@ from wfboost_dev.argosim.kubeflow import kubeflow_compiled
 from wfboost_dev.argosim.status import kubeflow_run_nodes
 from wfboost_dev.bench import etcd_run, loadgen, profile, report, sizes
 from wfboost_dev.bench.latch import measure_latching
-from wfboost_dev.bench.status import report as status_report
 from wfboost_dev.demo.cluster import EmulatedCluster
 from wfboost_dev.demo.plan import plan_workflow
 from wfboost_dev.demo.processes import RedisProcess, free_port, start_redis
@@ -166,6 +165,8 @@ def run_all(root: Path, procs: Processes, seconds: float) -> dict[str, Any]:
     say("shrinking: corpus workflows and Kubeflow-shaped workflows of 100 to 5,000 tasks")
     results["shrink"] = sizes.measure()
     say("status compression beside Go's default gzip level")
+    from wfboost_dev.bench.status import report as status_report  # isal: a bench extra, not needed by bench-cpu
+
     results["status"] = status_report()
     say("etcd bytes of a reference run, without and with wfboost (a real etcd each)")
     results["etcd_run"] = etcd_run.measure()
