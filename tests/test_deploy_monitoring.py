@@ -19,8 +19,8 @@ from wfboost_dev.deploy.objects import Obj, selects
 
 ON = {"monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                      "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}}
-PROMETHEUS_FUNCTIONS = {"sum", "rate", "increase", "clamp_min", "min", "max", "vector", "time", "histogram_quantile", "by", "and",
-                        "absent", "or", "le"}
+PROMETHEUS_FUNCTIONS = {"sum", "rate", "increase", "clamp_min", "min", "max", "vector", "time", "histogram_quantile",
+                        "by", "and", "absent", "or", "le"}
 
 
 def exported() -> set[str]:
