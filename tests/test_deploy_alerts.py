@@ -17,12 +17,11 @@ from wfboost_dev.deploy.chart import render_chart
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (make deploy-check installs it)")
-NS = 'namespace="wfboost"'
 NANS = " ".join(["NaN"] * 41)  # promtool's `NaNxN` shorthand is not parsed
 
 
-def series(name: str, values: str, **labels: str) -> dict[str, str]:
-    rendered = ", ".join([NS, *(f'{k}="{v}"' for k, v in labels.items())])
+def series(name: str, values: str, namespace: str = "wfboost", **labels: str) -> dict[str, str]:
+    rendered = ", ".join([f'namespace="{namespace}"', *(f'{k}="{v}"' for k, v in labels.items())])
     return {"series": f"{name}{{{rendered}}}", "values": values}
 
 
@@ -40,6 +39,9 @@ CASES: list[tuple[str, str, list[dict[str, str]], str, bool]] = [
     ("WfboostRedisUnavailable", "lookups fail open with store_unavailable (the PINGs pass)",
      [series("wfboost_redis_up", "1x40", pod="webhook-a"),
       series("wfboost_fail_open_total", "0+2x40", reason="store_unavailable")], "30m", True),
+    ("WfboostRedisUnavailable", "two installs, only team-b's Redis is down: the alert names team-b",
+     [series("wfboost_redis_up", "1x40", namespace="team-a", pod="webhook-a"),
+      series("wfboost_redis_up", "1 0x40", namespace="team-b", pod="webhook-a")], "30m", True),
     ("WfboostRedisUnavailable", "Redis answers, admissions succeed",
      [series("wfboost_redis_up", "1x40", pod="webhook-a"),
       series("wfboost_fail_open_total", "0x40", reason="store_unavailable")], "30m", False),
@@ -80,6 +82,14 @@ CASES: list[tuple[str, str, list[dict[str, str]], str, bool]] = [
 ]
 
 
+def firing_labels(what: str, inputs: list[dict[str, str]]) -> dict[str, str]:
+    """Each alert is per namespace: it carries the namespace of the install that is broken (the last series'), but
+    for "no webhook scraped at all", which knows of no namespace."""
+    if what == "no webhook target is scraped at all":
+        return {}
+    return {"namespace": inputs[-1]["series"].split('namespace="', 1)[1].split('"', 1)[0]}
+
+
 @pytest.fixture(scope="module")
 def rules() -> dict[str, Any]:
     on = {"monitoring": {"prometheusRule": {"enabled": True}}}
@@ -97,7 +107,8 @@ def test_the_alert_as_prometheus_evaluates_it(rules: dict[str, Any], tmp_path: P
                                               inputs: list[dict[str, str]], at: str, fires: bool) -> None:
     rule = next(r for group in rules["groups"] for r in group["rules"] if r["alert"] == alert)
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
-    expected = [{"exp_labels": rule["labels"], "exp_annotations": rule["annotations"]}] if fires else []
+    expected = [{"exp_labels": {**rule["labels"], **firing_labels(what, inputs)},
+                 "exp_annotations": rule["annotations"]}] if fires else []
     test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
             "tests": [{"interval": "1m", "input_series": inputs,
                        "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}]}]}

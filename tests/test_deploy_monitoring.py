@@ -1,20 +1,26 @@
-"""The chart's monitoring objects (off by default, so deploy/base has none): the ServiceMonitor scrapes every
-component that serves /metrics, and every metric the alerts and the dashboard read is one the product exports."""
+"""The chart's monitoring objects (off by default; for kustomize the component deploy/components/monitoring): the
+ServiceMonitor scrapes every component that serves /metrics, every metric the alerts and the dashboard read is one
+the product exports, and the component is what the chart renders."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.harness.validate import validate_object
 from wfboost.recorder.metrics import RecorderMetrics
 from wfboost.sidestore.metrics import SideStoreMetrics
 from wfboost.webhook.failopen import FailOpen
 from wfboost.webhook.metrics import Metrics
-from wfboost_dev.deploy.chart import lint_chart, render_chart
+from wfboost_dev.deploy.chart import CHART, lint_chart, render_chart
+from wfboost_dev.deploy.kustomize import render_base
 from wfboost_dev.deploy.objects import Obj, selects
 
 ON = {"monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
@@ -94,3 +100,53 @@ def test_the_dashboard_reads_metrics_that_exist(objects: list[Obj]) -> None:
             assert used and used <= names, (panel["title"], used - names)
     assert {"Hit rate", "Admission latency", "Bytes saved by shrinking", "Latching: leases and waiting followers",
             "Failing open", "Compute time saved by hits", "Redis answers"} <= titles
+
+
+COMPONENT = Path(__file__).resolve().parents[1] / "deploy" / "components" / "monitoring"
+DEFAULTS_ON = {"monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                              "dashboard": {"enabled": True}}}  # every other monitoring value at its default
+
+
+def monitoring_of(objects: list[Obj]) -> dict[str, Obj]:
+    return {o["kind"]: o for o in objects if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+            == "monitoring"}
+
+
+def test_the_kustomize_component_is_the_charts_monitoring() -> None:
+    """deploy/components/monitoring holds what the chart renders with monitoring on and its default values: the same
+    ServiceMonitor and PrometheusRule, the same dashboard file under the same ConfigMap name, key and labels."""
+    chart = monitoring_of(render_chart(DEFAULTS_ON))
+    for kind, name in (("ServiceMonitor", "servicemonitor.yaml"), ("PrometheusRule", "prometheusrule.yaml")):
+        assert yaml.safe_load((COMPONENT / name).read_text()) == chart[kind], kind
+    assert (COMPONENT / "dashboard.json").read_bytes() == (CHART / "files" / "dashboard.json").read_bytes()
+    (generator,) = yaml.safe_load((COMPONENT / "kustomization.yaml").read_text())["configMapGenerator"]
+    dashboard = chart["ConfigMap"]
+    assert generator["name"] == dashboard["metadata"]["name"]
+    assert generator["options"]["labels"] == dashboard["metadata"]["labels"]
+    assert generator["files"] == [f"{next(iter(dashboard['data']))}=dashboard.json"]
+
+
+KUBECTL = shutil.which("kubectl")
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (with its built-in kustomize) on this machine")
+def test_an_overlay_with_the_component_renders_the_charts_monitoring_in_its_namespace(tmp_path: Path) -> None:
+    """The real kustomize: the base plus the component, moved to team-x, gives the base's objects and the chart's
+    monitoring objects for namespace team-x; the alerts name no namespace, so nothing in them is left behind."""
+    shutil.copytree(COMPONENT.parents[1], tmp_path / "deploy")
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: team-x\n"
+        "resources: [../deploy/base]\ncomponents: [../deploy/components/monitoring]\n")
+    assert KUBECTL is not None
+    done = subprocess.run([KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    rendered = [o for o in yaml.safe_load_all(done.stdout) if o]
+    chart = monitoring_of(render_chart({**DEFAULTS_ON, "namespace": {"name": "team-x"}}))
+    assert monitoring_of(rendered) == chart
+    base = render_base(COMPONENT.parents[1] / "base", namespace="team-x")
+    assert [o for o in rendered if o not in base and o not in chart.values()] == []
+    assert "namespace=" not in str(chart["PrometheusRule"]["spec"])  # no namespace written into the expressions
+
