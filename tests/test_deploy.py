@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.harness.kustomize import kustomize, needs_kubectl, overlay
 from tests.harness.validate import ARGO_KINDS, validate_object
 from wfboost.cli import build_parser
 from wfboost.policy import load_policy
@@ -238,30 +237,16 @@ def test_argo_resources_named_are_argos() -> None:
     assert {name.split("/")[1] for name in named if "/" in name} <= {"finalizers"}
 
 
-KUBECTL = shutil.which("kubectl")
-
-
-@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (with its built-in kustomize) on this machine: only "
-                                            "wfboost_dev/deploy/kustomize.py renders the base here")
+@needs_kubectl
 @pytest.mark.parametrize("namespace", [None, "team-x"])
 def test_real_kustomize_renders_what_the_checks_check(namespace: str | None, tmp_path: Path) -> None:
     """The checks run on wfboost_dev's rendering of the base; `kubectl kustomize` (the real kustomize) renders the
     same objects, for the base and for an overlay that moves it to another namespace."""
-    shutil.copytree(DEPLOY / "base", tmp_path / "base")
-    root = tmp_path / "base"
-    if namespace is not None:
-        root = tmp_path / "overlay"
-        root.mkdir()
-        (root / "kustomization.yaml").write_text("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-                                                 f"namespace: {namespace}\nresources: [../base]\n")
-    assert KUBECTL is not None
-    done = subprocess.run([KUBECTL, "kustomize", str(root)], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
 
     def identity(obj: dict[str, Any]) -> tuple[str, str, str]:
         return obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
 
-    real = {identity(o): o for o in yaml.safe_load_all(done.stdout) if o}
+    real = {identity(o): o for o in kustomize(overlay(DEPLOY, tmp_path, namespace))}
     ours = {identity(o): o for o in render_base(DEPLOY / "base", namespace=namespace)}
     assert sorted(real) == sorted(ours)
     assert [k for k in real if real[k] != ours[k]] == []

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.harness.kustomize import kustomize, needs_kubectl, overlay
 from tests.harness.validate import validate_object
 from wfboost.recorder.metrics import RecorderMetrics
 from wfboost.sidestore.metrics import SideStoreMetrics
@@ -126,24 +125,11 @@ def test_the_kustomize_component_is_the_charts_monitoring() -> None:
     assert generator["files"] == [f"{next(iter(dashboard['data']))}=dashboard.json"]
 
 
-KUBECTL = shutil.which("kubectl")
-
-
-@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (with its built-in kustomize) on this machine")
+@needs_kubectl
 def test_an_overlay_with_the_component_renders_the_charts_monitoring_in_its_namespace(tmp_path: Path) -> None:
     """The real kustomize: the base plus the component, moved to team-x, gives the base's objects and the chart's
     monitoring objects for namespace team-x; the alerts name no namespace, so nothing in them is left behind."""
-    shutil.copytree(COMPONENT.parents[1], tmp_path / "deploy")
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: team-x\n"
-        "resources: [../deploy/base]\ncomponents: [../deploy/components/monitoring]\n")
-    assert KUBECTL is not None
-    done = subprocess.run([KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    rendered = [o for o in yaml.safe_load_all(done.stdout) if o]
+    rendered = kustomize(overlay(COMPONENT.parents[1], tmp_path, "team-x", ["components/monitoring"]))
     chart = monitoring_of(render_chart({**DEFAULTS_ON, "namespace": {"name": "team-x"}}))
     assert monitoring_of(rendered) == chart
     base = render_base(COMPONENT.parents[1] / "base", namespace="team-x")

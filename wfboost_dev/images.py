@@ -87,6 +87,17 @@ def arch_of(target: str) -> str:
     return arch
 
 
+def standin_tags(arch: str) -> tuple[str, str]:
+    """The stand-ins' names for `arch`: for python:3.11-slim, then for busybox:1.36-musl."""
+    return f"{STANDIN_PREFIX}/python:3.11-slim-{arch}", f"{STANDIN_PREFIX}/busybox:1.36-musl-{arch}"
+
+
+def check_images(target: str, prefix: str = CHECK_PREFIX) -> Images:
+    """The names a check builds for `target` under."""
+    tag = f"{version()}-{arch_of(target)}"
+    return Images(service=f"{prefix}/wfboost:{tag}", replay=f"{prefix}/replay:{tag}", platform=target)
+
+
 def _conf_path() -> Path:
     path = Path(tempfile.gettempdir()) / "wfboost-containers.conf"
     if not path.exists() or path.read_text() != CONTAINERS_CONF:
@@ -123,7 +134,7 @@ def mmdebstrap(arch: str, *options: str) -> bytes:
 
 def import_python_standin(arch: str) -> str:
     """Debian bookworm with python3 and pip for `arch`, imported as the stand-in for python:3.11-slim."""
-    tag = f"{STANDIN_PREFIX}/python:3.11-slim-{arch}"
+    tag = standin_tags(arch)[0]
     root = mmdebstrap(arch, "--variant=minbase", "--include=python3,python3-pip,ca-certificates",
                       f"--customize-hook={_PYTHON_CUSTOMIZE}")
     podman("import", "--arch", arch, "--change", 'CMD ["python3"]', "-", tag, stdin=root)
@@ -150,7 +161,7 @@ def busybox_root(busybox: bytes, applets: Iterable[str]) -> bytes:
 
 def import_busybox_standin(arch: str) -> str:
     """Debian's busybox-static for `arch` with its applet links, imported as the stand-in for busybox:1.36-musl."""
-    tag = f"{STANDIN_PREFIX}/busybox:1.36-musl-{arch}"
+    tag = standin_tags(arch)[1]
     with tarfile.open(fileobj=io.BytesIO(mmdebstrap(arch, "--variant=extract", "--include=busybox-static"))) as tar:
         member = tar.extractfile("./bin/busybox")
         if member is None:
@@ -170,8 +181,7 @@ def import_busybox_standin(arch: str) -> str:
 
 def build_images(target: str, python_image: str, busybox_image: str, prefix: str = CHECK_PREFIX) -> Images:
     """Both images from deploy/images for `target`, as `make images` builds them, on the given bases."""
-    tag = f"{version()}-{arch_of(target)}"
-    images = Images(service=f"{prefix}/wfboost:{tag}", replay=f"{prefix}/replay:{tag}", platform=target)
+    images = check_images(target, prefix)
     podman("build", "--platform", target, "--no-cache",
            "--build-arg", f"PYTHON_IMAGE={python_image}", "-f", str(ROOT / "deploy/images/Dockerfile"),
            "-t", images.service, str(ROOT), timeout=1800)
@@ -193,8 +203,7 @@ def build_all(target: str | None = None, announce: Callable[[str], None] = print
         announce(f"[3/3] {target}: building deploy/images/Dockerfile and deploy/images/replay/Dockerfile (podman)")
         return build_images(target, python_image, busybox_image)
     except BaseException:
-        tag = f"{version()}-{arch}"
-        remove(Images(f"{CHECK_PREFIX}/wfboost:{tag}", f"{CHECK_PREFIX}/replay:{tag}", target))
+        remove(check_images(target))
         raise
 
 
@@ -202,9 +211,7 @@ def remove(images: Images) -> None:
     """Drop what a check built (both images and their stand-in bases) and the layers nothing uses any more: each
     run builds anew, and a CI machine would otherwise keep every run's half gigabyte. The prune takes every dangling
     image of the machine's podman storage, which on a CI machine are this check's."""
-    arch = arch_of(images.platform)
-    podman("rmi", "--force", images.service, images.replay, f"{STANDIN_PREFIX}/python:3.11-slim-{arch}",
-           f"{STANDIN_PREFIX}/busybox:1.36-musl-{arch}", check=False)
+    podman("rmi", "--force", images.service, images.replay, *standin_tags(arch_of(images.platform)), check=False)
     podman("image", "prune", "--force", check=False)
 
 

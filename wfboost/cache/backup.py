@@ -12,7 +12,8 @@ Format, JSON Lines (one object per line, UTF-8), written and read one line at a 
 - a header: `{"format": "wfboost-cache", "version": 1, "keyspace": "v1", "exported_at": RFC 3339, "exported_ms": ms}`;
 - one line per cache key: `{"key": K, "tracks": {"<staleness s>": "<entry id>", ...}, "entries": {"<entry id>":
   entry, ...}, "served": [node, ...], "served_ttl_ms": ms}` (an entry as wfboost.cache.entries has it; `served`:
-  the nodes already given a hit from K, so that their retries still run for real), each key read in one script;
+  the nodes already given a hit from K, so that their retries still run for real), each key read in one script
+  (`CacheStore.snapshot`);
 - a trailer: `{"end": true, "keys": N}`. A file without it was cut short.
 
 Not exported: leases and waiting followers (in-flight state that an import could only make wrong), tallies and the
@@ -37,7 +38,7 @@ import orjson
 from wfboost.cache import keyspace as ks
 from wfboost.cache.entries import CacheEntry
 from wfboost.cache.errors import CacheError
-from wfboost.cache.store import CacheStore, now_ms
+from wfboost.cache.store import CacheStore, Snapshot, now_ms
 
 FORMAT: Final = "wfboost-cache"
 VERSION: Final = 1
@@ -50,17 +51,6 @@ _ENTRY_FIELDS: Final = {"key": str, "entry_id": str, "finished_at": str, "finish
                         "recorded_at": str}
 _PRODUCER_FIELDS: Final = ("namespace", "workflow", "workflow_uid", "node_id", "node_name", "pod")
 _SERVED_TTL_MS: Final = int(ks.SERVED_TTL.total_seconds() * 1000)
-# One key's tracks, entries and served nodes as of one moment (a record in between could move a track).
-_READ_KEY: Final = """
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]),
-        redis.call('PTTL', KEYS[3])}
-"""
-# The served nodes and their lifetime in one step (never a set left without expiry).
-_RESTORE_SERVED: Final = """
-for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 1
-"""
 
 
 class BackupError(CacheError, ValueError):
@@ -112,12 +102,11 @@ async def export(store: CacheStore, write: Callable[[bytes], object],
                  progress: Callable[[int, int], None] = lambda done, total: None) -> int:
     """Write the export line by line (each followed by a newline); the number of keys written. Keys that expire
     while it runs are left out."""
-    read_key = store.redis.register_script(_READ_KEY)
     keys = await store.keys()
     write(orjson.dumps(header_now()) + b"\n")
     written = 0
     for number, key in enumerate(keys, 1):
-        record = _key_record(key, await read_key(keys=[ks.tracks_key(key), ks.entries_key(key), ks.served_key(key)]))
+        record = _key_record(key, await store.snapshot(key))
         if record is not None:
             write(orjson.dumps(record) + b"\n")
             written += 1
@@ -127,21 +116,12 @@ async def export(store: CacheStore, write: Callable[[bytes], object],
     return written
 
 
-def _key_record(key: str, answer: list[Any]) -> KeyRecord | None:
-    tracks_raw, entries_raw, served_raw, served_ttl = answer
-    bodies = {_text(k): v for k, v in zip(entries_raw[::2], entries_raw[1::2], strict=True)}
-    tracks: dict[str, str] = {}
-    entries: dict[str, CacheEntry] = {}
-    for field, value in zip(tracks_raw[::2], tracks_raw[1::2], strict=True):
-        entry_id = _text(value).split(":", 1)[1]
-        body = bodies.get(entry_id)
-        if body is not None:
-            tracks[_text(field).removeprefix("t:")] = entry_id
-            entries[entry_id] = cast(CacheEntry, orjson.loads(body))
-    if not tracks:
+def _key_record(key: str, snapshot: Snapshot) -> KeyRecord | None:
+    if not snapshot.tracks:
         return None  # expired or invalidated since the index was read
-    return {"key": key, "tracks": tracks, "entries": entries, "served": sorted(_text(n) for n in served_raw),
-            "served_ttl_ms": max(0, int(served_ttl)) if served_raw else 0}
+    return {"key": key, "tracks": {track: entry["entry_id"] for track, entry in snapshot.tracks.items()},
+            "entries": {entry["entry_id"]: entry for entry in snapshot.tracks.values()},
+            "served": snapshot.served, "served_ttl_ms": snapshot.served_ttl_ms}
 
 
 # --- import ----------------------------------------------------------------------------------------------------
@@ -264,7 +244,6 @@ async def import_export(store: CacheStore, lines: Iterable[bytes], *, retention:
     """Write a checked export through the recorder's path. A key's served nodes go first (a retry of one of them must
     never meet an entry without them); then its tracks, oldest entry first. Entries past `retention` stay out, as
     they would have expired here too."""
-    restore_served = store.redis.register_script(_RESTORE_SERVED)
     counts = {"written": 0, "kept": 0, "expired": 0, "superseded": 0}
     cutoff = now_ms() - int(retention.total_seconds() * 1000)
     items = parse_export(lines)
@@ -276,7 +255,7 @@ async def import_export(store: CacheStore, lines: Iterable[bytes], *, retention:
         keys += 1
         lifetime = min(record["served_ttl_ms"] or _SERVED_TTL_MS, _SERVED_TTL_MS) - elapsed
         if record["served"] and lifetime > 0:  # what is left of the nodes' lifetime since the export
-            await restore_served(keys=[ks.served_key(record["key"])], args=[lifetime, *record["served"]])
+            await store.restore_served(record["key"], record["served"], lifetime)
         pairs = sorted(record["tracks"].items(), key=lambda item: record["entries"][item[1]]["finished_ms"])
         for track, entry_id in pairs:
             entry = record["entries"][entry_id]
@@ -291,7 +270,3 @@ async def import_export(store: CacheStore, lines: Iterable[bytes], *, retention:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -57,6 +57,15 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """A key's tracks (track name -> entry) and the nodes served from it, with their set's remaining lifetime."""
+
+    tracks: dict[str, CacheEntry]
+    served: list[str]
+    served_ttl_ms: int
+
+
+@dataclass(frozen=True)
 class Inflight:
     """A key being run now by its leader: the lease's owner, how long until it lapses, and who waits (node →
     first refusal, ms)."""
@@ -95,6 +104,8 @@ class CacheStore:
         self._record = redis.register_script(_script("record.lua"))
         self._prune = redis.register_script(_script("prune.lua"))
         self._lease = redis.register_script(_script("lease.lua"))
+        self._snapshot = redis.register_script(_script("snapshot.lua"))
+        self._restore_served = redis.register_script(_script("restore_served.lua"))
 
     # --- the admission path: one round trip ---------------------------------------------------------------
 
@@ -194,14 +205,19 @@ class CacheStore:
         tracks = await self.redis.hgetall(ks.tracks_key(key))
         if not tracks:
             return {}
-        entries = await self.redis.hgetall(ks.entries_key(key))
-        bodies = {_text(k): v for k, v in entries.items()}
-        result: dict[str, CacheEntry] = {}
-        for field, value in tracks.items():
-            entry_id = _text(value).split(":", 1)[1]
-            if entry_id in bodies:
-                result[_text(field).removeprefix("t:")] = cast(CacheEntry, orjson.loads(bodies[entry_id]))
-        return result
+        return _tracks_of(tracks.items(), await self.redis.hgetall(ks.entries_key(key)))
+
+    async def snapshot(self, key: str) -> Snapshot:
+        """A key's tracks and served nodes as of one moment (one script), for a backup."""
+        tracks, entries, served, served_ttl = await self._snapshot(
+            keys=[ks.tracks_key(key), ks.entries_key(key), ks.served_key(key)])
+        return Snapshot(_tracks_of(zip(tracks[::2], tracks[1::2], strict=True),
+                                   dict(zip(entries[::2], entries[1::2], strict=True))),
+                        sorted(_text(node) for node in served), max(0, int(served_ttl)) if served else 0)
+
+    async def restore_served(self, key: str, nodes: Iterable[str], lifetime_ms: int) -> None:
+        """Add nodes that a backup says were served from `key`, kept at least `lifetime_ms` (one script)."""
+        await self._restore_served(keys=[ks.served_key(key)], args=[lifetime_ms, *nodes])
 
     async def keys(self) -> list[str]:
         """Every cache key with entries, newest first."""
@@ -317,6 +333,18 @@ class CacheStore:
         if not await self.redis.exists(ks.tracks_key(key)):
             await self.redis.delete(ks.entries_key(key))
             await self.redis.zrem(ks.index_all(), key)
+
+
+def _tracks_of(tracks: Iterable[tuple[Any, Any]], entries: Mapping[Any, Any]) -> dict[str, CacheEntry]:
+    """Track name (staleness seconds) -> entry, from the tracks hash (`t:<s>` -> `<finished ms>:<entry id>`) and
+    the entries hash; a track whose entry is gone is left out."""
+    bodies = {_text(k): v for k, v in entries.items()}
+    result: dict[str, CacheEntry] = {}
+    for field, value in tracks:
+        entry_id = _text(value).split(":", 1)[1]
+        if entry_id in bodies:
+            result[_text(field).removeprefix("t:")] = cast(CacheEntry, orjson.loads(bodies[entry_id]))
+    return result
 
 
 def _text(value: Any) -> str:
