@@ -13,6 +13,7 @@ the artifacts are absent, never empty files.
 from __future__ import annotations
 
 import copy
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ import pytest
 from tests.argo_source.pods import ControllerConfig, controller_pod
 from tests.argo_source.taskresult import executor_template, task_result
 from tests.conftest import REDIS_DEPLOYMENTS, StartWebhook, Webhook, redis_deployment
-from tests.harness.kubelet import BUSYBOX, run_main
+from tests.harness.kubelet import BUSYBOX, run_main, wait_reads
 from wfboost.argo.pods import parse_pod
 from wfboost.cache.keys import cache_key, key_material
 from wfboost.cache.marker import MARKER_PARAMETER
+from wfboost_dev.demo.processes import start_redis
 
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox-static is not installed (make setup installs it)")
 POLICY = "apiVersion: wfboost.io/v1alpha1\nkind: Policy\nfeatures: {memoize: true}\nmemoize: {namespaces: [ml]}\n"
@@ -63,13 +65,14 @@ def pod_of(version: str, initless: bool, workflow_uid: str, seed: str) -> dict[s
     return pod
 
 
-def record_first_run(webhook: Webhook, version: str, pod: dict[str, Any], seed: str) -> dict[str, Any]:
+def record_first_run(webhook: Webhook, version: str, pod: dict[str, Any], seed: str,
+                     finished_ms: int = 1_900_000_000_000) -> dict[str, Any]:
     """The entry the recorder writes from the first run: the outputs Argo's executor reported."""
     reported = task_result(version, pod, {"parameters": {"rows": "42"}})["outputs"]
     step = parse_pod(pod)
     entry = {
         "key": cache_key(key_material(step, seed=seed)), "entry_id": "first-run", "finished_at": "2026-11-22T10:00:00Z",
-        "finished_ms": 1_900_000_000_000, "staleness_s": 604800,
+        "finished_ms": finished_ms, "staleness_s": 604800,
         "parameters": [{"name": p["name"], "value": p["value"]} for p in reported["parameters"]],
         "artifacts": reported["artifacts"], "image": step.main["image"], "image_id": "sha256:" + "3" * 64,
         "producer": {"namespace": "ml", "workflow": "train", "workflow_uid": "uid-first", "node_id": step.node_id,
@@ -130,3 +133,40 @@ def test_a_step_that_ran_for_real_keeps_what_it_reported(memo_webhook: Webhook, 
     )
     reported = task_result("v3.7.18", pod, {"parameters": {"rows": "7"}})
     assert memo_webhook.api.admit("workflowtaskresults", reported).patch == []
+
+
+@needs_busybox
+def test_a_cache_restored_from_a_backup_replays_as_the_original_would(
+    start_webhook: StartWebhook, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The full cycle through a backup: the first run recorded, `wfboost cache export`, `wfboost cache import` into
+    a new Valkey, and a webhook on that one serves the re-created pod (written from Argo's source) a hit whose replay
+    writes the cached value and whose task result points at the cached artifacts, as without the backup."""
+    from wfboost.cli import main
+
+    seed = request.node.nodeid
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    source, restored = start_redis(), start_redis()
+    try:
+        original = start_webhook(settings={"policy_path": policy, "redis_url": source.url})
+        first = pod_of("v3.7.18", False, "uid-first", seed)
+        entry = record_first_run(original, "v3.7.18", first, seed, finished_ms=int(time.time() * 1000) - 60_000)
+        exported = tmp_path / "cache.jsonl"
+        assert main(["cache", "export", "--redis-url", source.url, "-o", str(exported)]) == 0
+
+        assert main(["cache", "import", "--redis-url", restored.url, str(exported)]) == 0
+        webhook = start_webhook(settings={"policy_path": policy, "redis_url": restored.url})
+        hit = webhook.api.admit("pods", pod_of("v3.7.18", False, "uid-again", seed)).object
+        assert hit["metadata"]["annotations"]["wfboost.io/cache-outcome"] == "hit"
+        main_container = next(c for c in hit["spec"]["containers"] if c["name"] == "main")
+        done = run_main(main_container, tmp_path / "root")
+        assert done.returncode == 0, done.stderr
+        written = wait_reads((tmp_path / "root" / "tmp" / "rows").read_bytes())
+        assert written == "42"
+        raw = task_result("v3.7.18", hit, {"parameters": {"rows": written}})
+        stored = webhook.api.admit("workflowtaskresults", raw).object
+        assert stored["outputs"]["artifacts"] == [{**entry["artifacts"][0], "artifactGC": {"strategy": "Never"}}]
+    finally:
+        source.stop()
+        restored.stop()
